@@ -1,0 +1,25 @@
+"""balancer: train classifiers on class-imbalanced data.
+
+Equal-frequency minibatches drawn from circular per-class buffers, a fine-tune phase at the
+true class frequencies, and wrappers that add both to an existing ``DataLoader``.
+"""
+
+from balancer._labels import labels_of
+from balancer._loader import BalancedDataLoader, balance, balanced_loader
+from balancer._sampler import BalancedBatchSampler
+from balancer._schedule import FineTuneSchedule
+from balancer.datasets import SHIPPED_DATASETS, MedMNIST, load_medmnist
+
+__all__ = [
+    "SHIPPED_DATASETS",
+    "BalancedBatchSampler",
+    "BalancedDataLoader",
+    "FineTuneSchedule",
+    "MedMNIST",
+    "balance",
+    "balanced_loader",
+    "labels_of",
+    "load_medmnist",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,176 @@
+"""Command line: ``balancer study`` (also ``python -m balancer study``).
+
+Examples::
+
+    balancer study                                   # the default study on shipped RetinaMNIST
+    balancer study --dataset pneumoniamnist --seeds 0,1,2
+    balancer study --data my_medmnist_layout.npz --strategies plain,balanced+finetune
+    balancer study --csv manifest.csv --image-col path --label-col dx
+    balancer study --quick --out /tmp/smoke          # seconds: one seed, two short epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from balancer.study import QUICK, STRATEGIES, StudyConfig, format_table, prepare_data, run_study
+from balancer.study import write_outputs as _write_outputs
+
+__all__ = ["main"]
+
+_DEFAULTS = StudyConfig(progress=False)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 0,1,2, but got {text!r}") from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "study", help="compare weighting and resampling strategies on one data set",
+        description="Train the same small CNN under several imbalance strategies and seeds, with "
+                    "the same number of optimizer steps each; select on validation, report test "
+                    "metrics (CSV, Markdown, plots, config JSON) in a run folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data (at most one of --dataset, --data, --csv)")
+    source = data.add_mutually_exclusive_group()
+    source.add_argument("--dataset", default=None,
+                        help="a shipped data set: retinamnist (the default), pneumoniamnist, "
+                             "breastmnist")
+    source.add_argument("--data", default=None, metavar="PATH.npz",
+                        help="any .npz file in the MedMNIST layout")
+    source.add_argument("--csv", default=None, metavar="MANIFEST.csv",
+                        help="a CSV manifest of image files (paths relative to the CSV)")
+    data.add_argument("--image-col", default=_DEFAULTS.image_col)
+    data.add_argument("--label-col", default=_DEFAULTS.label_col)
+    data.add_argument("--split-col", default=_DEFAULTS.split_col,
+                      help="train/val/test per row; without it, a seeded 70/10/20 split per class")
+    data.add_argument("--image-size", type=int, default=_DEFAULTS.image_size)
+    data.add_argument("--train-limit", type=int, default=None,
+                      help="train on a stratified slice of this many samples")
+
+    run = parser.add_argument_group("study")
+    run.add_argument("--strategies", type=_name_list, default=None,
+                     help=f"comma-separated, from: {', '.join(STRATEGIES)} (default: all)")
+    run.add_argument("--seeds", type=_int_list, default=None,
+                     help="comma-separated seeds (default: 0,1,2)")
+    run.add_argument("--epochs", type=int, default=None,
+                     help=f"budget in epochs of ceil(N/batch_size) steps (default: "
+                          f"{_DEFAULTS.epochs})")
+    run.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    run.add_argument("--lr", type=float, default=_DEFAULTS.lr)
+    run.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
+    run.add_argument("--finetune-epochs", type=int, default=None,
+                     help=f"balanced+finetune's epochs at true frequencies (default: "
+                          f"min({_DEFAULTS.finetune_epochs}, epochs))")
+    run.add_argument("--drw-epochs", type=int, default=None,
+                     help=f"ldam-drw's last epochs with class-balanced weights (default: "
+                          f"min({_DEFAULTS.drw_epochs}, epochs))")
+    run.add_argument("--finetune-lr-scale", type=float, default=_DEFAULTS.finetune_lr_scale)
+    run.add_argument("--finetune-freeze", action=argparse.BooleanOptionalAction,
+                     default=_DEFAULTS.finetune_freeze,
+                     help="freeze the backbone in balanced+finetune's fine-tune phase")
+    run.add_argument("--select", choices=("best", "last"), default=_DEFAULTS.select,
+                     help="last: final weights; best: highest validation balanced accuracy")
+    run.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                     default=_DEFAULTS.augment)
+    run.add_argument("--width", type=int, default=_DEFAULTS.width)
+    run.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or cuda:N")
+    run.add_argument("--threads", type=int, default=_DEFAULTS.threads,
+                     help="torch CPU threads (1 is fastest for this small CNN)")
+    run.add_argument("--quick", action="store_true",
+                     help="seconds-long smoke run: "
+                          + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    run.add_argument("--out", default=None, metavar="DIR",
+                     help="run folder (default: a new runs/<timestamp>-<data>)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=study, parser=parser)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="balancer", description="balancer command line")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _study_parser(subparsers)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> StudyConfig:
+    chosen = {"seeds": args.seeds, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+              "drw_epochs": args.drw_epochs, "train_limit": args.train_limit}
+    for key, value in chosen.items():
+        if value is not None:
+            continue
+        if args.quick:
+            chosen[key] = QUICK[key]  # phase lengths of 1 fit any budget
+        elif key not in ("finetune_epochs", "drw_epochs"):
+            chosen[key] = getattr(_DEFAULTS, key)
+        # else left None: StudyConfig defaults a phase length to at most `epochs`
+    return StudyConfig(
+        dataset=args.dataset, data=args.data, csv=args.csv, image_col=args.image_col,
+        label_col=args.label_col, split_col=args.split_col, image_size=args.image_size,
+        strategies=args.strategies if args.strategies is not None else tuple(STRATEGIES),
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        finetune_lr_scale=args.finetune_lr_scale, finetune_freeze=args.finetune_freeze,
+        select=args.select, augment=args.augment, width=args.width, device=args.device,
+        threads=args.threads, quick=args.quick, progress=not args.no_progress, **chosen)
+
+
+def _default_out(config: StudyConfig) -> Path:
+    name = config.dataset or (Path(config.data).stem if config.data else
+                              Path(config.csv).stem if config.csv else "retinamnist")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path("runs") / f"{stamp}-{name}{'-quick' if config.quick else ''}"
+    suffix = 1
+    while out.exists():
+        suffix += 1
+        out = out.with_name(f"{stamp}-{name}-{suffix}")
+    return out
+
+
+def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> int:
+    try:
+        config = _config(args)
+        out = Path(args.out) if args.out is not None else _default_out(config)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out={str(out)!r} is a file; pass a folder for the run's outputs")
+        data = prepare_data(config)  # every input error surfaces before any training
+    except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        parser.error(str(message))
+    results = run_study(config, data)
+    paths = _write_outputs(results, config, out, command=command, info=results.attrs)
+    print()
+    print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
+          f"{list(config.seeds)}:")
+    print()
+    print(format_table(results))
+    print()
+    print(f"Report: {paths['report.md']}")
+    print(f"Run folder: {out} ({', '.join(p.name for p in paths.values())})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``balancer`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.handler(args, args.parser, "balancer " + shlex.join(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

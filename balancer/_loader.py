@@ -1,0 +1,300 @@
+"""Add balanced batches to an existing ``DataLoader`` in one line."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+)
+
+from balancer._distributed import shared_seed
+from balancer._labels import labels_of
+from balancer._sampler import BalancedBatchSampler
+from balancer._schedule import Phase
+from balancer._validation import check_bool, check_int
+
+__all__ = ["BalancedDataLoader", "balance", "balanced_loader"]
+
+# DataLoader settings that carry over unchanged to the balanced loader (like accelerate, an
+# allow-list: anything about which indices are drawn -- batch_size, shuffle, sampler,
+# batch_sampler, drop_last -- is replaced by the BalancedBatchSampler).
+_COPIED_SETTINGS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
+                    "multiprocessing_context", "generator", "prefetch_factor",
+                    "persistent_workers", "pin_memory_device", "in_order")
+_DATALOADER_PARAMETERS = frozenset(inspect.signature(DataLoader.__init__).parameters)
+# Samplers balance() may replace: the defaults behind shuffle=False/True, and DistributedSampler
+# (the balanced sampler shards by itself, with the same num_replicas and rank).
+_REPLACEABLE_SAMPLERS = (SequentialSampler, RandomSampler, DistributedSampler)
+_SAMPLER_OPTIONS = ("schedule", "seed", "samples_per_epoch", "drop_last")
+
+
+class BalancedDataLoader(DataLoader):
+    """A ``DataLoader`` whose batches come from a :class:`~balancer.BalancedBatchSampler`.
+
+    Built by :func:`balance` and :func:`balanced_loader`. It is an ordinary ``DataLoader``
+    (``loader.batch_sampler`` is the sampler; ``len(loader)`` is the sampler's length, which
+    follows the phase of the current epoch) with the sampler's controls on the loader itself:
+
+    - ``loader.set_epoch(epoch)``: call at the start of every epoch, before iterating;
+    - ``loader.phase`` / ``loader.epoch``: ``"balanced"`` or ``"finetune"``, and the current epoch;
+    - ``loader.state_dict()`` / ``loader.load_state_dict(state)``: the position in the plan, for
+      checkpoints. The position counts the batches the training loop has *received* from the
+      loader in the current epoch, not the batches the sampler has handed to the workers (with
+      ``num_workers > 0`` the loader prefetches ahead), so a loader restored from it continues
+      with exactly the batches the loop had not seen.
+
+    Example::
+
+        loader = balance(DataLoader(train_set, batch_size=64, num_workers=4))
+        for epoch in range(loader.epoch, epochs):
+            loader.set_epoch(epoch)
+            for images, targets in loader:
+                ...
+    """
+
+    def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
+                 **kwargs: Any) -> None:
+        if not isinstance(batch_sampler, BalancedBatchSampler):
+            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler, but got "
+                            f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        # Batches the loop received in the current epoch, and where the next iteration starts
+        # (non-zero only after load_state_dict; mirrors the sampler's own resume rules).
+        self._consumed = 0
+        self._resume_from = 0
+        self._seed_was_drawn = False
+
+    def __iter__(self) -> Iterator[Any]:
+        start, self._resume_from = self._resume_from, 0
+        self._consumed = start
+        # The iterator's length is fixed now: the batches this iteration yields.
+        return _CountingIterator(super().__iter__(), self, len(self.batch_sampler))
+
+    # ------------------------------------------------------------------ sampler controls
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch the next iteration yields; see :meth:`BalancedBatchSampler.set_epoch`."""
+        previous = self.batch_sampler.epoch
+        self.batch_sampler.set_epoch(epoch)
+        if epoch != previous:
+            self._consumed = 0
+            self._resume_from = 0
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (the last one set, or restored by :meth:`load_state_dict`)."""
+        return self.batch_sampler.epoch
+
+    @property
+    def phase(self) -> Phase:
+        """``"balanced"`` or ``"finetune"``: the phase of the current epoch."""
+        return self.batch_sampler.phase
+
+    @property
+    def seed(self) -> int:
+        """The sampler's seed (drawn at random, the same on every rank, when built with None)."""
+        return self.batch_sampler.seed
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's state, with ``batches_done`` = batches the loop received this epoch.
+
+        After the last batch of an epoch it is the start of the next epoch, as for
+        :meth:`BalancedBatchSampler.state_dict`.
+        """
+        return self.batch_sampler._state_at(self._consumed)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`state_dict`): the next iteration of the saved
+        epoch yields exactly the batches the loop had not received when it was saved."""
+        saved_seed = state.get("settings", {}).get("seed") if isinstance(state, dict) else None
+        if self._seed_was_drawn and saved_seed is not None and saved_seed != self.seed:
+            raise ValueError(
+                f"state was saved with seed={saved_seed}, but this loader was built with "
+                f"seed=None and drew seed={self.seed}; rebuild it with "
+                f"balance(..., seed=state['settings']['seed']) before loading the state"
+            )
+        self.batch_sampler.load_state_dict(state)
+        self._consumed = self._resume_from = int(state["batches_done"])
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(dataset={type(self.dataset).__name__}, "
+                f"num_workers={self.num_workers}, batch_sampler={self.batch_sampler!r})")
+
+
+class _CountingIterator:
+    """The DataLoader's iterator, counting the batches it has handed to the loop."""
+
+    def __init__(self, iterator: Iterator[Any], loader: BalancedDataLoader, length: int) -> None:
+        self._iterator = iterator
+        self._loader = loader
+        self._length = length
+
+    def __iter__(self) -> _CountingIterator:
+        return self
+
+    def __next__(self) -> Any:
+        batch = next(self._iterator)
+        self._loader._consumed += 1
+        return batch
+
+    def __len__(self) -> int:
+        return self._length
+
+
+def balance(
+    loader: DataLoader,
+    labels: Any = None,
+    *,
+    schedule: Any = None,
+    seed: int | None = 0,
+    samples_per_epoch: int | None = None,
+    drop_last: bool | None = None,
+) -> BalancedDataLoader:
+    """The same ``DataLoader``, drawing equal-frequency batches from circular per-class buffers.
+
+    Returns a new :class:`BalancedDataLoader` over ``loader.dataset`` with ``loader``'s settings
+    (``num_workers``, ``collate_fn``, ``pin_memory``, ``timeout``, ``worker_init_fn``,
+    ``multiprocessing_context``, ``generator``, ``prefetch_factor``, ``persistent_workers``,
+    ``pin_memory_device`` and ``in_order`` where this torch has them) and a
+    :class:`~balancer.BalancedBatchSampler` with ``loader.batch_size`` as its ``batch_size``.
+    Under an initialised ``torch.distributed`` process group each rank gets its shard of one
+    global plan (a ``DistributedSampler`` on ``loader`` lends its ``num_replicas`` and ``rank``).
+
+    Args:
+        loader: a ``DataLoader`` over a map-style dataset with a ``batch_size`` and the default
+            sampler (``shuffle=True`` or ``False``) or a ``DistributedSampler``.
+        labels: the class of every item, or where to find it; see :func:`~balancer.labels_of`
+            (``None``: the dataset's ``targets``/``labels``/``y``, ImageFolder ``samples``, ...).
+        schedule: optional :class:`~balancer.FineTuneSchedule` for the true-frequency epochs.
+        seed: the batches are a pure function of ``(seed, epoch)``. ``None`` draws a fresh seed
+            from the operating system; under a process group rank 0's is broadcast to every
+            rank, so all call ``balance`` together. Save ``loader.seed`` to resume such a run.
+        samples_per_epoch: optional length of a balanced epoch; see the sampler.
+        drop_last: drop a short last batch; ``None`` keeps ``loader.drop_last``.
+
+    Example:
+        >>> from balancer import MedMNIST
+        >>> loader = DataLoader(MedMNIST("pneumoniamnist"), batch_size=64, shuffle=True)
+        >>> loader = balance(loader)  # labels read from dataset.labels, no image loaded
+        >>> len(loader)  # 2 classes * 3494 samples of the largest, in batches of 64
+        110
+        >>> images, targets = next(iter(loader))
+        >>> targets.bincount().tolist()
+        [32, 32]
+    """
+    if not isinstance(loader, DataLoader):
+        raise TypeError(
+            f"loader should be a torch.utils.data.DataLoader, but got {type(loader).__name__}; "
+            f"to start from a dataset, use balancer.balanced_loader(dataset, batch_size)"
+        )
+    dataset = loader.dataset
+    if isinstance(dataset, IterableDataset):
+        raise TypeError(
+            f"loader.dataset is an IterableDataset ({type(dataset).__name__}); balance() picks "
+            f"items by index, which needs a map-style Dataset with __getitem__ and __len__. "
+            f"Materialise the stream into a map-style dataset, or balance it upstream"
+        )
+    if isinstance(loader.batch_sampler, BalancedBatchSampler):
+        raise ValueError(
+            "loader is already balanced (its batch_sampler is a BalancedBatchSampler); use it as "
+            "it is, or call balance() on the original DataLoader to change settings"
+        )
+    if loader.batch_sampler is not None and type(loader.batch_sampler) is not BatchSampler:
+        raise ValueError(
+            f"loader has a custom batch_sampler ({type(loader.batch_sampler).__name__}), which "
+            f"balance() would replace; build the DataLoader with batch_size=N instead of "
+            f"batch_sampler=..., then balance() it"
+        )
+    if loader.batch_sampler is None:
+        raise ValueError(
+            "loader has batch_size=None (automatic batching disabled); balance() yields batches "
+            "of indices, so build the DataLoader with batch_size=N"
+        )
+    index_sampler = loader.batch_sampler.sampler
+    if not isinstance(index_sampler, _REPLACEABLE_SAMPLERS):
+        raise ValueError(
+            f"loader has a custom sampler ({type(index_sampler).__name__}), which balance() "
+            f"would replace; build the DataLoader with shuffle=True (or no sampler), then "
+            f"balance() it"
+        )
+    # A DataLoader built with batch_sampler=BatchSampler(...) reports batch_size=None.
+    batch_size = loader.batch_sampler.batch_size
+    if drop_last is None:
+        drop_last = loader.batch_sampler.drop_last
+    drop_last = check_bool("drop_last", drop_last)
+    num_replicas = rank = None
+    if isinstance(index_sampler, DistributedSampler):
+        num_replicas, rank = index_sampler.num_replicas, index_sampler.rank
+
+    resolved = labels_of(dataset, labels)
+    drawn = seed is None
+    sampler = BalancedBatchSampler(
+        resolved, batch_size, seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
+        samples_per_epoch=samples_per_epoch, num_replicas=num_replicas, rank=rank,
+    )
+    balanced = BalancedDataLoader(dataset, sampler, **_settings_of(loader))
+    balanced._seed_was_drawn = drawn
+    return balanced
+
+
+def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
+                    **dataloader_kwargs: Any) -> BalancedDataLoader:
+    """A balanced ``DataLoader`` over ``dataset``: ``balance(DataLoader(dataset, batch_size))``.
+
+    Args:
+        dataset: a map-style dataset.
+        batch_size: samples per batch.
+        labels: see :func:`~balancer.labels_of`.
+        **dataloader_kwargs: ``DataLoader`` settings (``num_workers``, ``collate_fn``, ...) and
+            :func:`balance`'s keywords (``schedule``, ``seed``, ``samples_per_epoch``,
+            ``drop_last``).
+
+    Example:
+        >>> from balancer import FineTuneSchedule, MedMNIST
+        >>> loader = balanced_loader(MedMNIST("pneumoniamnist"), 64, schedule=FineTuneSchedule(10, 2))
+        >>> loader.set_epoch(9)
+        >>> loader.phase, len(loader)  # one pass over the 4,708 images at their true frequencies
+        ('finetune', 74)
+    """
+    if batch_size is None:
+        raise ValueError("batch_size=None disables batching; balanced_loader needs batches, so "
+                         "pass batch_size=N")
+    batch_size = check_int("batch_size", batch_size, minimum=1,
+                           fix="pass a positive number of samples per batch")
+    chosen = sorted({"shuffle", "sampler", "batch_sampler"} & set(dataloader_kwargs))
+    if chosen:
+        raise TypeError(
+            f"balanced_loader got {', '.join(f'{k}=' for k in chosen)}, but its batches come "
+            f"from a BalancedBatchSampler (always shuffled); remove {', '.join(chosen)}"
+        )
+    options = {k: dataloader_kwargs.pop(k) for k in _SAMPLER_OPTIONS if k in dataloader_kwargs}
+    unknown = sorted(set(dataloader_kwargs) - _DATALOADER_PARAMETERS)
+    if unknown:
+        raise TypeError(
+            f"balanced_loader got unexpected keyword(s) {unknown}; pass DataLoader settings "
+            f"(num_workers, collate_fn, ...) or {', '.join(_SAMPLER_OPTIONS)}"
+        )
+    plain = DataLoader(dataset, batch_size=batch_size, **dataloader_kwargs)
+    return balance(plain, labels, **options)
+
+
+def _settings_of(loader: DataLoader) -> dict[str, Any]:
+    settings = {}
+    for name in _COPIED_SETTINGS:
+        if name not in _DATALOADER_PARAMETERS or not hasattr(loader, name):
+            continue
+        value = getattr(loader, name)
+        if name == "prefetch_factor" and loader.num_workers == 0:
+            continue  # DataLoader rejects any prefetch_factor without workers
+        if name == "pin_memory_device" and not value:
+            continue  # deprecated; passing the default would only warn
+        settings[name] = value
+    return settings

@@ -1,0 +1,158 @@
+"""Input validation: every accepted form of an argument becomes one canonical form here."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["EncodedLabels", "check_bool", "check_int", "encode_labels", "label_array"]
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+              fix: str = "") -> int:
+    """Return ``value`` as an ``int`` or raise a ``TypeError``/``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} should be an integer, but got {name}={value!r} "
+                        f"of type {type(value).__name__}{fix and '; ' + fix}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} should be an integer >= {minimum}, but got {name}={value}"
+                         f"{fix and '; ' + fix}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} should be an integer <= {maximum}, but got {name}={value}"
+                         f"{fix and '; ' + fix}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} should be True or False, but got {name}={value!r}")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class EncodedLabels:
+    """Labels in canonical form.
+
+    Attributes:
+        classes: the sorted distinct labels, shape ``(C,)``.
+        codes: for each sample, the position of its label in ``classes``, shape ``(N,)``.
+        counts: samples per class, aligned with ``classes``, shape ``(C,)``, ``int64``.
+    """
+
+    classes: np.ndarray
+    codes: np.ndarray
+    counts: np.ndarray
+
+
+def _to_numpy(labels: Any, name: str) -> np.ndarray:
+    if isinstance(labels, torch.Tensor):
+        return labels.detach().cpu().numpy()
+    if isinstance(labels, (pd.Series, pd.Index)):
+        return labels.to_numpy()
+    if isinstance(labels, pd.DataFrame):
+        raise TypeError(
+            f"{name} should be 1-D, but got a DataFrame with columns {list(labels.columns)[:5]}; "
+            f"pass one column, e.g. df['label']"
+        )
+    if isinstance(labels, np.ndarray):
+        return labels
+    if isinstance(labels, (list, tuple, range)):
+        array = np.asarray(labels)
+        if array.dtype.kind in "USO" and array.ndim == 1:
+            # np.asarray would turn [1, "a"] into ["1", "a"], merging the classes 1 and "1":
+            # keep the original objects instead.
+            array = np.empty(len(labels), dtype=object)
+            array[:] = labels
+        return array
+    raise TypeError(
+        f"{name} should be a 1-D sequence of labels (list, tuple, numpy array, torch tensor or "
+        f"pandas Series), but got {type(labels).__name__}"
+    )
+
+
+def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
+    """Turn any accepted form of class labels into :class:`EncodedLabels`.
+
+    Accepts a list, tuple, numpy array, torch tensor or pandas Series of hashable labels (ints,
+    not necessarily contiguous, strings, ...). A column vector of shape ``(N, 1)`` is flattened.
+    """
+    array = label_array(labels, name)
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; pass one class label per sample of the dataset")
+
+    if array.dtype.kind in "biu":
+        codes, classes = _encode_integers(array)
+        if array.dtype.kind == "b":
+            classes = classes.astype(np.bool_)  # [False True], not [0 1]
+    else:
+        if array.dtype.kind == "f":
+            missing = np.isnan(array)
+        elif array.dtype.kind in "USa":
+            missing = None
+        else:
+            missing = pd.isna(array)
+        if missing is not None and missing.any():
+            position = int(np.flatnonzero(missing)[0])
+            raise ValueError(
+                f"{name} has a missing label ({array[position]!r}) at position {position} "
+                f"({int(missing.sum())} missing in all); remove those samples or give them a class"
+            )
+        codes, uniques = pd.factorize(array, sort=True)
+        classes = np.asarray(uniques)
+    counts = np.bincount(codes, minlength=len(classes)).astype(np.int64)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{name} holds a single class ({classes[0]!r}); balancing needs at least two classes"
+        )
+    code_dtype = np.uint16 if len(classes) <= np.iinfo(np.uint16).max else np.int32
+    return EncodedLabels(classes=classes, codes=codes.astype(code_dtype, copy=False), counts=counts)
+
+
+def _encode_integers(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    array = array.astype(np.int64, copy=False)
+    low, high = int(array.min()), int(array.max())
+    if high - low <= 4 * array.size + 1024:
+        # Dense enough for a lookup table: O(N), no sort.
+        present = np.bincount(array - low, minlength=high - low + 1) > 0
+        classes = np.flatnonzero(present) + low
+        table = np.cumsum(present) - 1
+        return table[array - low], classes
+    codes, uniques = pd.factorize(array, sort=True)
+    return codes, np.asarray(uniques)
+
+
+def label_array(labels: Any, name: str = "labels", *, length: int | None = None,
+                length_of: str = "the dataset") -> np.ndarray:
+    """Turn one label per sample, in any accepted form, into a 1-D numpy array.
+
+    Accepts what :func:`encode_labels` accepts; a column vector ``(N, 1)`` is flattened.
+    With ``length``, the number of labels must equal it (one label per item of ``length_of``).
+    """
+    try:
+        array = _to_numpy(labels, name)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(
+            f"{name} should be 1-D with one class label per sample; got a ragged nested sequence. "
+            f"Multi-label targets are not supported: pass one class per sample "
+            f"(e.g. the primary finding)"
+        ) from error
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"{name} should be 1-D with one class label per sample, but got shape {array.shape}. "
+            f"Multi-label targets are not supported: pass one class per sample "
+            f"(e.g. the primary finding)"
+        )
+    if length is not None and len(array) != length:
+        raise ValueError(
+            f"{name} has {len(array)} entries but {length_of} has {length} items; pass exactly "
+            f"one label per item, in index order"
+        )
+    return array

@@ -1,0 +1,181 @@
+"""The study's settings, checked once, before any data is loaded or any model trained."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from balancer._validation import check_int
+from balancer.study._strategies import STRATEGIES
+
+__all__ = ["QUICK", "StudyConfig"]
+
+#: What ``--quick`` changes: one seed, two short epochs on a 256-sample slice of the train split.
+QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_epochs": 1,
+                         "train_limit": 256}
+
+# Phase lengths when not given, capped at ``epochs``.
+_FINETUNE_EPOCHS = 1
+_DRW_EPOCHS = 3
+
+
+def _check_float(name: str, value: Any, *, low: float, high: float | None = None,
+                 low_open: bool = False, fix: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} should be a number, but got {name}={value!r}")
+    value = float(value)
+    bad_low = value <= low if low_open else value < low
+    if bad_low or (high is not None and value > high):
+        bound = f"> {low}" if low_open else f">= {low}"
+        if high is not None:
+            bound += f" and <= {high}"
+        raise ValueError(f"{name} should be {bound}, but got {name}={value}{fix and '; ' + fix}")
+    return value
+
+
+@dataclass(kw_only=True)
+class StudyConfig:
+    """Everything that defines a study run; saved as ``config.json`` next to the results.
+
+    Data (at most one of ``dataset``, ``data``, ``csv``; none means the shipped RetinaMNIST):
+        dataset: a shipped name (``retinamnist``, ``pneumoniamnist``, ``breastmnist``).
+        data: a ``.npz`` file in the MedMNIST layout.
+        csv: a CSV manifest (``image_col``, ``label_col``, optional ``split_col``), images
+            resized to ``image_size``.
+        train_limit: use only a stratified slice of this many training samples (for ``--quick``).
+
+    Training (identical for every strategy):
+        strategies, seeds: the rows and the repetitions.
+        epochs: the budget, in epochs of ``ceil(N / batch_size)`` optimizer steps each.
+        batch_size, lr, weight_decay: AdamW settings.
+        finetune_epochs: balanced+finetune's last epochs at the true frequencies (default
+            ``min(1, epochs)``).
+        finetune_lr_scale, finetune_freeze: learning-rate factor and frozen backbone in
+            balanced+finetune's fine-tune phase. The defaults (1 epoch, x0.1, all layers
+            trained) were chosen on the validation split of RetinaMNIST
+            (``benchmarks/study_finetune_validation.py``).
+        drw_epochs: ldam-drw's last epochs with class-balanced weights (the paper re-weights the
+            last 20% of training; default ``min(3, epochs)``, 3 of 12 here).
+        select: ``"last"`` evaluates the final weights (a fixed budget for everyone);
+            ``"best"`` keeps the epoch with the highest validation balanced accuracy.
+        augment: random shifts of up to 2 pixels and horizontal flips.
+        width: channels of the CNN's first block.
+        device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU.
+        ece_bins: bins of the expected calibration error.
+    """
+
+    dataset: str | None = None
+    data: str | None = None
+    csv: str | None = None
+    image_col: str = "path"
+    label_col: str = "label"
+    split_col: str = "split"
+    image_size: int = 28
+    train_limit: int | None = None
+
+    strategies: tuple[str, ...] = tuple(STRATEGIES)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    finetune_epochs: int | None = None
+    finetune_lr_scale: float = 0.1
+    finetune_freeze: bool = False
+    drw_epochs: int | None = None
+    select: str = "last"
+    augment: bool = True
+    width: int = 16
+
+    focal_gamma: float = 2.0
+    effective_beta: float = 0.99
+    ldam_max_margin: float = 0.5
+    ldam_scale: float = 30.0
+    drw_beta: float = 0.99
+    la_tau: float = 1.0
+    hinge_margin: float = 1.0
+
+    device: str = "cpu"
+    threads: int = 1
+    ece_bins: int = 15
+    quick: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the setting, its value and the fix."""
+        if isinstance(self.strategies, str):
+            self.strategies = tuple(s.strip() for s in self.strategies.split(",") if s.strip())
+        self.strategies = tuple(self.strategies)
+        if not self.strategies:
+            raise ValueError(f"strategies is empty; choose from {list(STRATEGIES)}")
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0]!r} in strategies={list(self.strategies)}; "
+                             f"valid strategies are {', '.join(STRATEGIES)}")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies={list(self.strategies)} lists a strategy twice; "
+                             f"name each once")
+        self.seeds = tuple(self.seeds)
+        if not self.seeds:
+            raise ValueError("seeds is empty; pass at least one seed, e.g. --seeds 0,1,2")
+        for seed in self.seeds:
+            check_int("seeds", seed, minimum=0, maximum=2**63 - 1, fix="seeds are integers >= 0")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={list(self.seeds)} repeats a seed; repeated seeds give "
+                             f"identical runs, pass distinct seeds")
+        self.epochs = check_int("epochs", self.epochs, minimum=1)
+        self.batch_size = check_int("batch_size", self.batch_size, minimum=1)
+        # Phase lengths not given follow the budget, so a short run never trips over a default.
+        if self.finetune_epochs is None:
+            self.finetune_epochs = min(_FINETUNE_EPOCHS, self.epochs)
+        if self.drw_epochs is None:
+            self.drw_epochs = min(_DRW_EPOCHS, self.epochs)
+        self.finetune_epochs = check_int(
+            "finetune_epochs", self.finetune_epochs, minimum=0, maximum=self.epochs,
+            fix=f"it must lie in [0, epochs={self.epochs}]")
+        self.drw_epochs = check_int(
+            "drw_epochs", self.drw_epochs, minimum=0, maximum=self.epochs,
+            fix=f"it must lie in [0, epochs={self.epochs}]")
+        self.width = check_int("width", self.width, minimum=1)
+        self.threads = check_int("threads", self.threads, minimum=1)
+        self.ece_bins = check_int("ece_bins", self.ece_bins, minimum=1)
+        self.image_size = check_int("image_size", self.image_size, minimum=8,
+                                    fix="the CNN pools twice, so images need at least 8 pixels")
+        if self.train_limit is not None:
+            self.train_limit = check_int("train_limit", self.train_limit, minimum=2)
+        self.lr = _check_float("lr", self.lr, low=0.0, low_open=True)
+        self.weight_decay = _check_float("weight_decay", self.weight_decay, low=0.0)
+        self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
+                                              low=0.0, low_open=True)
+        self.focal_gamma = _check_float("focal_gamma", self.focal_gamma, low=0.0)
+        self.effective_beta = _check_float("effective_beta", self.effective_beta, low=0.0,
+                                           high=0.999999)
+        self.drw_beta = _check_float("drw_beta", self.drw_beta, low=0.0, high=0.999999)
+        self.ldam_max_margin = _check_float("ldam_max_margin", self.ldam_max_margin, low=0.0,
+                                            low_open=True)
+        self.ldam_scale = _check_float("ldam_scale", self.ldam_scale, low=0.0, low_open=True)
+        self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
+        self.hinge_margin = _check_float("hinge_margin", self.hinge_margin, low=0.0,
+                                         low_open=True)
+        if self.select not in ("best", "last"):
+            raise ValueError(f"select should be 'best' (highest validation balanced accuracy) or "
+                             f"'last', but got select={self.select!r}")
+        given = [n for n in ("dataset", "data", "csv") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"pass only one of dataset, data and csv, but got {given}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
+                             f"device={self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
+                             f"is False on this machine (torch {torch.__version__}); pass "
+                             f"--device cpu, or install a CUDA build of torch on a GPU machine")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

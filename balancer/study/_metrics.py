@@ -1,0 +1,88 @@
+"""Test-split metrics of one trained model: scikit-learn for the classics, ECE written here."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    recall_score,
+    roc_auc_score,
+)
+
+__all__ = ["HEADLINE", "classification_metrics", "expected_calibration_error"]
+
+#: The metrics of the report's main table, in order, with whether higher is better.
+HEADLINE: dict[str, bool] = {
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "macro_f1": True,
+    "macro_auc": True,
+    "nll": False,
+    "ece": False,
+}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, bins: int = 15) -> float:
+    r"""Top-label expected calibration error with equal-width confidence bins (Guo et al. 2017,
+    https://arxiv.org/abs/1706.04599).
+
+    With :math:`B_m` the samples whose confidence :math:`\max_c p_{n,c}` falls in
+    :math:`(\frac{m-1}{M}, \frac{m}{M}]` (the first bin also holds confidence 0):
+
+    .. math::
+        \mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{N}
+            \big|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\big|
+
+    where :math:`\mathrm{acc}` is the fraction of correct top-1 predictions and
+    :math:`\mathrm{conf}` the mean confidence of the bin. 0 is perfect calibration.
+
+    Args:
+        probs: ``(N, C)`` predicted probabilities (rows sum to 1).
+        labels: ``(N,)`` true class indices.
+        bins: ``M``, the number of equal-width bins over ``[0, 1]`` (15, as Guo et al.).
+
+    Example:
+        Four predictions, each alone in its bin, right, wrong, right, right:
+        (|1 - 0.95| + |0 - 0.85| + |1 - 0.75| + |1 - 0.65|) / 4 = 0.375.
+
+        >>> probs = np.array([[0.95, 0.05], [0.85, 0.15], [0.25, 0.75], [0.65, 0.35]])
+        >>> round(expected_calibration_error(probs, np.array([0, 1, 1, 0]), bins=10), 4)
+        0.375
+    """
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    # Bin m holds (m/M, (m+1)/M]: ceil(conf * M) - 1, with confidence 0 put in the first bin.
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    size = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, correct, minlength=bins)
+                 - np.bincount(which, confidence, minlength=bins))
+    # sum_m |B_m|/N * |acc_m - conf_m| = sum_m |sum_correct_m - sum_conf_m| / N
+    return float(gap[size > 0].sum() / len(labels))
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, *, num_classes: int,
+                           ece_bins: int = 15) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro-F1, per-class recall, macro AUC, NLL and ECE.
+
+    AUC is one-vs-rest averaged over classes (``roc_auc_score(multi_class="ovr")``), or the
+    ordinary binary AUC of class 1's probability for two classes. NLL is the mean negative
+    log-likelihood of the true class (``log_loss``). Per-class recall is ``recall[c]``.
+    """
+    classes = np.arange(num_classes)
+    predicted = probs.argmax(axis=1)
+    metrics = {
+        "accuracy": accuracy_score(labels, predicted),
+        "balanced_accuracy": balanced_accuracy_score(labels, predicted),
+        "macro_f1": f1_score(labels, predicted, labels=classes, average="macro", zero_division=0),
+        "macro_auc": (roc_auc_score(labels, probs[:, 1]) if num_classes == 2 else
+                      roc_auc_score(labels, probs, multi_class="ovr", average="macro",
+                                    labels=classes)),
+        "nll": log_loss(labels, probs, labels=classes),
+        "ece": expected_calibration_error(probs, labels, bins=ece_bins),
+    }
+    recall = recall_score(labels, predicted, labels=classes, average=None, zero_division=0)
+    metrics.update({f"recall[{c}]": value for c, value in enumerate(recall)})
+    return {name: float(value) for name, value in metrics.items()}

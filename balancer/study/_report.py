@@ -1,0 +1,266 @@
+"""The study's outputs: CSV, Markdown report, plots and the configuration as JSON."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from balancer.study._config import StudyConfig
+from balancer.study._metrics import HEADLINE
+from balancer.study._strategies import STRATEGIES
+
+__all__ = ["OUTPUT_FILES", "format_table", "summarize", "write_outputs"]
+
+#: The files a run folder holds.
+OUTPUT_FILES = ("results.csv", "summary.csv", "report.md", "recall_by_class.png",
+                "balanced_vs_accuracy.png", "config.json")
+
+_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
+           "macro_auc": "macro AUC", "nll": "NLL", "ece": "ECE"}
+
+#: Published test accuracies of MedMNIST v2's ResNet-18 (28x28), for context only.
+REFERENCE_ACCURACY = {"pneumoniamnist": 0.854, "retinamnist": 0.524}
+
+FAIRNESS_RULE = (
+    "Every strategy runs the same number of optimizer steps, `epochs x ceil(N_train / "
+    "batch_size)`, with the same model, initialisation (per seed), optimizer, learning rate, "
+    "augmentation and batch size. Each sampler yields exactly `ceil(N_train / batch_size)` "
+    "batches per epoch: one shuffled pass (plain and the loss-based strategies), `N_train` "
+    "draws with replacement (oversample-wrs), `N_train` slots of the circular per-class buffers "
+    "(balanced, balanced+finetune) or repeated shuffled passes over the undersampled subset "
+    "(undersample). Phase changes (fine-tune, deferred re-weighting) happen inside this budget."
+)
+
+
+def summarize(results: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Mean and sample standard deviation (ddof=1) over seeds of every metric of ``split``.
+
+    Returns a frame indexed by strategy (in run order) with columns ``(metric, "mean"|"std")``.
+    """
+    test = results[results["split"] == split]
+    order = list(dict.fromkeys(test["strategy"]))
+    grouped = test.groupby(["strategy", "metric"], sort=False)["value"]
+    table = pd.concat({"mean": grouped.mean(), "std": grouped.std(ddof=1)}, axis=1)
+    table = table.unstack("metric").swaplevel(0, 1, axis=1).sort_index(axis=1)
+    return table.reindex(order)
+
+
+def _cell(mean: float, std: float, seeds: int) -> str:
+    return f"{mean:.3f}" if seeds < 2 or np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def format_table(results: pd.DataFrame, metrics: list[str] | None = None,
+                 labels: dict[str, str] | None = None, *, split: str = "test") -> str:
+    """The main table as Markdown: one row per strategy, ``mean ± std`` over seeds."""
+    summary = summarize(results, split)
+    seeds = results["seed"].nunique()
+    metrics = list(HEADLINE) if metrics is None else metrics
+    labels = {**{m: m for m in metrics}, **_LABELS, **(labels or {})}
+    frame = pd.DataFrame({"strategy": summary.index})
+    for metric in metrics:
+        frame[labels[metric]] = [_cell(m, s, seeds) for m, s in
+                                 zip(summary[(metric, "mean")], summary[(metric, "std")],
+                                     strict=True)]
+    return _markdown(frame)
+
+
+def _recall_metrics(results: pd.DataFrame) -> list[str]:
+    names = results.loc[results["metric"].str.startswith("recall["), "metric"].unique()
+    return sorted(names, key=lambda m: int(m[len("recall["):-1]))
+
+
+def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarize(results)
+    recalls = _recall_metrics(results)
+    strategies = list(summary.index)
+    width = 0.8 / len(recalls)
+    x = np.arange(len(strategies))
+    figure, axes = plt.subplots(figsize=(max(8.0, 0.9 * len(strategies)), 4.5))
+    for k, metric in enumerate(recalls):
+        axes.bar(x + (k - (len(recalls) - 1) / 2) * width, summary[(metric, "mean")],
+                 width, yerr=summary[(metric, "std")].fillna(0.0), capsize=2,
+                 label=f"class {class_names[k]}")
+    axes.set_xticks(x, strategies, rotation=30, ha="right")
+    axes.set_ylabel("test recall (mean ± std over seeds)")
+    axes.set_ylim(0, 1.05)
+    axes.set_title("Per-class recall by strategy")
+    axes.legend(fontsize="small", ncol=min(5, len(recalls)))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarize(results)
+    figure, axes = plt.subplots(figsize=(7, 5.5))
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: no two strategies share one
+    for k, strategy in enumerate(summary.index):
+        row = summary.loc[strategy]
+        axes.errorbar(row[("accuracy", "mean")], row[("balanced_accuracy", "mean")],
+                      xerr=np.nan_to_num(row[("accuracy", "std")]),
+                      yerr=np.nan_to_num(row[("balanced_accuracy", "std")]),
+                      fmt="os^D"[k % 4], color=colours[k % len(colours)], capsize=3,
+                      label=strategy)
+        axes.annotate(strategy, (row[("accuracy", "mean")], row[("balanced_accuracy", "mean")]),
+                      textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes.set_xlabel("test accuracy")
+    axes.set_ylabel("test balanced accuracy")
+    axes.set_title("Balanced accuracy vs accuracy (mean ± std over seeds)")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _settings_lines(config: StudyConfig) -> list[str]:
+    keys = ("epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
+            "finetune_freeze", "drw_epochs", "select", "augment", "width", "focal_gamma", "effective_beta",
+            "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau", "hinge_margin", "ece_bins",
+            "device", "threads", "train_limit", "quick")
+    return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
+
+
+def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *,
+                  command: str, info: dict[str, Any]) -> dict[str, Path]:
+    """Write every file of :data:`OUTPUT_FILES` into ``out`` and return their paths.
+
+    ``info`` holds ``class_names``, ``source``, ``counts`` (per split), ``dataset_key`` and
+    ``seconds`` (as ``run_study`` stores them in ``results.attrs``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in OUTPUT_FILES}
+    results.to_csv(paths["results.csv"], index=False)
+    summary = summarize(results)
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    summary.to_csv(paths["summary.csv"])
+
+    class_names = list(info["class_names"])
+    _plot_recall(results, class_names, paths["recall_by_class.png"])
+    _plot_tradeoff(results, paths["balanced_vs_accuracy.png"])
+
+    seeds = sorted(results["seed"].unique().tolist())
+    recalls = _recall_metrics(results)
+    recall_table = format_table(results, recalls, {metric: f"recall {class_names[k]}"
+                                                   for k, metric in enumerate(recalls)})
+    runs = results[results["split"] == "run"].pivot_table(
+        index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
+    run_frame = pd.DataFrame({
+        "strategy": runs.index,
+        "selected epoch (mean)": [f"{v:.1f}" for v in runs["selected_epoch"]],
+        "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
+        "seconds per run": [f"{v:.1f}" for v in runs["seconds"]],
+    })
+    counts = info["counts"]
+    count_lines = [f"- {split}: " + ", ".join(f"{class_names[c]}: {int(n)}"
+                                               for c, n in enumerate(counts[split]))
+                   for split in ("train", "val", "test")]
+    reference = REFERENCE_ACCURACY.get(info.get("dataset_key") or "")
+    lines = [
+        "# Comparison study: weighting vs resampling",
+        "",
+        f"Data: {info['source']}; {len(class_names)} classes; "
+        f"{len(seeds)} seed(s) {seeds}; test-split metrics, mean ± sample std (ddof=1) over seeds.",
+        "",
+        "Command:",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "## Results (test split)",
+        "",
+        format_table(results),
+        "",
+        "## Per-class recall (test split)",
+        "",
+        recall_table,
+        "",
+        "## Validation split (the selected weights; the only split any choice looked at)",
+        "",
+        format_table(results, split="val"),
+        "",
+        "## Runs",
+        "",
+        _markdown(run_frame),
+        "",
+        f"Total wall time: {info['seconds']:.0f} s.",
+    ]
+    if reference is not None:
+        lines += ["", f"For context: MedMNIST v2 reports a test accuracy of {reference} for a "
+                      f"ResNet-18 at 28x28 on this data set (a much larger model and budget)."]
+    lines += [
+        "",
+        "## Protocol",
+        "",
+        f"**Fairness rule.** {FAIRNESS_RULE} Here: {config.epochs} x "
+        f"ceil({sum(counts['train'])} / {config.batch_size}) = "
+        f"{config.epochs * -(-sum(counts['train']) // config.batch_size)} steps per run.",
+        "",
+        "**Model selection.** " + (
+            "After every epoch the model is evaluated on the validation split; the weights with "
+            "the highest validation balanced accuracy (the latest on ties) are evaluated once on "
+            "the test split." if config.select == "best" else
+            "The weights after the last epoch are evaluated once on the test split; the "
+            "validation split is only reported.")
+        + " No setting was chosen by looking at the test split: the defaults of "
+        "balanced+finetune's fine-tune phase (1 epoch, learning rate x0.1, all layers trained) "
+        "come from a grid on RetinaMNIST's validation split "
+        "(`benchmarks/study_finetune_validation.py`); the other strategies use their papers' "
+        "settings.",
+        "",
+        f"**Metrics.** scikit-learn's accuracy, balanced accuracy (mean per-class recall), "
+        f"macro-F1, per-class recall, macro AUC (one-vs-rest; the binary AUC for two classes) "
+        f"and NLL (`log_loss`). ECE is the top-label expected calibration error with "
+        f"{config.ece_bins} equal-width confidence bins (Guo et al. 2017). Probabilities are the "
+        f"softmax of the model's outputs (for ldam-drw, of the cosines times s = "
+        f"{config.ldam_scale}; for hinge, of the raw margin scores, which are not trained to be "
+        f"probabilities, so its NLL and ECE say little).",
+        "",
+        "**Data.** Class counts per split:",
+        "",
+        *count_lines,
+        "",
+        "## Strategies",
+        "",
+        *[f"- `{name}`: {STRATEGIES[name].description}" for name in config.strategies],
+        "",
+        "## Settings",
+        "",
+        *_settings_lines(config),
+        "",
+        f"torch {torch.__version__}, Python {platform.python_version()}. Files: "
+        f"{', '.join(OUTPUT_FILES)}.",
+        "",
+    ]
+    paths["report.md"].write_text("\n".join(lines), encoding="utf-8")
+    payload = {"command": command, "config": config.to_dict(),
+               "data": {"source": info["source"], "class_names": class_names,
+                        "counts": {s: [int(n) for n in counts[s]] for s in counts}},
+               "torch": torch.__version__}
+    paths["config.json"].write_text(json.dumps(payload, indent=2, default=str) + "\n",
+                                    encoding="utf-8")
+    return paths

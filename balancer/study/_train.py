@@ -1,0 +1,196 @@
+"""Train one (strategy, seed) pair and evaluate it: the same loop for every strategy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from balancer.study._config import StudyConfig
+from balancer.study._data import StudyData
+from balancer.study._metrics import classification_metrics
+from balancer.study._model import SmallCNN
+from balancer.study._strategies import (
+    AUGMENT,
+    INIT,
+    Strategy,
+    make_batch_sampler,
+    make_loss,
+    seeded_generator,
+)
+
+__all__ = ["RunResult", "augment", "train_and_evaluate"]
+
+_SHIFT = 2  # augmentation: random translations of up to this many pixels
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One trained model's numbers.
+
+    Attributes:
+        test: test-split metrics of the selected weights (see ``classification_metrics``).
+        val: the same metrics on the validation split (what any tuning may look at).
+        selected_epoch: the epoch (0-based) whose weights were evaluated on test.
+        steps: optimizer steps taken (the same for every strategy).
+        seconds: wall time of training and evaluation.
+    """
+
+    test: dict[str, float]
+    val: dict[str, float]
+    selected_epoch: int
+    steps: int
+    seconds: float
+
+
+class _Indices(Dataset):
+    """A dataset whose batches are their own indices: the training loop gathers the images from
+    tensors already on the device, so a ``DataLoader`` drives the batch sampler (and its
+    ``set_epoch``) without copying samples one by one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+    def __getitems__(self, indices: list[int]) -> Tensor:
+        return torch.as_tensor(indices, dtype=torch.long)
+
+
+def _keep(batch: Tensor) -> Tensor:
+    return batch
+
+
+def augment(images: Tensor, generator: torch.Generator, shift: int = _SHIFT) -> Tensor:
+    """Random horizontal flips and translations of up to ``shift`` pixels (zero padding).
+
+    All draws come from ``generator`` (on the CPU), so the result is a function of its state.
+    """
+    b, _c, h, w = images.shape
+    device = images.device
+    flip = (torch.rand(b, generator=generator) < 0.5).to(device)
+    images = torch.where(flip[:, None, None, None], images.flip(3), images)
+    offsets = torch.randint(0, 2 * shift + 1, (2, b), generator=generator).to(device)
+    padded = F.pad(images, (shift, shift, shift, shift))
+    rows = offsets[0][:, None] + torch.arange(h, device=device)
+    cols = offsets[1][:, None] + torch.arange(w, device=device)
+    # Advanced indices around a slice put their broadcast dimensions first: (B, H, W, C).
+    moved = padded[torch.arange(b, device=device)[:, None, None], :, rows[:, :, None],
+                   cols[:, None, :]]
+    return moved.permute(0, 3, 1, 2).contiguous()
+
+
+class _Normalise:
+    """uint8 images to float, centred and scaled by the train split's per-channel statistics."""
+
+    def __init__(self, train_images: Tensor) -> None:
+        pixels = train_images.double().div(255.0).transpose(0, 1).reshape(train_images.shape[1], -1)
+        self.mean = pixels.mean(1).float()[None, :, None, None]
+        self.std = pixels.std(1).clamp_min(1e-3).float()[None, :, None, None]
+
+    def __call__(self, images: Tensor) -> Tensor:
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.float().div(255.0) - mean) / std
+
+
+@torch.no_grad()
+def predict(model: SmallCNN, images: Tensor, normalise: _Normalise, logit_scale: float,
+            batch_size: int = 512) -> np.ndarray:
+    """Class probabilities ``(N, C)`` in float64."""
+    model.eval()
+    logits = torch.cat([model(normalise(images[i: i + batch_size]))
+                        for i in range(0, len(images), batch_size)])
+    return torch.softmax(logits.double() * logit_scale, dim=1).cpu().numpy()
+
+
+def _balanced_accuracy(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    recall = [np.mean(probs[labels == c].argmax(1) == c) for c in range(num_classes)
+              if np.any(labels == c)]
+    return float(np.mean(recall))
+
+
+def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: StudyConfig, *,
+                       device: torch.device, position: int = 1) -> RunResult:
+    """Train ``strategy`` with ``seed`` for ``config.epochs`` epochs, select on validation,
+    evaluate on test."""
+    start = time.perf_counter()
+    train_labels = data.labels["train"].numpy()
+    counts = data.counts("train")
+    num_classes = data.num_classes
+    images = {split: data.images[split].to(device) for split in data.images}
+    targets = data.labels["train"].to(device)
+    normalise = _Normalise(data.images["train"])
+
+    model = SmallCNN(data.channels, num_classes, width=config.width,
+                     cosine_head=strategy.cosine_head,
+                     generator=seeded_generator(seed, INIT)).to(device)
+    # LDAM's loss scales the cosines by s; probabilities use the same scale.
+    logit_scale = config.ldam_scale if strategy.cosine_head else 1.0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    sampler = make_batch_sampler(strategy, train_labels, batch_size=config.batch_size,
+                                 epochs=config.epochs, finetune_epochs=config.finetune_epochs,
+                                 seed=seed)
+    loader = DataLoader(_Indices(len(train_labels)), batch_sampler=sampler, collate_fn=_keep)
+    settings = {name: getattr(config, name) for name in (
+        "focal_gamma", "effective_beta", "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau",
+        "hinge_margin")}
+    steps_per_epoch = -(-len(train_labels) // config.batch_size)
+
+    best_score, best_epoch, best_state = -1.0, -1, None
+    steps = 0
+    bar = tqdm(range(config.epochs), desc=f"{strategy.name} seed {seed}", unit="epoch",
+               leave=False, position=position, disable=not config.progress)
+    for epoch in bar:
+        finetuning = strategy.finetune and epoch >= config.epochs - config.finetune_epochs
+        reweighting = (strategy.deferred_reweighting
+                       and epoch >= config.epochs - config.drw_epochs)
+        sampler.set_epoch(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * (config.finetune_lr_scale if finetuning else 1.0)
+        freeze = finetuning and config.finetune_freeze
+        for parameter in model.backbone.parameters():
+            parameter.requires_grad_(not freeze)
+        model.train()
+        if freeze:
+            model.backbone.eval()  # frozen batch-norm statistics, too
+        criterion = make_loss(strategy, counts, late_phase=reweighting, settings=settings).to(device)
+        generator = seeded_generator(seed, AUGMENT, epoch)
+        for batch in loader:
+            batch = batch.to(device)
+            inputs = normalise(images["train"][batch])
+            if config.augment:
+                inputs = augment(inputs, generator)
+            loss = criterion(model(inputs), targets[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+
+        val_probs = predict(model, images["val"], normalise, logit_scale)
+        score = _balanced_accuracy(val_probs, data.labels["val"].numpy(), num_classes)
+        bar.set_postfix(val_bacc=f"{score:.3f}")
+        if config.select == "last" or score >= best_score:
+            best_score, best_epoch = score, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert steps == config.epochs * steps_per_epoch, (strategy.name, steps)
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    evaluated = {
+        split: classification_metrics(predict(model, images[split], normalise, logit_scale),
+                                      data.labels[split].numpy(), num_classes=num_classes,
+                                      ece_bins=config.ece_bins)
+        for split in ("val", "test")}
+    return RunResult(test=evaluated["test"], val=evaluated["val"], selected_epoch=best_epoch,
+                     steps=steps, seconds=time.perf_counter() - start)

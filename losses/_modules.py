@@ -1,0 +1,402 @@
+"""Loss modules: thin wrappers that store settings and call :mod:`losses.functional`.
+
+Per-class tensors (weights, alpha, margins, log-priors) are registered buffers, so ``.to(device)``
+and ``state_dict`` carry them. Move the module to the logits' device once (``criterion.to(device)``):
+a buffer on another device raises a ``ValueError`` instead of being copied on every call. Settings
+are checked once, here, at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from torch import Tensor, nn
+
+from losses import _validation as V
+from losses import functional as LF
+from losses._weights import class_weights
+
+Vector = Tensor | Sequence[float]
+
+
+class _ClassWeightedLoss(nn.Module):
+    """Shared storage of ``weight``, ``ignore_index``, ``reduction`` and ``normalization``."""
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        weight: Vector | None,
+        *,
+        ignore_index: int,
+        reduction: str,
+        normalization: str,
+        weight_name: str = "weight",
+    ) -> None:
+        super().__init__()
+        self.register_buffer(weight_name, V.class_vector_buffer(weight, name=weight_name))
+        self.ignore_index = V.check_ignore_index(ignore_index)
+        self.reduction = V.check_reduction(reduction)
+        self.normalization = V.check_normalization(normalization)
+
+    def extra_repr(self) -> str:
+        return (
+            f"reduction={self.reduction!r}, normalization={self.normalization!r}, "
+            f"ignore_index={self.ignore_index}"
+        )
+
+
+_Loss = TypeVar("_Loss", bound="_WeightedIndexLoss")
+
+
+class _WeightedIndexLoss(_ClassWeightedLoss):
+    """The public constructor shared by the class-weighted NLL and cross-entropy modules."""
+
+    def __init__(
+        self,
+        weight: Vector | None = None,
+        *,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        normalization: str = "weights",
+    ) -> None:
+        super().__init__(
+            weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
+        )
+
+    @classmethod
+    def from_counts(
+        cls: type[_Loss], counts: Vector, *, scheme: str = "inverse", beta: float = 0.999,
+        **kwargs,
+    ) -> _Loss:
+        """The loss with ``weight = class_weights(counts, scheme, beta=beta)``."""
+        return cls(class_weights(counts, scheme, beta=beta), **kwargs)
+
+
+class WeightedNLLLoss(_WeightedIndexLoss):
+    r"""Class-weighted NLL on log-probabilities; see :func:`losses.functional.weighted_nll_loss`.
+
+    .. math::
+        l_n = -w_{y_n} \, x_{n, y_n}
+
+    ``reduction="mean"`` divides by :math:`\sum_n w_{y_n}` (``normalization="weights"``, equal to
+    ``nn.NLLLoss(weight=)``) or by the number of counted targets (``"samples"``).
+
+    Shape:
+        - input: (N, C) or (N, C, d1, ...) log-probabilities; target: (N,) or (N, d1, ...)
+
+    Example::
+
+        >>> import torch
+        >>> loss = WeightedNLLLoss.from_counts([90, 10])  # weights (0.2, 1.8)
+        >>> loss(torch.log(torch.tensor([[0.5, 0.5]])), torch.tensor([1]))
+        tensor(0.6931)
+    """
+
+    def forward(self, log_probs: Tensor, target: Tensor) -> Tensor:
+        return LF.weighted_nll_loss(
+            log_probs, target, self.weight, ignore_index=self.ignore_index,
+            reduction=self.reduction, normalization=self.normalization,
+        )
+
+
+class WeightedCrossEntropyLoss(_WeightedIndexLoss):
+    r"""Class-weighted cross-entropy; see :func:`losses.functional.weighted_cross_entropy`.
+
+    .. math::
+        l_n = -w_{y_n} \log \mathrm{softmax}(z_n)_{y_n}
+
+    ``reduction="mean"`` divides by :math:`\sum_n w_{y_n}` (``normalization="weights"``, equal to
+    ``nn.CrossEntropyLoss(weight=)``) or by the number of counted targets (``"samples"``: a
+    sample's contribution no longer depends on the classes of the rest of its batch).
+
+    Shape:
+        - logits: (N, C) or (N, C, d1, ...); target: (N,) or (N, d1, ...)
+
+    Example::
+
+        >>> import torch
+        >>> loss = WeightedCrossEntropyLoss.from_counts([90, 10], normalization="samples")
+        >>> loss(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))  # 1.8 * log 2
+        tensor(1.2477)
+    """
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.weighted_cross_entropy(
+            logits, target, self.weight, ignore_index=self.ignore_index,
+            reduction=self.reduction, normalization=self.normalization,
+        )
+
+
+class FocalLoss(_ClassWeightedLoss):
+    r"""Softmax focal loss (Lin et al. 2017, https://arxiv.org/abs/1708.02002); see
+    :func:`losses.functional.focal_loss`.
+
+    .. math::
+        l_n = -\alpha_{y_n} (1 - p_{n, y_n})^{\gamma} \log p_{n, y_n}
+
+    ``reduction="mean"`` divides by the number of counted targets (``normalization="samples"``,
+    the default) or by :math:`\sum_n \alpha_{y_n}` (``"weights"``). ``gamma=0, alpha=None`` is
+    cross-entropy.
+
+    Shape:
+        - logits: (N, C) or (N, C, d1, ...); target: (N,) or (N, d1, ...)
+
+    Example::
+
+        >>> import torch
+        >>> loss = FocalLoss(gamma=2.0)
+        >>> loss(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]))
+        tensor(0.0122)
+    """
+
+    alpha: Tensor | None
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: Vector | None = None,
+        *,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        normalization: str = "samples",
+    ) -> None:
+        super().__init__(
+            alpha, ignore_index=ignore_index, reduction=reduction, normalization=normalization,
+            weight_name="alpha",
+        )
+        self.gamma = V.check_gamma(gamma)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.focal_loss(
+            logits, target, self.alpha, gamma=self.gamma, ignore_index=self.ignore_index,
+            reduction=self.reduction, normalization=self.normalization,
+        )
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, " + super().extra_repr()
+
+
+class BinaryFocalLoss(nn.Module):
+    r"""Sigmoid focal loss for binary and multi-label targets; see
+    :func:`losses.functional.binary_focal_loss`.
+
+    .. math::
+        l = -\alpha_t (1 - p_t)^{\gamma} \log p_t
+
+    per element, averaged over all elements for ``reduction="mean"``.
+
+    Shape:
+        - logits: (*); target: (*), float 0/1 labels of the same shape
+
+    Example::
+
+        >>> import torch
+        >>> loss = BinaryFocalLoss(gamma=2.0, alpha=0.25)
+        >>> loss(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 1.0]))
+        tensor(0.0880)
+    """
+
+    def __init__(
+        self, gamma: float = 2.0, alpha: float | None = None, *, reduction: str = "mean"
+    ) -> None:
+        super().__init__()
+        self.gamma = V.check_gamma(gamma)
+        self.alpha = LF._check_binary_alpha(alpha)
+        self.reduction = V.check_reduction(reduction)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.binary_focal_loss(
+            logits, target, gamma=self.gamma, alpha=self.alpha, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}"
+
+
+class MarginLoss(_ClassWeightedLoss):
+    r"""Margin losses on scores: hinge, log (soft hinge) and square-square; see
+    :func:`losses.functional.margin_loss`.
+
+    With :math:`\bar s` the most offending incorrect score (or a sum over all incorrect classes
+    for ``against="all"``) and :math:`m = m_y`:
+
+    .. math::
+        \text{hinge: } \max(0, m - (s_y - \bar s)) \quad
+        \text{log: } \log(1 + e^{\bar s - s_y}) \quad
+        \text{square\_square: } s_y^2 + \max(0, m + \bar s)^2
+
+    Shape:
+        - scores: (N, C) or (N, C, d1, ...), C >= 2; target: (N,) or (N, d1, ...)
+
+    Example::
+
+        >>> import torch
+        >>> loss = MarginLoss(kind="hinge", margin=1.0)
+        >>> loss(torch.tensor([[2.0, 1.5, -1.0]]), torch.tensor([0]))
+        tensor(0.5000)
+    """
+
+    class_margins: Tensor | None
+
+    def __init__(
+        self,
+        *,
+        kind: str = "hinge",
+        margin: float = 1.0,
+        against: str = "most_offending",
+        class_margins: Vector | None = None,
+        weight: Vector | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        normalization: str = "weights",
+    ) -> None:
+        super().__init__(
+            weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
+        )
+        LF._check_margin_settings(kind, against, margin)
+        if kind == "log" and class_margins is not None:
+            raise ValueError(
+                "class_margins has no effect with kind='log' (the soft hinge has no margin); "
+                "use kind='hinge' or kind='square_square', or drop class_margins."
+            )
+        self.kind = kind
+        self.margin = float(margin)
+        self.against = against
+        self.register_buffer(
+            "class_margins", V.class_vector_buffer(class_margins, name="class_margins")
+        )
+
+    def forward(self, scores: Tensor, target: Tensor) -> Tensor:
+        return LF.margin_loss(
+            scores, target, kind=self.kind, margin=self.margin, against=self.against,
+            class_margins=self.class_margins, weight=self.weight,
+            ignore_index=self.ignore_index, reduction=self.reduction,
+            normalization=self.normalization,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"kind={self.kind!r}, margin={self.margin}, against={self.against!r}, "
+            + super().extra_repr()
+        )
+
+
+class LDAMLoss(_ClassWeightedLoss):
+    r"""LDAM loss (Cao et al. 2019, https://arxiv.org/abs/1906.07413); see
+    :func:`losses.functional.ldam_loss`.
+
+    Margins :math:`m_c \propto n_c^{-1/4}` with the rarest class at ``max_margin``, then
+    cross-entropy on :math:`s\,(z - m_y e_y)`:
+
+    .. math::
+        l_n = -w_{y_n} \log \mathrm{softmax}\big(s\,(z_n - m_{y_n} e_{y_n})\big)_{y_n}
+
+    Shape:
+        - logits: (N, C) or (N, C, d1, ...); target: (N,) or (N, d1, ...)
+
+    Example::
+
+        >>> import torch
+        >>> loss = LDAMLoss([100, 10], max_margin=0.5, scale=30.0)
+        >>> loss.margins
+        tensor([0.2812, 0.5000])
+        >>> loss(torch.tensor([[0.0, 0.1]]), torch.tensor([1]))
+        tensor(12.0000)
+    """
+
+    margins: Tensor
+
+    def __init__(
+        self,
+        counts: Vector,
+        *,
+        max_margin: float = 0.5,
+        scale: float = 30.0,
+        weight: Vector | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        normalization: str = "weights",
+    ) -> None:
+        super().__init__(
+            weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
+        )
+        self.scale = LF._check_positive(scale, "scale", "30.0")
+        self.max_margin = LF._check_positive(max_margin, "max_margin", "0.5")
+        self.register_buffer("margins", LF._ldam_margins(counts, max_margin, always_check=True))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        V.check_reduction(self.reduction)
+        V.check_index_target(logits, target, self.ignore_index)
+        V.check_class_vector(self.margins, logits.shape[1], name="counts")
+        V.check_class_vector(self.weight, logits.shape[1], name="weight")
+        return LF._ldam_from_margins(
+            logits, target, self.margins, self.scale, self.weight, self.ignore_index,
+            self.reduction, self.normalization,
+        )
+
+    def extra_repr(self) -> str:
+        return f"max_margin={self.max_margin}, scale={self.scale}, " + super().extra_repr()
+
+
+class LogitAdjustedLoss(_ClassWeightedLoss):
+    r"""Logit-adjusted cross-entropy (Menon et al. 2021, https://arxiv.org/abs/2007.07314); see
+    :func:`losses.functional.logit_adjusted_cross_entropy`.
+
+    .. math::
+        l_n = -w_{y_n} \log \mathrm{softmax}\big(z_n + \tau \log \pi\big)_{y_n}
+
+    ``tau=1`` is the balanced softmax (Ren et al. 2020). The log-prior is computed once from
+    ``prior_or_counts`` (normalised to sum to 1) and stored as the buffer ``log_prior``.
+    :meth:`posthoc_adjust` gives :math:`z - \tau \log \pi` for evaluating a model trained with
+    plain cross-entropy.
+
+    Shape:
+        - logits: (N, C) or (N, C, d1, ...); target: (N,) or (N, d1, ...)
+
+    Example::
+
+        >>> import torch
+        >>> loss = LogitAdjustedLoss([90, 10], tau=1.0)
+        >>> loss(torch.tensor([[1.0, 1.0]]), torch.tensor([1]))
+        tensor(2.3026)
+    """
+
+    log_prior: Tensor
+
+    def __init__(
+        self,
+        prior_or_counts: Vector,
+        tau: float = 1.0,
+        *,
+        weight: Vector | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        normalization: str = "weights",
+    ) -> None:
+        super().__init__(
+            weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
+        )
+        self.tau = LF._check_tau(tau)
+        self.register_buffer("log_prior", V.log_prior(prior_or_counts, always_check=True))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        V.check_index_target(logits, target, self.ignore_index)
+        V.check_class_vector(self.log_prior, logits.shape[1], name="prior_or_counts")
+        V.check_class_vector(self.weight, logits.shape[1], name="weight")
+        return LF._logit_adjusted_from_log_prior(
+            logits, target, self.log_prior, self.tau, self.weight, self.ignore_index,
+            self.reduction, self.normalization,
+        )
+
+    def posthoc_adjust(self, logits: Tensor) -> Tensor:
+        """:math:`z - \\tau \\log \\pi` with this loss's prior and ``tau``."""
+        V.check_logits(logits)
+        V.check_class_vector(self.log_prior, logits.shape[1], name="prior_or_counts")
+        V.check_device(self.log_prior, logits, name="log_prior")
+        x = LF._upcast(logits)
+        return x - self.tau * LF._class_view(self.log_prior.to(dtype=x.dtype), x.dim())
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, " + super().extra_repr()

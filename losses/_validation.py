@@ -1,0 +1,266 @@
+"""Input checks shared by every loss: one place that turns accepted inputs into one canonical form.
+
+Design note (value checks and host synchronisation)
+---------------------------------------------------
+Shape, dtype and setting checks read only metadata and are always done. Checks that need the
+*values* of a tensor (is every target index inside ``[0, C)``?) are different: on an accelerator,
+reading a value back to Python waits for every queued kernel (a host synchronisation), and under
+``torch.compile`` a branch on a value breaks the graph. So value checks run only in eager mode on
+CPU tensors, where they cost one cheap reduction and no synchronisation; elsewhere they are skipped
+and an out-of-range index surfaces as the device-side assertion of ``gather``. Run a few CPU steps
+(or set ``CUDA_LAUNCH_BLOCKING=1``) to get the readable message.
+
+Per-class tensors (weight, alpha, margins, log-prior) are never moved behind the caller's back:
+a copy to the logits' device on every call would be a host synchronisation. A tensor on another
+device raises (as torch's own losses do); a Python sequence is turned into a tensor on the logits'
+device, which is one host-to-device copy per call (pass a tensor already on that device to avoid
+it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("none", "mean", "sum")
+NORMALIZATIONS = ("weights", "samples")
+
+
+def values_checkable(t: Tensor) -> bool:
+    """Whether a value check on ``t`` is free of host synchronisation and graph breaks."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction should be one of {REDUCTIONS}, but got reduction={reduction!r}; "
+            "pass 'mean', 'sum' or 'none'."
+        )
+    return reduction
+
+
+def check_normalization(normalization: str) -> str:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalization should be one of {NORMALIZATIONS}, but got "
+            f"normalization={normalization!r}; 'weights' divides the mean by the sum of the "
+            "target weights (torch's convention), 'samples' by the number of counted targets."
+        )
+    return normalization
+
+
+def check_gamma(gamma: float) -> float:
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+        raise TypeError(f"gamma should be a non-negative float, but got gamma={gamma!r}.")
+    if not gamma >= 0:  # also rejects NaN
+        raise ValueError(
+            f"gamma should be >= 0, but got gamma={gamma!r}; gamma=0 is plain cross-entropy "
+            "and the focal paper uses gamma=2."
+        )
+    return float(gamma)
+
+
+def check_ignore_index(ignore_index: int) -> int:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(
+            f"ignore_index should be an int, but got ignore_index={ignore_index!r} "
+            f"({type(ignore_index).__name__}); pass an integer class index such as -100."
+        )
+    return ignore_index
+
+
+def check_device(t: Tensor, like: Tensor, *, name: str, like_name: str = "logits") -> None:
+    """A per-class tensor must already be on the logits' device; moving it would sync."""
+    if t.device != like.device:
+        raise ValueError(
+            f"{name} is on {t.device} but {like_name} is on {like.device}; per-class tensors "
+            "are not copied for you on every call (a hidden host-device copy): move the loss "
+            f"module with .to(device), or pass {name} as a tensor on {like.device}."
+        )
+
+
+def as_vector(
+    value: Tensor | Sequence[float] | None, *, name: str, dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
+) -> Tensor | None:
+    """A 1-D floating tensor from a tensor or sequence (``None`` stays ``None``).
+
+    A tensor keeps its device; a sequence is built on ``device`` (default CPU).
+    """
+    if value is None:
+        return None
+    array_like = isinstance(value, (Tensor, Sequence)) or hasattr(value, "__array__")
+    if isinstance(value, (str, bytes)) or not array_like:
+        raise TypeError(
+            f"{name} should be a 1-D tensor or sequence of floats, one per class, but got "
+            f"{name} of type {type(value).__name__}."
+        )
+    t = value if isinstance(value, Tensor) else torch.as_tensor(value, device=device)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} should hold real numbers, but got dtype {t.dtype}.")
+    if t.dim() != 1:
+        raise ValueError(
+            f"{name} should be 1-D with one entry per class, but got {name} of shape "
+            f"{tuple(t.shape)}."
+        )
+    if not t.is_floating_point():
+        t = t.to(dtype)
+    return t
+
+
+def check_class_vector(vec: Tensor | None, num_classes: int, *, name: str) -> None:
+    """Length check of a per-class vector against the logits' class dimension."""
+    if vec is not None and vec.shape[0] != num_classes:
+        raise ValueError(
+            f"{name} should have one entry per class (C={num_classes}), but got {name} of "
+            f"length {vec.shape[0]}; build it from counts over all {num_classes} classes."
+        )
+
+
+def class_vector(
+    value: Tensor | Sequence[float] | None, like: Tensor, *, name: str, like_name: str = "logits"
+) -> Tensor | None:
+    """A per-class vector for one loss call, checked against the (N, C, ...) tensor ``like``.
+
+    A sequence is built directly on ``like``'s device; a tensor must already be there (see the
+    module's design note). The length must be C.
+    """
+    t = as_vector(value, name=name, device=like.device)
+    if t is not None:
+        check_device(t, like, name=name, like_name=like_name)
+        check_class_vector(t, like.shape[1], name=name)
+    return t
+
+
+def check_logits(logits: Tensor, *, name: str = "logits") -> None:
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"{name} should be a torch.Tensor, but got {type(logits).__name__}.")
+    if not logits.is_floating_point():
+        raise TypeError(
+            f"{name} should be a floating tensor of raw scores, but got dtype {logits.dtype}; "
+            f"call {name}.float()."
+        )
+    if logits.dim() < 2:
+        raise ValueError(
+            f"{name} should have shape (N, C) or (N, C, d1, ...), but got shape "
+            f"{tuple(logits.shape)}; add a batch dimension with {name}.unsqueeze(0)."
+        )
+
+
+def check_index_target(
+    logits: Tensor, target: Tensor, ignore_index: int, *, name: str = "logits"
+) -> None:
+    """Checks a class-index target against (N, C, d1, ...) logits.
+
+    Shapes and dtypes always; values only where that is free (see the module's design note).
+    """
+    check_logits(logits, name=name)
+    check_ignore_index(ignore_index)
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target should be a torch.Tensor, but got {type(target).__name__}.")
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(
+            f"target should hold class indices (an integer tensor), but got dtype "
+            f"{target.dtype}; for probabilities or 0/1 labels use BinaryFocalLoss, for "
+            "indices call target.long()."
+        )
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match {name} shape "
+            f"{tuple(logits.shape)}; target should have shape {expected} (the {name} "
+            "shape without the class dimension 1)."
+        )
+    if target.device != logits.device:
+        raise ValueError(
+            f"target is on {target.device} but {name} is on {logits.device}; move both to "
+            "the same device."
+        )
+    if target.numel() and values_checkable(target):
+        num_classes = logits.shape[1]
+        bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
+        if bad.any():
+            value = int(target[bad][0])
+            raise ValueError(
+                f"target holds class index {value}, outside [0, {num_classes}) for C="
+                f"{num_classes} classes (ignore_index={ignore_index}); check the labels or "
+                "the number of output units."
+            )
+
+
+def check_binary_target(logits: Tensor, target: Tensor) -> None:
+    check_logits_any_shape(logits)
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target should be a torch.Tensor, but got {type(target).__name__}.")
+    if not target.is_floating_point():
+        raise TypeError(
+            f"target should be a floating tensor of 0/1 labels (or probabilities) with the "
+            f"logits' shape, but got dtype {target.dtype}; call target.float(), or use "
+            "FocalLoss for class indices."
+        )
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits shape "
+            f"{tuple(logits.shape)}; binary and multi-label targets have the logits' shape."
+        )
+
+
+def check_logits_any_shape(logits: Tensor) -> None:
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits should be a torch.Tensor, but got {type(logits).__name__}.")
+    if not logits.is_floating_point():
+        raise TypeError(
+            f"logits should be a floating tensor, but got dtype {logits.dtype}; call "
+            "logits.float()."
+        )
+
+
+def log_prior(
+    prior_or_counts: Tensor | Sequence[float], *, always_check: bool = False,
+    like: Tensor | None = None,
+) -> Tensor:
+    """log of the normalised prior from counts or a prior; rejects zero and negative entries.
+
+    Modules call this once at construction with ``always_check=True`` (a one-off read is fine
+    there); the functional form checks values only where that is free, and passes its logits as
+    ``like``: a tensor must then be on their device, a sequence is checked on the host and its
+    log-prior copied to their device.
+    """
+    if like is not None and isinstance(prior_or_counts, Tensor):
+        check_device(prior_or_counts, like, name="prior_or_counts")
+    p = as_vector(prior_or_counts, name="prior_or_counts", dtype=torch.float64)
+    assert p is not None
+    p = p.detach().to(torch.float64)
+    if p.numel() == 0:
+        raise ValueError("prior_or_counts should have one entry per class, but got an empty vector.")
+    if always_check or values_checkable(p):
+        if not torch.isfinite(p).all():
+            raise ValueError(f"prior_or_counts should be finite, but got {p.tolist()}.")
+        nonpositive = (p <= 0).nonzero().flatten()
+        if nonpositive.numel():
+            c = int(nonpositive[0])
+            raise ValueError(
+                f"prior_or_counts has {p[c].item():g} for class {c}; its log-prior would be "
+                "-inf. Every class needs a positive count or prior: add a pseudo-count "
+                "(e.g. counts + 1)."
+            )
+    lp = torch.log(p / p.sum()).to(torch.float32)
+    return lp if like is None else lp.to(like.device)
+
+
+def class_vector_buffer(value: Tensor | Sequence[float] | None, *, name: str) -> Tensor | None:
+    """A per-class setting as a detached float32 buffer, checked for finite, non-negative values."""
+    t = as_vector(value, name=name)
+    if t is None:
+        return None
+    t = t.detach().to(torch.float32).clone()
+    host = t.cpu()
+    if not torch.isfinite(host).all() or (host < 0).any():
+        raise ValueError(
+            f"{name} should hold finite, non-negative values, one per class, but got "
+            f"{name}={host.tolist()}."
+        )
+    return t
