@@ -3,8 +3,11 @@ rank function that trains a tiny DDP model through a balanced and a fine-tune ep
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -63,40 +66,59 @@ class Points(Dataset):
 
 
 def run_rank(rank: int, world_size: int, port: int, out_dir: str, num_workers: int) -> None:
-    """One rank: build the loaders with balance(), train DDP for 2 epochs, save what it saw."""
+    """One rank: build the loaders with balance(), train DDP for 2 epochs, save what it saw.
+
+    Teardown follows the order torch.distributed asks for: every rank reaches a barrier, the
+    DDP models are released, then the process group is destroyed. On success the rank leaves
+    with ``os._exit(0)``: the record is on disk by then, and skipping interpreter finalisation
+    keeps gloo's background threads out of the C++ static destructors (a crash there would be
+    torch's teardown, not a result of the code under test). Any exception still fails the rank.
+    """
     os.environ.update(loopback_env())
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world_size)
+                            world_size=world_size, timeout=timedelta(seconds=120))
     try:
-        record: dict = {}
-        for setting, counts in COUNTS.items():
-            dataset = Points(make_labels(counts))
-            schedule = FineTuneSchedule(total_epochs=2, finetune_epochs=1)
-            plain = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True,
-                               num_workers=num_workers, persistent_workers=num_workers > 0)
-            loader = balance(plain, schedule=schedule, seed=None)  # rank 0's seed, broadcast
-            torch.manual_seed(0)  # the same initial weights on every rank (DDP also syncs them)
-            model = DistributedDataParallel(nn.Linear(FEATURES, len(counts)))
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-            epochs = []
-            for epoch in range(schedule.total_epochs):
-                loader.set_epoch(epoch)
-                batches, losses = [], []
-                for features, targets, indices in loader:
-                    loss = nn.functional.cross_entropy(model(features), targets)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    batches.append(indices.tolist())
-                    losses.append(loss.item())
-                epochs.append({"phase": loader.phase, "len": len(loader), "batches": batches,
-                               "losses": losses})
-            record[setting] = {
-                "seed": loader.seed, "num_replicas": loader.batch_sampler.num_replicas,
-                "rank": loader.batch_sampler.rank, "epochs": epochs,
-                "weights": [p.detach().clone() for p in model.module.parameters()],
-            }
+        record = train_settings(num_workers)
         torch.save(record, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()
     finally:
+        gc.collect()
         dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def train_settings(num_workers: int) -> dict:
+    """Train one DDP model per class-count setting; return what each epoch's loader served."""
+    record: dict = {}
+    for setting, counts in COUNTS.items():
+        dataset = Points(make_labels(counts))
+        schedule = FineTuneSchedule(total_epochs=2, finetune_epochs=1)
+        plain = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True,
+                           num_workers=num_workers, persistent_workers=num_workers > 0)
+        loader = balance(plain, schedule=schedule, seed=None)  # rank 0's seed, broadcast
+        torch.manual_seed(0)  # the same initial weights on every rank (DDP also syncs them)
+        model = DistributedDataParallel(nn.Linear(FEATURES, len(counts)))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        epochs = []
+        for epoch in range(schedule.total_epochs):
+            loader.set_epoch(epoch)
+            batches, losses = [], []
+            for features, targets, indices in loader:
+                loss = nn.functional.cross_entropy(model(features), targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                batches.append(indices.tolist())
+                losses.append(loss.item())
+            epochs.append({"phase": loader.phase, "len": len(loader), "batches": batches,
+                           "losses": losses})
+        record[setting] = {
+            "seed": loader.seed, "num_replicas": loader.batch_sampler.num_replicas,
+            "rank": loader.batch_sampler.rank, "epochs": epochs,
+            "weights": [p.detach().clone() for p in model.module.parameters()],
+        }
+        del model, optimizer, loader, plain  # release the DDP reducer before the next setting
+    return record

@@ -8,6 +8,7 @@ against the invariants of the plan.
 from __future__ import annotations
 
 import collections
+import time
 
 import numpy as np
 import pytest
@@ -20,9 +21,17 @@ from balancer import BalancedBatchSampler, FineTuneSchedule
 WORLD_SIZE = 2
 
 
-def launch(tmp_path, num_workers):
-    mp.spawn(run_rank, args=(WORLD_SIZE, free_port(), str(tmp_path), num_workers),
-             nprocs=WORLD_SIZE, join=True)
+def launch(tmp_path, num_workers, timeout=240.0):
+    """Run the ranks; a rank that fails raises here, and a hung run fails after ``timeout``."""
+    context = mp.start_processes(run_rank, args=(WORLD_SIZE, free_port(), str(tmp_path),
+                                                 num_workers),
+                                 nprocs=WORLD_SIZE, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the {WORLD_SIZE} gloo ranks did not finish in {timeout:.0f} s")
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
 
 
