@@ -4,6 +4,7 @@ resume, sharding and every error path."""
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 
 import numpy as np
@@ -500,3 +501,25 @@ def test_bad_state_dicts():
         sampler.load_state_dict({**state, "batches_done": 10})
     with pytest.raises(ValueError, match="should be an integer >= 0"):
         sampler.load_state_dict({**state, "batches_done": -1})
+
+
+def test_reshuffles_are_uniform_permutations():
+    """Every reshuffle of a class is a uniformly random order: over 6,000 reshuffles of a class of
+    4, each of the 24 orders appears about 250 times (chi-square, 23 degrees of freedom; the
+    bound 60 is exceeded with probability about 4e-5 by a uniform shuffle, and by any shuffle
+    that favours some orders by a few percent)."""
+    labels = np.array([0] * 4 + [1] * 24000)  # class 0 is reshuffled 6,000 times per epoch
+    sampler = BalancedBatchSampler(labels, 2, seed=3)
+    order = [i for batch in epoch_batches(sampler, 0) for i in batch if labels[i] == 0]
+    cycles = [tuple(order[k: k + 4]) for k in range(0, len(order), 4)]
+    assert len(cycles) == 6000 and all(sorted(c) == [0, 1, 2, 3] for c in cycles)
+    observed = np.array(list(collections.Counter(cycles).values()))
+    assert len(observed) == 24
+    chi2 = ((observed - 250.0) ** 2 / 250.0).sum()
+    assert chi2 < 60, f"chi-square {chi2:.1f} over 24 orders"
+    # Consecutive reshuffles are independent: the first element of the next order does not
+    # depend on the last element of the previous one (16 cells, 5,999 pairs).
+    pairs = collections.Counter((a[-1], b[0]) for a, b in itertools.pairwise(cycles))
+    observed = np.array([pairs.get((x, y), 0) for x in range(4) for y in range(4)])
+    expected = 5999 / 16
+    assert ((observed - expected) ** 2 / expected).sum() < 45  # 15 dof, p about 1e-4
