@@ -115,10 +115,12 @@ class BalancedBatchSampler(Sampler[list[int]]):
         the phase of epoch 0.
     """
 
-    # A class's reshuffles are generated in groups of at least this many draws (one vectorised
-    # call for many small permutations). Part of the plan's definition: changing it changes
-    # batches for a given seed.
-    _GROUP_DRAWS = 512
+    # A class's reshuffles are generated in groups of at least N // C draws (the mean class
+    # size), clipped to [_GROUP_MIN, _GROUP_MAX]: one vectorised sort for many permutations of a
+    # small class, and the groups held (one per class) stay below 2 N indices. Part of the plan's
+    # definition: changing these changes batches for a given seed.
+    _GROUP_MIN = 512
+    _GROUP_MAX = 16384
     # Batches whose in-batch order comes from one random stream; also part of the definition.
     _ROWS_PER_GROUP = 64
     # Plan slots built per step once warmed up; bounds memory, does not change the plan.
@@ -380,13 +382,17 @@ class BalancedBatchSampler(Sampler[list[int]]):
             current += count
             block = min(2 * block, steady)
 
+    def _group_draws(self) -> int:
+        mean_size = self._num_samples // len(self.classes)
+        return min(max(mean_size, self._GROUP_MIN), self._GROUP_MAX)
+
     def _buffers(self) -> _CircularBuffers:
         # Every group of reshuffles is a pure function of (seed, class, group), so groups loaded
         # in one epoch stay valid for the next: keeping them saves regenerating the permutation
         # each class is in the middle of at an epoch boundary. Holds one group per class.
         if self._buffer_cache is None:
             self._buffer_cache = _CircularBuffers(self._by_class, self._starts, self.class_counts,
-                                                  _rng.Streams(self.seed), self._GROUP_DRAWS)
+                                                  _rng.Streams(self.seed), self._group_draws())
         return self._buffer_cache
 
     def _finetune_slots(self, epoch: int, slot_start: int, slot_end: int) -> Iterator[np.ndarray]:
@@ -497,15 +503,18 @@ class _CircularBuffers:
     """
 
     # Design note: reshuffles by sorting random keys
-    # A reshuffle is a sort of random 64-bit keys whose low ``bits`` bits hold the dataset index
-    # being shuffled (bits = enough for any index below N) and whose high bits come straight from
-    # the stream's raw Philox output. Keys are distinct, so the sort yields a permutation; it is
-    # uniform except that indices whose 64 - bits random bits tie keep their relative order, a
-    # chance of about n^2 / 2^(65 - bits) per permutation of n (below 1e-3 for a class of 50,000
-    # among 10 million samples). numpy's vectorised sort makes this about twice as fast as its
-    # Fisher-Yates shuffle, which draws one bounded integer per element, and the result depends
-    # only on Philox's raw output, which numpy fixes by specification, not on how a numpy
-    # version implements shuffle.
+    # A reshuffle is a sort of 64-bit keys whose low bits hold the dataset index being shuffled
+    # and whose high bits are random, straight from the stream's raw Philox output. Keys are
+    # distinct, so the sort yields a permutation. When every index fits in 32 bits (N <= 2^32),
+    # each raw 64-bit word gives the 32 random high bits of two keys (Philox output is the
+    # costliest step); above that, each key takes 64 - bits random bits from a word of its own.
+    # The permutation is uniform except that two indices whose random bits tie keep their
+    # dataset order: with 32 random bits, a chance of 2^-32 per pair (about n^2 / 2^33 tied
+    # pairs in a permutation of n: 0.25 for a class of 46,000). numpy's vectorised sort makes
+    # this about twice as fast as its Fisher-Yates shuffle, which draws one bounded integer per
+    # element, and the result depends only on Philox's raw output, which numpy fixes by
+    # specification, not on how a numpy version implements shuffle.
+    _SPLIT_MAX_BITS = 32  # index bits up to which a raw word serves two keys
 
     def __init__(self, by_class: np.ndarray, starts: list[int], counts: np.ndarray,
                  streams: _rng.Streams, group_draws: int) -> None:
@@ -518,6 +527,9 @@ class _CircularBuffers:
         self._group_id = [-1] * len(counts)
         self._group: list[np.ndarray | None] = [None] * len(counts)
         bits = max(1, (len(by_class) - 1).bit_length())
+        self._split = bits <= self._SPLIT_MAX_BITS
+        if self._split:
+            bits = 32
         self._low = np.uint64((1 << bits) - 1)
         self._high = ~self._low
         self._unsigned = by_class.view(np.uint32 if by_class.dtype == np.int32 else np.uint64)
@@ -525,8 +537,18 @@ class _CircularBuffers:
     def _load(self, cls: int, group: int) -> np.ndarray:
         start, end = self._starts[cls], self._starts[cls + 1]
         bitgen = self._streams.get(_rng.CYCLE, cls, group).bit_generator
-        keys = bitgen.random_raw((end - start) * self._cycles[cls]).reshape(-1, end - start)
-        keys &= self._high
+        total = (end - start) * self._cycles[cls]
+        if self._split:
+            half = -(-total // 2)
+            raw = bitgen.random_raw(half)
+            keys = np.empty(2 * half, dtype=np.uint64)
+            np.bitwise_and(raw, self._high, out=keys[:half])  # each word's high 32 bits ...
+            np.left_shift(raw, np.uint64(32), out=keys[half:])  # ... and its low 32, moved up
+            keys = keys[:total]
+        else:
+            keys = bitgen.random_raw(total)
+            keys &= self._high
+        keys = keys.reshape(-1, end - start)
         keys |= self._unsigned[start:end]
         keys.sort(axis=1)  # each row: one permutation of the class's indices, in the low bits
         keys &= self._low

@@ -523,3 +523,25 @@ def test_reshuffles_are_uniform_permutations():
     observed = np.array([pairs.get((x, y), 0) for x in range(4) for y in range(4)])
     expected = 5999 / 16
     assert ((observed - expected) ** 2 / expected).sum() < 45  # 15 dof, p about 1e-4
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_both_key_layouts_give_uniform_valid_reshuffles(monkeypatch, split):
+    """Datasets above 2^32 samples take one raw word per sort key instead of half of one; that
+    path is forced here on small data: the plan is still a valid balanced plan and its
+    reshuffles are still uniform."""
+    from balancer import _sampler
+
+    if not split:
+        monkeypatch.setattr(_sampler._CircularBuffers, "_SPLIT_MAX_BITS", 0)
+    labels = np.array([0] * 3 + [1] * 6000 + [2] * 5)
+    sampler = BalancedBatchSampler(labels, 3, seed=11)  # one sample of each class per batch
+    batches = epoch_batches(sampler, 1)
+    assert class_counts_of(labels, batches).tolist() == [6000] * 3
+    assert sampler._buffers()._split is split
+    order = [i for batch in batches for i in batch if labels[i] == 0]
+    cycles = collections.Counter(tuple(order[k: k + 3]) for k in range(0, 6000, 3))
+    observed = np.array([cycles[p] for p in itertools.permutations(range(3))])
+    assert observed.sum() == 2000
+    chi2 = ((observed - 2000 / 6) ** 2 / (2000 / 6)).sum()
+    assert chi2 < 25  # 5 degrees of freedom: p about 1e-4 for a uniform shuffle
