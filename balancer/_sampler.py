@@ -315,7 +315,10 @@ class BalancedBatchSampler(Sampler[list[int]]):
         generator = streams.get(_rng.INBATCH_POOL, epoch)
         pool = np.tile(np.arange(size, dtype=np.intp), (self._ORDER_POOL, 1))
         generator.permuted(pool, axis=1, out=pool)
-        return np.concatenate((pool, pool), axis=1).reshape(-1)  # rotations without a modulo
+        # Every rotation of every permutation, as a (pool, size + 1, size) view without copies:
+        # [k, r] is permutation k rotated left by r.
+        doubled = np.concatenate((pool, pool), axis=1)
+        return np.lib.stride_tricks.sliding_window_view(doubled, size, axis=1)
 
     def _shuffle_rows(self, rows: np.ndarray, pool: np.ndarray | None, streams: _rng.Streams,
                       epoch: int, group: int, first: int) -> np.ndarray:
@@ -333,8 +336,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
         offsets = generator.integers(0, self.batch_size, size=count)[first:: step]
         rows = rows[first::step]
         size = self.batch_size
-        starts = picks[: len(rows)] * (2 * size) + offsets[: len(rows)]
-        positions = pool.take(starts[:, None] + np.arange(size))  # (rows, size)
+        positions = pool[picks[: len(rows)], offsets[: len(rows)]]  # (rows, size), a copy
         positions += (np.arange(len(rows)) * size)[:, None]
         return np.ascontiguousarray(rows).reshape(-1).take(positions)
 
