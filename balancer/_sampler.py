@@ -534,6 +534,7 @@ class _CircularBuffers:
             bits = 32
         self._low = np.uint64((1 << bits) - 1)
         self._high = ~self._low
+        self._scratch = np.empty(0, dtype=np.uint64)
         self._unsigned = by_class.view(np.uint32 if by_class.dtype == np.int32 else np.uint64)
 
     def _load(self, cls: int, group: int) -> np.ndarray:
@@ -543,7 +544,9 @@ class _CircularBuffers:
         if self._split:
             half = -(-total // 2)
             raw = bitgen.random_raw(half)
-            keys = np.empty(2 * half, dtype=np.uint64)
+            if self._scratch.size < 2 * half:
+                self._scratch = np.empty(2 * half, dtype=np.uint64)
+            keys = self._scratch[: 2 * half]  # reused: stays in cache from load to load
             np.bitwise_and(raw, self._high, out=keys[:half])  # each word's high 32 bits ...
             np.left_shift(raw, np.uint64(32), out=keys[half:])  # ... and its low 32, moved up
             keys = keys[:total]
