@@ -359,6 +359,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
         drawn = drawn.tolist()
 
         buffers = self._buffers()
+        groups, group_ids, lengths = buffers.groups, buffers.group_ids, buffers.lengths
         total_rounds = -(-slot_end // num_classes)
         first_round = slot_start // num_classes
         skip = slot_start - first_round * num_classes
@@ -377,7 +378,12 @@ class BalancedBatchSampler(Sampler[list[int]]):
             # several times cheaper than filling rows and transposing).
             by_round = arena[: count * num_classes].reshape(count, num_classes)
             for position, cls in enumerate(order):
-                buffers.draw(cls, drawn[cls] + current, count, by_round[:, position])
+                start = drawn[cls] + current
+                group, offset = divmod(start, lengths[cls])
+                if group_ids[cls] == group and offset + count <= lengths[cls]:  # the usual case
+                    by_round[:, position] = groups[cls][offset: offset + count]
+                else:
+                    buffers.draw(cls, start, count, by_round[:, position])
             flat = by_round.reshape(-1)
             yield flat[skip: min(count * num_classes, slot_end - current * num_classes)]
             skip = 0
@@ -525,9 +531,9 @@ class _CircularBuffers:
         self._streams = streams
         cycles = np.maximum(1, -(-group_draws // counts))
         self._cycles = cycles.tolist()
-        self._lengths = (cycles * counts).tolist()
-        self._group_id = [-1] * len(counts)
-        self._group: list[np.ndarray | None] = [None] * len(counts)
+        self.lengths = (cycles * counts).tolist()
+        self.group_ids = [-1] * len(counts)
+        self.groups: list[np.ndarray | None] = [None] * len(counts)
         bits = max(1, (len(by_class) - 1).bit_length())
         self._split = bits <= self._SPLIT_MAX_BITS
         if self._split:
@@ -558,17 +564,17 @@ class _CircularBuffers:
         keys.sort(axis=1)  # each row: one permutation of the class's indices, in the low bits
         keys &= self._low
         draws = keys.reshape(-1).astype(self._by_class.dtype)
-        self._group_id[cls] = group
-        self._group[cls] = draws
+        self.group_ids[cls] = group
+        self.groups[cls] = draws
         return draws
 
     def draw(self, cls: int, start: int, count: int, out: np.ndarray) -> None:
         """Write draws ``start .. start + count - 1`` of class ``cls`` into ``out``."""
-        length = self._lengths[cls]
+        length = self.lengths[cls]
         done = 0
         while done < count:
             group, offset = divmod(start + done, length)
-            draws = self._group[cls] if self._group_id[cls] == group else self._load(cls, group)
+            draws = self.groups[cls] if self.group_ids[cls] == group else self._load(cls, group)
             take = min(count - done, length - offset)
             out[done: done + take] = draws[offset: offset + take]
             done += take
