@@ -354,11 +354,12 @@ def binary_focal_loss(
     however close :math:`p_t` is to 1), clamped at the smallest normal float before the power
     so that ``gamma < 1`` keeps gradients finite. ``reduction="mean"`` averages over all
     elements, ``"sum"`` sums. With ``gamma=0`` and ``alpha=None`` this is
-    ``F.binary_cross_entropy_with_logits``. The gradient is a closed form and no gradient
-    flows to ``target``. On CPU the loss and its gradient are computed together in forward,
-    in cache-sized chunks, and the gradient (one buffer of the logits' size, what
-    cross-entropy keeps for its backward) is saved; elsewhere only the inputs are saved and
-    the gradient is recomputed in backward. Both compute the same formulas to rounding.
+    ``F.binary_cross_entropy_with_logits``. No gradient flows to ``target``. On CPU the loss
+    and its closed-form gradient are computed together in forward, in cache-sized chunks, and
+    the gradient (one buffer of the logits' size, as cross-entropy keeps its log-softmax) is
+    saved; there is no double backward (``create_graph=True``) on CPU. Elsewhere, for
+    ``gamma > 0``, only the inputs are saved and the closed form is recomputed in backward.
+    The two agree to rounding (see :func:`_binary_focal_chunk` for the BCE term's precision).
     There is no ``ignore_index`` (targets are not indices); give ignored elements a zero
     weight by multiplying the ``"none"`` output.
 
@@ -966,6 +967,15 @@ def ldam_loss(
     sequences; from a sequence the margins are computed on the host and copied to the device on
     every call, so in a training loop pass tensors already on the device, or use
     :class:`losses.LDAMLoss`, which computes the margins once.
+
+    On CUDA (and under ``torch.compile``) this is ``F.cross_entropy`` on the adjusted logits.
+    On CPU a dedicated kernel computes the same softmax, except that inside its denominator
+    each term below :math:`e^{-60}` times the row's largest term counts as :math:`e^{-60}`
+    times it: the denominator's relative error is below :math:`(C - 1)\,e^{-60} \approx C
+    \cdot 8.8 \times 10^{-27}` (below float64 rounding for any :math:`C < 10^9`), and so is the
+    loss's absolute error; the target's own term is never clamped. This keeps ``exp`` off its
+    slow CPU path for arguments below about -87, which ``scale=30`` otherwise hits often.
+    Unlike ``F.cross_entropy`` it has no double backward (``create_graph=True``) on CPU.
 
     Shape:
         - logits: (N, C) or (N, C, d1, ...)

@@ -289,24 +289,28 @@ def test_binary_focal_kernel_loss_is_nonnegative_and_finite(gamma, t_value):
     assert (v >= 0).all() and torch.isfinite(v).all() and torch.isfinite(g).all()
 
 
-def test_binary_focal_kernel_backward_twice_with_retained_graph():
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_binary_focal_kernel_backward_twice_with_retained_graph(reduction):
     """Backward scales the saved gradient in place; a second backward must recompute it."""
     logits, target = focal_inputs(4, torch.float64)
+
+    def fn(z):
+        return LF.binary_focal_loss(z, target, gamma=2.0, alpha=0.25, reduction=reduction)
+
+    with fast_cpu(False):
+        _, ref, _ = run(fn, logits)  # gradient of <fn, cot>, cot as run() draws it
     x = logits.clone().requires_grad_(True)
     with fast_cpu(True):
-        loss = LF.binary_focal_loss(x, target, gamma=2.0, alpha=0.25)
+        loss = fn(x)
     assert FOCAL_NODE in node_names(loss)
-    (first,) = torch.autograd.grad(3.0 * loss, x, retain_graph=True)
-    (second,) = torch.autograd.grad(5.0 * loss, x, retain_graph=True)
-    loss.backward()
-    with fast_cpu(False):
-        _, ref, _ = run(lambda z: LF.binary_focal_loss(z, target, gamma=2.0, alpha=0.25), logits)
-    unit = x.grad
-    # run() uses a random cotangent on a 0-dim output: divide it out
-    cot = torch.rand((), generator=torch.Generator().manual_seed(100), dtype=torch.float64)
-    assert_close(unit, ref / cot)
-    assert_close(first, 3.0 * unit)
-    assert_close(second, 5.0 * unit)
+    g = torch.Generator().manual_seed(100)
+    cot = torch.rand(loss.shape, generator=g, dtype=torch.float64)
+    (first,) = torch.autograd.grad(loss, x, 3.0 * cot, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, x, 5.0 * cot, retain_graph=True)
+    (loss * cot).sum().backward()
+    assert_close(first, 3.0 * ref)
+    assert_close(second, 5.0 * ref)
+    assert_close(x.grad, ref)
 
 
 def test_binary_focal_kernel_without_grad():
