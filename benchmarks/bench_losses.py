@@ -78,8 +78,8 @@ def build_losses(num_classes: int, device: torch.device) -> dict[str, Callable]:
     binary = losses.BinaryFocalLoss()
     fns["binary_focal"] = lambda z, y: binary(z, _bin_target(z, y))
     fns["PEER one_hot_focal"] = one_hot_focal
-    # LDAM's cross-entropy runs on 30x scaled logits, which alone makes exp slower on CPU:
-    # this peer shows that part of LDAM's ratio.
+    # LDAM is cross-entropy on 30x scaled logits, which alone makes exp slower on CPU: this
+    # peer shows what LDAM costs as plain cross-entropy (its CPU kernel avoids that).
     fns["PEER cross_entropy(30*z)"] = lambda z, y: F.cross_entropy(30.0 * z, y)
     # binary_focal is elementwise over all N*C entries; torch's own elementwise loss for context.
     fns["PEER bce_with_logits"] = lambda z, y: F.binary_cross_entropy_with_logits(

@@ -68,6 +68,17 @@ __all__ = [
 MARGIN_KINDS = ("hinge", "log", "square_square")
 MARGIN_AGAINST = ("most_offending", "all")
 
+# Private switch for the CPU kernels of LDAM and the binary focal loss (see their design notes).
+# Tests set it to False to compare them with the device-independent paths, which are exact.
+_FAST_CPU = True
+
+
+def _use_fast_cpu(x: Tensor) -> bool:
+    """Whether x takes a CPU-specific kernel: eager CPU only (under torch.compile the compiler
+    fuses the plain path; on CUDA the caching allocator and fast exponentials make the plain
+    path the fast one)."""
+    return _FAST_CPU and x.device.type == "cpu" and not torch.compiler.is_compiling()
+
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -337,15 +348,20 @@ def binary_focal_loss(
         l = -\alpha_t \, (1 - p_t)^{\gamma} \,
             \big( t \log \sigma(z) + (1-t) \log \sigma(-z) \big)
 
-    (:math:`\alpha_t \equiv 1` when ``alpha`` is None). The log term is
-    ``F.binary_cross_entropy_with_logits`` (built on log-sigmoid); :math:`1 - p_t` is
-    :math:`t\,\sigma(-z) + (1-t)\,\sigma(z)`, exact as :math:`p_t \to 1`, and clamped at the
-    smallest normal float before the power so that ``gamma < 1`` keeps gradients finite.
-    ``reduction="mean"`` averages over all elements, ``"sum"`` sums. With ``gamma=0`` and
-    ``alpha=None`` this is ``F.binary_cross_entropy_with_logits``. For ``gamma > 0`` the
-    backward is a closed form recomputed from the inputs (nothing of size (N, C) is kept for
-    it) and no gradient flows to ``target``. There is no ``ignore_index`` (targets are not
-    indices); give ignored elements a zero weight by multiplying the ``"none"`` output.
+    (:math:`\alpha_t \equiv 1` when ``alpha`` is None). The log term is the binary
+    cross-entropy with logits, :math:`\mathrm{softplus}(z) - t z`; :math:`1 - p_t` is
+    :math:`t\,\sigma(-z) + (1-t)\,\sigma(z)` (a ``lerp``, exact at :math:`t \in \{0, 1\}`
+    however close :math:`p_t` is to 1), clamped at the smallest normal float before the power
+    so that ``gamma < 1`` keeps gradients finite. ``reduction="mean"`` averages over all
+    elements, ``"sum"`` sums. With ``gamma=0`` and ``alpha=None`` this is
+    ``F.binary_cross_entropy_with_logits``. No gradient flows to ``target``. On CPU the loss
+    and its closed-form gradient are computed together in forward, in cache-sized chunks, and
+    the gradient (one buffer of the logits' size, as cross-entropy keeps its log-softmax) is
+    saved; there is no double backward (``create_graph=True``) on CPU. Elsewhere, for
+    ``gamma > 0``, only the inputs are saved and the closed form is recomputed in backward.
+    The two agree to rounding (see :func:`_binary_focal_chunk` for the BCE term's precision).
+    There is no ``ignore_index`` (targets are not indices); give ignored elements a zero
+    weight by multiplying the ``"none"`` output.
 
     Args:
         logits: raw scores, any shape.
@@ -373,6 +389,9 @@ def binary_focal_loss(
     V.check_binary_target(logits, target)
     x = _upcast(logits)
     t = target.to(x.dtype)
+    if _use_fast_cpu(x):
+        need_grad = torch.is_grad_enabled() and x.requires_grad
+        return _BinaryFocalCPU.apply(x, t.detach(), gamma, alpha, reduction, need_grad)
     if gamma == 0.0:
         loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         if alpha is not None:
@@ -403,10 +422,12 @@ def _check_binary_alpha(alpha: float | None) -> float | None:
 def _one_minus_pt(x: Tensor, t: Tensor, p: Tensor) -> Tensor:
     """1 - p_t = t * sigmoid(-x) + (1 - t) * p, clamped at the smallest normal float.
 
-    No cancellation as p_t -> 1; one fresh buffer, the rest in place.
+    ``lerp`` returns its end points exactly at weights 0 and 1, so for 0/1 targets this is
+    sigmoid(-x) or p with no cancellation as p_t -> 1 (``(sigmoid(-x) - p) * t + p`` gives 0
+    for x = 20, t = 1 in float32). One fresh buffer, written in place.
     """
     q = torch.neg(x).sigmoid_()
-    return q.sub_(p).mul_(t).add_(p).clamp_min_(torch.finfo(x.dtype).tiny)
+    return torch.lerp(p, q, t, out=q).clamp_min_(torch.finfo(x.dtype).tiny)
 
 
 class _BinaryFocal(torch.autograd.Function):
@@ -451,6 +472,155 @@ class _BinaryFocal(torch.autograd.Function):
         if alpha is not None:
             grad.mul_(torch.mul(t, 2.0 * alpha - 1.0).add_(1.0 - alpha))
         return grad.mul_(grad_out), None, None, None
+
+
+# Binary focal loss on CPU (design note)
+# ---------------------------------------
+# On CPU a fresh buffer of the logits' size costs about ten in-place passes over one (the
+# allocator maps memory this large afresh on every call and each first touch page-faults),
+# and the elementwise loss needs about fifteen passes with several transcendental functions.
+# _BinaryFocal recomputes everything in backward with six fresh buffers. Here the work runs
+# over chunks of _CHUNK_BYTES: a chunk's temporaries stay in the L2 cache and below the
+# allocator's mmap threshold, and per-op dispatch overhead is spread over enough elements.
+# Forward computes the loss and the gradient for a unit upstream gradient in the same pass,
+# sharing sigmoid(+-x), 1 - p_t and the BCE; the only buffers of the logits' size are that
+# gradient (saved, in place of the log-softmax cross-entropy saves) and the "none" output.
+# Backward scales the saved gradient in place by the upstream gradient and returns it, so it
+# allocates nothing. That consumes the saved gradient: a second backward through the same
+# graph (retain_graph=True) recomputes it from the saved inputs, so results never depend on
+# how often backward runs.
+_CHUNK_BYTES = 1 << 19
+
+
+def _binary_focal_chunk(
+    x: Tensor, t: Tensor, gamma: float, alpha: float | None, loss_out: Tensor | None,
+    grad_out: Tensor | None,
+) -> None:
+    r"""Binary focal loss of one 1-D chunk and its gradient, written into ``loss_out`` (the
+    elementwise loss, or its sum when 0-dim) and ``grad_out``; either may be None.
+
+    With :math:`\bar B = -\mathrm{BCE} = \log \sigma(-z) + t z`, :math:`q = 1 - p_t`,
+    :math:`f = \alpha_t q^{\gamma}` and :math:`d = \alpha_t q^{\gamma - 1}`:
+    :math:`l = -f \bar B` and :math:`\partial l / \partial z = f (p - t)
+    - \gamma d\,(1 - 2t)\,p (1 - p)\,\bar B`.
+
+    Precision: :math:`\bar B` comes from one rounded :math:`\log \sigma(-z)` of magnitude
+    about :math:`|z|`, so for :math:`|z| < 88` its absolute error is about :math:`|z|` float
+    epsilons (torch's ``binary_cross_entropy_with_logits``: about one). That is a large relative
+    error only where the BCE is itself below that, i.e. for confidently right elements, whose
+    loss the factor :math:`q^{\gamma}` then makes smaller still; the recomputing path agrees to
+    ``rtol=1e-5, atol=1e-6`` in float32 and ``1e-12`` in float64 (tests/test_losses_cpu_kernels.py).
+    """
+    tiny = torch.finfo(x.dtype).tiny
+    neg_x = torch.neg(x)
+    # sigma(-x) = 1 - p without cancellation; clamped so its log is finite.
+    sn = torch.sigmoid(neg_x).clamp_min_(tiny)
+    p = torch.sigmoid(x)
+    # log sigma(-x) = -softplus(x) <= -x, and where the clamp of sn cut it short (x > 87 in
+    # float32) the minimum with -x restores it to rounding: softplus(x) = x + O(e^-x).
+    nb = torch.log(sn)
+    torch.minimum(nb, neg_x, out=nb)
+    nb.addcmul_(x, t)
+    w = None if alpha is None else torch.mul(t, 2.0 * alpha - 1.0).add_(1.0 - alpha)
+    f: Tensor | None = w
+    d: Tensor | None = None
+    if gamma != 0.0:
+        q = torch.lerp(p, sn, t).clamp_min_(tiny)  # 1 - p_t, see _one_minus_pt
+        d = q if gamma == 2.0 else torch.pow(q, gamma - 1.0)
+        if w is not None:
+            d = torch.mul(d, w)
+        f = torch.mul(d, q)
+    if loss_out is not None:
+        if loss_out.dim() == 0:
+            if f is None:
+                torch.sum(nb, dim=0, out=loss_out)
+            else:
+                torch.dot(f, nb, out=loss_out)
+        elif f is None:
+            loss_out.copy_(nb)
+        else:
+            torch.mul(f, nb, out=loss_out)
+        loss_out.neg_()
+    if grad_out is None:
+        return
+    if d is not None:
+        nb.mul_(p).mul_(sn)
+        nb.addcmul_(nb, t, value=-2.0)  # (1 - 2t) p (1 - p) B-bar
+    p.sub_(t)
+    if f is None:
+        grad_out.copy_(p)
+    else:
+        torch.mul(p, f, out=grad_out)
+    if d is not None:
+        grad_out.addcmul_(d, nb, value=-gamma)
+
+
+def _binary_focal_chunks(
+    x: Tensor, t: Tensor, gamma: float, alpha: float | None, reduction: str | None,
+    with_grad: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """(loss reduced as ``reduction``, or None when ``reduction`` is None; elementwise gradient
+    for a unit upstream gradient, or None), computed chunk by chunk."""
+    flat_x, flat_t = x.reshape(-1), t.reshape(-1)
+    n = flat_x.numel()
+    step = max(1, _CHUNK_BYTES // x.element_size())
+    starts = range(0, n, step)
+    loss = None
+    if reduction == "none":
+        loss = torch.empty_like(flat_x)
+    elif reduction is not None:
+        loss = flat_x.new_empty(len(starts))  # one partial sum per chunk
+    grad = torch.empty_like(flat_x) if with_grad else None
+    for i, start in enumerate(starts):
+        chunk = slice(start, start + step)
+        _binary_focal_chunk(
+            flat_x[chunk], flat_t[chunk], gamma, alpha,
+            None if loss is None else (loss[chunk] if reduction == "none" else loss[i]),
+            None if grad is None else grad[chunk],
+        )
+    if loss is not None:
+        if reduction == "none":
+            loss = loss.view(x.shape)
+        else:
+            loss = loss.sum()
+            if reduction == "mean":
+                loss = loss / n  # an empty input gives NaN, as Tensor.mean does
+    return loss, None if grad is None else grad.view(x.shape)
+
+
+class _BinaryFocalCPU(torch.autograd.Function):
+    """Binary focal loss whose forward also computes the gradient; see the design note above."""
+
+    @staticmethod
+    def forward(
+        ctx, x: Tensor, t: Tensor, gamma: float, alpha: float | None, reduction: str,
+        need_grad: bool,
+    ) -> Tensor:
+        loss, grad = _binary_focal_chunks(x, t, gamma, alpha, reduction, need_grad)
+        if grad is not None:
+            ctx.save_for_backward(grad, x, t)
+            ctx.grad_intact = True
+        ctx.gamma, ctx.alpha, ctx.reduction = gamma, alpha, reduction
+        assert loss is not None
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        grad, x, t = ctx.saved_tensors
+        if ctx.reduction == "mean":
+            grad_out = grad_out / max(x.numel(), 1)
+        if ctx.grad_intact:
+            ctx.grad_intact = False
+            # Scaled in place through .data, so the saved tensor's version is unchanged and
+            # its unpacking in a second backward does not raise; grad_intact sends that
+            # backward to the recomputation instead.
+            grad = grad.data.mul_(grad_out)
+        else:
+            grad = _binary_focal_chunks(x, t, ctx.gamma, ctx.alpha, None, True)[1]
+            assert grad is not None
+            grad.mul_(grad_out)
+        return grad, None, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- margins
@@ -667,12 +837,16 @@ def _ldam_from_margins(
     if weight is not None:
         V.check_device(weight, logits, name="weight")
     x = _upcast(logits)
-    safe, _ = _safe_target(target, ignore_index)
+    safe, valid = _safe_target(target, ignore_index)
     idx = safe.unsqueeze(1)
+    shift = _cast(margins, x).take(idx).mul_(-scale)
+    if _use_fast_cpu(x):
+        nll = _LDAMSoftmaxCPU.apply(x, idx, scale, shift)
+        return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
     # Not _ShiftedNLL: its backward's torch.exp of scale-30 log-probabilities (down to about
     # -1e3) is slower on CPU than the exp inside cross-entropy's fused backward kernel.
     # x * scale is a fresh tensor that mul does not save, so the in-place scatter is safe.
-    adjusted = torch.mul(x, scale).scatter_add_(1, idx, _cast(margins, x).take(idx).mul_(-scale))
+    adjusted = torch.mul(x, scale).scatter_add_(1, idx, shift)
     return _torch_ce_like(
         F.cross_entropy, adjusted, target, _cast(weight, x), ignore_index, reduction, normalization
     )
@@ -713,6 +887,49 @@ class _ShiftedNLL(torch.autograd.Function):
         return grad.mul_(grad_out.unsqueeze(1) * ctx.scale), None, None, None, None
 
 
+# LDAM on CPU (design note)
+# -------------------------
+# LDAM is cross-entropy on s * (z - m_y e_y) with s = 30: shifted by their row maximum, most
+# of those logits lie far below -87, where torch.exp on CPU leaves its vectorised path (its
+# result is subnormal or zero) and runs many times slower, so F.cross_entropy on them costs
+# about three times F.cross_entropy on z. On CPU a fresh (N, C) buffer also costs about ten
+# in-place passes (page faults). _LDAMSoftmaxCPU allocates one buffer in forward and one in
+# backward, against four for cross-entropy on a scaled copy, and clamps the shifted logits at
+# _LDAM_FLOOR before exp. Every clamped term contributes e^floor instead of less, while the
+# row maximum contributes exactly 1, so the softmax denominator has relative error below
+# (C - 1) e^floor, i.e. C * 8.8e-27 (far below float64 rounding for any C < 10^9), the loss
+# the same absolute error, and each gradient entry an absolute error below s * 8.8e-27. The
+# target's own shifted logit enters the loss unclamped, so badly misclassified targets keep
+# their exact, large loss. -60 rather than -87 keeps e^floor times the backward's scale
+# (s * upstream / denominator) clear of subnormal numbers, which are slow too.
+_LDAM_FLOOR = -60.0
+
+
+class _LDAMSoftmaxCPU(torch.autograd.Function):
+    r"""Per-element :math:`-\log \mathrm{softmax}(s z + b\,e_y)_y` along dim 1 (LDAM: b = -s m_y),
+    with the shifted logits clamped at ``_LDAM_FLOOR`` inside the denominator only; see the
+    design note above for the bound."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor) -> Tensor:
+        a = torch.mul(x, scale).scatter_add_(1, idx, target_shift)
+        a.sub_(a.amax(dim=1, keepdim=True))
+        a_y = a.gather(1, idx)
+        denom = a.clamp_min_(_LDAM_FLOOR).exp_().sum(dim=1, keepdim=True)
+        ctx.save_for_backward(a, denom, idx)
+        ctx.scale = scale
+        return denom.log().sub_(a_y).squeeze(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        exp_a, denom, idx = ctx.saved_tensors
+        g = grad_out.unsqueeze(1) * ctx.scale
+        grad = torch.mul(exp_a, g / denom)  # s * softmax * upstream
+        grad.scatter_add_(1, idx, g.neg_())
+        return grad, None, None, None
+
+
 def _weight_and_reduce(
     loss: Tensor, safe: Tensor, valid: Tensor, weight: Tensor | None, reduction: str,
     normalization: str,
@@ -750,6 +967,15 @@ def ldam_loss(
     sequences; from a sequence the margins are computed on the host and copied to the device on
     every call, so in a training loop pass tensors already on the device, or use
     :class:`losses.LDAMLoss`, which computes the margins once.
+
+    On CUDA (and under ``torch.compile``) this is ``F.cross_entropy`` on the adjusted logits.
+    On CPU a dedicated kernel computes the same softmax, except that inside its denominator
+    each term below :math:`e^{-60}` times the row's largest term counts as :math:`e^{-60}`
+    times it: the denominator's relative error is below :math:`(C - 1)\,e^{-60} \approx C
+    \cdot 8.8 \times 10^{-27}` (below float64 rounding for any :math:`C < 10^9`), and so is the
+    loss's absolute error; the target's own term is never clamped. This keeps ``exp`` off its
+    slow CPU path for arguments below about -87, which ``scale=30`` otherwise hits often.
+    Unlike ``F.cross_entropy`` it has no double backward (``create_graph=True``) on CPU.
 
     Shape:
         - logits: (N, C) or (N, C, d1, ...)
