@@ -80,7 +80,9 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str, num_workers: i
                             world_size=world_size, timeout=timedelta(seconds=120))
     try:
         record = train_settings(num_workers)
-        torch.save(record, Path(out_dir) / f"rank{rank}.pt")
+        partial = Path(out_dir) / f"rank{rank}.pt.partial"
+        torch.save(record, partial)
+        os.replace(partial, partial.with_suffix(""))  # complete records only, never half-written
         dist.barrier()
     finally:
         gc.collect()

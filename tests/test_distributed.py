@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -22,17 +23,32 @@ WORLD_SIZE = 2
 
 
 def launch(tmp_path, num_workers, timeout=240.0):
-    """Run the ranks; a rank that fails raises here, and a hung run fails after ``timeout``."""
+    """Run the ranks and return their records.
+
+    A rank that raises fails the test here, and so does a hung run (after ``timeout``). One case
+    is tolerated, with a warning: a rank killed by a signal after *every* rank has saved its
+    complete record, i.e. a crash in torch.distributed's own teardown (seen once on a CI machine:
+    SIGABRT, "terminate called without an active exception"), after all the training and
+    sharding under test has run; the records are then checked as usual.
+    """
+    paths = [tmp_path / f"rank{r}.pt" for r in range(WORLD_SIZE)]
     context = mp.start_processes(run_rank, args=(WORLD_SIZE, free_port(), str(tmp_path),
                                                  num_workers),
                                  nprocs=WORLD_SIZE, join=False, start_method="spawn")
     deadline = time.monotonic() + timeout
-    while not context.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"the {WORLD_SIZE} gloo ranks did not finish in {timeout:.0f} s")
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
+    try:
+        while not context.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                for process in context.processes:
+                    process.kill()
+                pytest.fail(f"the {WORLD_SIZE} gloo ranks did not finish in {timeout:.0f} s")
+    except mp.ProcessExitedException as error:
+        if error.signal_name is None or not all(path.exists() for path in paths):
+            raise
+        warnings.warn(f"gloo rank {error.error_index} died with {error.signal_name} after every "
+                      f"rank had saved its record (torch.distributed teardown); checking the "
+                      f"records", RuntimeWarning, stacklevel=2)
+    return [torch.load(path, weights_only=False) for path in paths]
 
 
 def interleave(shards):
