@@ -45,7 +45,7 @@ Conventions shared by every function (design note)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -357,8 +357,9 @@ def binary_focal_loss(
     ``F.binary_cross_entropy_with_logits``. No gradient flows to ``target``. On CPU the loss
     and its closed-form gradient are computed together in forward, in cache-sized chunks, and
     the gradient (one buffer of the logits' size, as cross-entropy keeps its log-softmax) is
-    saved; there is no double backward (``create_graph=True``) on CPU. Elsewhere, for
-    ``gamma > 0``, only the inputs are saved and the closed form is recomputed in backward.
+    saved. Elsewhere, for ``gamma > 0``, only the inputs are saved and the closed form is
+    recomputed in backward. Under ``create_graph=True`` (double backward) both differentiate a
+    plain autograd formula instead, so higher derivatives are exact.
     The two agree to rounding (see :func:`_binary_focal_chunk` for the BCE term's precision).
     There is no ``ignore_index`` (targets are not indices); give ignored elements a zero
     weight by multiplying the ``"none"`` output.
@@ -419,6 +420,47 @@ def _check_binary_alpha(alpha: float | None) -> float | None:
     return float(alpha)
 
 
+# Double backward (design note)
+# ------------------------------
+# The custom autograd Functions below compute their gradients with in-place, closed-form
+# arithmetic that autograd cannot differentiate again. ``torch.autograd.grad(...,
+# create_graph=True)`` (gradient penalties, MAML, Hessian-vector products) runs a backward with
+# grad mode on; then each Function differentiates a plain autograd formula of the same loss,
+# recomputed from its saved input, so second derivatives are exact instead of silently
+# dropped (which is what ``once_differentiable`` does when the upstream gradient does not
+# itself require grad). Only that backward pays for the plain formula.
+
+
+def _graph_grad(loss_of: Callable[[Tensor], Tensor], source: Tensor, grad_out: Tensor) -> Tensor:
+    """d loss_of(source) / d source, times grad_out, with a graph for higher derivatives."""
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(loss_of(source), source, grad_out, create_graph=True)
+    return grad
+
+
+def _binary_focal_plain(x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
+    """Elementwise binary focal loss from autograd primitives (the double-backward path)."""
+    bce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    if gamma != 0.0:
+        q = torch.lerp(torch.sigmoid(x), torch.sigmoid(-x), t).clamp_min(torch.finfo(x.dtype).tiny)
+        bce = q.pow(gamma) * bce
+    return bce if alpha is None else bce * (t * (2.0 * alpha - 1.0) + (1.0 - alpha))
+
+
+def _shifted_nll_plain(
+    source: Tensor, idx: Tensor, scale: float, class_shift: Tensor | None,
+    target_shift: Tensor | None,
+) -> Tensor:
+    """-log softmax(scale * (z + class_shift) + target_shift e_y)_y from autograd primitives."""
+    x = _upcast(source)
+    adjusted = x if class_shift is None else x + class_shift
+    if scale != 1.0:
+        adjusted = adjusted * scale
+    if target_shift is not None:
+        adjusted = adjusted.scatter_add(1, idx, target_shift)
+    return -torch.log_softmax(adjusted, dim=1).gather(1, idx).squeeze(1)
+
+
 def _one_minus_pt(x: Tensor, t: Tensor, p: Tensor) -> Tensor:
     """1 - p_t = t * sigmoid(-x) + (1 - t) * p, clamped at the smallest normal float.
 
@@ -455,10 +497,12 @@ class _BinaryFocal(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         x, t = ctx.saved_tensors
         gamma, alpha = ctx.gamma, ctx.alpha
+        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
+            grad = _graph_grad(lambda z: _binary_focal_plain(z, t, gamma, alpha), x, grad_out)
+            return grad, None, None, None
         p = torch.sigmoid(x)
         q = _one_minus_pt(x, t, p)
         qg = q.pow(gamma)
@@ -605,9 +649,14 @@ class _BinaryFocalCPU(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         grad, x, t = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
+            reduce = {"none": lambda v: v, "sum": torch.sum, "mean": torch.mean}[ctx.reduction]
+            grad = _graph_grad(
+                lambda z: reduce(_binary_focal_plain(z, t, ctx.gamma, ctx.alpha)), x, grad_out
+            )
+            return grad, None, None, None, None, None
         if ctx.reduction == "mean":
             grad_out = grad_out / max(x.numel(), 1)
         if ctx.grad_intact:
@@ -841,7 +890,7 @@ def _ldam_from_margins(
     idx = safe.unsqueeze(1)
     shift = _cast(margins, x).take(idx).mul_(-scale)
     if _use_fast_cpu(x):
-        nll = _LDAMSoftmaxCPU.apply(x, idx, scale, shift)
+        nll = _LDAMSoftmaxCPU.apply(x, idx, scale, shift, logits)
         return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
     # Not _ShiftedNLL: its backward's torch.exp of scale-30 log-probabilities (down to about
     # -1e3) is slower on CPU than the exp inside cross-entropy's fused backward kernel.
@@ -865,7 +914,7 @@ class _ShiftedNLL(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx, x: Tensor, idx: Tensor, scale: float, class_shift: Tensor | None,
-        target_shift: Tensor | None,
+        target_shift: Tensor | None, source: Tensor,
     ) -> Tensor:
         adjusted = torch.mul(x, scale) if class_shift is None else torch.add(x, class_shift)
         if class_shift is not None and scale != 1.0:
@@ -874,17 +923,24 @@ class _ShiftedNLL(torch.autograd.Function):
             adjusted.scatter_add_(1, idx, target_shift)
         log_probs = torch.log_softmax(adjusted, dim=1)
         del adjusted
-        ctx.save_for_backward(log_probs, idx)
+        # source: the caller's logits before any upcast (x is source in float32), only for a
+        # double backward; saving it costs nothing, the caller holds it anyway.
+        ctx.save_for_backward(log_probs, idx, source, class_shift, target_shift)
         ctx.scale = scale
         return log_probs.gather(1, idx).squeeze(1).neg_()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        log_probs, idx = ctx.saved_tensors
+        log_probs, idx, source, class_shift, target_shift = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
+            grad = _graph_grad(
+                lambda z: _shifted_nll_plain(z, idx, ctx.scale, class_shift, target_shift),
+                source, grad_out,
+            )
+            return None, None, None, None, None, grad
         grad = log_probs.exp()
         grad.scatter_add_(1, idx, torch.full_like(idx, -1, dtype=grad.dtype))
-        return grad.mul_(grad_out.unsqueeze(1) * ctx.scale), None, None, None, None
+        return grad.mul_(grad_out.unsqueeze(1) * ctx.scale), None, None, None, None, None
 
 
 # LDAM on CPU (design note)
@@ -911,23 +967,31 @@ class _LDAMSoftmaxCPU(torch.autograd.Function):
     design note above for the bound."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor) -> Tensor:
+    def forward(
+        ctx, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor, source: Tensor
+    ) -> Tensor:
         a = torch.mul(x, scale).scatter_add_(1, idx, target_shift)
         a.sub_(a.amax(dim=1, keepdim=True))
         a_y = a.gather(1, idx)
         denom = a.clamp_min_(_LDAM_FLOOR).exp_().sum(dim=1, keepdim=True)
-        ctx.save_for_backward(a, denom, idx)
+        # source: the caller's logits before any upcast, only for a double backward.
+        ctx.save_for_backward(a, denom, idx, source, target_shift)
         ctx.scale = scale
         return denom.log().sub_(a_y).squeeze(1)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        exp_a, denom, idx = ctx.saved_tensors
+        exp_a, denom, idx, source, target_shift = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
+            grad = _graph_grad(
+                lambda z: _shifted_nll_plain(z, idx, ctx.scale, None, target_shift),
+                source, grad_out,
+            )
+            return None, None, None, None, grad
         g = grad_out.unsqueeze(1) * ctx.scale
         grad = torch.mul(exp_a, g / denom)  # s * softmax * upstream
         grad.scatter_add_(1, idx, g.neg_())
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 def _weight_and_reduce(
@@ -975,7 +1039,7 @@ def ldam_loss(
     \cdot 8.8 \times 10^{-27}` (below float64 rounding for any :math:`C < 10^9`), and so is the
     loss's absolute error; the target's own term is never clamped. This keeps ``exp`` off its
     slow CPU path for arguments below about -87, which ``scale=30`` otherwise hits often.
-    Unlike ``F.cross_entropy`` it has no double backward (``create_graph=True``) on CPU.
+    A double backward (``create_graph=True``) differentiates the unclamped formula instead.
 
     Shape:
         - logits: (N, C) or (N, C, d1, ...)
@@ -1018,7 +1082,7 @@ def _logit_adjusted_from_log_prior(
         )
     safe, valid = _safe_target(target, ignore_index)
     shift = _class_view(_cast(log_prior, x) * tau, x.dim())
-    nll = _ShiftedNLL.apply(x, safe.unsqueeze(1), 1.0, shift, None)
+    nll = _ShiftedNLL.apply(x, safe.unsqueeze(1), 1.0, shift, None, logits)
     return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
 
 
