@@ -431,11 +431,25 @@ def _check_binary_alpha(alpha: float | None) -> float | None:
 # itself require grad). Only that backward pays for the plain formula.
 
 
+def _source(logits: Tensor, x: Tensor) -> Tensor | None:
+    """The caller's logits when x is an upcast copy of them, else None (x is the logits: a
+    tensor passed twice to a Function would stop torch.compile)."""
+    return None if x is logits else logits
+
+
 def _graph_grad(loss_of: Callable[[Tensor], Tensor], source: Tensor, grad_out: Tensor) -> Tensor:
     """d loss_of(source) / d source, times grad_out, with a graph for higher derivatives."""
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(loss_of(source), source, grad_out, create_graph=True)
     return grad
+
+
+def _grad_to_source(grad: Tensor, needs_input_grad: tuple[bool, ...], count: int) -> tuple:
+    """Backward outputs for (x, ..., source): the gradient goes to source when it was given
+    (x was upcast from it), else to x (source was None and x is the caller's logits)."""
+    outputs: list[Tensor | None] = [None] * count
+    outputs[-1 if needs_input_grad[-1] else 0] = grad
+    return tuple(outputs)
 
 
 def _binary_focal_plain(x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
@@ -890,7 +904,7 @@ def _ldam_from_margins(
     idx = safe.unsqueeze(1)
     shift = _cast(margins, x).take(idx).mul_(-scale)
     if _use_fast_cpu(x):
-        nll = _LDAMSoftmaxCPU.apply(x, idx, scale, shift, logits)
+        nll = _LDAMSoftmaxCPU.apply(x, idx, scale, shift, _source(logits, x))
         return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
     # Not _ShiftedNLL: its backward's torch.exp of scale-30 log-probabilities (down to about
     # -1e3) is slower on CPU than the exp inside cross-entropy's fused backward kernel.
@@ -914,7 +928,7 @@ class _ShiftedNLL(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx, x: Tensor, idx: Tensor, scale: float, class_shift: Tensor | None,
-        target_shift: Tensor | None, source: Tensor,
+        target_shift: Tensor | None, source: Tensor | None,
     ) -> Tensor:
         adjusted = torch.mul(x, scale) if class_shift is None else torch.add(x, class_shift)
         if class_shift is not None and scale != 1.0:
@@ -923,9 +937,10 @@ class _ShiftedNLL(torch.autograd.Function):
             adjusted.scatter_add_(1, idx, target_shift)
         log_probs = torch.log_softmax(adjusted, dim=1)
         del adjusted
-        # source: the caller's logits before any upcast (x is source in float32), only for a
-        # double backward; saving it costs nothing, the caller holds it anyway.
-        ctx.save_for_backward(log_probs, idx, source, class_shift, target_shift)
+        # For a double backward only: the caller's logits (x itself, or what x was upcast
+        # from, passed as source); saving them costs nothing, the caller holds them anyway.
+        ctx.save_for_backward(log_probs, idx, x if source is None else source, class_shift,
+                              target_shift)
         ctx.scale = scale
         return log_probs.gather(1, idx).squeeze(1).neg_()
 
@@ -937,7 +952,7 @@ class _ShiftedNLL(torch.autograd.Function):
                 lambda z: _shifted_nll_plain(z, idx, ctx.scale, class_shift, target_shift),
                 source, grad_out,
             )
-            return None, None, None, None, None, grad
+            return _grad_to_source(grad, ctx.needs_input_grad, 6)
         grad = log_probs.exp()
         grad.scatter_add_(1, idx, torch.full_like(idx, -1, dtype=grad.dtype))
         return grad.mul_(grad_out.unsqueeze(1) * ctx.scale), None, None, None, None, None
@@ -968,14 +983,14 @@ class _LDAMSoftmaxCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor, source: Tensor
+        ctx, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor, source: Tensor | None
     ) -> Tensor:
         a = torch.mul(x, scale).scatter_add_(1, idx, target_shift)
         a.sub_(a.amax(dim=1, keepdim=True))
         a_y = a.gather(1, idx)
         denom = a.clamp_min_(_LDAM_FLOOR).exp_().sum(dim=1, keepdim=True)
-        # source: the caller's logits before any upcast, only for a double backward.
-        ctx.save_for_backward(a, denom, idx, source, target_shift)
+        # For a double backward only: the caller's logits (see _ShiftedNLL).
+        ctx.save_for_backward(a, denom, idx, x if source is None else source, target_shift)
         ctx.scale = scale
         return denom.log().sub_(a_y).squeeze(1)
 
@@ -987,7 +1002,7 @@ class _LDAMSoftmaxCPU(torch.autograd.Function):
                 lambda z: _shifted_nll_plain(z, idx, ctx.scale, None, target_shift),
                 source, grad_out,
             )
-            return None, None, None, None, grad
+            return _grad_to_source(grad, ctx.needs_input_grad, 5)
         g = grad_out.unsqueeze(1) * ctx.scale
         grad = torch.mul(exp_a, g / denom)  # s * softmax * upstream
         grad.scatter_add_(1, idx, g.neg_())
@@ -1082,7 +1097,7 @@ def _logit_adjusted_from_log_prior(
         )
     safe, valid = _safe_target(target, ignore_index)
     shift = _class_view(_cast(log_prior, x) * tau, x.dim())
-    nll = _ShiftedNLL.apply(x, safe.unsqueeze(1), 1.0, shift, None, logits)
+    nll = _ShiftedNLL.apply(x, safe.unsqueeze(1), 1.0, shift, None, _source(logits, x))
     return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
 
 
