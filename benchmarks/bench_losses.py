@@ -198,6 +198,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     shapes = [tuple(args.shape)] if args.shape else QUICK_SHAPES if args.quick else SHAPES
+    if any(shape not in SHAPES for shape in shapes):
+        print(f"Note: the 1.3x goal is set for the shapes {SHAPES}; at smaller shapes fixed "
+              "per-call overheads dominate and the MISS marks are not goal misses.")
     repeats = args.repeats or (5 if args.quick else 15)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
     for n, c in shapes:
