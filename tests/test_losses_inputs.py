@@ -541,3 +541,19 @@ def test_class_weights_zero_float_count_has_no_labels_hint():
     with pytest.raises(ValueError, match=r"class 1 has a count of 0") as info:
         losses.class_weights([3.0, 0.0, 1.0])
     assert "num_classes" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad, shown", [(-1.0, "-1.0"), (NAN, "nan"), (INF, "inf"), (-INF, "-inf")])
+def test_long_per_class_vectors_are_checked_too(bad, shown):
+    """Vectors longer than 64 take the tensor-reduction path of the check, shorter ones a
+    Python pass: both find the same entry."""
+    z, y = torch.randn(3, 100), torch.tensor([0, 50, 99])
+    w = [1.0] * 100
+    w[70] = bad
+    with pytest.raises(ValueError, match=rf"weight\[70\] is {shown} \(1 such entry of 100\)"):
+        LF.weighted_cross_entropy(z, y, w)
+    with pytest.raises(ValueError, match=rf"counts should be finite, but got {shown} for class 70"
+                       if bad != -1.0 else r"counts has -1 for class 70"):
+        LF.ldam_loss(z, y, [x + 1.0 if x == 1.0 else x for x in w])
+    w[70] = 2.0
+    assert torch.isfinite(LF.weighted_cross_entropy(z, y, w))
