@@ -38,56 +38,78 @@ def _name_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to an option's help once: not where the help already states the
+    default (BooleanOptionalAction adds it itself on Python < 3.14), not for a default of None
+    (the help says in words what happens without the option), not for an on-only flag."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        on_only = action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction)
+        if "(default" in text or "%(default)" in text or action.default is None or on_only:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "study", help="compare weighting and resampling strategies on one data set",
         description="Train the same small CNN under several imbalance strategies and seeds, with "
                     "the same number of optimizer steps each; select on validation, report test "
                     "metrics (CSV, Markdown, plots, config JSON) in a run folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     data = parser.add_argument_group("data (at most one of --dataset, --data, --csv)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--dataset", default=None,
-                        help="a shipped data set: retinamnist (the default), pneumoniamnist, "
-                             "breastmnist")
+                        help="a shipped data set: retinamnist, pneumoniamnist, breastmnist "
+                             "(default: retinamnist, unless --data or --csv is given)")
     source.add_argument("--data", default=None, metavar="PATH.npz",
                         help="any .npz file in the MedMNIST layout")
     source.add_argument("--csv", default=None, metavar="MANIFEST.csv",
                         help="a CSV manifest of image files (paths relative to the CSV)")
-    data.add_argument("--image-col", default=_DEFAULTS.image_col)
-    data.add_argument("--label-col", default=_DEFAULTS.label_col)
+    data.add_argument("--image-col", default=_DEFAULTS.image_col,
+                      help="with --csv: the column of image paths")
+    data.add_argument("--label-col", default=_DEFAULTS.label_col,
+                      help="with --csv: the column of class labels")
     data.add_argument("--split-col", default=_DEFAULTS.split_col,
                       help="train/val/test per row; without it, a seeded 70/10/20 split per class")
-    data.add_argument("--image-size", type=int, default=_DEFAULTS.image_size)
+    data.add_argument("--image-size", type=int, default=_DEFAULTS.image_size,
+                      help="with --csv: images are resized to this many pixels square")
     data.add_argument("--train-limit", type=int, default=None,
-                      help="train on a stratified slice of this many samples")
+                      help="train on a stratified slice of this many samples (default: all)")
 
     run = parser.add_argument_group("study")
     run.add_argument("--strategies", type=_name_list, default=None,
                      help=f"comma-separated, from: {', '.join(STRATEGIES)} (default: all)")
     run.add_argument("--seeds", type=_int_list, default=None,
-                     help="comma-separated seeds (default: 0,1,2)")
+                     help=f"comma-separated seeds (default: "
+                          f"{','.join(map(str, _DEFAULTS.seeds))})")
     run.add_argument("--epochs", type=int, default=None,
                      help=f"budget in epochs of ceil(N/batch_size) steps (default: "
                           f"{_DEFAULTS.epochs})")
-    run.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    run.add_argument("--lr", type=float, default=_DEFAULTS.lr)
-    run.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay)
+    run.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+                     help="samples per optimizer step")
+    run.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="AdamW learning rate")
+    run.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay,
+                     help="AdamW weight decay")
     run.add_argument("--finetune-epochs", type=int, default=None,
                      help=f"balanced+finetune's epochs at true frequencies (default: "
                           f"min({_DEFAULTS.finetune_epochs}, epochs))")
     run.add_argument("--drw-epochs", type=int, default=None,
                      help=f"ldam-drw's last epochs with class-balanced weights (default: "
                           f"min({_DEFAULTS.drw_epochs}, epochs))")
-    run.add_argument("--finetune-lr-scale", type=float, default=_DEFAULTS.finetune_lr_scale)
+    run.add_argument("--finetune-lr-scale", type=float, default=_DEFAULTS.finetune_lr_scale,
+                     help="balanced+finetune's learning-rate factor in the fine-tune phase")
     run.add_argument("--finetune-freeze", action=argparse.BooleanOptionalAction,
                      default=_DEFAULTS.finetune_freeze,
                      help="freeze the backbone in balanced+finetune's fine-tune phase")
     run.add_argument("--select", choices=("best", "last"), default=_DEFAULTS.select,
                      help="last: final weights; best: highest validation balanced accuracy")
     run.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                     default=_DEFAULTS.augment)
-    run.add_argument("--width", type=int, default=_DEFAULTS.width)
+                     default=_DEFAULTS.augment,
+                     help="random shifts of up to 2 pixels and horizontal flips in training")
+    run.add_argument("--width", type=int, default=_DEFAULTS.width,
+                     help="channels of the CNN's first block")
     run.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=_DEFAULTS.threads,
                      help="torch CPU threads (1 is fastest for this small CNN)")

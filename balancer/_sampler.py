@@ -202,7 +202,9 @@ class BalancedBatchSampler(Sampler[list[int]]):
         resume position (see :meth:`load_state_dict`); setting the same epoch keeps it, so the
         usual ``for epoch in range(start, n): sampler.set_epoch(epoch)`` loop resumes correctly.
         """
-        epoch = check_int("epoch", epoch, minimum=0)
+        epoch = check_int("epoch", epoch, minimum=0,
+                          fix="pass the 0-based number of the epoch about to start, as in "
+                              "`for epoch in range(epochs): sampler.set_epoch(epoch)`")
         self._phase_of(epoch)  # a schedule rejects epochs outside its range
         if epoch != self.epoch:
             self._resume_from = self._started_at = self._yielded = 0
@@ -486,8 +488,9 @@ class BalancedBatchSampler(Sampler[list[int]]):
                 f"state was taken from a sampler with other settings ({described}); build the "
                 f"sampler with the saved settings before loading it"
             )
-        epoch = check_int("state['epoch']", state["epoch"], minimum=0)
-        done = check_int("state['batches_done']", state["batches_done"], minimum=0)
+        corrupt = "pass the dict that state_dict() returned, unchanged"
+        epoch = check_int("state['epoch']", state["epoch"], minimum=0, fix=corrupt)
+        done = check_int("state['batches_done']", state["batches_done"], minimum=0, fix=corrupt)
         if done:  # the start of an epoch is valid even just past a schedule's last epoch
             total = self._batches_per_replica(epoch)
             check_int("state['batches_done']", done, maximum=total - 1,
@@ -611,10 +614,14 @@ def _resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, 
     initialised = dist.is_available() and dist.is_initialized()
     if num_replicas is None:
         num_replicas = dist.get_world_size() if initialised else 1
-    num_replicas = check_int("num_replicas", num_replicas, minimum=1)
+    num_replicas = check_int(
+        "num_replicas", num_replicas, minimum=1,
+        fix="pass the number of processes sharing the data (the world size), or None to read it "
+            "from the initialised process group (1 without one)")
     if rank is None:
         rank = dist.get_rank() if initialised else 0
-    rank = check_int("rank", rank)
+    rank = check_int("rank", rank, fix="pass the process's rank, or None to read it from the "
+                                        "initialised process group")
     if not 0 <= rank < num_replicas:
         raise ValueError(
             f"rank should be in [0, num_replicas) = [0, {num_replicas}), but got rank={rank}; "

@@ -36,7 +36,8 @@ class FineTuneSchedule:
     """
 
     def __init__(self, total_epochs: int, finetune_epochs: int) -> None:
-        self.total_epochs = check_int("total_epochs", total_epochs, minimum=1)
+        self.total_epochs = check_int("total_epochs", total_epochs, minimum=1,
+                                      fix="pass the number of epochs you train, fine-tune included")
         self.finetune_epochs = check_int(
             "finetune_epochs", finetune_epochs, minimum=0, maximum=self.total_epochs,
             fix=f"it must lie in [0, total_epochs={self.total_epochs}]",

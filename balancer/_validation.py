@@ -54,6 +54,10 @@ def _to_numpy(labels: Any, name: str) -> np.ndarray:
     if isinstance(labels, torch.Tensor):
         return labels.detach().cpu().numpy()
     if isinstance(labels, (pd.Series, pd.Index)):
+        if isinstance(labels.dtype, pd.api.extensions.ExtensionDtype) and labels.hasnans:
+            # A nullable column (Int64, boolean, string[python]) turns pd.NA into NaN in a float
+            # array; as objects its missing labels keep their identity for the error message.
+            return labels.to_numpy(dtype=object)
         return labels.to_numpy()
     if isinstance(labels, pd.DataFrame):
         raise TypeError(
@@ -100,18 +104,29 @@ def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
         if missing is not None and missing.any():
             position = int(np.flatnonzero(missing)[0])
             raise ValueError(
-                f"{name} has a missing label ({array[position]!r}) at position {position} "
-                f"({int(missing.sum())} missing in all); remove those samples or give them a class"
+                f"{name} has a missing label ({_plain_repr(array[position])}) at position "
+                f"{position} ({int(missing.sum())} missing in all); remove those samples or give "
+                f"them a class"
             )
         codes, uniques = pd.factorize(array, sort=True)
         classes = np.asarray(uniques)
     counts = np.bincount(codes, minlength=len(classes)).astype(np.int64)
     if len(classes) < 2:
         raise ValueError(
-            f"{name} holds a single class ({classes[0]!r}); balancing needs at least two classes"
+            f"{name} holds a single class ({_plain_repr(classes[0])}); balancing needs at least "
+            f"two: pass the labels of a data set with two or more classes (for a subset, take a "
+            f"larger or stratified one)"
         )
     code_dtype = np.uint16 if len(classes) <= np.iinfo(np.uint16).max else np.int32
     return EncodedLabels(classes=classes, codes=codes.astype(code_dtype, copy=False), counts=counts)
+
+
+def _plain_repr(value: Any) -> str:
+    """repr of a label as the Python value it stands for: 1 rather than np.int64(1), and pd.NA
+    as <NA>."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 def _encode_integers(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

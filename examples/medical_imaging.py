@@ -128,11 +128,25 @@ def main() -> None:
                    num_workers=args.num_workers),
         schedule=schedule, seed=args.seed,
     )
-    true_counts = torch.as_tensor(loader.batch_sampler.class_counts, dtype=torch.float32)
+    # The sampler counts the classes present in the training images (sampler.classes, sorted);
+    # the losses need one count per output unit, i.e. per label 0..C-1. A class absent from a
+    # small --limit subset counts 0 and is never sampled; it gets a pseudo-count of 1 in the
+    # losses, since LDAM's margins and the logit adjustment need a positive count per class.
+    sampler = loader.batch_sampler
+    label_counts = torch.zeros(num_classes)
+    label_counts[torch.as_tensor(sampler.classes, dtype=torch.long)] = torch.as_tensor(
+        sampler.class_counts, dtype=torch.float32)
+    true_counts = label_counts.clamp_min(1.0)
     equal_counts = torch.full_like(true_counts, float(true_counts.max()))
     print(f"{args.dataset}: {len(train_set)} training images, counts "
-          f"{dict(zip(names, true_counts.int().tolist(), strict=True))}; {schedule.balanced_epochs} balanced "
-          f"+ {schedule.finetune_epochs} fine-tune epochs, loss {args.loss!r}, on {device}")
+          f"{dict(zip(names, label_counts.int().tolist(), strict=True))}; "
+          f"{schedule.balanced_epochs} balanced + {schedule.finetune_epochs} fine-tune epochs, "
+          f"loss {args.loss!r}, on {device}")
+    absent = [names[c] for c in range(num_classes) if label_counts[c] == 0]
+    if absent:
+        print(f"note: no training image of class(es) {', '.join(absent)} in the first "
+              f"{len(train_set)} images: never sampled, and counted as 1 by the losses; raise "
+              f"--limit to train on every class")
 
     model = SmallCNN(channels, num_classes).to(device)
     optimizer = torch.optim.AdamW([

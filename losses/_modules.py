@@ -265,7 +265,8 @@ class MarginLoss(_ClassWeightedLoss):
         self.margin = float(margin)
         self.against = against
         self.register_buffer(
-            "class_margins", V.class_vector_buffer(class_margins, name="class_margins")
+            "class_margins",
+            V.class_vector_buffer(class_margins, name="class_margins", nonnegative=False),
         )
 
     def forward(self, scores: Tensor, target: Tensor) -> Tensor:
@@ -328,7 +329,7 @@ class LDAMLoss(_ClassWeightedLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         V.check_reduction(self.reduction)
-        V.check_index_target(logits, target, self.ignore_index)
+        target = V.check_index_target(logits, target, self.ignore_index)
         V.check_class_vector(self.margins, logits.shape[1], name="counts")
         V.check_class_vector(self.weight, logits.shape[1], name="weight")
         return LF._ldam_from_margins(
@@ -382,7 +383,7 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
         self.register_buffer("log_prior", V.log_prior(prior_or_counts, always_check=True))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        V.check_index_target(logits, target, self.ignore_index)
+        target = V.check_index_target(logits, target, self.ignore_index)
         V.check_class_vector(self.log_prior, logits.shape[1], name="prior_or_counts")
         V.check_class_vector(self.weight, logits.shape[1], name="weight")
         return LF._logit_adjusted_from_log_prior(

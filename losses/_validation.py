@@ -10,6 +10,19 @@ CPU tensors, where they cost one cheap reduction and no synchronisation; elsewhe
 and an out-of-range index surfaces as the device-side assertion of ``gather``. Run a few CPU steps
 (or set ``CUDA_LAUNCH_BLOCKING=1``) to get the readable message.
 
+Targets of any integer dtype are accepted and converted to int64 in one place
+(:func:`check_index_target`), before any comparison with ``ignore_index``: compared in its own
+dtype, a uint8 target would wrap ``ignore_index=-100`` to 156 and silently ignore class 156. The
+conversion is an elementwise cast on the target's device: no synchronisation, no data-dependent
+shape, and no copy for int64 targets.
+
+Per-class values (weights and alpha: finite and >= 0; margins: finite, of either sign like the
+scalar ``margin``; counts and priors: finite and > 0)
+follow the same rule: a Python sequence (or numpy array) is host data and is checked before it is
+copied to the logits' device (except under ``torch.compile``, where a branch on a value would
+break the graph); a tensor is checked where that is free (eager mode, CPU); the loss modules
+check theirs once, at construction.
+
 Per-class tensors (weight, alpha, margins, log-prior) are never moved behind the caller's back:
 a copy to the logits' device on every call would be a host synchronisation. A tensor on another
 device raises (as torch's own losses do); a Python sequence is turned into a tensor on the logits'
@@ -19,6 +32,7 @@ it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -120,19 +134,64 @@ def check_class_vector(vec: Tensor | None, num_classes: int, *, name: str) -> No
         )
 
 
+def _all_finite_and_at_least(t: Tensor, low: float) -> bool:
+    """Whether every entry of a host tensor is finite and >= low (False for NaN)."""
+    if t.numel() <= 64:
+        # A Python pass over a short per-class vector costs about 1 us; a tensor reduction's
+        # dispatch several, which the functional forms would pay on every call.
+        return all(math.isfinite(v) and v >= low for v in t.tolist())
+    lo, hi = torch.aminmax(t)  # NaN propagates to both
+    return bool(lo >= low) and bool(lo > -math.inf) and bool(hi < math.inf)
+
+
+def check_class_values(t: Tensor, *, name: str, nonnegative: bool = True) -> None:
+    """Every entry of a per-class vector on the host is finite, and >= 0 if ``nonnegative``."""
+    low = 0.0 if nonnegative else -math.inf
+    if not _all_finite_and_at_least(t, low):
+        ok = torch.isfinite(t) & (t >= low)
+        bad = (~ok).nonzero().flatten()
+        c = int(bad[0])
+        what = "finite, non-negative values" if nonnegative else "finite values"
+        raise ValueError(
+            f"{name} should hold {what}, one per class, but {name}[{c}] is {t[c].item()!r} "
+            f"({bad.numel()} such {'entry' if bad.numel() == 1 else 'entries'} of "
+            f"{t.numel()}); give every class a finite value{' >= 0' if nonnegative else ''}."
+        )
+
+
+def check_finite_values(t: Tensor, *, name: str, fix: str) -> None:
+    """Every entry of a per-class vector on the host is finite (else ValueError)."""
+    if not _all_finite_and_at_least(t, -math.inf):
+        bad = (~torch.isfinite(t)).nonzero().flatten()
+        c = int(bad[0])
+        raise ValueError(
+            f"{name} should be finite, but got {t[c].item()!r} for class {c} ({bad.numel()} "
+            f"non-finite {'entry' if bad.numel() == 1 else 'entries'} of {t.numel()}); {fix}"
+        )
+
+
 def class_vector(
-    value: Tensor | Sequence[float] | None, like: Tensor, *, name: str, like_name: str = "logits"
+    value: Tensor | Sequence[float] | None, like: Tensor, *, name: str, like_name: str = "logits",
+    nonnegative: bool = True,
 ) -> Tensor | None:
     """A per-class vector for one loss call, checked against the (N, C, ...) tensor ``like``.
 
-    A sequence is built directly on ``like``'s device; a tensor must already be there (see the
-    module's design note). The length must be C.
+    A sequence is checked on the host (finite; non-negative unless ``nonnegative=False``, for
+    margins, which may be negative like the scalar ``margin``) and then copied to ``like``'s
+    device; a tensor must already be there, and its values are checked only where that is free
+    (see the module's design note). The length must be C.
     """
-    t = as_vector(value, name=name, device=like.device)
-    if t is not None:
+    if value is None:
+        return None
+    host_data = not isinstance(value, Tensor)
+    t = as_vector(value, name=name)  # a sequence is built on the host, a tensor stays put
+    assert t is not None
+    if not host_data:
         check_device(t, like, name=name, like_name=like_name)
-        check_class_vector(t, like.shape[1], name=name)
-    return t
+    check_class_vector(t, like.shape[1], name=name)
+    if values_checkable(t):
+        check_class_values(t, name=name, nonnegative=nonnegative)
+    return t.to(like.device) if host_data else t
 
 
 def check_logits(logits: Tensor, *, name: str = "logits") -> None:
@@ -152,10 +211,12 @@ def check_logits(logits: Tensor, *, name: str = "logits") -> None:
 
 def check_index_target(
     logits: Tensor, target: Tensor, ignore_index: int, *, name: str = "logits"
-) -> None:
-    """Checks a class-index target against (N, C, d1, ...) logits.
+) -> Tensor:
+    """Checks a class-index target against (N, C, d1, ...) logits; returns it as int64.
 
-    Shapes and dtypes always; values only where that is free (see the module's design note).
+    Any integer dtype is accepted and converted here, the one place every index loss passes
+    through (see the module's design note). Shapes and dtypes are always checked; values only
+    where that is free.
     """
     check_logits(logits, name=name)
     check_ignore_index(ignore_index)
@@ -179,6 +240,9 @@ def check_index_target(
             f"target is on {target.device} but {name} is on {logits.device}; move both to "
             "the same device."
         )
+    # Before any comparison with ignore_index, which a narrower dtype would wrap (uint8: -100
+    # becomes 156). A no-op for int64; elsewhere an elementwise cast, no host synchronisation.
+    target = target.to(torch.int64)
     if target.numel() and values_checkable(target):
         num_classes = logits.shape[1]
         bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
@@ -189,6 +253,7 @@ def check_index_target(
                 f"{num_classes} classes (ignore_index={ignore_index}); check the labels or "
                 "the number of output units."
             )
+    return target
 
 
 def check_binary_target(logits: Tensor, target: Tensor) -> None:
@@ -237,8 +302,10 @@ def log_prior(
     if p.numel() == 0:
         raise ValueError("prior_or_counts should have one entry per class, but got an empty vector.")
     if always_check or values_checkable(p):
-        if not torch.isfinite(p).all():
-            raise ValueError(f"prior_or_counts should be finite, but got {p.tolist()}.")
+        check_finite_values(
+            p, name="prior_or_counts",
+            fix="pass a positive, finite count or prior for every class.",
+        )
         nonpositive = (p <= 0).nonzero().flatten()
         if nonpositive.numel():
             c = int(nonpositive[0])
@@ -251,16 +318,14 @@ def log_prior(
     return lp if like is None else lp.to(like.device)
 
 
-def class_vector_buffer(value: Tensor | Sequence[float] | None, *, name: str) -> Tensor | None:
-    """A per-class setting as a detached float32 buffer, checked for finite, non-negative values."""
+def class_vector_buffer(
+    value: Tensor | Sequence[float] | None, *, name: str, nonnegative: bool = True
+) -> Tensor | None:
+    """A per-class setting as a detached float32 buffer, checked for finite (and, if
+    ``nonnegative``, non-negative) values."""
     t = as_vector(value, name=name)
     if t is None:
         return None
     t = t.detach().to(torch.float32).clone()
-    host = t.cpu()
-    if not torch.isfinite(host).all() or (host < 0).any():
-        raise ValueError(
-            f"{name} should hold finite, non-negative values, one per class, but got "
-            f"{name}={host.tolist()}."
-        )
+    check_class_values(t.cpu(), name=name, nonnegative=nonnegative)  # a one-off read at set-up
     return t

@@ -37,7 +37,10 @@ def class_weights(
 
     Args:
         counts_or_labels: per-class counts of length C; or, when ``num_classes`` is given, a
-            vector of integer labels in ``[0, num_classes)`` that is counted first.
+            vector of integer labels in ``[0, num_classes)`` that is counted first. Without
+            ``num_classes`` the vector is always read as counts, even when it holds integers
+            that look like labels (``[0, 0, 1, 1, 1]`` is five classes, two of them empty):
+            pass ``num_classes`` to count labels.
         scheme: ``"inverse"``, ``"inverse_sqrt"``, ``"effective"`` or ``"none"``.
         beta: the "effective" scheme's parameter in [0, 1).
         num_classes: C, to read ``counts_or_labels`` as labels (classes absent from the labels
@@ -93,6 +96,7 @@ def class_weights(
             )
         counts = torch.bincount(labels.long(), minlength=num_classes).to(torch.float64)
     else:
+        integers = _holds_integers(counts_or_labels)
         vec = V.as_vector(counts_or_labels, name="counts_or_labels", dtype=torch.float64)
         assert vec is not None
         counts = vec.to(torch.float64)
@@ -108,9 +112,17 @@ def class_weights(
     else:
         zero = (host == 0).nonzero().flatten()
         if zero.numel():
+            hint = ""
+            if num_classes is None and integers:
+                # The same call with labels instead of counts lands here: say how to tell them.
+                hint = (
+                    f" If counts_or_labels holds one class label per sample rather than one "
+                    f"count per class (it was read as counts of {counts.numel()} classes), pass "
+                    "num_classes=C to count the labels: class_weights(labels, num_classes=C)."
+                )
             raise ValueError(
                 f"class {int(zero[0])} has a count of 0, so scheme={scheme!r} would give it an "
-                "infinite weight; drop the class or add a pseudo-count (counts + 1)."
+                f"infinite weight; drop the class or add a pseudo-count (counts + 1).{hint}"
             )
         if scheme == "inverse":
             w = counts.reciprocal()
@@ -122,3 +134,15 @@ def class_weights(
             # 1 - beta^n via expm1 keeps precision for beta close to 1.
             w = (1.0 - beta) / -torch.expm1(counts * math.log(beta))
     return (w * (w.numel() / w.sum())).to(torch.float32)
+
+
+def _holds_integers(value: object) -> bool:
+    """Whether ``value`` (tensor, numpy array or sequence) holds integers, as labels do."""
+    if isinstance(value, Tensor):
+        return not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    kind = getattr(getattr(value, "dtype", None), "kind", None)  # a numpy array
+    if kind is not None:
+        return kind in ("i", "u")
+    return isinstance(value, Sequence) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )

@@ -202,7 +202,7 @@ def weighted_nll_loss(
         tensor(3.8005)
     """
     _check_common(reduction, normalization)
-    V.check_index_target(log_probs, target, ignore_index, name="log_probs")
+    target = V.check_index_target(log_probs, target, ignore_index, name="log_probs")
     weight = V.class_vector(weight, log_probs, name="weight", like_name="log_probs")
     x = _upcast(log_probs)
     return _torch_ce_like(
@@ -249,7 +249,7 @@ def weighted_cross_entropy(
         tensor(0.2760)
     """
     _check_common(reduction, normalization)
-    V.check_index_target(logits, target, ignore_index)
+    target = V.check_index_target(logits, target, ignore_index)
     weight = V.class_vector(weight, logits, name="weight")
     x = _upcast(logits)
     return _torch_ce_like(
@@ -316,7 +316,7 @@ def focal_loss(
     """
     _check_common(reduction, normalization)
     gamma = V.check_gamma(gamma)
-    V.check_index_target(logits, target, ignore_index)
+    target = V.check_index_target(logits, target, ignore_index)
     alpha = V.class_vector(alpha, logits, name="alpha")
     x = _upcast(logits)
     safe, valid = _safe_target(target, ignore_index)
@@ -773,13 +773,15 @@ def margin_loss(
             "class_margins has no effect with kind='log' (the soft hinge has no margin); "
             "use kind='hinge' or kind='square_square', or drop class_margins."
         )
-    V.check_index_target(scores, target, ignore_index, name="scores")
+    target = V.check_index_target(scores, target, ignore_index, name="scores")
     num_classes = scores.shape[1]
     if num_classes < 2:
         raise ValueError(
             f"margin losses need C >= 2 classes, but got scores of shape {tuple(scores.shape)}."
         )
-    class_margins = V.class_vector(class_margins, scores, name="class_margins", like_name="scores")
+    class_margins = V.class_vector(
+        class_margins, scores, name="class_margins", like_name="scores", nonnegative=False
+    )
     weight = V.class_vector(weight, scores, name="weight", like_name="scores")
     s = _upcast(scores)
     safe, valid = _safe_target(target, ignore_index)
@@ -880,6 +882,9 @@ def _ldam_margins(
     assert n is not None
     max_margin = _check_positive(max_margin, "max_margin", "0.5")
     if always_check or V.values_checkable(n):
+        V.check_finite_values(
+            n, name="counts", fix="pass a positive, finite count for every class."
+        )
         zero = (n <= 0).nonzero().flatten()
         if zero.numel():
             c = int(zero[0])
@@ -1070,7 +1075,7 @@ def ldam_loss(
         tensor([ 5.4395, 12.0000])
     """
     _check_common(reduction, normalization)
-    V.check_index_target(logits, target, ignore_index)
+    target = V.check_index_target(logits, target, ignore_index)
     scale = _check_positive(scale, "scale", "30.0")
     margins = _ldam_margins(counts, max_margin, always_check=False, like=logits)
     V.check_class_vector(margins, logits.shape[1], name="counts")
@@ -1164,7 +1169,7 @@ def logit_adjusted_cross_entropy(
     """
     _check_common(reduction, normalization)
     tau = _check_tau(tau)
-    V.check_index_target(logits, target, ignore_index)
+    target = V.check_index_target(logits, target, ignore_index)
     lp = V.log_prior(prior_or_counts, like=logits)
     V.check_class_vector(lp, logits.shape[1], name="prior_or_counts")
     weight = V.class_vector(weight, logits, name="weight")

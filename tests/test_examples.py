@@ -65,6 +65,19 @@ def test_medical_imaging_reduced_run(monkeypatch, capsys):
     assert re.search(r"per-class recall: normal \d\.\d{3}, pneumonia \d\.\d{3}", out)
 
 
+@pytest.mark.parametrize("loss", ["ldam", "logit-adjusted", "weighted"])
+def test_medical_imaging_subset_missing_classes(monkeypatch, capsys, loss):
+    """The first 8 RetinaMNIST training images hold classes 0, 3 and 4 only: counts are reported
+    per label (0 for the absent ones) and the count-based losses still train."""
+    args = ["--dataset", "retinamnist", "--limit", "8", "--epochs", "2", "--finetune-epochs", "1",
+            "--loss", loss]
+    out = run_example("medical_imaging.py", args, monkeypatch, capsys)
+    assert "8 training images, counts {'0': 5, '1': 0, '2': 0, '3': 1, '4': 2}" in out
+    assert "no training image of class(es) 1, 2 in the first 8 images" in out
+    assert re.search(r"epoch 1 \(finetune\) +1 batches, loss \d+\.\d+", out)
+    assert re.search(r"per-class recall: 0 \d\.\d{3}, 1 \d\.\d{3}, 2 .*, 4 \d\.\d{3}", out)
+
+
 def test_medical_imaging_losses_per_phase():
     example = runpy.run_path(str(EXAMPLES / "medical_imaging.py"))
     true_counts = torch.tensor([1214.0, 3494.0])

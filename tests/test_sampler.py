@@ -423,9 +423,19 @@ def test_state_dict_roundtrip_through_torch_save(tmp_path):
 # ---------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("labels, error, match", [
     ([], ValueError, "labels is empty"),
-    ([3, 3, 3], ValueError, "single class"),
-    ([0, 1, None, 1], ValueError, "missing label .* at position 2"),
-    ([0.0, 1.0, float("nan")], ValueError, "missing label .* at position 2"),
+    ([3, 3, 3], ValueError,
+     r"labels holds a single class \(3\); balancing needs at least two: pass the labels of a "
+     r"data set with two or more classes \(for a subset, take a larger or stratified one\)"),
+    (np.array([3, 3]), ValueError, r"single class \(3\)"),  # not np.int64(3)
+    (torch.tensor([5, 5]), ValueError, r"single class \(5\)"),
+    (np.array(["a", "a"]), ValueError, r"single class \('a'\)"),  # not np.str_('a')
+    ([0, 1, None, 1], ValueError, r"missing label \(None\) at position 2"),
+    ([0.0, 1.0, float("nan")], ValueError, r"missing label \(nan\) at position 2"),
+    (np.array([0.0, np.nan]), ValueError, r"missing label \(nan\) at position 1"),
+    ([0, 1, pd.NA], ValueError, r"missing label \(<NA>\) at position 2"),
+    (pd.Series([0, pd.NA, 1], dtype="Int64"), ValueError, r"missing label \(<NA>\) at position 1"),
+    (pd.Series([True, pd.NA], dtype="boolean"), ValueError, r"missing label \(<NA>\) at"),
+    (pd.Series(["a", None], dtype="string[python]"), ValueError, r"missing label \(<NA>\) at"),
     (np.zeros((4, 2)), ValueError, "Multi-label targets are not supported"),
     ([[0, 1], [1]], ValueError, "Multi-label targets are not supported"),
     (np.zeros((2, 2, 2)), ValueError, r"shape \(2, 2, 2\)"),
@@ -448,7 +458,12 @@ def test_bad_labels(labels, error, match):
     (dict(batch_size=4, drop_last=1), TypeError, "drop_last should be True or False"),
     (dict(batch_size=4, samples_per_epoch=3), ValueError,
      "samples_per_epoch should be an integer >= 4, but got samples_per_epoch=3"),
-    (dict(batch_size=4, num_replicas=0), ValueError, "num_replicas=0"),
+    (dict(batch_size=4, num_replicas=0), ValueError,
+     r"num_replicas should be an integer >= 1, but got num_replicas=0; pass the number of "
+     r"processes sharing the data \(the world size\), or None to read it from the initialised "
+     r"process group"),
+    (dict(batch_size=4, num_replicas=2, rank=1.0), TypeError,
+     r"rank should be an integer, but got rank=1.0 of type float; pass the process's rank"),
     (dict(batch_size=4, num_replicas=2, rank=2), ValueError,
      r"rank should be in \[0, num_replicas\) = \[0, 2\), but got rank=2"),
     (dict(batch_size=4, num_replicas=2, rank=-1), ValueError, "rank=-1"),
@@ -463,7 +478,8 @@ def test_bad_settings(kwargs, error, match):
 
 def test_bad_epochs():
     sampler = BalancedBatchSampler([0, 1, 1], 2, schedule=FineTuneSchedule(3, 1))
-    with pytest.raises(ValueError, match="epoch=-1"):
+    with pytest.raises(ValueError, match=r"epoch should be an integer >= 0, but got epoch=-1; "
+                       r"pass the 0-based number of the epoch about to start"):
         sampler.set_epoch(-1)
     with pytest.raises(ValueError, match="schedule covers epochs 0..2"):
         sampler.set_epoch(3)
@@ -499,8 +515,12 @@ def test_bad_state_dicts():
         sampler.load_state_dict({**state, "version": 99})
     with pytest.raises(ValueError, match="batches_done.*epoch 0 has 10 batches"):
         sampler.load_state_dict({**state, "batches_done": 10})
-    with pytest.raises(ValueError, match="should be an integer >= 0"):
+    with pytest.raises(ValueError, match=r"state\['batches_done'\] should be an integer >= 0, "
+                       r"but got state\['batches_done'\]=-1; pass the dict that state_dict\(\) "
+                       r"returned, unchanged"):
         sampler.load_state_dict({**state, "batches_done": -1})
+    with pytest.raises(ValueError, match=r"state\['epoch'\]=-2; pass the dict that state_dict"):
+        sampler.load_state_dict({**state, "epoch": -2})
 
 
 def test_reshuffles_are_uniform_permutations():

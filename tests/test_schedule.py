@@ -31,7 +31,8 @@ def test_state_dict_roundtrip():
 
 
 @pytest.mark.parametrize("args, error, match", [
-    ((0, 0), ValueError, "total_epochs should be an integer >= 1, but got total_epochs=0"),
+    ((0, 0), ValueError, "total_epochs should be an integer >= 1, but got total_epochs=0; "
+                         "pass the number of epochs you train, fine-tune included"),
     ((5, 6), ValueError, r"finetune_epochs=6.*\[0, total_epochs=5\]"),
     ((5, -1), ValueError, "finetune_epochs=-1"),
     ((5.0, 1), TypeError, "total_epochs should be an integer"),

@@ -490,3 +490,26 @@ def test_explicit_phase_lengths_beyond_the_budget_are_still_refused():
     with pytest.raises(ValueError, match=r"finetune_epochs should be an integer <= 2, but got "
                                          r"finetune_epochs=3; it must lie in \[0, epochs=2\]"):
         StudyConfig(epochs=2, finetune_epochs=3, strategies=("plain",))
+
+
+def test_study_help_gives_every_option_help_and_its_default_once(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # few wrapped lines; "(default:" is never split
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    options = text[text.index("options:"):]
+    # One block per option: its line, then the lines indented past it (wrapped help).
+    blocks = re.split(r"\n(?=  -)", options)[1:]
+    names = [re.match(r"  (-[\w-]+)", block).group(1) for block in blocks]
+    assert len(names) == len(set(names)) >= 25 and "--lr" in names and "--image-col" in names
+    for name, block in zip(names, blocks, strict=True):
+        help_text = re.sub(r"^  -\S*( [A-Z_.{},a-z-]+)?(, --[\w-]+)?\s*", "", block).strip()
+        assert help_text, f"{name} has no help text"
+        assert block.count("(default:") <= 1, f"{name} shows its default twice: {block!r}"
+    defaults = {"--lr": "0.002", "--batch-size": "64", "--image-col": "path",
+                "--seeds": "0,1,2", "--strategies": "all", "--epochs": "12",
+                "--augment": "True", "--train-limit": "all"}
+    for name, default in defaults.items():
+        (block,) = [b for n, b in zip(names, blocks, strict=True) if n == name]
+        assert f"(default: {default})" in " ".join(block.split()), block
