@@ -68,11 +68,14 @@ def check_normalization(normalization: str) -> str:
 
 def check_gamma(gamma: float) -> float:
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
-        raise TypeError(f"gamma should be a non-negative float, but got gamma={gamma!r}.")
-    if not gamma >= 0:  # also rejects NaN
+        raise TypeError(
+            f"gamma should be a non-negative float, but got gamma={gamma!r} "
+            f"({type(gamma).__name__}); pass a number such as gamma=2.0."
+        )
+    if not 0 <= gamma < math.inf:  # also rejects NaN; gamma=inf would zero every loss
         raise ValueError(
-            f"gamma should be >= 0, but got gamma={gamma!r}; gamma=0 is plain cross-entropy "
-            "and the focal paper uses gamma=2."
+            f"gamma should be a finite number >= 0, but got gamma={gamma!r}; gamma=0 is plain "
+            "cross-entropy and the focal paper uses gamma=2."
         )
     return float(gamma)
 

@@ -155,9 +155,19 @@ def test_error_binary_target_shape_mismatch():
         losses.BinaryFocalLoss()(torch.randn(3, 4), torch.zeros(3))
 
 
-def test_error_negative_gamma():
-    with pytest.raises(ValueError, match=r"gamma should be >= 0, but got gamma=-0.5"):
-        losses.FocalLoss(gamma=-0.5)
+@pytest.mark.parametrize("gamma", [-0.5, math.inf, math.nan])
+@pytest.mark.parametrize("make", [lambda g: losses.FocalLoss(gamma=g),
+                                  lambda g: losses.BinaryFocalLoss(gamma=g)])
+def test_error_gamma_negative_or_not_finite(make, gamma):
+    with pytest.raises(ValueError, match=rf"gamma should be a finite number >= 0, but got "
+                                         rf"gamma={gamma!r}; .*focal paper uses gamma=2"):
+        make(gamma)
+
+
+def test_error_gamma_not_a_number():
+    with pytest.raises(TypeError, match=r"gamma should be a non-negative float, but got "
+                                        r"gamma='2' \(str\); pass a number such as gamma=2.0"):
+        losses.FocalLoss(gamma="2")
 
 
 def test_error_weight_wrong_length():
