@@ -130,6 +130,10 @@ def _plain_repr(value: Any) -> str:
 
 
 def _encode_integers(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if array.dtype == np.uint64 and int(array.max()) > np.iinfo(np.int64).max:
+        # Beyond int64: a cast would wrap them negative; sort them as they are.
+        classes, codes = np.unique(array, return_inverse=True)
+        return codes.reshape(-1), classes
     array = array.astype(np.int64, copy=False)
     low, high = int(array.min()), int(array.max())
     if high - low <= 4 * array.size + 1024:

@@ -565,3 +565,15 @@ def test_both_key_layouts_give_uniform_valid_reshuffles(monkeypatch, split):
     assert observed.sum() == 2000
     chi2 = ((observed - 2000 / 6) ** 2 / (2000 / 6)).sum()
     assert chi2 < 25  # 5 degrees of freedom: p about 1e-4 for a uniform shuffle
+
+
+def test_uint64_labels_beyond_int64_keep_their_values_and_order():
+    big = np.uint64(2**63 + 5)
+    labels = np.array([big, 3, big, 3, 7], dtype=np.uint64)
+    sampler = BalancedBatchSampler(labels, 3, seed=0)
+    assert sampler.classes.dtype == np.uint64
+    assert sampler.classes.tolist() == [3, 7, 2**63 + 5]
+    assert sampler.class_counts.tolist() == [2, 1, 2]
+    batches = epoch_batches(sampler, 0)
+    drawn = collections.Counter(int(labels[i]) for batch in batches for i in batch)
+    assert drawn == {3: 2, 7: 2, 2**63 + 5: 2}
