@@ -77,7 +77,14 @@ def _use_fast_cpu(x: Tensor) -> bool:
     """Whether x takes a CPU-specific kernel: eager CPU only (under torch.compile the compiler
     fuses the plain path; on CUDA the caching allocator and fast exponentials make the plain
     path the fast one)."""
-    return _FAST_CPU and x.device.type == "cpu" and not torch.compiler.is_compiling()
+    return (_FAST_CPU and x.device.type == "cpu" and not torch.compiler.is_compiling()
+            and not _functorch_active())
+
+
+def _functorch_active() -> bool:
+    """Whether a torch.func transform (grad, vmap, jvp, ...) is running: the custom autograd
+    Functions here define no vmap or forward-mode rules, so those calls take plain formulas."""
+    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -397,6 +404,8 @@ def binary_focal_loss(
         loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         if alpha is not None:
             loss = loss * (t * alpha + (1.0 - t) * (1.0 - alpha))
+    elif _functorch_active():
+        loss = _binary_focal_plain(x, t.detach(), gamma, alpha)
     else:
         loss = _BinaryFocal.apply(x, t.detach(), gamma, alpha)
     if reduction == "none":
@@ -1018,9 +1027,14 @@ def _weight_and_reduce(
     loss: Tensor, safe: Tensor, valid: Tensor, weight: Tensor | None, reduction: str,
     normalization: str,
 ) -> Tensor:
-    """Multiply a per-element loss by its target's weight (0 where ignored) and reduce."""
+    """Multiply a per-element loss by its target's weight (0 where ignored) and reduce.
+
+    Ignored positions are zeroed with ``where``, not only multiplied by 0: their loss was
+    computed for a stand-in class and is inf or NaN when their logits are (padding).
+    """
     w_y = valid.to(loss.dtype) if weight is None else weight.take(safe) * valid
-    return _reduce(loss * w_y, reduction, valid, None if weight is None else w_y, normalization)
+    loss = torch.where(valid, loss * w_y, 0.0)
+    return _reduce(loss, reduction, valid, None if weight is None else w_y, normalization)
 
 
 def ldam_loss(
@@ -1102,7 +1116,10 @@ def _logit_adjusted_from_log_prior(
         )
     safe, valid = _safe_target(target, ignore_index)
     shift = _class_view(_cast(log_prior, x) * tau, x.dim())
-    nll = _ShiftedNLL.apply(x, safe.unsqueeze(1), 1.0, shift, None, _source(logits, x))
+    if _functorch_active():
+        nll = _shifted_nll_plain(x, safe.unsqueeze(1), 1.0, shift, None)
+    else:
+        nll = _ShiftedNLL.apply(x, safe.unsqueeze(1), 1.0, shift, None, _source(logits, x))
     return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
 
 
