@@ -437,7 +437,9 @@ def _check_binary_alpha(alpha: float | None) -> float | None:
 # grad mode on; then each Function differentiates a plain autograd formula of the same loss,
 # recomputed from its saved input, so second derivatives are exact instead of silently
 # dropped (which is what ``once_differentiable`` does when the upstream gradient does not
-# itself require grad). Only that backward pays for the plain formula.
+# itself require grad). Only that backward pays for the plain formula. The price: the saved
+# logits make modifying them in place between the loss and its backward an error for
+# logit-adjusted cross-entropy (and LDAM on CPU), where it used to pass.
 
 
 def _source(logits: Tensor, x: Tensor) -> Tensor | None:
@@ -959,7 +961,10 @@ class _ShiftedNLL(torch.autograd.Function):
         log_probs = torch.log_softmax(adjusted, dim=1)
         del adjusted
         # For a double backward only: the caller's logits (x itself, or what x was upcast
-        # from, passed as source); saving them costs nothing, the caller holds them anyway.
+        # from, passed as source). Usually no extra memory (the caller's tensor), but like any
+        # saved input they make an in-place change of the logits before backward an error
+        # (as with F.binary_cross_entropy_with_logits), and saved-tensor hooks such as
+        # save_on_cpu copy them.
         ctx.save_for_backward(log_probs, idx, x if source is None else source, class_shift,
                               target_shift)
         ctx.scale = scale

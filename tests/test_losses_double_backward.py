@@ -106,3 +106,15 @@ def test_double_backward_from_half_logits_reaches_the_half_tensor(fast_cpu, dtyp
         assert h.dtype == z.dtype
         results.append(h.float())
     torch.testing.assert_close(results[0], results[1], rtol=2e-2, atol=1e-3)
+
+
+def test_in_place_change_of_the_logits_before_backward_is_an_error_not_a_wrong_gradient():
+    """The logits are saved for a double backward, so changing them in place between the loss
+    and its backward raises torch's version error instead of returning a gradient computed
+    from other logits."""
+    z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    logits = z * 1.0
+    loss = LF.logit_adjusted_cross_entropy(logits, torch.tensor([0, 1, 2, 0]), PRIOR)
+    logits.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
