@@ -117,8 +117,10 @@ class BalancedBatchSampler(Sampler[list[int]]):
 
     # A class's reshuffles are generated in groups of at least N // C draws (the mean class
     # size), clipped to [_GROUP_MIN, _GROUP_MAX]: one vectorised sort for many permutations of a
-    # small class, and the groups held (one per class) stay below 2 N indices. Part of the plan's
-    # definition: changing these changes batches for a given seed.
+    # small class. The groups held (one per class) total below N + C * max(N // C, 512)
+    # indices, i.e. 2 N unless the mean class is smaller than 512, plus one reused uint64
+    # scratch buffer the size of the largest group. Part of the plan's definition: changing
+    # these changes batches for a given seed.
     _GROUP_MIN = 512
     _GROUP_MAX = 16384
     # Batches whose in-batch order comes from one random stream; also part of the definition.
