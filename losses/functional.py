@@ -455,11 +455,19 @@ def _graph_grad(loss_of: Callable[[Tensor], Tensor], source: Tensor, grad_out: T
     return grad
 
 
-def _grad_to_source(grad: Tensor, needs_input_grad: tuple[bool, ...], count: int) -> tuple:
-    """Backward outputs for (x, ..., source): the gradient goes to source when it was given
-    (x was upcast from it), else to x (source was None and x is the caller's logits)."""
-    outputs: list[Tensor | None] = [None] * count
-    outputs[-1 if needs_input_grad[-1] else 0] = grad
+def _shifted_nll_graph_backward(
+    ctx, grad_out: Tensor, idx: Tensor, source: Tensor, class_shift: Tensor | None,
+    target_shift: Tensor | None,
+) -> tuple:
+    """The create_graph backward of a shifted-NLL Function whose inputs are (x, ..., source):
+    the gradient of the plain formula goes to source when it was given (x was upcast from it),
+    else to x (source was None and x is the caller's logits)."""
+    grad = _graph_grad(
+        lambda z: _shifted_nll_plain(z, idx, ctx.scale, class_shift, target_shift),
+        source, grad_out,
+    )
+    outputs: list[Tensor | None] = [None] * len(ctx.needs_input_grad)
+    outputs[-1 if ctx.needs_input_grad[-1] else 0] = grad
     return tuple(outputs)
 
 
@@ -974,11 +982,8 @@ class _ShiftedNLL(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         log_probs, idx, source, class_shift, target_shift = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
-            grad = _graph_grad(
-                lambda z: _shifted_nll_plain(z, idx, ctx.scale, class_shift, target_shift),
-                source, grad_out,
-            )
-            return _grad_to_source(grad, ctx.needs_input_grad, 6)
+            return _shifted_nll_graph_backward(ctx, grad_out, idx, source, class_shift,
+                                               target_shift)
         grad = log_probs.exp()
         grad.scatter_add_(1, idx, torch.full_like(idx, -1, dtype=grad.dtype))
         return grad.mul_(grad_out.unsqueeze(1) * ctx.scale), None, None, None, None, None
@@ -1024,11 +1029,7 @@ class _LDAMSoftmaxCPU(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         exp_a, denom, idx, source, target_shift = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
-            grad = _graph_grad(
-                lambda z: _shifted_nll_plain(z, idx, ctx.scale, None, target_shift),
-                source, grad_out,
-            )
-            return _grad_to_source(grad, ctx.needs_input_grad, 5)
+            return _shifted_nll_graph_backward(ctx, grad_out, idx, source, None, target_shift)
         g = grad_out.unsqueeze(1) * ctx.scale
         grad = torch.mul(exp_a, g / denom)  # s * softmax * upstream
         grad.scatter_add_(1, idx, g.neg_())
