@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import ConcatDataset, Subset
+from torch.utils.data import ConcatDataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
 from balancer._validation import label_array
@@ -140,6 +140,10 @@ def _from_dataset(dataset: Any, length: int | None) -> np.ndarray:
     if isinstance(dataset, ConcatDataset):
         return _concatenate([labels_of(part) for part in dataset.datasets])
     tried = f" Looked at but could not use: {'; '.join(skipped)}." if skipped else ""
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) > 1:
+        # Which tensor holds the labels is a convention, not something to guess silently.
+        tried += (f" For a TensorDataset of {len(dataset.tensors)} tensors whose labels are "
+                  f"the last one, pass labels=dataset.tensors[-1].")
     raise ValueError(
         f"found no class labels on dataset of type {type(dataset).__name__} without reading its "
         f"items.{tried} Give them in one of these ways (balance(loader, labels=...) takes the "

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Subset
+from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
 from balancer import MedMNIST, labels_of
 
@@ -167,6 +167,18 @@ def test_scan_is_never_implicit():
 
 
 # ---------------------------------------------------------------------- errors
+def test_tensor_dataset_error_points_at_its_label_tensor():
+    features, labels = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 1, 0])
+    dataset = TensorDataset(features, labels)
+    with pytest.raises(ValueError, match=r"For a TensorDataset of 2 tensors whose labels are the "
+                                         r"last one, pass labels=dataset.tensors\[-1\]"):
+        labels_of(dataset)
+    assert labels_of(dataset, dataset.tensors[-1]).tolist() == labels.tolist()
+    with pytest.raises(ValueError, match="found no class labels") as info:
+        labels_of(TensorDataset(features))  # one tensor: nothing to point at
+    assert "TensorDataset of" not in str(info.value)
+
+
 def test_nothing_applies_lists_every_option():
     with pytest.raises(ValueError, match="found no class labels on dataset of type Untouchable") \
             as info:

@@ -278,6 +278,13 @@ def test_csv_bad_split_value(tmp_path):
     ({"epochs": 2, "drw_epochs": 3}, ValueError, r"drw_epochs=3; it must lie in \[0, epochs=2\]"),
     ({"strategies": ("plain", "plain")}, ValueError, r"lists a strategy twice"),
     ({"epochs": 2.5}, TypeError, r"epochs should be an integer"),
+    ({"epochs": 0}, ValueError, r"epochs should be an integer >= 1, but got epochs=0; pass the "
+                                r"number of epochs to train"),
+    ({"batch_size": 0}, ValueError, r"batch_size=0; pass samples per batch"),
+    ({"width": 0}, ValueError, r"width=0; pass the CNN's channel width"),
+    ({"threads": 0}, ValueError, r"threads=0; pass the number of CPU threads"),
+    ({"ece_bins": 0}, ValueError, r"ece_bins=0; pass the number of calibration bins"),
+    ({"train_limit": 1}, ValueError, r"train_limit=1; keep at least 2 training images"),
     ({"device": "tpu"}, ValueError, r"device should be 'cpu' or 'cuda'.*device='tpu'"),
     ({"dataset": "retinamnist", "data": "x.npz"}, ValueError, r"pass only one of dataset, data"),
 ])

@@ -129,8 +129,10 @@ class StudyConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={list(self.seeds)} repeats a seed; repeated seeds give "
                              f"identical runs, pass distinct seeds")
-        self.epochs = check_int("epochs", self.epochs, minimum=1)
-        self.batch_size = check_int("batch_size", self.batch_size, minimum=1)
+        self.epochs = check_int("epochs", self.epochs, minimum=1,
+                                fix="pass the number of epochs to train, e.g. --epochs 12")
+        self.batch_size = check_int("batch_size", self.batch_size, minimum=1,
+                                    fix="pass samples per batch, e.g. --batch-size 64")
         # Phase lengths not given follow the budget, so a short run never trips over a default.
         if self.finetune_epochs is None:
             self.finetune_epochs = min(_FINETUNE_EPOCHS, self.epochs)
@@ -142,13 +144,18 @@ class StudyConfig:
         self.drw_epochs = check_int(
             "drw_epochs", self.drw_epochs, minimum=0, maximum=self.epochs,
             fix=f"it must lie in [0, epochs={self.epochs}]")
-        self.width = check_int("width", self.width, minimum=1)
-        self.threads = check_int("threads", self.threads, minimum=1)
-        self.ece_bins = check_int("ece_bins", self.ece_bins, minimum=1)
+        self.width = check_int("width", self.width, minimum=1,
+                               fix="pass the CNN's channel width, e.g. --width 16")
+        self.threads = check_int("threads", self.threads, minimum=1,
+                                 fix="pass the number of CPU threads torch may use, e.g. 2")
+        self.ece_bins = check_int("ece_bins", self.ece_bins, minimum=1,
+                                  fix="pass the number of calibration bins, e.g. 15")
         self.image_size = check_int("image_size", self.image_size, minimum=8,
                                     fix="the CNN pools twice, so images need at least 8 pixels")
         if self.train_limit is not None:
-            self.train_limit = check_int("train_limit", self.train_limit, minimum=2)
+            self.train_limit = check_int("train_limit", self.train_limit, minimum=2,
+                                         fix="keep at least 2 training images, or leave it unset "
+                                             "to use them all")
         self.lr = _check_float("lr", self.lr, low=0.0, low_open=True)
         self.weight_decay = _check_float("weight_decay", self.weight_decay, low=0.0)
         self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
