@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,6 +28,9 @@ def _check_float(name: str, value: Any, *, low: float, high: float | None = None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} should be a number, but got {name}={value!r}")
     value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} should be a finite number, but got {name}={value}"
+                         f"{fix and '; ' + fix}")
     bad_low = value <= low if low_open else value < low
     if bad_low or (high is not None and value > high):
         bound = f"> {low}" if low_open else f">= {low}"
@@ -40,11 +44,15 @@ def _check_float(name: str, value: Any, *, low: float, high: float | None = None
 class StudyConfig:
     """Everything that defines a study run; saved as ``config.json`` next to the results.
 
-    Data (at most one of ``dataset``, ``data``, ``csv``; none means the shipped RetinaMNIST):
+    Data (at most one of ``dataset``, ``data``, ``csv``, ``table``; none means the shipped
+    RetinaMNIST):
         dataset: a shipped name (``retinamnist``, ``pneumoniamnist``, ``breastmnist``).
-        data: a ``.npz`` file in the MedMNIST layout.
-        csv: a CSV manifest (``image_col``, ``label_col``, optional ``split_col``), images
-            resized to ``image_size``.
+        data: a ``.npz`` file in the MedMNIST layout, or with arrays ``X`` and ``y``.
+        csv: a CSV manifest (``image_col``, ``label_col``, optional ``split_col`` and
+            ``group_col``), images resized to ``image_size``.
+        table: a CSV table of features (``label_col``, optional ``split_col``, ``group_col``);
+            trained with a small MLP.
+        group_col: a column of group ids (e.g. patient id) kept within one split.
         train_limit: use only a stratified slice of this many training samples (for ``--quick``).
 
     Training (identical for every strategy):
@@ -70,6 +78,8 @@ class StudyConfig:
     dataset: str | None = None
     data: str | None = None
     csv: str | None = None
+    table: str | None = None
+    group_col: str | None = None
     image_col: str = "path"
     label_col: str = "label"
     split_col: str = "split"
@@ -173,9 +183,9 @@ class StudyConfig:
         if self.select not in ("best", "last"):
             raise ValueError(f"select should be 'best' (highest validation balanced accuracy) or "
                              f"'last', but got select={self.select!r}")
-        given = [n for n in ("dataset", "data", "csv") if getattr(self, n) is not None]
+        given = [n for n in ("dataset", "data", "csv", "table") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"pass only one of dataset, data and csv, but got {given}")
+            raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
                              f"device={self.device!r}")

@@ -13,6 +13,7 @@ import torch
 
 from balancer.study._config import StudyConfig
 from balancer.study._metrics import HEADLINE
+from balancer.study._outputs import atomic_text, atomic_write
 from balancer.study._strategies import STRATEGIES
 
 __all__ = ["OUTPUT_FILES", "format_table", "summarize", "write_outputs"]
@@ -104,8 +105,7 @@ def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path) -> N
     axes.set_title("Per-class recall by strategy")
     axes.legend(fontsize="small", ncol=min(5, len(recalls)))
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
@@ -131,7 +131,13 @@ def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
     axes.set_title("Balanced accuracy vs accuracy (mean ± std over seeds)")
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    _save(figure, path)
+
+
+def _save(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
     plt.close(figure)
 
 
@@ -153,10 +159,10 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in OUTPUT_FILES}
-    results.to_csv(paths["results.csv"], index=False)
+    atomic_write(paths["results.csv"], lambda tmp: results.to_csv(tmp, index=False))
     summary = summarize(results)
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
-    summary.to_csv(paths["summary.csv"])
+    atomic_write(paths["summary.csv"], summary.to_csv)
 
     class_names = list(info["class_names"])
     _plot_recall(results, class_names, paths["recall_by_class.png"])
@@ -256,11 +262,11 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         f"{', '.join(OUTPUT_FILES)}.",
         "",
     ]
-    paths["report.md"].write_text("\n".join(lines), encoding="utf-8")
     payload = {"command": command, "config": config.to_dict(),
                "data": {"source": info["source"], "class_names": class_names,
                         "counts": {s: [int(n) for n in counts[s]] for s in counts}},
                "torch": torch.__version__}
-    paths["config.json"].write_text(json.dumps(payload, indent=2, default=str) + "\n",
-                                    encoding="utf-8")
+    atomic_text(paths["config.json"], json.dumps(payload, indent=2, default=str) + "\n")
+    # The report last: its presence says the folder holds a finished study.
+    atomic_text(paths["report.md"], "\n".join(lines))
     return paths
