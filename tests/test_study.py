@@ -9,7 +9,6 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import balancer.study as study
-import balancer.study._train
 from balancer.__main__ import main
 from balancer.study import (
     OUTPUT_FILES,

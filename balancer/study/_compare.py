@@ -34,6 +34,30 @@ def _encode(labels: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], tuple
     return codes, tuple(str(c) for c in classes)
 
 
+def _labels(dataset: Dataset, given: Any, split: str) -> np.ndarray:
+    """``labels_of``'s labels; for a ``TensorDataset`` (or a ``Subset`` of one, as
+    ``random_split`` makes) whose last tensor holds the labels, that tensor."""
+    from torch.utils.data import Subset, TensorDataset
+
+    from balancer import labels_of
+
+    def last_tensor(ds: Dataset) -> np.ndarray | None:
+        if isinstance(ds, TensorDataset):
+            return ds.tensors[-1].numpy()
+        if isinstance(ds, Subset):
+            inner = last_tensor(ds.dataset)
+            return None if inner is None else inner[np.asarray(ds.indices, dtype=np.int64)]
+        return None
+
+    try:
+        return np.asarray(labels_of(dataset, given))
+    except ValueError as error:
+        found = last_tensor(dataset) if given is None else None
+        if found is None:
+            raise ValueError(f"labels of {split}: {error}") from None
+        return found
+
+
 def _seeded_model(model_fn: Callable[[int], nn.Module], num_classes: int, seed: int) -> nn.Module:
     from balancer.study._strategies import seeded_generator
 
@@ -109,7 +133,6 @@ def compare(
         results = compare(train, val, test, model_fn, strategies=("plain", "balanced"),
                           seeds=(0, 1), epochs=5, out="runs/mine")
     """
-    from balancer import labels_of
     from balancer.study._outputs import prepare_out
     from balancer.study._report import write_outputs
     from balancer.study._study import Predictions, run_strategies
@@ -136,7 +159,7 @@ def compare(
             raise TypeError(f"{split} should be a map-style dataset (with __getitem__ and "
                             f"__len__), but got {type(dataset).__name__}")
     given = labels or {}
-    raw = {split: np.asarray(labels_of(datasets[split], given.get(split))) for split in SPLITS}
+    raw = {split: _labels(datasets[split], given.get(split), split) for split in SPLITS}
     for split in SPLITS:
         if raw[split].ndim != 1 or len(raw[split]) != len(datasets[split]):
             raise ValueError(f"labels of {split}: expected one label per item "

@@ -121,11 +121,11 @@ def _class_indices(raw: np.ndarray, where: str) -> np.ndarray:
         bad = np.flatnonzero(labels != np.round(labels))
         if bad.size:
             raise ValueError(f"{where}: {bad.size} label(s) are not whole numbers (e.g. "
-                             f"{labels[bad[0]]!r} at index {int(bad[0])}); labels must be class "
+                             f"{labels[bad[0]].item()!r} at index {int(bad[0])}); labels must be class "
                              f"indices 0..C-1, not probabilities or scores")
     bad = np.flatnonzero(labels < 0)
     if bad.size:
-        raise ValueError(f"{where}: {bad.size} label(s) are negative (e.g. {labels[bad[0]]!r} at "
+        raise ValueError(f"{where}: {bad.size} label(s) are negative (e.g. {labels[bad[0]].item()!r} at "
                          f"index {int(bad[0])}); labels must be class indices 0..C-1 (drop "
                          f"unlabelled samples instead of marking them -1)")
     return labels.astype(np.int64)
@@ -138,6 +138,13 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
         if labels[split].size == 0:
             raise ValueError(f"{what}: the {split} split is empty; every one of {list(SPLITS)} "
                              f"needs samples")
+    for split in SPLITS:
+        present = np.unique(labels[split])
+        if present.size < 2:
+            raise ValueError(
+                f"{what}: the {split} split holds a single class "
+                f"({names[int(present[0])]!r}); per-class recall, AUC and NLL need at least two "
+                f"classes in every split. Add samples of the other classes to it")
     train = set(np.unique(labels["train"]).tolist())
     for split in ("val", "test"):
         extra = sorted(set(np.unique(labels[split]).tolist()) - train)
@@ -148,13 +155,6 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
                 f"split; a model cannot learn them. Remove those samples or add training samples "
                 f"of those classes"
             )
-    for split in SPLITS:
-        present = np.unique(labels[split])
-        if present.size < 2:
-            raise ValueError(
-                f"{what}: the {split} split holds a single class "
-                f"({names[int(present[0])]!r}); per-class recall, AUC and NLL need at least two "
-                f"classes in every split. Add samples of the other classes to it")
     for split in SPLITS:
         missing = sorted(set(range(len(names))) - set(np.unique(labels[split]).tolist()))
         if missing:

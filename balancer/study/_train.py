@@ -19,6 +19,7 @@ from balancer.study._metrics import classification_metrics
 from balancer.study._model import MLP, SmallCNN
 from balancer.study._strategies import (
     AUGMENT,
+    GLOBAL,
     INIT,
     Strategy,
     make_batch_sampler,
@@ -232,7 +233,23 @@ def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, str
               position: int = 1) -> RunResult:
     """The one training loop of every run: ``config.epochs`` epochs of
     ``ceil(N / batch_size)`` steps from the strategy's batch sampler, then validation
-    selection and evaluation on val and test."""
+    selection and evaluation on val and test.
+
+    The run is a function of ``seed``: anything that draws from torch's global generator (a
+    ``DataLoader``'s base seed, a user's random transforms, dropout) draws from a forked copy
+    seeded from ``seed``, and the caller's generator state is left as it was.
+    """
+    state = int(torch.randint(2**62, (1,), generator=seeded_generator(seed, GLOBAL)))
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(state)
+        return _train_run(source, make_model, num_classes, strategy, seed, config,
+                          device=device, position=position)
+
+
+def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
+               strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
+               position: int) -> RunResult:
     start = time.perf_counter()
     train_labels = source.labels["train"]
     counts = np.bincount(train_labels, minlength=num_classes)
