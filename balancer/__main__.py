@@ -160,6 +160,11 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                      help="random shifts of up to 2 pixels and horizontal flips in training")
     run.add_argument("--width", type=int, default=_DEFAULTS.width,
                      help="channels of the CNN's first block")
+    run.add_argument("--reference", default=None,
+                     help="the row the paired statistics compare every strategy with (default: "
+                          "plain)")
+    run.add_argument("--bootstrap", type=int, default=_DEFAULTS.bootstrap,
+                     help="replicates of the paired bootstrap over seeds and test samples")
     run.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=_DEFAULTS.threads,
                      help="torch CPU threads (1 is fastest for this small CNN)")
@@ -218,7 +223,7 @@ def _config(args: argparse.Namespace) -> StudyConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         finetune_lr_scale=args.finetune_lr_scale, finetune_freeze=args.finetune_freeze,
         focal_gamma=args.focal_gamma, la_tau=args.la_tau, effective_beta=args.effective_beta,
-        drw_beta=args.drw_beta,
+        drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
         threads=args.threads, quick=args.quick,
         # Progress bars only on a terminal: redirected to a file they are noise.

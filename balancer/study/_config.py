@@ -71,6 +71,9 @@ class StudyConfig:
             ``"best"`` keeps the epoch with the highest validation balanced accuracy.
         augment: random shifts of up to 2 pixels and horizontal flips.
         width: channels of the CNN's first block.
+        reference: the row every other strategy is compared with in the paired statistics
+            (default ``plain``, or the first strategy when ``plain`` is not run).
+        bootstrap: replicates of the paired bootstrap over seeds and test samples.
         device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU.
         ece_bins: bins of the expected calibration error.
     """
@@ -107,6 +110,9 @@ class StudyConfig:
     drw_beta: float = 0.99
     la_tau: float = 1.0
     hinge_margin: float = 1.0
+
+    reference: str | None = None
+    bootstrap: int = 1000
 
     device: str = "cpu"
     threads: int = 1
@@ -180,6 +186,15 @@ class StudyConfig:
         self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
         self.hinge_margin = _check_float("hinge_margin", self.hinge_margin, low=0.0,
                                          low_open=True)
+        if self.reference is None:
+            self.reference = "plain" if "plain" in self.strategies else self.strategies[0]
+        elif self.reference not in self.strategies:
+            known = "" if self.reference in STRATEGIES else " (not a strategy at all)"
+            raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
+                             f"it must be one of the strategies run, {list(self.strategies)}; "
+                             f"pass one of those or add it to strategies")
+        self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
+                                   fix="a 95% interval needs at least 100 replicates, e.g. 1000")
         if self.select not in ("best", "last"):
             raise ValueError(f"select should be 'best' (highest validation balanced accuracy) or "
                              f"'last', but got select={self.select!r}")

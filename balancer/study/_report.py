@@ -19,7 +19,7 @@ from balancer.study._strategies import STRATEGIES
 __all__ = ["OUTPUT_FILES", "format_table", "summarize", "write_outputs"]
 
 #: The files a run folder holds.
-OUTPUT_FILES = ("results.csv", "summary.csv", "report.md", "recall_by_class.png",
+OUTPUT_FILES = ("results.csv", "summary.csv", "paired.csv", "report.md", "recall_by_class.png",
                 "balanced_vs_accuracy.png", "config.json")
 
 _LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
@@ -141,10 +141,80 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
+_METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                 "macro_f1": "macro-F1", "macro_auc": "macro AUC", "nll": "NLL", "ece": "ECE"}
+
+
+def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, Any],
+                    csv_path: Path) -> list[str]:
+    """The paired differences to the reference row, as a table and in words."""
+    from balancer.study._stats import BOOTSTRAP_METRICS, MIN_SEEDS, paired_differences
+
+    predictions = info.get("predictions")
+    strategies = list(dict.fromkeys(results["strategy"]))
+    reference = config.reference or strategies[0]
+    if predictions is None or len(strategies) < 2 or reference not in strategies:
+        return []
+    seeds = sorted(results["seed"].unique().tolist())
+    table = paired_differences({key: value["test"] for key, value in predictions.probs.items()},
+                               predictions.labels["test"], strategies=strategies, seeds=seeds,
+                               reference=reference, resamples=config.bootstrap,
+                               ece_bins=config.ece_bins)
+    atomic_write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    cells = {}
+    for row in table.itertuples(index=False):
+        p = "" if np.isnan(row.p_value) else f", p={row.p_value:.3f}"
+        mark = " **sig.**" if row.significant else ""
+        cells[(row.strategy, row.metric)] = (f"{row.difference:+.3f} [{row.ci_low:+.3f}, "
+                                             f"{row.ci_high:+.3f}]{p}{mark}")
+    frame = pd.DataFrame({"strategy": [s for s in strategies if s != reference]})
+    for metric in BOOTSTRAP_METRICS:
+        frame[_LABELS[metric]] = [cells[(s, metric)] for s in frame["strategy"]]
+    k = len(seeds)
+    lines = [f"## Paired differences to `{reference}` (test split)", "",
+             f"Each cell: strategy minus `{reference}`, mean over the {k} seed(s) of the paired "
+             f"difference; in brackets a 95% paired-bootstrap interval ({config.bootstrap} "
+             f"replicates drawing seeds and test samples with replacement, both rows on the same "
+             f"draws); p: paired t-test over seeds. **sig.**: the interval excludes 0 and "
+             f"p < 0.05. For NLL and ECE lower is better, so a negative difference favours the "
+             f"strategy.", "", _markdown(frame), ""]
+    if k < MIN_SEEDS:
+        excluded = table[(table["ci_low"] > 0) | (table["ci_high"] < 0)]
+        lines += [f"**Too few seeds for a test.** With {k} seed(s) the paired test over seeds "
+                  f"cannot run (it needs at least {MIN_SEEDS}), so no difference is called "
+                  f"significant here. The intervals reflect the test samples"
+                  f"{' only' if k == 1 else ' and the seeds drawn'}; "
+                  f"{len(excluded)} of {len(table)} exclude 0. Run more seeds "
+                  f"(e.g. --seeds 0,1,2,3,4) before reading anything into this table.", ""]
+        return lines
+    words = []
+    for metric in BOOTSTRAP_METRICS:
+        rows = table[table["metric"] == metric]
+        better = rows[rows["significant"] & rows["better"]]["strategy"].tolist()
+        worse = rows[rows["significant"] & ~rows["better"]]["strategy"].tolist()
+        text = f"- {_METRIC_WORDS[metric]}: "
+        if not better and not worse:
+            text += f"no strategy differs significantly from `{reference}`."
+        else:
+            parts = []
+            if better:
+                parts.append("significantly better than "
+                             f"`{reference}`: {', '.join(f'`{s}`' for s in better)}")
+            if worse:
+                parts.append(f"significantly worse: {', '.join(f'`{s}`' for s in worse)}")
+            text += "; ".join(parts) + f"; the other {len(rows) - len(better) - len(worse)} are " \
+                                       f"not distinguishable from `{reference}` with {k} seeds."
+        words.append(text)
+    return [*lines, "In words (interval excludes 0 and p < 0.05, no correction for the "
+                    f"{len(BOOTSTRAP_METRICS)} metrics and {len(frame)} comparisons):", "",
+            *words, ""]
+
+
 def _settings_lines(config: StudyConfig) -> list[str]:
     keys = ("epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
             "finetune_freeze", "drw_epochs", "select", "augment", "width", "focal_gamma", "effective_beta",
             "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau", "hinge_margin", "ece_bins",
+            "reference", "bootstrap",
             "device", "threads", "train_limit", "quick")
     return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
 
@@ -176,7 +246,8 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
     run_frame = pd.DataFrame({
         "strategy": runs.index,
-        "selected epoch (mean)": [f"{v:.1f}" for v in runs["selected_epoch"]],
+        f"epoch evaluated (1-based, of {config.epochs}; mean)":
+            [f"{v + 1:.1f}" for v in runs["selected_epoch"]],
         "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
         "seconds per run": [f"{v:.1f}" for v in runs["seconds"]],
     })
@@ -185,9 +256,14 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
                                                for c, n in enumerate(counts[split]))
                    for split in ("train", "val", "test")]
     reference = REFERENCE_ACCURACY.get(info.get("dataset_key") or "")
+    banner = ([f"> **Smoke run (`--quick`)**: {len(seeds)} seed, {config.epochs} epochs on "
+               f"{sum(counts['train'])} training samples. These numbers only show that the study "
+               f"runs; they are not evidence for or against any strategy.", ""]
+              if config.quick else [])
     lines = [
         "# Comparison study: weighting vs resampling",
         "",
+        *banner,
         f"Data: {info['source']}; {len(class_names)} classes; "
         f"{len(seeds)} seed(s) {seeds}; test-split metrics, mean ± sample std (ddof=1) over seeds.",
         "",
@@ -201,6 +277,7 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         "",
         format_table(results),
         "",
+        *_paired_section(results, config, info, paths["paired.csv"]),
         "## Per-class recall (test split)",
         "",
         recall_table,
