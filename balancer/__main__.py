@@ -91,7 +91,9 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     source = data.add_mutually_exclusive_group()
     source.add_argument("--dataset", default=None,
                         help="a shipped data set: retinamnist, pneumoniamnist, breastmnist "
-                             "(default: retinamnist, unless --data or --csv is given)")
+                             "(default: retinamnist, unless --data or --csv is given); several, "
+                             "comma-separated, run one study each (in --out/<name>) and rank "
+                             "the strategies across them (across.md)")
     source.add_argument("--data", default=None, metavar="PATH.npz",
                         help="an .npz file: images in the MedMNIST layout, or a table as arrays "
                              "X (samples x features) and y (class indices)")
@@ -192,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> StudyConfig:
+def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig:
     source = next((name for name in ("dataset", "data", "csv", "table")
                    if getattr(args, name) is not None), None)
     for option, kinds in _APPLIES.items():
@@ -218,7 +220,8 @@ def _config(args: argparse.Namespace) -> StudyConfig:
                else getattr(_DEFAULTS, key)
                for key in ("image_col", "label_col", "split_col", "group_col", "image_size")}
     return StudyConfig(
-        dataset=args.dataset, data=args.data, csv=args.csv, table=args.table, **columns,
+        dataset=dataset or args.dataset, data=args.data, csv=args.csv, table=args.table,
+        **columns,
         strategies=args.strategies if args.strategies is not None else tuple(STRATEGIES),
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         finetune_lr_scale=args.finetune_lr_scale, finetune_freeze=args.finetune_freeze,
@@ -230,9 +233,9 @@ def _config(args: argparse.Namespace) -> StudyConfig:
         progress=not args.no_progress and sys.stderr.isatty(), **chosen)
 
 
-def _default_out(config: StudyConfig) -> Path:
+def _default_out(config: StudyConfig, name: str | None = None) -> Path:
     given = config.data or config.csv or config.table
-    name = config.dataset or (Path(given).stem if given else "retinamnist")
+    name = name or config.dataset or (Path(given).stem if given else "retinamnist")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path("runs") / f"{stamp}-{name}{'-quick' if config.quick else ''}"
     suffix = 1
@@ -244,32 +247,49 @@ def _default_out(config: StudyConfig) -> Path:
 
 def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> int:
     from balancer.study._outputs import prepare_out
-    from balancer.study._report import format_table, write_outputs
+    from balancer.study._report import format_table, write_across, write_outputs
     from balancer.study._study import prepare_data, run_study
 
+    names = ([n.strip() for n in args.dataset.split(",") if n.strip()]
+             if args.dataset is not None and "," in args.dataset else [None])
     try:
-        config = _config(args)
-        out = Path(args.out) if args.out is not None else _default_out(config)
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset={args.dataset!r} names a data set twice; name each once")
+        configs = {name: _config(args, name) for name in names}
+        first = configs[names[0]]
+        out = Path(args.out) if args.out is not None else _default_out(
+            first, "across" if len(names) > 1 else None)
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={str(out)!r} is a file; pass a folder for the run's outputs")
-        data = prepare_data(config)  # every input error surfaces before any training
-        folder = prepare_out(out, config=config.to_dict(), overwrite=args.overwrite,
-                             resume=args.resume)
+        # Every input error surfaces before any training, for every data set.
+        data = {name: prepare_data(config) for name, config in configs.items()}
+        folders = {name: prepare_out(out if len(names) == 1 else out / name,
+                                     config=config.to_dict(), overwrite=args.overwrite,
+                                     resume=args.resume)
+                   for name, config in configs.items()}
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         parser.error(str(message))
-    if folder.done:
-        print(f"Resuming {out}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
-    results = run_study(config, data, folder=folder)
-    paths = write_outputs(results, config, out, command=command, info=results.attrs)
-    print()
-    print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
-          f"{list(config.seeds)}:")
-    print()
-    print(format_table(results))
-    print()
-    print(f"Report: {paths['report.md']}")
-    print(f"Run folder: {out} ({', '.join(p.name for p in paths.values())})")
+    per_dataset = {}
+    for name, config in configs.items():
+        folder = folders[name]
+        if folder.done:
+            print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept",
+                  file=sys.stderr)
+        results = run_study(config, data[name], folder=folder)
+        paths = write_outputs(results, config, folder.path, command=command, info=results.attrs)
+        per_dataset[name or "retinamnist"] = results
+        print()
+        print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
+              f"{list(config.seeds)}:")
+        print()
+        print(format_table(results))
+        print()
+        print(f"Report: {paths['report.md']}")
+        print(f"Run folder: {folder.path} ({', '.join(p.name for p in paths.values())})")
+    if len(names) > 1:
+        across = write_across(per_dataset, first, out, command=command)
+        print(f"Across data sets: {across['across.md']}")
     return 0
 
 

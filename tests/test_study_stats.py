@@ -227,3 +227,31 @@ def test_quick_report_has_a_smoke_run_banner(tmp_path):
     assert "> **Smoke run (`--quick`)**: 1 seed, 2 epochs on 64 training samples." in report
     assert "they are not evidence" in report
     assert "epoch evaluated (1-based, of 2; mean)" in report and "| 2.0 |" in report
+
+
+def test_several_data_sets_give_ranks_friedman_holm_and_a_cd_diagram(tmp_path, capsys):
+    from balancer.__main__ import main
+
+    out = tmp_path / "across"
+    assert main(["study", "--quick", "--no-progress", "--dataset",
+                 "retinamnist,pneumoniamnist,breastmnist", "--strategies", "plain,balanced,focal",
+                 "--seeds", "0", "--train-limit", "64", "--batch-size", "32",
+                 "--bootstrap", "100", "--out", str(out)]) == 0
+    for name in ("retinamnist", "pneumoniamnist", "breastmnist"):
+        assert (out / name / "report.md").is_file()
+    across = pd.read_csv(out / "across.csv")
+    ranks = across[across["metric"] == "balanced_accuracy"].set_index("strategy")["mean_rank"]
+    assert ranks.sum() == pytest.approx(1 + 2 + 3)  # three rows ranked on every data set
+    report = (out / "across.md").read_text()
+    assert "Friedman chi2 = " in report and "Holm-adjusted" in report
+    assert "smallest possible two-sided p is 0.250" in report or "differ from `plain`" in report
+    assert "![critical-difference diagram](critical_difference.png)" in report
+    assert (out / "critical_difference.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_data_set_named_twice_is_refused(capsys):
+    from balancer.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["study", "--dataset", "breastmnist,breastmnist", "--no-progress"])
+    assert "names a data set twice" in capsys.readouterr().err

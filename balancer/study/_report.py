@@ -347,3 +347,113 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
     # The report last: its presence says the folder holds a finished study.
     atomic_text(paths["report.md"], "\n".join(lines))
     return paths
+
+
+def _plot_critical_difference(ranks: pd.Series, cd: float, path: Path, title: str) -> None:
+    """Demšar's critical-difference diagram: mean ranks on an axis (1 = best), a bar of length
+    CD, and a thick line joining each maximal group of rows whose ranks differ by less."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(ranks)
+    figure, axes = plt.subplots(figsize=(8, 1.6 + 0.28 * k))
+    axes.set_xlim(0.5, k + 0.5)
+    axes.set_ylim(-(k + 2), 2.2)
+    axes.hlines(0, 1, k, color="black")
+    for r in range(1, k + 1):
+        axes.vlines(r, -0.1, 0.1, color="black")
+        axes.text(r, 0.25, str(r), ha="center", va="bottom", fontsize=8)
+    axes.plot([1, 1 + cd], [1.4, 1.4], color="black", linewidth=2)
+    axes.text(1 + cd / 2, 1.55, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8)
+    for position, (name, rank) in enumerate(ranks.items()):
+        y = -(position + 1) * 0.9
+        left = position < (k + 1) // 2
+        end = 0.6 if left else k + 0.4
+        axes.plot([rank, rank, end], [0, y, y], color="tab:blue", linewidth=0.8)
+        axes.text(end, y, f"{name} ({rank:.2f})", ha="left" if not left else "right",
+                  va="center", fontsize=8)
+    values = ranks.to_numpy()
+    groups = []
+    for i in range(k):
+        j = max(j for j in range(i, k) if values[j] - values[i] < cd)
+        if j > i and not any(a <= i and j <= b for a, b in groups):
+            groups.append((i, j))
+    for level, (i, j) in enumerate(groups):
+        axes.plot([values[i] - 0.03, values[j] + 0.03], [-0.3 - 0.2 * level] * 2,
+                  color="tab:red", linewidth=3)
+    axes.axis("off")
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out: str | Path, *,
+                 command: str) -> dict[str, Path]:
+    """Mean ranks, Friedman and Holm-adjusted Wilcoxon tests over data sets (``across.md``,
+    ``across.csv``, ``critical_difference.png``); each data set is one unit, its score the mean
+    over seeds of the test metric."""
+    from balancer.study._stats import MIN_DATASETS, rank_datasets
+
+    out = Path(out)
+    reference = config.reference or "plain"
+    records, sections = [], []
+    names = list(per_dataset)
+    for metric, higher in HEADLINE.items():
+        scores = pd.DataFrame({name: summarize(frame)[(metric, "mean")]
+                               for name, frame in per_dataset.items()}).T
+        result = rank_datasets(scores, reference=reference, higher=higher)
+        wilcoxon = result["wilcoxon"].set_index("strategy")
+        for strategy, rank in result["ranks"].items():
+            row = wilcoxon.loc[strategy] if strategy in wilcoxon.index else None
+            records.append({"metric": metric, "strategy": strategy, "mean_rank": rank,
+                            "p_wilcoxon": None if row is None else row["p_value"],
+                            "p_holm": None if row is None else row["p_holm"]})
+        friedman = result["friedman"]
+        test = (f"Friedman chi2 = {friedman[0]:.2f}, p = {friedman[1]:.3f}" if friedman else
+                f"no Friedman test: it needs at least {MIN_DATASETS} data sets, this run has "
+                f"{result['datasets']}")
+        ranked = ", ".join(f"`{s}` {r:.2f}" for s, r in result["ranks"].items())
+        sections += [f"- **{_LABELS[metric]}**: mean ranks {ranked}; {test}; Nemenyi CD = "
+                     f"{result['critical_difference']:.2f}."]
+        if metric == "balanced_accuracy":
+            headline = result
+    frame = pd.DataFrame.from_records(records)
+    paths = {"across.csv": out / "across.csv", "across.md": out / "across.md",
+             "critical_difference.png": out / "critical_difference.png"}
+    atomic_write(paths["across.csv"], lambda tmp: frame.to_csv(tmp, index=False))
+    _plot_critical_difference(headline["ranks"], headline["critical_difference"],
+                              paths["critical_difference.png"],
+                              f"Balanced accuracy: mean rank over {len(names)} data sets")
+    table = headline["wilcoxon"]
+    significant = table[table["significant"]]["strategy"].tolist()
+    if headline["friedman"] is None:
+        verdict = (f"With {len(names)} data set(s) no test over data sets can run (Friedman and "
+                   f"Wilcoxon need at least {MIN_DATASETS}); the ranks below are descriptive "
+                   f"only.")
+    elif not significant:
+        verdict = (f"On balanced accuracy no strategy differs from `{reference}` after Holm's "
+                   f"adjustment (Friedman p = {headline['friedman'][1]:.3f}). With "
+                   f"{len(names)} data sets the Wilcoxon test's smallest possible two-sided p "
+                   f"is {2 / 2 ** len(names):.3f}.")
+    else:
+        verdict = (f"On balanced accuracy, after Holm's adjustment, these differ from "
+                   f"`{reference}`: {', '.join(f'`{s}`' for s in significant)}.")
+    wilcoxon_rows = pd.DataFrame({
+        "strategy": table["strategy"],
+        "p (Wilcoxon)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_value"]],
+        "p (Holm)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_holm"]],
+    })
+    lines = ["# Comparison study across data sets", "", "Command:", "", "```bash", command,
+             "```", "", f"Data sets: {', '.join(names)} (each one unit: its test metric's mean "
+             f"over seeds {list(config.seeds)}). Per-data-set reports: "
+             + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".", "", verdict, "",
+             "## Mean ranks (1 = best)", "", *sections, "",
+             f"## Balanced accuracy: Wilcoxon signed-rank against `{reference}`, Holm-adjusted",
+             "", _markdown(wilcoxon_rows), "",
+             "![critical-difference diagram](critical_difference.png)", "",
+             "Critical-difference diagram (Demšar 2006): rows joined by a red line are within "
+             "the Nemenyi critical difference of each other.", ""]
+    atomic_text(paths["across.md"], "\n".join(lines))
+    return paths
