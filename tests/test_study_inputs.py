@@ -17,7 +17,8 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the input was checked")
     monkeypatch.setattr(balancer.study._train, "train_and_evaluate", refuse)
-    monkeypatch.setattr(balancer.study._train, "train_run", refuse)
+    monkeypatch.setattr(balancer.study, "train_and_evaluate", refuse, raising=False)
+    monkeypatch.setattr(balancer.study._train, "train_run", refuse, raising=False)
 
 
 def _arrays(train=(0, 1, 0, 1), val=(0, 1), test=(0, 1), label_dtype=np.int64, shape=(28, 28)):

@@ -21,6 +21,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the output folder was checked")
     monkeypatch.setattr(balancer.study._train, "train_and_evaluate", refuse)
+    monkeypatch.setattr(balancer.study, "train_and_evaluate", refuse, raising=False)
 
 
 def _error(argv, capsys):
