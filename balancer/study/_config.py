@@ -18,6 +18,9 @@ __all__ = ["QUICK", "StudyConfig"]
 QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_epochs": 1,
                          "train_limit": 256}
 
+#: Shipped data sets whose classes are ordered grades (quadratic weighted kappa applies).
+_ORDINAL = {"retinamnist"}
+
 # Phase lengths when not given, capped at ``epochs``.
 _FINETUNE_EPOCHS = 1
 _DRW_EPOCHS = 3
@@ -74,6 +77,8 @@ class StudyConfig:
         reference: the row every other strategy is compared with in the paired statistics
             (default ``plain``, or the first strategy when ``plain`` is not run).
         bootstrap: replicates of the paired bootstrap over seeds and test samples.
+        ordinal: the classes are ordered grades, so the quadratic weighted kappa is reported
+            (default: a property of the data set, True for RetinaMNIST's grades only).
         device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU.
         ece_bins: bins of the expected calibration error.
     """
@@ -113,6 +118,7 @@ class StudyConfig:
 
     reference: str | None = None
     bootstrap: int = 1000
+    ordinal: bool | None = None
 
     device: str = "cpu"
     threads: int = 1
@@ -193,6 +199,13 @@ class StudyConfig:
             raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
                              f"it must be one of the strategies run, {list(self.strategies)}; "
                              f"pass one of those or add it to strategies")
+        if self.ordinal is None:
+            shipped = self.dataset or ("retinamnist" if all(
+                getattr(self, n) is None for n in ("data", "csv", "table")) else None)
+            self.ordinal = (shipped or "").lower() in _ORDINAL
+        elif not isinstance(self.ordinal, bool):
+            raise TypeError(f"ordinal should be True, False or None, but got "
+                            f"ordinal={self.ordinal!r}")
         self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
                                    fix="a 95% interval needs at least 100 replicates, e.g. 1000")
         if self.select not in ("best", "last"):

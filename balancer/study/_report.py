@@ -83,7 +83,8 @@ def _recall_metrics(results: pd.DataFrame) -> list[str]:
     return sorted(names, key=lambda m: int(m[len("recall["):-1]))
 
 
-def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path) -> None:
+def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path,
+                 counts: dict[str, list[int]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +99,8 @@ def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path) -> N
     for k, metric in enumerate(recalls):
         axes.bar(x + (k - (len(recalls) - 1) / 2) * width, summary[(metric, "mean")],
                  width, yerr=summary[(metric, "std")].fillna(0.0), capsize=2,
-                 label=f"class {class_names[k]}")
+                 label=f"class {class_names[k]}" + (
+                     f" (train {counts['train'][k]}, test {counts['test'][k]})" if counts else ""))
     axes.set_xticks(x, strategies, rotation=30, ha="right")
     axes.set_ylabel("test recall (mean ± std over seeds)")
     axes.set_ylim(0, 1.05)
@@ -115,17 +117,18 @@ def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summary = summarize(results)
-    figure, axes = plt.subplots(figsize=(7, 5.5))
+    figure, axes = plt.subplots(figsize=(9, 5.5))
     colours = plt.get_cmap("tab20").colors  # 20 distinct colours: no two strategies share one
+    # One marker shape (shapes would suggest groups that do not exist); the legend names the
+    # rows, so no labels on the points to collide with each other.
     for k, strategy in enumerate(summary.index):
         row = summary.loc[strategy]
         axes.errorbar(row[("accuracy", "mean")], row[("balanced_accuracy", "mean")],
                       xerr=np.nan_to_num(row[("accuracy", "std")]),
                       yerr=np.nan_to_num(row[("balanced_accuracy", "std")]),
-                      fmt="os^D"[k % 4], color=colours[k % len(colours)], capsize=3,
-                      label=strategy)
-        axes.annotate(strategy, (row[("accuracy", "mean")], row[("balanced_accuracy", "mean")]),
-                      textcoords="offset points", xytext=(4, 4), fontsize=7)
+                      fmt="o", color=colours[k % len(colours)], capsize=3, label=strategy)
+    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5),
+                title="strategy")
     axes.set_xlabel("test accuracy")
     axes.set_ylabel("test balanced accuracy")
     axes.set_title("Balanced accuracy vs accuracy (mean ± std over seeds)")
@@ -139,6 +142,21 @@ def _save(figure, path: Path) -> None:
 
     atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
     plt.close(figure)
+
+
+def _task_section(results: pd.DataFrame) -> list[str]:
+    from balancer.study._metrics import TASK_METRICS
+
+    present = [m for m in TASK_METRICS if m in set(results["metric"])]
+    if not present:
+        return []
+    labels = {"auprc": "AUPRC", "sens@95spec": "sensitivity at 95% specificity",
+              "qwk": "quadratic weighted kappa"}
+    return ["## Task metrics (test split)", "",
+            "AUPRC: average precision of class 1 (binary) or the one-vs-rest macro mean; "
+            "sensitivity at 95% specificity: binary tasks only; quadratic weighted kappa: "
+            "ordinal classes only (`--ordinal`).", "",
+            format_table(results, present, labels), ""]
 
 
 _METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
@@ -235,7 +253,7 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
     atomic_write(paths["summary.csv"], summary.to_csv)
 
     class_names = list(info["class_names"])
-    _plot_recall(results, class_names, paths["recall_by_class.png"])
+    _plot_recall(results, class_names, paths["recall_by_class.png"], info.get("counts"))
     _plot_tradeoff(results, paths["balanced_vs_accuracy.png"])
 
     seeds = sorted(results["seed"].unique().tolist())
@@ -277,10 +295,15 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         "",
         format_table(results),
         "",
+        "![balanced accuracy vs accuracy](balanced_vs_accuracy.png)",
+        "",
+        *_task_section(results),
         *_paired_section(results, config, info, paths["paired.csv"]),
         "## Per-class recall (test split)",
         "",
         recall_table,
+        "",
+        "![per-class recall](recall_by_class.png)",
         "",
         "## Validation split (the selected weights; the only split any choice looked at)",
         "",

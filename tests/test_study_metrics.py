@@ -1,0 +1,97 @@
+"""Task metrics (AUPRC, sensitivity at 95% specificity, quadratic weighted kappa), the metrics
+that do not apply, and plots embedded in the report (issue 11)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import average_precision_score
+
+from balancer.study import StudyConfig, classification_metrics
+from balancer.study._metrics import quadratic_weighted_kappa, sensitivity_at_specificity
+
+
+def _binary(seed, n=80):
+    generator = np.random.default_rng(seed)
+    labels = generator.integers(0, 2, n)
+    labels[:2] = [0, 1]
+    p1 = np.clip(generator.random(n) * 0.7 + 0.3 * labels, 0, 1)
+    return np.stack([1 - p1, p1], 1), labels
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0.8, 0.9, 0.95, 1.0]))
+def test_sensitivity_at_specificity_is_the_best_threshold_meeting_the_specificity(seed, spec):
+    probs, labels = _binary(seed)
+    scores = probs[:, 1]
+    best = 0.0
+    for t in np.concatenate([np.unique(scores), [np.inf]]):  # predict positive when score >= t
+        predicted = scores >= t
+        specificity = np.mean(~predicted[labels == 0])
+        if specificity >= spec - 1e-12:
+            best = max(best, np.mean(predicted[labels == 1]))
+    assert sensitivity_at_specificity(probs, labels, specificity=spec) == pytest.approx(best)
+
+
+def test_quadratic_weighted_kappa_matches_its_formula():
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 5, 200)
+    predicted = np.clip(labels + generator.integers(-2, 3, 200), 0, 4)
+    probs = np.eye(5)[predicted]
+    observed = np.zeros((5, 5))
+    np.add.at(observed, (labels, predicted), 1)
+    expected = np.outer(observed.sum(1), observed.sum(0)) / 200
+    weights = (np.arange(5)[:, None] - np.arange(5)[None, :]) ** 2 / 16
+    kappa = 1 - (weights * observed).sum() / (weights * expected).sum()
+    assert quadratic_weighted_kappa(probs, labels, ordinal=True) == pytest.approx(kappa)
+
+
+def test_metrics_that_do_not_apply_are_named():
+    probs3 = np.eye(3)[[0, 1, 2, 1]]
+    with pytest.raises(ValueError, match=r"sensitivity at specificity applies to binary tasks, "
+                                         r"but the probabilities have 3 classes"):
+        sensitivity_at_specificity(probs3, np.array([0, 1, 2, 2]))
+    with pytest.raises(ValueError, match=r"quadratic weighted kappa applies to ordinal classes"):
+        quadratic_weighted_kappa(probs3, np.array([0, 1, 2, 2]), ordinal=False)
+    with pytest.raises(ValueError, match=r"specificity should be in \[0, 1\]"):
+        sensitivity_at_specificity(*_binary(0), specificity=1.5)
+
+
+def test_task_metrics_by_task():
+    probs, labels = _binary(1)
+    binary = classification_metrics(probs, labels, num_classes=2)
+    assert binary["auprc"] == pytest.approx(average_precision_score(labels, probs[:, 1]))
+    assert "sens@95spec" in binary and "qwk" not in binary
+    generator = np.random.default_rng(2)
+    labels3 = np.concatenate([[0, 1, 2], generator.integers(0, 3, 57)])
+    probs3 = generator.dirichlet(np.ones(3), 60)
+    multi = classification_metrics(probs3, labels3, num_classes=3, ordinal=True)
+    assert "sens@95spec" not in multi
+    assert multi["auprc"] == pytest.approx(np.mean(
+        [average_precision_score(labels3 == c, probs3[:, c]) for c in range(3)]))
+    assert multi["qwk"] == pytest.approx(quadratic_weighted_kappa(probs3, labels3, ordinal=True))
+
+
+def test_ordinal_is_a_property_of_the_data_set_unless_given():
+    assert StudyConfig().ordinal is True  # the default RetinaMNIST: grades of retinopathy
+    assert StudyConfig(dataset="pneumoniamnist").ordinal is False
+    assert StudyConfig(data="x.npz").ordinal is False
+    assert StudyConfig(dataset="breastmnist", ordinal=True).ordinal is True
+    with pytest.raises(TypeError, match=r"ordinal should be True, False or None, but got "
+                                        r"ordinal='yes'"):
+        StudyConfig(ordinal="yes")
+
+
+def test_binary_report_embeds_every_plot_and_the_task_metrics(tmp_path):
+    from balancer.__main__ import main
+
+    out = tmp_path / "b"
+    assert main(["study", "--quick", "--no-progress", "--dataset", "breastmnist",
+                 "--strategies", "plain,balanced", "--train-limit", "64", "--batch-size", "32",
+                 "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    for png in out.glob("*.png"):
+        assert f"]({png.name})" in report, png.name
+    assert "## Task metrics (test split)" in report
+    assert "| strategy | AUPRC | sensitivity at 95% specificity |" in report
+    assert "quadratic weighted kappa |" not in report
