@@ -20,6 +20,7 @@ __all__ = ["OUTPUT_FILES", "format_table", "summarize", "write_outputs"]
 
 #: The files a run folder holds.
 OUTPUT_FILES = ("results.csv", "summary.csv", "paired.csv", "report.md", "recall_by_class.png",
+                "confusion_matrices.png", "reliability.png",
                 "balanced_vs_accuracy.png", "config.json")
 
 _LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
@@ -133,6 +134,80 @@ def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
     axes.set_ylabel("test balanced accuracy")
     axes.set_title("Balanced accuracy vs accuracy (mean ± std over seeds)")
     axes.grid(alpha=0.3)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _grid(count: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows),
+                                squeeze=False)
+    for extra in axes.ravel()[count:]:
+        extra.axis("off")
+    return figure, axes.ravel()
+
+
+def _plot_confusions(predictions, strategies: list[str], class_names: list[str],
+                     path: Path) -> None:
+    """Row-normalised test confusion matrices, pooled over seeds, one panel per strategy."""
+    labels = predictions.labels["test"]
+    c = len(class_names)
+    figure, axes = _grid(len(strategies))
+    for ax, name in zip(axes, strategies, strict=False):
+        matrix = np.zeros((c, c))
+        for (strategy, _seed), probs in predictions.probs.items():
+            if strategy == name:
+                np.add.at(matrix, (labels, probs["test"].argmax(1)), 1)
+        rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+        ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
+        for i in range(c):
+            for j in range(c):
+                ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.6 else "black")
+        ax.set_xticks(range(c), class_names, fontsize=7)
+        ax.set_yticks(range(c), class_names, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+        ax.set_title(name, fontsize=8)
+    figure.suptitle("Test confusion matrices (rows: true class, share of its samples; "
+                    "pooled over seeds)", fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _plot_reliability(predictions, strategies: list[str], bins: int, path: Path) -> None:
+    """Top-label reliability diagrams on the test split, pooled over seeds."""
+    labels = predictions.labels["test"]
+    figure, axes = _grid(len(strategies))
+    edges = np.linspace(0, 1, bins + 1)
+    for ax, name in zip(axes, strategies, strict=False):
+        runs = [p["test"] for (s, _), p in predictions.probs.items() if s == name]
+        probs = np.concatenate(runs)
+        truth = np.concatenate([labels] * len(runs))
+        confidence = probs.max(1)
+        correct = probs.argmax(1) == truth
+        which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+        size = np.bincount(which, minlength=bins)
+        accuracy = np.bincount(which, correct, minlength=bins) / np.maximum(size, 1)
+        centres = (edges[:-1] + edges[1:]) / 2
+        filled = size > 0
+        ax.bar(centres[filled], accuracy[filled], width=1 / bins, edgecolor="black",
+               linewidth=0.3, alpha=0.8)
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("confidence", fontsize=7)
+        ax.set_ylabel("accuracy", fontsize=7)
+        ax.tick_params(labelsize=6)
+    figure.suptitle(f"Reliability diagrams (test, {bins} bins, pooled over seeds; the dashed "
+                    f"line is perfect calibration)", fontsize=9)
     figure.tight_layout()
     _save(figure, path)
 
@@ -255,6 +330,17 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
     class_names = list(info["class_names"])
     _plot_recall(results, class_names, paths["recall_by_class.png"], info.get("counts"))
     _plot_tradeoff(results, paths["balanced_vs_accuracy.png"])
+    predictions = info.get("predictions")
+    strategies = list(dict.fromkeys(results["strategy"]))
+    extra_plots = []
+    if predictions is not None:
+        for name, plot in (("confusion_matrices.png", lambda p: _plot_confusions(
+                predictions, strategies, class_names, p)),
+                ("reliability.png", lambda p: _plot_reliability(
+                    predictions, strategies, config.ece_bins, p))):
+            paths[name] = out / name
+            plot(paths[name])
+            extra_plots.append(name)
 
     seeds = sorted(results["seed"].unique().tolist())
     recalls = _recall_metrics(results)
@@ -305,6 +391,9 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         "",
         "![per-class recall](recall_by_class.png)",
         "",
+        *(["## Confusion matrices and calibration (test split)", "",
+           "![confusion matrices](confusion_matrices.png)", "",
+           "![reliability diagrams](reliability.png)", ""] if extra_plots else []),
         "## Validation split (the selected weights; the only split any choice looked at)",
         "",
         format_table(results, split="val"),
