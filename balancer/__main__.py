@@ -167,6 +167,11 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                           "plain)")
     run.add_argument("--bootstrap", type=int, default=_DEFAULTS.bootstrap,
                      help="replicates of the paired bootstrap over seeds and test samples")
+    run.add_argument("--posthoc", action=argparse.BooleanOptionalAction,
+                     default=_DEFAULTS.posthoc,
+                     help="add plain+posthoc and balanced+posthoc (post-hoc logit adjustment) "
+                          "and, for two classes, plain+threshold, each tuned on validation "
+                          "after training")
     run.add_argument("--ordinal", action=argparse.BooleanOptionalAction, default=None,
                      help="the classes are ordered grades: report the quadratic weighted kappa "
                           "(default: on for retinamnist, off otherwise)")
@@ -230,7 +235,7 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         finetune_lr_scale=args.finetune_lr_scale, finetune_freeze=args.finetune_freeze,
         focal_gamma=args.focal_gamma, la_tau=args.la_tau, effective_beta=args.effective_beta,
         drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
-        ordinal=args.ordinal,
+        ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
         threads=args.threads, quick=args.quick,
         # Progress bars only on a terminal: redirected to a file they are noise.

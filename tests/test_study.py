@@ -45,7 +45,9 @@ def test_cli_quick_end_to_end(tmp_path, capsys):
 
     results = pd.read_csv(out / "results.csv")
     assert list(results.columns) == ["strategy", "seed", "split", "metric", "value"]
-    assert list(dict.fromkeys(results["strategy"])) == list(STRATEGIES)
+    # The trained rows in order, then the rows derived on validation after training.
+    assert list(dict.fromkeys(results["strategy"])) == [*STRATEGIES, "plain+posthoc",
+                                                        "balanced+posthoc"]
     test = results[results["split"] == "test"]
     # RetinaMNIST's grades are ordinal (qwk); five classes: no sensitivity at specificity.
     expected_metrics = {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "nll", "ece",
@@ -136,7 +138,8 @@ def test_csv_manifest_end_to_end(tmp_path, capsys):
                  "--batch-size", "8", "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "recall benign" in report and "recall malignant" in report
-    assert set(pd.read_csv(out / "results.csv")["strategy"]) == {"plain", "balanced"}
+    assert set(pd.read_csv(out / "results.csv")["strategy"]) == {
+        "plain", "balanced", "plain+posthoc", "balanced+posthoc", "plain+threshold"}
 
 
 def test_csv_without_split_column_is_split_per_class(tmp_path):

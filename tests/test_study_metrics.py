@@ -95,3 +95,54 @@ def test_binary_report_embeds_every_plot_and_the_task_metrics(tmp_path):
     assert "## Task metrics (test split)" in report
     assert "| strategy | AUPRC | sensitivity at 95% specificity |" in report
     assert "quadratic weighted kappa |" not in report
+
+
+# ----------------------------------------------------------------------------- post-hoc rows
+def _runs(c, seeds, seed=0):
+    from balancer.study._study import Predictions
+
+    generator = np.random.default_rng(seed)
+    labels = {s: np.concatenate([np.arange(c), generator.integers(0, c, 100 - c)]) for s in
+              ("val", "test")}
+    probs = {(name, k): {s: generator.dirichlet(np.ones(c) * 0.7, 100) for s in ("val", "test")}
+             for name in ("plain", "balanced") for k in seeds}
+    return Predictions(labels, probs)
+
+
+def test_posthoc_tau_is_the_validation_best_and_uses_no_test_label():
+    from balancer.study._posthoc import TAU_GRID, _balanced_accuracy, _shifted, posthoc_rows
+
+    predictions = _runs(3, [0, 1])
+    counts = np.array([70, 20, 10])
+    rows, probs = posthoc_rows(predictions, counts, [0, 1])
+    prior = counts / counts.sum()
+    for seed in (0, 1):
+        run = predictions.probs[("plain", seed)]
+        scores = [_balanced_accuracy(_shifted(run["val"], -t * np.log(prior)),
+                                     predictions.labels["val"]) for t in TAU_GRID]
+        tau = TAU_GRID[int(np.argmax(scores))]
+        chosen = rows[(rows["strategy"] == "plain+posthoc") & (rows["seed"] == seed)
+                      & (rows["metric"] == "posthoc_tau")]["value"].item()
+        assert chosen == tau
+        expected = np.exp(np.log(run["test"]) - tau * np.log(prior))
+        np.testing.assert_allclose(probs[("plain+posthoc", seed)]["test"],
+                                   expected / expected.sum(1, keepdims=True), rtol=1e-10)
+    # Other test labels: the same choices (only the test metrics change).
+    shuffled = type(predictions)({**predictions.labels,
+                                  "test": predictions.labels["test"][::-1].copy()},
+                                 predictions.probs)
+    again, _ = posthoc_rows(shuffled, counts, [0, 1])
+    tau_rows = lambda f: f[f["metric"] == "posthoc_tau"]["value"].tolist()  # noqa: E731
+    assert tau_rows(again) == tau_rows(rows)
+    assert "plain+threshold" not in set(rows["strategy"])  # three classes: no threshold row
+
+
+def test_threshold_row_predicts_class_one_above_the_chosen_threshold():
+    from balancer.study._posthoc import posthoc_rows
+
+    predictions = _runs(2, [0])
+    rows, probs = posthoc_rows(predictions, np.array([80, 20]), [0])
+    t = rows[rows["metric"] == "threshold"]["value"].item()
+    test = predictions.probs[("plain", 0)]["test"]
+    np.testing.assert_array_equal(probs[("plain+threshold", 0)]["test"].argmax(1),
+                                  (test[:, 1] >= t - 1e-12).astype(int))

@@ -63,7 +63,7 @@ def test_previous_study_is_not_overwritten_without_overwrite(tmp_path, capsys, m
                         lambda *a, **k: calls.append(1) or pytest.fail("trained"))
     err = _error([*FAST, "--out", str(out)], capsys)
     assert err.startswith(f"balancer study: error: out='{out}' already holds a study "
-                          f"(results.csv, summary.csv, report.md"), err
+                          f"(results.csv, summary.csv, paired.csv, report.md"), err
     assert "--overwrite to replace it, --resume to continue it" in err
     assert not calls
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
@@ -168,8 +168,13 @@ def test_report_marks_nothing_partial_after_a_full_run(tmp_path):
     out = tmp_path / "run"
     assert main(["study", *FAST, "--out", str(out)]) == 0
     results = pd.read_csv(out / "results.csv")
-    per_run = pd.concat([pd.read_csv(p) for p in sorted((out / "runs").glob("*.csv"))])
-    assert len(results) == len(per_run)
+    per_run = pd.concat([pd.read_csv(out / "runs" / f"{name}__seed{seed}.csv")
+                         for name in ("plain", "balanced") for seed in (0, 1)])
+    trained = results[results["strategy"].isin(["plain", "balanced"])]
+    pd.testing.assert_frame_equal(trained.reset_index(drop=True),
+                                  per_run.reset_index(drop=True), check_exact=False)
+    derived = set(results["strategy"]) - {"plain", "balanced"}
+    assert derived == {"plain+posthoc", "balanced+posthoc"}  # recomputed, not saved
     with np.load(out / "runs" / "plain__seed0.npz") as arrays:
         assert arrays["test"].shape == (400, 5)
         np.testing.assert_allclose(arrays["test"].sum(1), 1.0)

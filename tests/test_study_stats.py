@@ -184,7 +184,8 @@ def test_report_states_in_words_what_is_and_is_not_significant(tmp_path):
         assert ("no strategy differs significantly" in line
                 or "significantly better" in line or "significantly worse" in line)
     paired = pd.read_csv(out / "paired.csv")
-    assert set(paired["strategy"]) == {"weighted", "balanced"}
+    assert set(paired["strategy"]) == {"weighted", "balanced", "plain+posthoc",
+                                       "balanced+posthoc", "plain+threshold"}
     assert paired["p_value"].notna().all()
     # The table's cells are the CSV's numbers.
     row = paired[(paired["strategy"] == "weighted") & (paired["metric"] == "accuracy")].iloc[0]
@@ -236,7 +237,7 @@ def test_several_data_sets_give_ranks_friedman_holm_and_a_cd_diagram(tmp_path, c
     assert main(["study", "--quick", "--no-progress", "--dataset",
                  "retinamnist,pneumoniamnist,breastmnist", "--strategies", "plain,balanced,focal",
                  "--seeds", "0", "--train-limit", "64", "--batch-size", "32",
-                 "--bootstrap", "100", "--out", str(out)]) == 0
+                 "--bootstrap", "100", "--no-posthoc", "--out", str(out)]) == 0
     for name in ("retinamnist", "pneumoniamnist", "breastmnist"):
         assert (out / name / "report.md").is_file()
     across = pd.read_csv(out / "across.csv")

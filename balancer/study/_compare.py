@@ -135,7 +135,7 @@ def compare(
     """
     from balancer.study._outputs import prepare_out
     from balancer.study._report import write_outputs
-    from balancer.study._study import Predictions, run_strategies
+    from balancer.study._study import Predictions, add_posthoc, run_strategies
     from balancer.study._train import DatasetSource, train_run
 
     for name in ("data", "dataset", "csv", "table", "train_limit"):
@@ -196,6 +196,9 @@ def compare(
             source, lambda: _seeded_model(model_fn, num_classes, seed), num_classes,
             STRATEGIES[name], seed, config, device=device),
         folder=folder)
+    if config.posthoc:
+        results, probs = add_posthoc(results, probs, {s: codes[s] for s in ("val", "test")},
+                                     np.bincount(codes["train"], minlength=num_classes), config)
     results.attrs.update(
         class_names=list(names),
         source=f"user datasets ({len(train)} / {len(val)} / {len(test)} samples), model_fn="

@@ -79,6 +79,9 @@ class StudyConfig:
         bootstrap: replicates of the paired bootstrap over seeds and test samples.
         ordinal: the classes are ordered grades, so the quadratic weighted kappa is reported
             (default: a property of the data set, True for RetinaMNIST's grades only).
+        posthoc: add the rows derived after training with a shift chosen on validation:
+            ``plain+posthoc``, ``balanced+posthoc`` (logit adjustment) and, for two classes,
+            ``plain+threshold`` (see :mod:`balancer.study._posthoc`).
         device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU.
         ece_bins: bins of the expected calibration error.
     """
@@ -119,6 +122,7 @@ class StudyConfig:
     reference: str | None = None
     bootstrap: int = 1000
     ordinal: bool | None = None
+    posthoc: bool = True
 
     device: str = "cpu"
     threads: int = 1

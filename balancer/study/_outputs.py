@@ -30,7 +30,8 @@ RUNS_DIR = "runs"
 COLUMNS = ["strategy", "seed", "split", "metric", "value"]
 # Settings that may change between an interrupted study and its resumption: they do not change
 # any number (strategies and seeds only choose which runs exist).
-_RESUMABLE = {"strategies", "seeds", "progress", "threads", "jobs", "reference", "bootstrap"}
+_RESUMABLE = {"strategies", "seeds", "progress", "threads", "jobs", "reference", "bootstrap",
+              "posthoc"}
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:

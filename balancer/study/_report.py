@@ -219,6 +219,25 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
+def _posthoc_lines(chosen: pd.DataFrame) -> list[str]:
+    from balancer.study._posthoc import TAU_GRID, THRESHOLDS
+
+    lines = []
+    for name, group in chosen.groupby("strategy", sort=False):
+        values = ", ".join(f"seed {int(s)}: {v:g}" for s, v in zip(group["seed"], group["value"],
+                                                                     strict=True))
+        if name.endswith("+posthoc"):
+            lines.append(f"- `{name}`: `{name.split('+')[0]}`'s trained runs, logits shifted "
+                         f"by -tau log(train prior) (post-hoc logit adjustment, Menon et al. "
+                         f"2021); tau from {list(TAU_GRID)} by validation balanced accuracy "
+                         f"(chosen: {values}). No training, no test label.")
+        else:
+            lines.append(f"- `{name}`: `plain`'s trained runs, class 1 predicted when p1 >= t; t "
+                         f"from {THRESHOLDS[0]}..{THRESHOLDS[-1]} in steps of 0.05 by validation "
+                         f"balanced accuracy (chosen: {values}). No training, no test label.")
+    return lines
+
+
 def _task_section(results: pd.DataFrame) -> list[str]:
     from balancer.study._metrics import TASK_METRICS
 
@@ -346,7 +365,9 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
     recalls = _recall_metrics(results)
     recall_table = format_table(results, recalls, {metric: f"recall {class_names[k]}"
                                                    for k, metric in enumerate(recalls)})
-    runs = results[results["split"] == "run"].pivot_table(
+    run_rows = results[results["split"] == "run"]
+    chosen = run_rows[run_rows["metric"].isin(["posthoc_tau", "threshold"])]
+    runs = run_rows[run_rows["metric"].isin(["selected_epoch", "steps", "seconds"])].pivot_table(
         index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
     run_frame = pd.DataFrame({
         "strategy": runs.index,
@@ -442,6 +463,7 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         "## Strategies",
         "",
         *[f"- `{name}`: {STRATEGIES[name].description}" for name in config.strategies],
+        *_posthoc_lines(chosen),
         "",
         "## Settings",
         "",

@@ -112,6 +112,20 @@ def run_strategies(config: StudyConfig, train: Callable[[str, int], RunResult], 
     return pd.concat(frames, ignore_index=True), probs
 
 
+def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray],
+                train_counts: np.ndarray, config: StudyConfig) -> tuple[pd.DataFrame, dict]:
+    """Append the post-hoc rows (see :mod:`balancer.study._posthoc`), derived from the trained
+    runs' validation and test probabilities; the settings are chosen on validation only."""
+    from balancer.study._posthoc import posthoc_rows
+
+    derived, derived_probs = posthoc_rows(Predictions(labels, probs), train_counts,
+                                          list(config.seeds), ece_bins=config.ece_bins,
+                                          ordinal=config.ordinal)
+    if derived.empty:
+        return results, probs
+    return pd.concat([results, derived], ignore_index=True), {**probs, **derived_probs}
+
+
 def run_study(config: StudyConfig, data: StudyData | None = None, *,
               folder: RunFolder | None = None) -> pd.DataFrame:
     """Train every strategy with every seed and return the results in long form.
@@ -149,12 +163,14 @@ def run_study(config: StudyConfig, data: StudyData | None = None, *,
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    labels = {split: data.labels[split].numpy() for split in ("val", "test")}
+    if config.posthoc:
+        results, probs = add_posthoc(results, probs, labels, data.counts("train"), config)
     key = (config.dataset or ("retinamnist" if all(
         getattr(config, n) is None for n in ("data", "csv", "table")) else None))
     results.attrs.update(
         class_names=list(data.class_names), source=data.source,
         counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
         dataset_key=key.lower() if key else None, seconds=time.perf_counter() - start,
-        predictions=Predictions({split: data.labels[split].numpy() for split in ("val", "test")},
-                                probs))
+        predictions=Predictions(labels, probs))
     return results
