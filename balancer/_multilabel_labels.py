@@ -323,7 +323,7 @@ def _encode_sets(sets: list[list[Any]], codes: np.ndarray, name: str,
         unknown = found - set(ordered)
         if unknown:
             raise ValueError(
-                f"{name} uses label(s) {sorted(map(repr, unknown))[:5]} that are not in names; add "
+                f"{name} uses label(s) {sorted(unknown, key=repr)[:5]} that are not in names; add "
                 f"them to names or fix the labels"
             )
     lookup = {label: k for k, label in enumerate(ordered)}
