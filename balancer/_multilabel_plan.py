@@ -16,8 +16,8 @@
 # (label_positive_rate) are what training sees, up to where the buffers stand.
 #
 # The pattern is read from the greedy after a warm-up of R slots (so the start from zero counts
-# does not bias it), and R = clip(256 K, 4096, 65536): each bucket's share is then resolved to
-# about 1 / (256 K) of a round.
+# does not bias it), and R = clip(64 K, 1024, 65536): each bucket's share is then resolved to
+# about 1 / (64 K) of a round.
 #
 # Repeat-factor sampling (Gupta et al., LVIS, 2019) repeats sample i r_i times per epoch. Its
 # fractional parts rho_i are rounded deterministically: laid end to end (in a seeded order of
@@ -82,21 +82,32 @@ class Buckets:
 
 
 def pattern_length(num_buckets: int) -> int:
-    return int(np.clip(256 * num_buckets, 4096, 65536))
+    return int(np.clip(64 * num_buckets, 1024, 65536))
 
 
-def balanced_pattern(shares: np.ndarray, length: int) -> np.ndarray:
+def balanced_pattern(shares: np.ndarray, length: int, min_share: float = 0.0) -> np.ndarray:
     """The greedy bucket sequence: ``length`` slots after a warm-up of ``length`` slots.
 
     Each slot goes to the bucket with the lowest count (the lowest id among ties), and adds
-    ``shares[k]`` to the counts. Deterministic: a function of ``shares`` only.
+    ``shares[k]`` to the counts -- except that a bucket whose own draws fall a whole slot behind
+    ``min_share`` of the slots so far takes the slot first (the one furthest behind), so every
+    bucket is drawn at least ``floor(min_share * length)`` times per pattern, evenly spread.
+    Deterministic: a function of ``shares``, ``length`` and ``min_share`` only.
     """
-    counts = np.zeros(shares.shape[0])
-    rows = [row for row in shares]
+    num_buckets = shares.shape[0]
+    counts = np.zeros(num_buckets)
+    direct = np.zeros(num_buckets)
+    rows = list(shares)
     pattern = np.empty(length, dtype=np.int32)
     for step in range(2 * length):
-        k = int(counts.argmin())
+        lag = min_share * (step % length + 1) - direct
+        k = int(lag.argmax())
+        if lag[k] < 1.0:
+            k = int(counts.argmin())
         counts += rows[k]
+        direct[k] += 1
+        if step == length - 1:
+            direct[:] = 0  # the floor is counted afresh in the recorded pattern
         if step >= length:
             pattern[step - length] = k
     return pattern
