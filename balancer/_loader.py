@@ -16,6 +16,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from balancer._base import PlanBatchSampler
 from balancer._distributed import shared_seed
 from balancer._labels import labels_of
 from balancer._sampler import BalancedBatchSampler
@@ -63,7 +64,7 @@ class BalancedDataLoader(DataLoader):
 
     def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
                  **kwargs: Any) -> None:
-        if not isinstance(batch_sampler, BalancedBatchSampler):
+        if not isinstance(batch_sampler, PlanBatchSampler):
             raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler, but got "
                             f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
@@ -157,6 +158,8 @@ def balance(
     seed: int | None = 0,
     samples_per_epoch: int | None = None,
     drop_last: bool | None = None,
+    sampler: str | type = "balanced",
+    **sampler_options: Any,
 ) -> BalancedDataLoader:
     """The same ``DataLoader``, drawing equal-frequency batches from circular per-class buffers.
 
@@ -179,6 +182,13 @@ def balance(
             rank, so all call ``balance`` together. Save ``loader.seed`` to resume such a run.
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
         drop_last: drop a short last batch; ``None`` keeps ``loader.drop_last``.
+        sampler: the plan: ``"balanced"`` (:class:`~balancer.BalancedBatchSampler`, one class
+            per item), ``"label-balanced"`` (:class:`~balancer.MultiLabelBalancedSampler`) or
+            ``"repeat-factor"`` (:class:`~balancer.RepeatFactorSampler`), or one of those
+            classes. The multi-label ones read ``labels`` with
+            ``labels_of(..., multilabel=True)`` (repeat-factor also takes one class per item).
+        **sampler_options: further keywords of that sampler, e.g. ``threshold=0.1`` for
+            repeat-factor sampling or ``min_bucket_share=`` for label-balanced batches.
 
     Example:
         >>> from balancer import MedMNIST
@@ -202,7 +212,7 @@ def balance(
             f"items by index, which needs a map-style Dataset with __getitem__ and __len__. "
             f"Materialise the stream into a map-style dataset, or balance it upstream"
         )
-    if isinstance(loader.batch_sampler, BalancedBatchSampler):
+    if isinstance(loader.batch_sampler, PlanBatchSampler):
         raise ValueError(
             "loader is already balanced (its batch_sampler is a BalancedBatchSampler); use it as "
             "it is, or call balance() on the original DataLoader to change settings"
@@ -234,13 +244,22 @@ def balance(
     if isinstance(index_sampler, DistributedSampler):
         num_replicas, rank = index_sampler.num_replicas, index_sampler.rank
 
-    resolved = labels_of(dataset, labels)
+    plan = _sampler_class(sampler)
+    if plan is BalancedBatchSampler:
+        resolved = labels_of(dataset, labels)
+    else:
+        from balancer._multilabel_labels import multilabels_of
+
+        resolved = multilabels_of(dataset, labels,
+                                  classes=plan.__name__ == "RepeatFactorSampler")
+    if samples_per_epoch is not None:
+        sampler_options["samples_per_epoch"] = samples_per_epoch
     drawn = seed is None
-    sampler = BalancedBatchSampler(
+    batch_sampler = plan(
         resolved, batch_size, seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
-        samples_per_epoch=samples_per_epoch, num_replicas=num_replicas, rank=rank,
+        num_replicas=num_replicas, rank=rank, **sampler_options,
     )
-    balanced = BalancedDataLoader(dataset, sampler, **_settings_of(loader))
+    balanced = BalancedDataLoader(dataset, batch_sampler, **_settings_of(loader))
     balanced._seed_was_drawn = drawn
     return balanced
 
@@ -284,6 +303,21 @@ def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
         )
     plain = DataLoader(dataset, batch_size=batch_size, **dataloader_kwargs)
     return balance(plain, labels, **options)
+
+
+def _sampler_class(sampler: Any) -> type:
+    from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactorSampler
+
+    plans = {"balanced": BalancedBatchSampler, "label-balanced": MultiLabelBalancedSampler,
+             "repeat-factor": RepeatFactorSampler}
+    if isinstance(sampler, str) and sampler in plans:
+        return plans[sampler]
+    if sampler in plans.values():
+        return sampler
+    raise ValueError(
+        f"sampler should be one of {sorted(plans)} or one of those sampler classes, but got "
+        f"sampler={sampler!r}"
+    )
 
 
 def _settings_of(loader: DataLoader) -> dict[str, Any]:

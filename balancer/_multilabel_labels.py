@@ -102,7 +102,8 @@ def _index_dtype(n: int) -> type:
 # --------------------------------------------------------------------- forms
 def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any] | None = None,
                        no_finding: str = NO_FINDING, separator: str = "|",
-                       require_positives: bool = True, min_labels: int = 2) -> MultiLabels:
+                       require_positives: bool = True, min_labels: int = 2,
+                       classes: bool = False) -> MultiLabels:
     """Turn any accepted form of multi-label targets into :class:`MultiLabels`.
 
     Accepted forms (one per call; mixing them is an error):
@@ -126,7 +127,16 @@ def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any
         require_positives: reject a label without a positive sample (a sampler cannot draw it).
         min_labels: the fewest labels accepted (2 for multi-label balancing; 1 for
             repeat-factor sampling).
+        classes: read a 1-D sequence of integers (or booleans) as one class per sample, each
+            sample carrying one label (its class); otherwise such input is refused.
     """
+    if classes and _is_class_column(labels):
+        from balancer._validation import encode_labels
+
+        encoded = encode_labels(labels, name)
+        n = len(encoded.codes)
+        labels = MultiLabels(names=encoded.classes, indptr=np.arange(n + 1, dtype=np.int64),
+                             indices=encoded.codes.astype(np.int32))
     if isinstance(labels, MultiLabels):
         targets = labels
     elif isinstance(labels, pd.DataFrame):
@@ -139,6 +149,18 @@ def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any
         targets = _from_sets(labels, name, names, no_finding, separator)
     _check(targets, name, require_positives, min_labels)
     return targets
+
+
+def _is_class_column(labels: Any) -> bool:
+    """Whether ``labels`` is a 1-D sequence of integers or booleans (one class per sample)."""
+    if isinstance(labels, (list, tuple)):
+        return bool(labels) and isinstance(labels[0], numbers.Integral)
+    if isinstance(labels, (np.ndarray, torch.Tensor, pd.Series, pd.Index)):
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            return False  # an (N, 1) 0/1 matrix: L = 1, refused with its own message
+        dtype = np.asarray(labels[:1]).dtype
+        return labels.ndim == 1 and dtype.kind in "biu"
+    return False
 
 
 def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLabels:
@@ -363,19 +385,20 @@ def _check(targets: MultiLabels, name: str, require_positives: bool, min_labels:
 
 # --------------------------------------------------------------------- sources
 def multilabels_of(dataset: Any, labels: Any = None, *, no_finding: str = NO_FINDING,
-                   separator: str = "|") -> MultiLabels:
+                   separator: str = "|", classes: bool = False) -> MultiLabels:
     """Multi-label targets of ``dataset`` without loading its items; see ``labels_of``.
 
     Sources: ``labels`` as targets in any form :func:`encode_multilabels` accepts; a table and a
     column or a list of dicts and a key (``(df_or_csv_path, "Finding Labels")``, or
     ``dataset`` itself as the table with ``labels`` the column); with no ``labels``, the
-    dataset's ``targets``, ``labels`` or ``y`` attribute.
+    dataset's ``targets``, ``labels`` or ``y`` attribute. With ``classes=True``, one integer
+    class per item is read as a one-label set (for repeat-factor sampling of single-label data).
     """
     from balancer import _labels
 
     length = _labels._length(dataset)
     options = dict(no_finding=no_finding, separator=separator, require_positives=False,
-                   min_labels=1)
+                   min_labels=1, classes=classes)
     if labels is None:
         if _labels._is_table_source(dataset):
             raise ValueError("dataset is a table; name the column or key that holds the labels, "
@@ -396,10 +419,23 @@ def multilabels_of(dataset: Any, labels: Any = None, *, no_finding: str = NO_FIN
             and _labels._is_field_name(labels[1]):
         return _sized(_from_table(*labels, options), length, "labels")
     if isinstance(labels, str):
+        # labels="Finding Labels": the column of a DataFrame (or key of a list of dicts) the
+        # dataset holds, as with single-label labels_of; else the dataset's own attribute.
+        holders = [(attribute, value) for attribute, value in _labels._public_attributes(dataset)
+                   if (isinstance(value, pd.DataFrame) and labels in value.columns)
+                   or (_labels._is_records(value) and labels in value[0])]
+        if len(holders) > 1:
+            raise ValueError(
+                f"labels={labels!r}: several attributes of the dataset have it "
+                f"({', '.join(n for n, _ in holders)}); pass labels=(table, {labels!r})")
+        if holders:
+            return _sized(_from_table(holders[0][1], labels, options), length,
+                          f"dataset.{holders[0][0]}")
         value = _labels._attribute(dataset, labels)
         if value is None:
             raise ValueError(f"labels={labels!r}: dataset of type {type(dataset).__name__} has no "
-                             f"such attribute; pass the targets, or labels=(table, {labels!r})")
+                             f"such attribute and no DataFrame or list of dicts with that column; pass the "
+                             f"targets, or labels=(table, {labels!r})")
         return _sized(encode_multilabels(value, f"dataset.{labels}", **options), length,
                       f"dataset.{labels}")
     return _sized(encode_multilabels(labels, "labels", **options), length, "labels")

@@ -22,7 +22,7 @@ from balancer._multilabel_plan import (
     rfs_copies,
     rfs_extra_total,
 )
-from balancer._validation import check_int, encode_labels
+from balancer._validation import check_int
 
 __all__ = ["MultiLabelBalancedSampler", "RepeatFactorSampler"]
 
@@ -225,7 +225,8 @@ class RepeatFactorSampler(PlanBatchSampler):
                  num_replicas: int | None = None, rank: int | None = None,
                  names: Sequence[Any] | None = None, no_finding: str = NO_FINDING,
                  batch_type: BatchType = "list") -> None:
-        targets = _rfs_targets(labels, names, no_finding)
+        targets = encode_multilabels(labels, "labels", names=names, no_finding=no_finding,
+                                     min_labels=1, classes=True)
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
             raise TypeError(f"threshold should be a number in (0, 1], but got "
                             f"threshold={threshold!r} of type {type(threshold).__name__}")
@@ -299,24 +300,3 @@ class RepeatFactorSampler(PlanBatchSampler):
                 f"samples={self._num_samples}, batch_size={self.batch_size}, "
                 f"threshold={self.threshold}, seed={self.seed}, drop_last={self.drop_last}, "
                 f"schedule={self.schedule!r}, num_replicas={self.num_replicas}, rank={self.rank})")
-
-
-def _rfs_targets(labels: Any, names: Sequence[Any] | None, no_finding: str) -> MultiLabels:
-    """Multi-label targets, or one integer class per sample as a one-label-per-row set."""
-    array = None
-    if isinstance(labels, (list, tuple)) and labels and all(
-            isinstance(v, numbers.Integral) for v in labels[:1]):
-        array = np.asarray(labels)
-    elif hasattr(labels, "ndim") and getattr(labels, "ndim", 0) == 1 and not isinstance(
-            labels, MultiLabels):
-        kind = np.asarray(labels[:1]).dtype.kind if len(labels) else "i"
-        if kind in "biu":
-            array = labels
-    if array is not None:
-        encoded = encode_labels(array, "labels")
-        n = len(encoded.codes)
-        return encode_multilabels(
-            MultiLabels(names=encoded.classes, indptr=np.arange(n + 1, dtype=np.int64),
-                        indices=encoded.codes.astype(np.int32)), "labels", min_labels=1)
-    return encode_multilabels(labels, "labels", names=names, no_finding=no_finding,
-                              min_labels=1)

@@ -20,6 +20,7 @@ from balancer import (
     FineTuneSchedule,
     MultiLabelBalancedSampler,
     RepeatFactorSampler,
+    balance,
     labels_of,
     load_chestxray14_labels,
 )
@@ -348,3 +349,58 @@ def test_state_from_another_plan_or_labels_is_refused():
     with pytest.raises(ValueError, match="min_bucket_share: saved"):
         MultiLabelBalancedSampler(labels, 2, seed=1, min_bucket_share=0.0).load_state_dict(
             balanced.state_dict())
+
+
+# ---------------------------------------------------------------------- balance()
+class Scans(torch.utils.data.Dataset):
+    """Stands in for an image dataset: item i is (i, its findings as a 0/1 vector)."""
+
+    def __init__(self, findings):
+        self.table = pd.DataFrame({"Finding Labels": findings})
+        self.dense = torch.from_numpy(encode_multilabels(findings).dense())
+
+    def __len__(self):
+        return len(self.table)
+
+    def __getitem__(self, index):
+        return index, self.dense[index]
+
+
+def test_balance_with_multilabel_samplers_resumes_exactly(chestxray):
+    dataset = Scans(chestxray[:4000])
+    plain = DataLoader(dataset, batch_size=32, shuffle=True, num_workers=1)
+    loader = balance(plain, "Finding Labels", sampler="label-balanced", seed=3,
+                     schedule=FineTuneSchedule(3, 1))
+    assert isinstance(loader.batch_sampler, MultiLabelBalancedSampler)
+    assert len(loader) == 125 and loader.batch_sampler.label_names[7] == "Hernia"
+    loader.set_epoch(1)
+    seen, positives = [], 0
+    for step, (indices, targets) in enumerate(loader):
+        seen.append(indices.tolist())
+        positives = positives + targets.sum(dim=0)
+        if step == 9:
+            state = loader.state_dict()
+    # Hernia: 23 of the 4,000 images, yet about 11% of the epoch's 4,000 slots (>= 400).
+    assert positives[7] >= 400 and positives.min() >= 400
+    resumed = balance(plain, "Finding Labels", sampler="label-balanced", seed=3,
+                      schedule=FineTuneSchedule(3, 1))
+    resumed.load_state_dict(state)
+    assert [indices.tolist() for indices, _ in resumed] == seen[10:]
+    rfs = balance(plain, labels=(dataset.table, "Finding Labels"), sampler=RepeatFactorSampler,
+                  threshold=0.1)
+    assert isinstance(rfs.batch_sampler, RepeatFactorSampler) and rfs.batch_sampler.threshold == 0.1
+    with pytest.raises(ValueError, match="already balanced"):
+        balance(rfs)
+
+
+def test_balance_repeat_factor_on_single_label_targets():
+    dataset = TensorDataset(torch.arange(100))
+    dataset.targets = np.repeat([0, 1], [95, 5])
+    loader = balance(DataLoader(dataset, batch_size=10), sampler="repeat-factor", threshold=0.2)
+    assert loader.batch_sampler.category_repeat_factors.tolist() == [1.0, 2.0]
+    assert sum(len(indices) for (indices,) in loader) == 105
+    with pytest.raises(ValueError, match=r"sampler should be one of \['balanced', "
+                                         r"'label-balanced', 'repeat-factor'\]"):
+        balance(DataLoader(dataset, batch_size=10), sampler="rfs")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'threshold'"):
+        balance(DataLoader(dataset, batch_size=10), threshold=0.2)
