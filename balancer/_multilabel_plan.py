@@ -251,27 +251,56 @@ def rfs_extra_total(factors: np.ndarray) -> tuple[int, int]:
     return int(whole.sum()), extras
 
 
-def rfs_copies(factors: np.ndarray, order: np.ndarray, offset: float, epoch: int) -> np.ndarray:
-    """Copies of every sample in ``epoch``: ``floor(r_i)`` plus 0 or 1 extra (see the note).
+class RepeatRounding:
+    """Copies of every sample per epoch: ``floor(r_i)`` plus 0 or 1 extra (see the note).
 
     ``order`` is the seeded order the fractional parts are laid out in, ``offset`` the seeded
-    phase ``u_0`` of the Weyl sequence.
+    phase ``u_0`` of the Weyl sequence. The stretches' edges are computed once (``N + 1``
+    floats); an epoch then costs two passes over them.
     """
-    whole = np.floor(factors)
-    copies = whole.astype(np.int64)
-    fraction = factors - whole
-    _, extras = rfs_extra_total(factors)
-    if not extras:
+
+    def __init__(self, factors: np.ndarray, order: np.ndarray, offset: float) -> None:
+        whole = np.floor(factors)
+        self.whole = whole.astype(np.int32)
+        self.whole_total, self.extras = rfs_extra_total(factors)
+        self._order = order
+        self._offset = offset
+        self._edges = None
+        self._laid_whole = None
+        if self.extras:
+            self._laid_whole = self.whole[order]
+            laid = (factors - whole)[order]
+            edges = np.empty(len(laid) + 1)
+            edges[0] = 0.0
+            np.cumsum(laid, out=edges[1:])
+            edges *= self.extras / edges[-1]
+            np.minimum(edges, self.extras, out=edges)
+            edges[-1] = self.extras  # the last edge is exactly M: every epoch has M extras
+            self._edges = edges
+
+    def laid_copies(self, epoch: int) -> np.ndarray:
+        """Copies in the laid-out order: sample ``order[j]`` gets entry ``j``."""
+        copies = self.whole[self._order] if self._laid_whole is None else self._laid_whole.copy()
+        if self._edges is None:
+            return copies
+        phase = (self._offset + epoch * _GOLDEN) % 1.0
+        # Increments of the edges are below 1, so each sample's stretch holds 0 or 1 point.
+        points = self._edges - phase
+        np.floor(points, out=points)
+        copies += np.diff(points).astype(np.int32)
         return copies
-    laid = fraction[order]
-    edges = np.empty(len(laid) + 1)
-    edges[0] = 0.0
-    np.cumsum(laid, out=edges[1:])
-    total = edges[-1]
-    edges *= extras / total
-    np.minimum(edges, extras, out=edges)
-    edges[-1] = extras  # the last edge is exactly M: every epoch has exactly M extras
-    phase = (offset + epoch * _GOLDEN) % 1.0
-    hits = np.diff(np.floor(edges - phase)).astype(np.int64)
-    copies[order] += hits
-    return copies
+
+    def copies(self, epoch: int) -> np.ndarray:
+        """Copies of every sample in dataset order, shape ``(N,)``."""
+        copies = np.empty_like(self.whole)
+        copies[self._order] = self.laid_copies(epoch)
+        return copies
+
+    def plan(self, epoch: int) -> np.ndarray:
+        """The epoch's copies as dataset indices (unshuffled): sum(copies) of them."""
+        return np.repeat(self._order, self.laid_copies(epoch))
+
+
+def rfs_copies(factors: np.ndarray, order: np.ndarray, offset: float, epoch: int) -> np.ndarray:
+    """Copies of every sample in ``epoch`` (see :class:`RepeatRounding`)."""
+    return RepeatRounding(factors, order, offset).copies(epoch)

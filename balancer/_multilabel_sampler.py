@@ -16,10 +16,10 @@ from balancer._multilabel_plan import (
     Buckets,
     CircularBuffers,
     PatternPlan,
+    RepeatRounding,
     balanced_pattern,
     pattern_length,
     repeat_factors,
-    rfs_copies,
     rfs_extra_total,
 )
 from balancer._validation import check_int
@@ -259,10 +259,9 @@ class RepeatFactorSampler(PlanBatchSampler):
         self.label_positive_rate: np.ndarray = np.bincount(
             targets.indices, weights=factors[rows], minlength=targets.num_labels
         ) / factors.sum()
-        streams = _rng.Streams(self.seed)
-        generator = streams.get(_rng.RFS_ORDER)
-        self._order = generator.permutation(targets.num_samples)
-        self._offset = float(generator.random())
+        generator = _rng.Streams(self.seed).get(_rng.RFS_ORDER)
+        order = generator.permutation(targets.num_samples).astype(self._index_dtype())
+        self._rounding = RepeatRounding(factors, order, float(generator.random()))
         self._cache: tuple[int, np.ndarray] | None = None
         self._check_layouts(self.samples_per_epoch)
         self._agree_across_ranks()
@@ -270,8 +269,7 @@ class RepeatFactorSampler(PlanBatchSampler):
     def copies(self, epoch: int) -> np.ndarray:
         """Copies of every sample in repeat-factor epoch ``epoch``, shape ``(N,)``."""
         epoch = check_int("epoch", epoch, minimum=0, fix="pass a 0-based epoch number")
-        return rfs_copies(self.repeat_factors, self._order, self._offset,
-                          self._balanced_epochs_before(epoch))
+        return self._rounding.copies(self._balanced_epochs_before(epoch))
 
     # ------------------------------------------------------------------ the plan's hooks
     def _balanced_length(self, epoch: int) -> int:
@@ -280,8 +278,7 @@ class RepeatFactorSampler(PlanBatchSampler):
     def _balanced_slots(self, epoch: int, slot_start: int, slot_end: int) -> Iterator[np.ndarray]:
         if self._cache is None or self._cache[0] != epoch:
             # An epoch's copies, in an order drawn from its own stream: O(samples_per_epoch).
-            dtype = self._index_dtype()
-            plan = np.repeat(np.arange(self._num_samples, dtype=dtype), self.copies(epoch))
+            plan = self._rounding.plan(self._balanced_epochs_before(epoch))
             _rng.Streams(self.seed).get(_rng.RFS_EPOCH, epoch).shuffle(plan)
             self._cache = (epoch, plan)
         plan = self._cache[1]
