@@ -15,6 +15,7 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ class MultiLabels:
     def num_labels(self) -> int:
         return len(self.names)
 
-    @property
+    @cached_property
     def counts(self) -> np.ndarray:
         """Positives per label, shape ``(L,)``."""
         return np.bincount(self.indices, minlength=self.num_labels).astype(np.int64)

@@ -50,30 +50,33 @@ class Buckets:
     """
 
     def __init__(self, targets: MultiLabels) -> None:
-        n = targets.num_samples
+        import scipy.sparse as sparse
+
+        n, labels = targets.num_samples, targets.num_labels
         dtype = np.int32 if n < 2**31 else np.int64
-        rows = targets.rows()
-        order = np.argsort(targets.indices, kind="stable")  # by label, samples ascending
+        # Counts fit int32 (a pair of labels co-occurs at most N < 2^31 times); int64 above.
+        ones = np.ones(len(targets.indices), dtype=np.int32 if n < 2**31 else np.int64)
+        self._matrix = sparse.csr_matrix((ones, targets.indices, targets.indptr),
+                                         shape=(n, labels))
+        # Column-compressed, each label's rows come out ascending: the buckets' members in
+        # dataset order, in O(N + P) (a counting sort, not a comparison sort).
+        by_label = self._by_label = self._matrix.tocsc()
         empty = np.flatnonzero(targets.no_finding).astype(dtype)
         self.has_no_finding = bool(empty.size)
-        self.members = np.concatenate((rows[order].astype(dtype, copy=False), empty))
-        counts = targets.counts
+        self.members = np.concatenate((by_label.indices.astype(dtype, copy=False), empty))
+        counts = np.diff(by_label.indptr)
         if self.has_no_finding:
             counts = np.append(counts, empty.size)
         self.counts = counts.astype(np.int64)
         self.starts = np.concatenate(([0], np.cumsum(self.counts))).astype(np.int64)
         self.num_buckets = len(self.counts)
-        self.num_labels = targets.num_labels
+        self.num_labels = labels
 
-    def cooccurrence(self, targets: MultiLabels) -> np.ndarray:
+    def cooccurrence(self) -> np.ndarray:
         """``A[k, j]``: the share of bucket ``k``'s members that carry label (bucket) ``j``."""
-        import scipy.sparse as sparse
-
-        n, labels = targets.num_samples, targets.num_labels
-        matrix = sparse.csr_matrix(
-            (np.ones(len(targets.indices), dtype=np.float64), targets.indices, targets.indptr),
-            shape=(n, labels))
-        pairs = (matrix.T @ matrix).toarray()  # (L, L): O(sum of squared labels per sample)
+        labels = self.num_labels
+        # by_label.T is row-compressed (L x N) as it stands: the product needs no conversion.
+        pairs = (self._by_label.T @ self._matrix).toarray()  # O(sum of squared labels per row)
         shares = np.zeros((self.num_buckets, self.num_buckets))
         shares[:labels, :labels] = pairs / self.counts[:labels, None]
         if self.has_no_finding:

@@ -134,7 +134,7 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
                 f"{' and no finding' if buckets.has_no_finding else ''}), but got "
                 f"min_bucket_share={min_bucket_share!r}; pass None for the default 1 / (4 buckets)")
         self.min_bucket_share = float(min_bucket_share)
-        shares = buckets.cooccurrence(targets)
+        shares = buckets.cooccurrence()
         self._pattern_length = pattern_length(num_buckets)
         pattern = balanced_pattern(shares, self._pattern_length, self.min_bucket_share)
         self._plan = PatternPlan(pattern, buckets.num_buckets, None)
