@@ -64,7 +64,7 @@ def labels_of(dataset: Any, labels: Any = None, *, multilabel: bool = False) -> 
       dataset's attributes, or names the dataset's own attribute holding one label per item
       (``labels_of(dataset, "diagnoses")``). A CSV file reads only that column. A ``|``-separated multi-label
       column (``"Effusion|Mass"``) is rejected: the sampler needs one class per item, so pass a
-      primary finding.
+      primary finding, or read every finding with ``multilabel=True`` (see above).
     - with no ``labels``: the dataset's ``targets``, ``labels`` or ``y`` attribute
       (torchvision, MedMNIST, scikit-learn style), else its ``samples``/``imgs`` list of
       ``(path, class)`` pairs (ImageFolder), else, for a :class:`~torch.utils.data.Subset`, the
