@@ -56,11 +56,10 @@ class Buckets:
         dtype = np.int32 if n < 2**31 else np.int64
         # Counts fit int32 (a pair of labels co-occurs at most N < 2^31 times); int64 above.
         ones = np.ones(len(targets.indices), dtype=np.int32 if n < 2**31 else np.int64)
-        self._matrix = sparse.csr_matrix((ones, targets.indices, targets.indptr),
-                                         shape=(n, labels))
+        matrix = sparse.csr_matrix((ones, targets.indices, targets.indptr), shape=(n, labels))
         # Column-compressed, each label's rows come out ascending: the buckets' members in
         # dataset order, in O(N + P) (a counting sort, not a comparison sort).
-        by_label = self._by_label = self._matrix.tocsc()
+        by_label = matrix.tocsc()
         empty = np.flatnonzero(targets.no_finding).astype(dtype)
         self.has_no_finding = bool(empty.size)
         self.members = np.concatenate((by_label.indices.astype(dtype, copy=False), empty))
@@ -71,17 +70,18 @@ class Buckets:
         self.starts = np.concatenate(([0], np.cumsum(self.counts))).astype(np.int64)
         self.num_buckets = len(self.counts)
         self.num_labels = labels
-
-    def cooccurrence(self) -> np.ndarray:
-        """``A[k, j]``: the share of bucket ``k``'s members that carry label (bucket) ``j``."""
-        labels = self.num_labels
         # by_label.T is row-compressed (L x N) as it stands: the product needs no conversion.
-        pairs = (self._by_label.T @ self._matrix).toarray()  # O(sum of squared labels per row)
+        # Neither sparse matrix is kept: the buckets hold only their members.
+        pairs = (by_label.T @ matrix).toarray()  # O(sum of squared labels per row)
         shares = np.zeros((self.num_buckets, self.num_buckets))
         shares[:labels, :labels] = pairs / self.counts[:labels, None]
         if self.has_no_finding:
             shares[-1, -1] = 1.0
-        return shares
+        self.shares = shares
+
+    def cooccurrence(self) -> np.ndarray:
+        """``A[k, j]``: the share of bucket ``k``'s members that carry label (bucket) ``j``."""
+        return self.shares
 
 
 def pattern_length(num_buckets: int) -> int:
