@@ -8,9 +8,11 @@ of 100 (largest / smallest), shuffled over the dataset. Every figure is printed 
 baseline timed in the same run, because the machines this runs on are shared and noisy:
 
 - indices per second over a whole balanced epoch (C * n_max indices, lists of batch_size) vs
-  torch's ``BatchSampler(RandomSampler(N), batch_size)`` over its epoch (goal >= 4x), and vs
-  ``BatchSampler(WeightedRandomSampler(1 / n_c, C * n_max), batch_size)`` (goal >= 20x);
+  torch's ``BatchSampler(RandomSampler(N), batch_size)`` over its epoch (goal >= 5x), and vs
+  ``BatchSampler(WeightedRandomSampler(1 / n_c, C * n_max), batch_size)`` (goal >= 25x);
   ours and the plain baseline are medians of ``--repeats`` alternating timings;
+- the same epoch as int64 index arrays (``batch_type="numpy"``) vs as lists (goal >= 1.8x),
+  medians of alternating timings;
 - time to the first batch of an epoch vs one ``np.random.permutation(N)`` (goal <= 2x);
 - peak resident-memory growth of building the sampler and iterating an epoch, vs that of one
   int64 permutation of N (goal <= 3x), each measured in a fresh subprocess.
@@ -107,18 +109,24 @@ def main() -> None:
     # Ours and the plain baseline alternate, each timed --repeats times (ours on a different
     # epoch each time); the ratio uses the medians. The weighted baseline is ~20x slower and
     # runs once.
-    ours_rates, plain_rates = [], []
+    arrays = BalancedBatchSampler(labels, b, seed=1, batch_type="numpy")
+    ours_rates, plain_rates, array_rates = [], [], []
     for repeat in range(args.repeats):
         sampler.set_epoch(10 + repeat)
         ours_rates.append(rate(lambda: sampler))
         plain_rates.append(rate(lambda: BatchSampler(RandomSampler(range(n)), b, drop_last=False)))
+        arrays.set_epoch(10 + repeat)
+        array_rates.append(rate(lambda: arrays))
     ours, plain = statistics.median(ours_rates), statistics.median(plain_rates)
     print(f"ours idx/s per repeat: {', '.join(f'{r:.3g}' for r in ours_rates)}; "
-          f"plain: {', '.join(f'{r:.3g}' for r in plain_rates)}")
-    rows.append(("balanced epoch idx/s vs BatchSampler(RandomSampler)", ours, plain, ">= 4x"))
+          f"plain: {', '.join(f'{r:.3g}' for r in plain_rates)}; "
+          f"ours as arrays: {', '.join(f'{r:.3g}' for r in array_rates)}")
+    rows.append(("balanced epoch idx/s vs BatchSampler(RandomSampler)", ours, plain, ">= 5x"))
     weights = torch.from_numpy(1.0 / counts[labels])
     weighted = rate(lambda: BatchSampler(WeightedRandomSampler(weights, epoch_len), b, False))
-    rows.append(("balanced epoch idx/s vs WeightedRandomSampler", ours, weighted, ">= 20x"))
+    rows.append(("balanced epoch idx/s vs WeightedRandomSampler", ours, weighted, ">= 25x"))
+    rows.append(("index arrays idx/s vs lists (same plan)", statistics.median(array_rates), ours,
+                 ">= 1.8x"))
 
     firsts, perms = [], []
     for repeat in range(args.repeats):
