@@ -115,6 +115,11 @@ class BalancedDataLoader(DataLoader):
         """The sampler's seed (drawn at random, the same on every rank, when built with None)."""
         return self.batch_sampler.seed
 
+    def total_batches(self, epochs: int | None = None) -> int:
+        """Batches this rank yields over epochs ``0 .. epochs - 1`` (default: the schedule's
+        ``total_epochs``); see :meth:`BalancedBatchSampler.total_batches`."""
+        return self.batch_sampler.total_batches(epochs)
+
     def state_dict(self) -> dict[str, Any]:
         """The sampler's state, with ``batches_done`` = batches the loop received this epoch.
 

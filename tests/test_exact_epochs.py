@@ -361,3 +361,24 @@ def test_bad_batch_type():
     with pytest.raises(ValueError, match=r"batch_type should be one of \('list', 'numpy', "
                                          r"'tensor'\), but got batch_type='array'"):
         BalancedBatchSampler([0, 1, 1], 2, batch_type="array")
+
+
+@pytest.mark.parametrize("num_replicas", [1, 2])
+def test_total_batches_is_what_the_epochs_yield(num_replicas):
+    labels = make_labels([50, 9, 4])
+    schedule = FineTuneSchedule(4, 2)
+    loader = balance(DataLoader(Indexed(labels), batch_size=5), schedule=schedule)
+    samplers = [BalancedBatchSampler(labels, 5, schedule=schedule, num_replicas=num_replicas,
+                                     rank=r) for r in range(num_replicas)]
+    for sampler in samplers:
+        yielded = sum(len(shard) for shard in [shards_of([sampler], e)[0] for e in range(4)])
+        assert sampler.total_batches() == sampler.total_batches(4) == yielded
+        # 150 balanced samples in batches of 5, dealt to the ranks
+        assert sampler.total_batches(2) == 2 * 30 // num_replicas
+    loader.set_epoch(0)
+    assert loader.total_batches() == 2 * 30 + 2 * 13  # 63 samples in a fine-tune epoch: 13
+    assert loader.total_batches() != len(loader) * 4  # the phase changes the length
+    with pytest.raises(ValueError, match=r"total_batches\(\) needs epochs=N"):
+        BalancedBatchSampler(labels, 5).total_batches()
+    with pytest.raises(ValueError, match=r"epochs should be an integer >= 0, but got epochs=-1"):
+        samplers[0].total_batches(-1)
