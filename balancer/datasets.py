@@ -225,6 +225,10 @@ class MedMNIST(Dataset):
         (torch.Size([64, 1, 28, 28]), torch.float32, torch.int64)
     """
 
+    #: :meth:`__getitems__` takes index arrays, so :func:`~balancer.balance` hands it
+    #: ``int64`` arrays instead of lists (cheaper to make; the same batches).
+    supports_index_arrays = True
+
     def __init__(self, name_or_path: str | os.PathLike = "retinamnist", split: str = "train",
                  transform: Callable[[Tensor], Any] | None = None, *,
                  batch_transform: Callable[[Tensor], Tensor] | None = None) -> None:

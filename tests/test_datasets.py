@@ -291,3 +291,13 @@ def test_transform_errors():
                       batch_transform=lambda images: images)
     with pytest.raises(ValueError, match="images of one shape"):
         shapes.__getitems__(list(range(10)))
+
+
+def test_balance_hands_medmnist_index_arrays_with_the_same_batches():
+    dataset = MedMNIST("breastmnist")
+    arrays = balance(DataLoader(dataset, batch_size=32), seed=2)
+    lists = balance(DataLoader(dataset, batch_size=32), seed=2, batch_type="list")
+    assert arrays.batch_sampler.batch_type == "numpy"
+    for (images_a, labels_a), (images_l, labels_l) in zip(arrays, lists, strict=True):
+        torch.testing.assert_close(images_a, images_l, rtol=0, atol=0)
+        torch.testing.assert_close(labels_a, labels_l, rtol=0, atol=0)
