@@ -11,6 +11,7 @@ from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactor
 from balancer._sampler import BalancedBatchSampler
 from balancer._schedule import FineTuneSchedule
 from balancer.datasets import SHIPPED_DATASETS, MedMNIST, load_chestxray14_labels, load_medmnist
+from balancer.transforms import RandomFlipShift, random_flip_shift
 
 __all__ = [
     "SHIPPED_DATASETS",
@@ -20,12 +21,14 @@ __all__ = [
     "MedMNIST",
     "MultiLabelBalancedSampler",
     "MultiLabels",
+    "RandomFlipShift",
     "RepeatFactorSampler",
     "balance",
     "balanced_loader",
     "labels_of",
     "load_chestxray14_labels",
     "load_medmnist",
+    "random_flip_shift",
 ]
 
 __version__ = "0.1.0"

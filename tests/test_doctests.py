@@ -14,11 +14,12 @@ from balancer import (
     _sampler,
     _schedule,
     datasets,
+    transforms,
 )
 from balancer.study import _metrics
 
 MODULES = [_labels, _loader, _multilabel_labels, _multilabel_sampler, _sampler, _schedule,
-           datasets, _metrics]
+           datasets, transforms, _metrics]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
