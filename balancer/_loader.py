@@ -65,7 +65,8 @@ class BalancedDataLoader(DataLoader):
     def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
                  **kwargs: Any) -> None:
         if not isinstance(batch_sampler, PlanBatchSampler):
-            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler, but got "
+            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler (or "
+                            f"MultiLabelBalancedSampler, RepeatFactorSampler), but got "
                             f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         if getattr(self, "in_order", True) is False and self.num_workers > 0:
@@ -247,8 +248,9 @@ def balance(
         )
     if isinstance(loader.batch_sampler, PlanBatchSampler):
         raise ValueError(
-            "loader is already balanced (its batch_sampler is a BalancedBatchSampler); use it as "
-            "it is, or call balance() on the original DataLoader to change settings"
+            f"loader is already balanced (its batch_sampler is a "
+            f"{type(loader.batch_sampler).__name__}); use it as it is, or call balance() on the "
+            f"original DataLoader to change settings"
         )
     if loader.batch_sampler is not None and type(loader.batch_sampler) is not BatchSampler:
         raise ValueError(

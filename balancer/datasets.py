@@ -303,6 +303,7 @@ class MedMNIST(Dataset):
                 f"{tuple(images.shape)}; make it map (B, C, H, W) to (B, ...)")
         return out
 
+
 def load_chestxray14_labels() -> pd.DataFrame:
     """The NIH ChestX-ray14 label table shipped with the project (labels only, no images).
 
