@@ -78,6 +78,12 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
         samples_per_epoch: slots of a balanced epoch (default ``N``).
         num_replicas, rank: distributed sharding, as for :class:`~balancer.BalancedBatchSampler`:
             rank ``r`` takes global batches ``r, r + R, ...`` and every rank yields as many.
+        min_bucket_share: the least share of the slots every bucket draws itself, in
+            ``[0, 1 / K]`` for ``K`` buckets (default ``1 / (4 K)``). A label whose positives
+            mostly arrive with other labels is otherwise never drawn on its own (on ChestX-ray14,
+            Atelectasis, Effusion and Infiltration), and its images without another label would
+            never be seen; the greedy still gives every bucket at least
+            ``(1 - K * min_bucket_share) / K`` of the slots.
         no_finding: the token meaning "no label" in strings and lists.
         batch_type: ``"list"`` (default), ``"numpy"`` or ``"tensor"`` batches.
 
