@@ -249,7 +249,7 @@ class PlanBatchSampler(Sampler[list[int]]):
             chunk = reader.take(min(rows * size, slots - base * size))
             full = chunk.size // size
             matrix = chunk[: full * size].reshape(full, size)
-            tail = chunk[full * size:]
+            tail = chunk[full * size:].copy()  # shuffled below: never the plan's own array
             lowest = max(first_global, base)
             first = lowest + (rank - lowest) % replicas  # this rank's first batch in the group
             if phase == "balanced":

@@ -144,7 +144,8 @@ def _reject_collections(array: np.ndarray, name: str) -> None:
                 f"{name} holds a {type(value).__name__} at position {position} "
                 f"({_plain_repr(value)}): several labels per sample are multi-label targets, "
                 f"which this sampler does not take; pass one class per sample (e.g. the primary "
-                f"finding), or use the multi-label sampler"
+                f"finding), or use balancer.MultiLabelBalancedSampler (balance(loader, "
+                f"sampler='label-balanced'))"
             )
 
 
