@@ -189,6 +189,34 @@ def test_finding_checkpoint_after_the_last_epoch_breaks_state_dict_and_len():
     assert len(restored) == 0
 
 
+def test_finding_set_epoch_after_loading_the_end_of_run_state_blames_an_epoch_never_passed():
+    """Promise (README "Checkpoint and resume" and "Misuse is loud": errors name the argument
+    and *the value*): after the end-of-run checkpoint is restored (epoch 3 of a 3-epoch
+    schedule), the loader must still take the user's calls.
+
+    Reproduction: as in the test above, restored.load_state_dict(end_state), then
+    restored.set_epoch(2) (e.g. to re-run the last epoch) or restored.phase.
+
+    Expected: set_epoch(2) works (2 is a valid epoch; the sampler itself accepts it), phase
+    reports something or a clear error. Observed: ValueError "epoch should be an integer <= 2,
+    but got epoch=3" -- BalancedDataLoader.set_epoch asks the schedule about the *previous*
+    epoch 3, so the message names a value the caller never passed.
+    """
+    labels = make_labels([7, 3])
+    schedule = FineTuneSchedule(3, 1)
+    loader = balance(DataLoader(Indexed(labels), batch_size=4), schedule=schedule)
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        list(loader)
+    restored = balance(DataLoader(Indexed(labels), batch_size=4), schedule=schedule)
+    restored.load_state_dict(loader.state_dict())
+    sampler = BalancedBatchSampler(labels, 4, schedule=schedule)
+    sampler.load_state_dict(loader.state_dict())
+    sampler.set_epoch(2)  # the sampler takes it
+    restored.set_epoch(2)  # the loader raises ValueError about epoch=3
+    assert restored.phase == "finetune" and len(restored) == len(sampler)
+
+
 def test_finding_plain_dataloader_iterator_keeps_yielding_old_epoch_after_set_epoch():
     """Promise (README "Misuse is loud"): "`set_epoch` (to another epoch) ... while an
     iteration runs ends that iteration: `state_dict()` then reports the new position, and
