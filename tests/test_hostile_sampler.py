@@ -881,3 +881,34 @@ def test_holds_persistent_workers_with_early_breaks_and_mid_iteration_set_epoch(
     loader.set_epoch(2)
     assert [batch.tolist() for batch in loader] == want[2]
     del iterator
+
+
+def test_holds_resuming_a_resumed_iteration_at_every_pair_of_positions():
+    """A checkpoint taken inside an iteration that was itself resumed (rank 1 of 2,
+    drop_last, extreme seed, a schedule): the second restore yields exactly what is left."""
+    labels = make_labels([31, 7, 2])
+
+    def build():
+        return BalancedBatchSampler(labels, 3, seed=2**64 - 1, num_replicas=2, rank=1,
+                                    drop_last=True, schedule=FineTuneSchedule(4, 1))
+
+    for epoch in (1, 3):
+        reference = build()
+        reference.set_epoch(epoch)
+        full = as_lists(reference)
+        for first in range(len(full)):
+            for second in range(len(full) - first - 1):
+                a = build()
+                a.set_epoch(epoch)
+                iterator = iter(a)
+                for _ in range(first):
+                    next(iterator)
+                b = build()
+                b.load_state_dict(a.state_dict())
+                iterator = iter(b)
+                for _ in range(second):
+                    next(iterator)
+                c = build()
+                c.load_state_dict(b.state_dict())
+                c.set_epoch(c.epoch)
+                assert as_lists(c) == full[first + second:]
