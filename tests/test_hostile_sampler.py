@@ -290,6 +290,31 @@ def test_finding_object_dtype_continuous_floats_are_accepted_as_classes():
         pytest.fail(f"accepted as {len(sampler.classes)} classes")
 
 
+def test_finding_a_csv_column_of_scores_is_accepted_while_the_same_dataframe_column_is_not(
+        tmp_path):
+    """Promise (README "Misuse is loud" and "Wrap an existing DataLoader"): continuous floats
+    are refused with a ValueError; labels may be given as `(dataframe_or_csv_path, "dx")`.
+
+    Reproduction: df = DataFrame({"path": ..., "score": rng.random(20).round(3)});
+    df.to_csv(path); BalancedBatchSampler(labels_of(df, "score"), 4) is refused ("non-integer
+    floats"), but BalancedBatchSampler(labels_of(path, "score"), 4) -- the same column read
+    from the CSV (balance(loader, labels=(path, "score")) takes this path) -- is accepted.
+
+    Expected: both refused (the CSV reader keeps the column as strings, so the float check
+    never runs). Observed: the CSV's 20 distinct scores become 20 one-sample classes, a
+    silently wrong plan when the wrong column is named.
+    """
+    frame = pd.DataFrame({"path": [f"{i}.png" for i in range(20)],
+                          "score": np.random.default_rng(0).random(20).round(3)})
+    path = tmp_path / "manifest.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="non-integer floats"):
+        BalancedBatchSampler(labels_of(frame, "score"), 4)
+    with pytest.raises(ValueError, match="non-integer floats"):
+        sampler = BalancedBatchSampler(labels_of(str(path), "score"), 4)
+        pytest.fail(f"the CSV column was accepted as {len(sampler.classes)} classes")
+
+
 def test_finding_huge_epoch_numbers_overflow_inside_numpy():
     """Promise (README "Misuse is loud"): "bad settings raise a ValueError/TypeError that names
     the argument, the value and the fix."
