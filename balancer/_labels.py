@@ -266,7 +266,23 @@ def _read_csv_column(path: str, field: Any, separator: str) -> pd.Series:
     integers = _as_integers(categories)
     if integers is not None:
         column = column.cat.rename_categories(integers)
+    else:
+        _reject_continuous(categories, field, path)
     return column
+
+
+def _reject_continuous(texts: pd.Index, field: Any, path: str) -> None:
+    """A column whose every label is a number, some not whole, holds scores, not classes."""
+    numbers = pd.to_numeric(pd.Series(texts), errors="coerce")
+    if len(texts) and numbers.notna().all():
+        fractional = numbers[numbers != np.floor(numbers)]
+        if len(fractional):
+            raise ValueError(
+                f"column {field!r} of {path} holds non-integer floats (e.g. "
+                f"{texts[fractional.index[0]]!r}; {len(fractional)} distinct such values): "
+                f"these look like continuous values (scores, probabilities), not class labels. "
+                f"Pass a column with one class per row, or threshold the scores first"
+            )
 
 
 def _as_integers(texts: pd.Index) -> np.ndarray | None:

@@ -110,46 +110,47 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
                  samples_per_epoch: int | None = None, num_replicas: int | None = None,
                  rank: int | None = None, min_bucket_share: float | None = None,
                  no_finding: str = NO_FINDING, batch_type: BatchType = "list") -> None:
-        targets = encode_multilabels(labels, "labels", names=names, no_finding=no_finding)
-        super().__init__(num_samples=targets.num_samples, batch_size=batch_size, seed=seed,
-                         drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
-                         rank=rank, batch_type=batch_type)
-        self._targets = targets
-        self.label_names: np.ndarray = targets.names
-        self.label_counts: np.ndarray = targets.counts
-        if samples_per_epoch is None:
-            self.samples_per_epoch = None
-            self._samples = targets.num_samples
-        else:
-            self._samples = self.samples_per_epoch = check_int(
-                "samples_per_epoch", samples_per_epoch, minimum=self.batch_size,
-                fix=f"a balanced epoch needs at least one batch of batch_size={self.batch_size} "
-                    f"(the default is N = {targets.num_samples})")
-        buckets = Buckets(targets)
-        self._buckets = buckets
-        num_buckets = buckets.num_buckets
-        if min_bucket_share is None:
-            min_bucket_share = 1.0 / (4 * num_buckets)
-        if isinstance(min_bucket_share, bool) or not isinstance(min_bucket_share, numbers.Real):
-            raise TypeError(f"min_bucket_share should be a number, but got "
-                            f"min_bucket_share={min_bucket_share!r}")
-        if not 0.0 <= min_bucket_share <= 1.0 / num_buckets:
-            raise ValueError(
-                f"min_bucket_share should be in [0, 1 / buckets] = [0, {1 / num_buckets:.4g}] "
-                f"({num_buckets} buckets: {targets.num_labels} labels"
-                f"{' and no finding' if buckets.has_no_finding else ''}), but got "
-                f"min_bucket_share={min_bucket_share!r}; pass None for the default 1 / (4 buckets)")
-        self.min_bucket_share = float(min_bucket_share)
-        shares = buckets.cooccurrence()
-        self._pattern_length = pattern_length(num_buckets)
-        pattern = balanced_pattern(shares, self._pattern_length, self.min_bucket_share)
-        self._plan = PatternPlan(pattern, buckets.num_buckets, None)
-        padded = self._layout_of(self._samples, "balanced")[0]
-        self.bucket_draws_per_epoch: np.ndarray = self._plan.draws_in(padded)
-        planned = self._plan.draws_in(self._samples) @ shares / self._samples
-        self.label_positive_rate: np.ndarray = planned[: targets.num_labels]
-        self.no_finding_rate: float = float(planned[-1]) if buckets.has_no_finding else 0.0
-        self._check_layouts(self._samples)
+        with self._built_together(num_replicas, seed):
+            targets = encode_multilabels(labels, "labels", names=names, no_finding=no_finding)
+            super().__init__(num_samples=targets.num_samples, batch_size=batch_size, seed=seed,
+                             drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
+                             rank=rank, batch_type=batch_type)
+            self._targets = targets
+            self.label_names: np.ndarray = targets.names
+            self.label_counts: np.ndarray = targets.counts
+            if samples_per_epoch is None:
+                self.samples_per_epoch = None
+                self._samples = targets.num_samples
+            else:
+                self._samples = self.samples_per_epoch = check_int(
+                    "samples_per_epoch", samples_per_epoch, minimum=self.batch_size,
+                    fix=f"a balanced epoch needs at least one batch of batch_size={self.batch_size} "
+                        f"(the default is N = {targets.num_samples})")
+            buckets = Buckets(targets)
+            self._buckets = buckets
+            num_buckets = buckets.num_buckets
+            if min_bucket_share is None:
+                min_bucket_share = 1.0 / (4 * num_buckets)
+            if isinstance(min_bucket_share, bool) or not isinstance(min_bucket_share, numbers.Real):
+                raise TypeError(f"min_bucket_share should be a number, but got "
+                                f"min_bucket_share={min_bucket_share!r}")
+            if not 0.0 <= min_bucket_share <= 1.0 / num_buckets:
+                raise ValueError(
+                    f"min_bucket_share should be in [0, 1 / buckets] = [0, {1 / num_buckets:.4g}] "
+                    f"({num_buckets} buckets: {targets.num_labels} labels"
+                    f"{' and no finding' if buckets.has_no_finding else ''}), but got "
+                    f"min_bucket_share={min_bucket_share!r}; pass None for the default 1 / (4 buckets)")
+            self.min_bucket_share = float(min_bucket_share)
+            shares = buckets.cooccurrence()
+            self._pattern_length = pattern_length(num_buckets)
+            pattern = balanced_pattern(shares, self._pattern_length, self.min_bucket_share)
+            self._plan = PatternPlan(pattern, buckets.num_buckets, None)
+            padded = self._layout_of(self._samples, "balanced")[0]
+            self.bucket_draws_per_epoch: np.ndarray = self._plan.draws_in(padded)
+            planned = self._plan.draws_in(self._samples) @ shares / self._samples
+            self.label_positive_rate: np.ndarray = planned[: targets.num_labels]
+            self.no_finding_rate: float = float(planned[-1]) if buckets.has_no_finding else 0.0
+            self._check_layouts(self._samples)
         self._agree_across_ranks()
 
     def _buffers(self) -> CircularBuffers:
@@ -231,45 +232,46 @@ class RepeatFactorSampler(PlanBatchSampler):
                  num_replicas: int | None = None, rank: int | None = None,
                  names: Sequence[Any] | None = None, no_finding: str = NO_FINDING,
                  batch_type: BatchType = "list") -> None:
-        targets = encode_multilabels(labels, "labels", names=names, no_finding=no_finding,
-                                     min_labels=1, classes=True)
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise TypeError(f"threshold should be a number in (0, 1], but got "
-                            f"threshold={threshold!r} of type {type(threshold).__name__}")
-        threshold = float(threshold)
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(
-                f"threshold should be in (0, 1], but got threshold={threshold!r}; it is the "
-                f"category frequency below which samples are repeated (LVIS: 0.001)")
-        self.threshold = threshold
-        factors, per_category = repeat_factors(targets, threshold)
-        if schedule is not None and not (factors > 1.0).any():
-            rarest = float(targets.counts.min() / targets.num_samples)
-            raise ValueError(
-                f"a fine-tune schedule does not apply here: with threshold={threshold} no "
-                f"category is rarer than the threshold (the rarest has frequency {rarest:.4g}), "
-                f"so no sample is repeated and every epoch is already at the true frequencies. "
-                f"Raise threshold above {rarest:.4g}, or drop schedule="
-            )
-        super().__init__(num_samples=targets.num_samples, batch_size=batch_size, seed=seed,
-                         drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
-                         rank=rank, batch_type=batch_type)
-        self._targets = targets
-        self.label_names: np.ndarray = targets.names
-        self.label_counts: np.ndarray = targets.counts
-        self.repeat_factors: np.ndarray = factors
-        self.category_repeat_factors: np.ndarray = per_category
-        whole, extras = rfs_extra_total(factors)
-        self.samples_per_epoch: int = whole + extras
-        rows = targets.rows()
-        self.label_positive_rate: np.ndarray = np.bincount(
-            targets.indices, weights=factors[rows], minlength=targets.num_labels
-        ) / factors.sum()
-        generator = _rng.Streams(self.seed).get(_rng.RFS_ORDER)
-        order = generator.permutation(targets.num_samples).astype(self._index_dtype())
-        self._rounding = RepeatRounding(factors, order, float(generator.random()))
-        self._cache: tuple[int, np.ndarray] | None = None
-        self._check_layouts(self.samples_per_epoch)
+        with self._built_together(num_replicas, seed):
+            targets = encode_multilabels(labels, "labels", names=names, no_finding=no_finding,
+                                         min_labels=1, classes=True)
+            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+                raise TypeError(f"threshold should be a number in (0, 1], but got "
+                                f"threshold={threshold!r} of type {type(threshold).__name__}")
+            threshold = float(threshold)
+            if not 0.0 < threshold <= 1.0:
+                raise ValueError(
+                    f"threshold should be in (0, 1], but got threshold={threshold!r}; it is the "
+                    f"category frequency below which samples are repeated (LVIS: 0.001)")
+            self.threshold = threshold
+            factors, per_category = repeat_factors(targets, threshold)
+            if schedule is not None and not (factors > 1.0).any():
+                rarest = float(targets.counts.min() / targets.num_samples)
+                raise ValueError(
+                    f"a fine-tune schedule does not apply here: with threshold={threshold} no "
+                    f"category is rarer than the threshold (the rarest has frequency {rarest:.4g}), "
+                    f"so no sample is repeated and every epoch is already at the true frequencies. "
+                    f"Raise threshold above {rarest:.4g}, or drop schedule="
+                )
+            super().__init__(num_samples=targets.num_samples, batch_size=batch_size, seed=seed,
+                             drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
+                             rank=rank, batch_type=batch_type)
+            self._targets = targets
+            self.label_names: np.ndarray = targets.names
+            self.label_counts: np.ndarray = targets.counts
+            self.repeat_factors: np.ndarray = factors
+            self.category_repeat_factors: np.ndarray = per_category
+            whole, extras = rfs_extra_total(factors)
+            self.samples_per_epoch: int = whole + extras
+            rows = targets.rows()
+            self.label_positive_rate: np.ndarray = np.bincount(
+                targets.indices, weights=factors[rows], minlength=targets.num_labels
+            ) / factors.sum()
+            generator = _rng.Streams(self.seed).get(_rng.RFS_ORDER)
+            order = generator.permutation(targets.num_samples).astype(self._index_dtype())
+            self._rounding = RepeatRounding(factors, order, float(generator.random()))
+            self._cache: tuple[int, np.ndarray] | None = None
+            self._check_layouts(self.samples_per_epoch)
         self._agree_across_ranks()
 
     def copies(self, epoch: int) -> np.ndarray:
