@@ -16,6 +16,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from balancer._base import PlanBatchSampler
 from balancer._distributed import shared_seed
 from balancer._labels import labels_of
 from balancer._sampler import BalancedBatchSampler
@@ -34,7 +35,7 @@ _DATALOADER_PARAMETERS = frozenset(inspect.signature(DataLoader.__init__).parame
 # Samplers balance() may replace: the defaults behind shuffle=False/True, and DistributedSampler
 # (the balanced sampler shards by itself, with the same num_replicas and rank).
 _REPLACEABLE_SAMPLERS = (SequentialSampler, RandomSampler, DistributedSampler)
-_SAMPLER_OPTIONS = ("schedule", "seed", "samples_per_epoch", "drop_last")
+_SAMPLER_OPTIONS = ("schedule", "seed", "samples_per_epoch", "drop_last", "batch_type")
 
 
 class BalancedDataLoader(DataLoader):
@@ -63,15 +64,26 @@ class BalancedDataLoader(DataLoader):
 
     def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
                  **kwargs: Any) -> None:
-        if not isinstance(batch_sampler, BalancedBatchSampler):
-            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler, but got "
+        if not isinstance(batch_sampler, PlanBatchSampler):
+            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler (or "
+                            f"MultiLabelBalancedSampler, RepeatFactorSampler), but got "
                             f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        if getattr(self, "in_order", True) is False and self.num_workers > 0:
+            raise ValueError(
+                "in_order=False with num_workers > 0: batches then arrive in whatever order the "
+                "workers finish, so a checkpoint cannot tell which batches the loop received and "
+                "a resume would skip some and repeat others; build the DataLoader with "
+                "in_order=True (the default)"
+            )
         # Batches the loop received in the current epoch, and where the next iteration starts
         # (non-zero only after load_state_dict; mirrors the sampler's own resume rules).
         self._consumed = 0
         self._resume_from = 0
         self._seed_was_drawn = False
+        # Bumped when the position changes (set_epoch to another epoch, load_state_dict): an
+        # iterator of the old position then no longer counts batches towards the new one.
+        self._generation = 0
 
     def __iter__(self) -> Iterator[Any]:
         start, self._resume_from = self._resume_from, 0
@@ -83,10 +95,12 @@ class BalancedDataLoader(DataLoader):
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch the next iteration yields; see :meth:`BalancedBatchSampler.set_epoch`."""
         previous = self.batch_sampler.epoch
+        finished = self._consumed >= self.batch_sampler._batches_per_replica(previous)
         self.batch_sampler.set_epoch(epoch)
-        if epoch != previous:
+        if epoch != previous or finished:
             self._consumed = 0
             self._resume_from = 0
+            self._generation += 1
 
     @property
     def epoch(self) -> int:
@@ -102,6 +116,11 @@ class BalancedDataLoader(DataLoader):
     def seed(self) -> int:
         """The sampler's seed (drawn at random, the same on every rank, when built with None)."""
         return self.batch_sampler.seed
+
+    def total_batches(self, epochs: int | None = None) -> int:
+        """Batches this rank yields over epochs ``0 .. epochs - 1`` (default: the schedule's
+        ``total_epochs``); see :meth:`BalancedBatchSampler.total_batches`."""
+        return self.batch_sampler.total_batches(epochs)
 
     def state_dict(self) -> dict[str, Any]:
         """The sampler's state, with ``batches_done`` = batches the loop received this epoch.
@@ -123,6 +142,7 @@ class BalancedDataLoader(DataLoader):
             )
         self.batch_sampler.load_state_dict(state)
         self._consumed = self._resume_from = int(state["batches_done"])
+        self._generation += 1
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dataset={type(self.dataset).__name__}, "
@@ -136,13 +156,21 @@ class _CountingIterator:
         self._iterator = iterator
         self._loader = loader
         self._length = length
+        self._generation = loader._generation
 
     def __iter__(self) -> _CountingIterator:
         return self
 
     def __next__(self) -> Any:
+        loader = self._loader
+        if loader._generation != self._generation:
+            raise RuntimeError(
+                f"this iteration of the loader was ended by set_epoch({loader.epoch}) or "
+                f"load_state_dict() while it was running; start a new one with iter(loader) "
+                f"(a `for` loop does) for the new position instead of advancing the old one"
+            )
         batch = next(self._iterator)
-        self._loader._consumed += 1
+        loader._consumed += 1
         return batch
 
     def __len__(self) -> int:
@@ -157,6 +185,9 @@ def balance(
     seed: int | None = 0,
     samples_per_epoch: int | None = None,
     drop_last: bool | None = None,
+    batch_type: str | None = None,
+    sampler: str | type = "balanced",
+    **sampler_options: Any,
 ) -> BalancedDataLoader:
     """The same ``DataLoader``, drawing equal-frequency batches from circular per-class buffers.
 
@@ -179,6 +210,19 @@ def balance(
             rank, so all call ``balance`` together. Save ``loader.seed`` to resume such a run.
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
         drop_last: drop a short last batch; ``None`` keeps ``loader.drop_last``.
+        batch_type: what the sampler hands the dataset for each batch: ``"list"`` of ints,
+            ``"numpy"`` or ``"tensor"`` (``int64`` index arrays, cheaper to make). ``None``
+            chooses ``"numpy"`` for a dataset that declares ``supports_index_arrays = True``
+            (its ``__getitems__`` takes an index array, as :class:`~balancer.MedMNIST`'s does)
+            and ``"list"`` otherwise: a ``__getitems__`` written for lists can misread an array
+            (``indices + [i]`` adds instead of appending).
+        sampler: the plan: ``"balanced"`` (:class:`~balancer.BalancedBatchSampler`, one class
+            per item), ``"label-balanced"`` (:class:`~balancer.MultiLabelBalancedSampler`) or
+            ``"repeat-factor"`` (:class:`~balancer.RepeatFactorSampler`), or one of those
+            classes. The multi-label ones read ``labels`` with
+            ``labels_of(..., multilabel=True)`` (repeat-factor also takes one class per item).
+        **sampler_options: further keywords of that sampler, e.g. ``threshold=0.1`` for
+            repeat-factor sampling or ``min_bucket_share=`` for label-balanced batches.
 
     Example:
         >>> from balancer import MedMNIST
@@ -202,10 +246,11 @@ def balance(
             f"items by index, which needs a map-style Dataset with __getitem__ and __len__. "
             f"Materialise the stream into a map-style dataset, or balance it upstream"
         )
-    if isinstance(loader.batch_sampler, BalancedBatchSampler):
+    if isinstance(loader.batch_sampler, PlanBatchSampler):
         raise ValueError(
-            "loader is already balanced (its batch_sampler is a BalancedBatchSampler); use it as "
-            "it is, or call balance() on the original DataLoader to change settings"
+            f"loader is already balanced (its batch_sampler is a "
+            f"{type(loader.batch_sampler).__name__}); use it as it is, or call balance() on the "
+            f"original DataLoader to change settings"
         )
     if loader.batch_sampler is not None and type(loader.batch_sampler) is not BatchSampler:
         raise ValueError(
@@ -234,13 +279,25 @@ def balance(
     if isinstance(index_sampler, DistributedSampler):
         num_replicas, rank = index_sampler.num_replicas, index_sampler.rank
 
-    resolved = labels_of(dataset, labels)
+    if batch_type is None:
+        batch_type = "numpy" if getattr(dataset, "supports_index_arrays", False) is True \
+            else "list"
+    plan = _sampler_class(sampler)
+    if plan is BalancedBatchSampler:
+        resolved = labels_of(dataset, labels)
+    else:
+        from balancer._multilabel_labels import multilabels_of
+
+        resolved = multilabels_of(dataset, labels,
+                                  classes=plan.__name__ == "RepeatFactorSampler")
+    if samples_per_epoch is not None:
+        sampler_options["samples_per_epoch"] = samples_per_epoch
     drawn = seed is None
-    sampler = BalancedBatchSampler(
+    batch_sampler = plan(
         resolved, batch_size, seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
-        samples_per_epoch=samples_per_epoch, num_replicas=num_replicas, rank=rank,
+        num_replicas=num_replicas, rank=rank, batch_type=batch_type, **sampler_options,
     )
-    balanced = BalancedDataLoader(dataset, sampler, **_settings_of(loader))
+    balanced = BalancedDataLoader(dataset, batch_sampler, **_settings_of(loader))
     balanced._seed_was_drawn = drawn
     return balanced
 
@@ -284,6 +341,21 @@ def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
         )
     plain = DataLoader(dataset, batch_size=batch_size, **dataloader_kwargs)
     return balance(plain, labels, **options)
+
+
+def _sampler_class(sampler: Any) -> type:
+    from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactorSampler
+
+    plans = {"balanced": BalancedBatchSampler, "label-balanced": MultiLabelBalancedSampler,
+             "repeat-factor": RepeatFactorSampler}
+    if isinstance(sampler, str) and sampler in plans:
+        return plans[sampler]
+    if sampler in plans.values():
+        return sampler
+    raise ValueError(
+        f"sampler should be one of {sorted(plans)} or one of those sampler classes, but got "
+        f"sampler={sampler!r}"
+    )
 
 
 def _settings_of(loader: DataLoader) -> dict[str, Any]:

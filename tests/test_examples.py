@@ -59,6 +59,7 @@ def test_medical_imaging_reduced_run(monkeypatch, capsys):
     args = ["--epochs", "2", "--finetune-epochs", "1", "--limit", "400", "--loss", "ldam"]
     out = run_example("medical_imaging.py", args, monkeypatch, capsys)
     assert "400 training images" in out and "1 balanced + 1 fine-tune epochs, loss 'ldam'" in out
+    assert "flips and shifts per batch" in out
     assert re.search(r"epoch 0 \(balanced\) +\d+ batches, loss \d+\.\d+, val balanced accuracy", out)
     assert re.search(r"epoch 1 \(finetune\) +4 batches", out)  # 400 true-frequency samples / 128
     assert re.search(r"test \(624 images\): accuracy \d\.\d{3}, balanced accuracy \d\.\d{3}", out)
@@ -70,8 +71,9 @@ def test_medical_imaging_subset_missing_classes(monkeypatch, capsys, loss):
     """The first 8 RetinaMNIST training images hold classes 0, 3 and 4 only: counts are reported
     per label (0 for the absent ones) and the count-based losses still train."""
     args = ["--dataset", "retinamnist", "--limit", "8", "--epochs", "2", "--finetune-epochs", "1",
-            "--loss", loss]
+            "--loss", loss, "--augment", "0"]
     out = run_example("medical_imaging.py", args, monkeypatch, capsys)
+    assert "no augmentation" in out
     assert "8 training images, counts {'0': 5, '1': 0, '2': 0, '3': 1, '4': 2}" in out
     assert "no training image of class(es) 1, 2 in the first 8 images" in out
     assert re.search(r"epoch 1 \(finetune\) +1 batches, loss \d+\.\d+", out)
@@ -95,3 +97,17 @@ def test_medical_imaging_losses_per_phase():
                 assert matches != finetune, (name, finetune)
     with pytest.raises(ValueError, match="loss should be one of"):
         example["make_loss"]("dice", true_counts, true_counts, False)
+
+
+def test_multilabel_chestxray_quick(monkeypatch, capsys):
+    out = run_example("multilabel_chestxray.py", ["--limit", "5000", "--epochs", "1"],
+                      monkeypatch, capsys)
+    assert "5000 images, 14 findings, 2755 with no finding, 3396 positives" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if re.match(r"^[A-Z][a-z_A-Z]+ +\d+ +0\.\d{3}", line)}
+    assert len(rows) == 14 and rows["Hernia"][0] == "27"
+    plain, rfs, rfs_plan, balanced, plan = (float(v) for v in rows["Hernia"][1:])
+    assert plain < rfs < balanced  # the rarest finding: 0.5% -> repeated -> ~11% of slots
+    assert abs(balanced - plan) < 0.01 and abs(rfs - rfs_plan) < 0.01
+    spreads = [float(x) for x in re.findall(r"\(x(\d+\.\d) apart\)", out)]
+    assert len(spreads) == 3 and spreads[0] > spreads[1] > spreads[2]  # plain, rfs, balanced
