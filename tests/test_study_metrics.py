@@ -73,10 +73,12 @@ def test_task_metrics_by_task():
 
 
 def test_ordinal_is_a_property_of_the_data_set_unless_given():
-    assert StudyConfig().ordinal is True  # the default RetinaMNIST: grades of retinopathy
-    assert StudyConfig(dataset="pneumoniamnist").ordinal is False
-    assert StudyConfig(data="x.npz").ordinal is False
-    assert StudyConfig(dataset="breastmnist", ordinal=True).ordinal is True
+    assert StudyConfig().is_ordinal() is True  # the default RetinaMNIST: grades of retinopathy
+    assert StudyConfig(dataset="pneumoniamnist").is_ordinal() is False
+    assert StudyConfig(data="x.npz").is_ordinal() is False
+    assert StudyConfig(dataset="breastmnist", ordinal=True).is_ordinal() is True
+    copied = StudyConfig(**{**StudyConfig().to_dict(), "dataset": "pneumoniamnist"})
+    assert copied.is_ordinal() is False
     with pytest.raises(TypeError, match=r"ordinal should be True, False or None, but got "
                                         r"ordinal='yes'"):
         StudyConfig(ordinal="yes")

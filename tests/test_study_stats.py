@@ -215,7 +215,11 @@ def test_unknown_reference_strategy_is_refused_before_training(capsys):
     with pytest.raises(SystemExit):
         main(["study", "--reference", "nope", "--no-progress"])
     assert capsys.readouterr().err.startswith("balancer study: error: unknown reference strategy")
-    assert StudyConfig(strategies=("focal", "balanced")).reference == "focal"
+    assert StudyConfig(strategies=("focal", "balanced")).reference_row() == "focal"
+    assert StudyConfig().reference_row() == "plain"
+    # A default is not carried into a copy with other strategies.
+    copied = StudyConfig(**{**StudyConfig().to_dict(), "strategies": ("balanced",)})
+    assert copied.reference_row() == "balanced"
 
 
 def test_quick_report_has_a_smoke_run_banner(tmp_path):

@@ -196,18 +196,15 @@ class StudyConfig:
         self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
         self.hinge_margin = _check_float("hinge_margin", self.hinge_margin, low=0.0,
                                          low_open=True)
-        if self.reference is None:
-            self.reference = "plain" if "plain" in self.strategies else self.strategies[0]
-        elif self.reference not in self.strategies:
+        # reference and ordinal stay None when not given (resolved by reference_row() and
+        # is_ordinal()), so a config copied with other strategies or data does not carry a
+        # choice that was only a default.
+        if self.reference is not None and self.reference not in self.strategies:
             known = "" if self.reference in STRATEGIES else " (not a strategy at all)"
             raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
                              f"it must be one of the strategies run, {list(self.strategies)}; "
                              f"pass one of those or add it to strategies")
-        if self.ordinal is None:
-            shipped = self.dataset or ("retinamnist" if all(
-                getattr(self, n) is None for n in ("data", "csv", "table")) else None)
-            self.ordinal = (shipped or "").lower() in _ORDINAL
-        elif not isinstance(self.ordinal, bool):
+        if self.ordinal is not None and not isinstance(self.ordinal, bool):
             raise TypeError(f"ordinal should be True, False or None, but got "
                             f"ordinal={self.ordinal!r}")
         self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
@@ -225,6 +222,20 @@ class StudyConfig:
             raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
                              f"is False on this machine (torch {torch.__version__}); pass "
                              f"--device cpu, or install a CUDA build of torch on a GPU machine")
+
+    def reference_row(self) -> str:
+        """``reference``, or ``plain`` when it is run, else the first strategy."""
+        if self.reference is not None:
+            return self.reference
+        return "plain" if "plain" in self.strategies else self.strategies[0]
+
+    def is_ordinal(self) -> bool:
+        """``ordinal``, or whether the shipped data set's classes are ordered grades."""
+        if self.ordinal is not None:
+            return self.ordinal
+        shipped = self.dataset or ("retinamnist" if all(
+            getattr(self, n) is None for n in ("data", "csv", "table")) else None)
+        return (shipped or "").lower() in _ORDINAL
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

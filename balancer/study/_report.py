@@ -264,7 +264,7 @@ def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, 
 
     predictions = info.get("predictions")
     strategies = list(dict.fromkeys(results["strategy"]))
-    reference = config.reference or strategies[0]
+    reference = config.reference_row()
     if predictions is None or len(strategies) < 2 or reference not in strategies:
         return []
     seeds = sorted(results["seed"].unique().tolist())
@@ -531,7 +531,7 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
     from balancer.study._stats import MIN_DATASETS, rank_datasets
 
     out = Path(out)
-    reference = config.reference or "plain"
+    reference = config.reference_row()
     records, sections = [], []
     names = list(per_dataset)
     for metric, higher in HEADLINE.items():

@@ -308,7 +308,7 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
     evaluated = {
         split: classification_metrics(probs[split], source.labels[split],
                                       num_classes=num_classes, ece_bins=config.ece_bins,
-                                      ordinal=config.ordinal)
+                                      ordinal=config.is_ordinal())
         for split in ("val", "test")}
     return RunResult(test=evaluated["test"], val=evaluated["val"], selected_epoch=best_epoch,
                      steps=steps, seconds=time.perf_counter() - start, probs=probs)
