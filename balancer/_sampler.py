@@ -140,6 +140,17 @@ class BalancedBatchSampler(Sampler[list[int]]):
         num_replicas: int | None = None,
         rank: int | None = None,
     ) -> None:
+        if isinstance(labels, Sampler):
+            # What Lightning's use_distributed_sampler does to a loader built before the process
+            # group existed: BalancedBatchSampler(DistributedSampler(...), batch_size=, drop_last=).
+            raise TypeError(
+                f"labels should be one class label per item, but got a {type(labels).__name__}: a "
+                f"framework is rebuilding the batch sampler around its own sampler, because the "
+                f"balanced loader was built with num_replicas=1 before the process group "
+                f"started. Build it where the process group is initialised (inside "
+                f"LightningModule.train_dataloader() or the per-worker train function), or pass "
+                f"num_replicas= and rank="
+            )
         encoded = encode_labels(labels, "labels")
         self.classes: np.ndarray = encoded.classes
         self.class_counts: np.ndarray = encoded.counts
@@ -252,6 +263,44 @@ class BalancedBatchSampler(Sampler[list[int]]):
 
     def _batches_per_replica(self, epoch: int) -> int:
         return self._layout(epoch)[2] // self.num_replicas
+
+    def total_batches(self, epochs: int | None = None) -> int:
+        r"""Batches this rank yields over epochs ``0 .. epochs - 1``, whole epochs.
+
+        The length of an epoch follows its phase (``C * n_max`` samples balanced, ``N``
+        fine-tune, each rounded to whole batches per rank), so ``len(sampler) * epochs`` is wrong
+        as soon as a schedule switches phase. This is the count to size a run or an LR schedule
+        with (``OneCycleLR(total_steps=...)``, a framework's ``max_steps``):
+
+        .. math::
+            \text{total} = \sum_{e=0}^{E-1} \text{batches per rank of epoch } e
+
+        Args:
+            epochs: number of epochs from 0; ``None`` takes the schedule's ``total_epochs``.
+
+        Example:
+            >>> from balancer import FineTuneSchedule
+            >>> labels = [0] * 6 + [1] * 3 + [2] * 1
+            >>> sampler = BalancedBatchSampler(labels, 3, schedule=FineTuneSchedule(3, 1))
+            >>> sampler.total_batches()  # two balanced epochs of 18 samples, one of 10
+            16
+        """
+        if epochs is None:
+            epochs = getattr(self.schedule, "total_epochs", None)
+            if epochs is None:
+                raise ValueError(
+                    "total_batches() takes its number of epochs from schedule.total_epochs, but "
+                    f"this sampler has schedule={self.schedule!r}; pass epochs=N"
+                )
+        epochs = check_int("epochs", epochs, minimum=0,
+                           fix="pass the number of epochs the run trains, counted from epoch 0")
+        # Two lengths at most (balanced, fine-tune): count epochs per phase, not per epoch.
+        phases = [self._phase_of(epoch) for epoch in range(epochs)]
+        lengths = {}
+        for epoch, phase in enumerate(phases):
+            if phase not in lengths:
+                lengths[phase] = self._batches_per_replica(epoch)
+        return sum(lengths[phase] for phase in phases)
 
     def __len__(self) -> int:
         """Batches this rank yields in its next (or running) iteration of the current epoch.
