@@ -72,11 +72,21 @@ class BalancedDataLoader(DataLoader):
             raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler, but got "
                             f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        if getattr(self, "in_order", True) is False and self.num_workers > 0:
+            raise ValueError(
+                "in_order=False with num_workers > 0: batches then arrive in whatever order the "
+                "workers finish, so a checkpoint cannot tell which batches the loop received and "
+                "a resume would skip some and repeat others; build the DataLoader with "
+                "in_order=True (the default)"
+            )
         # Batches the loop received in the current epoch, and where the next iteration starts
         # (non-zero only after load_state_dict; mirrors the sampler's own resume rules).
         self._consumed = 0
         self._resume_from = 0
         self._seed_was_drawn = False
+        # Bumped when the position changes (set_epoch to another epoch, load_state_dict): an
+        # iterator of the old position then no longer counts batches towards the new one.
+        self._generation = 0
         if batch_sampler.num_replicas > 1:
             # Frameworks that shard by sampler (Lightning, Ray Train) see a DistributedSampler
             # and leave this already-sharded loader as it is; see balancer/_shard.py. Set past
@@ -93,10 +103,12 @@ class BalancedDataLoader(DataLoader):
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch the next iteration yields; see :meth:`BalancedBatchSampler.set_epoch`."""
         previous = self.batch_sampler.epoch
+        finished = self._consumed >= self.batch_sampler._batches_per_replica(previous)
         self.batch_sampler.set_epoch(epoch)
-        if epoch != previous:
+        if epoch != previous or finished:
             self._consumed = 0
             self._resume_from = 0
+            self._generation += 1
 
     def total_batches(self, epochs: int | None = None) -> int:
         """Batches this rank yields over epochs ``0 .. epochs - 1``; see
@@ -138,6 +150,7 @@ class BalancedDataLoader(DataLoader):
             )
         self.batch_sampler.load_state_dict(state)
         self._consumed = self._resume_from = int(state["batches_done"])
+        self._generation += 1
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dataset={type(self.dataset).__name__}, "
@@ -151,13 +164,21 @@ class _CountingIterator:
         self._iterator = iterator
         self._loader = loader
         self._length = length
+        self._generation = loader._generation
 
     def __iter__(self) -> _CountingIterator:
         return self
 
     def __next__(self) -> Any:
+        loader = self._loader
+        if loader._generation != self._generation:
+            raise RuntimeError(
+                f"this iteration of the loader was ended by set_epoch({loader.epoch}) or "
+                f"load_state_dict() while it was running; start a new one with iter(loader) "
+                f"(a `for` loop does) for the new position instead of advancing the old one"
+            )
         batch = next(self._iterator)
-        self._loader._consumed += 1
+        loader._consumed += 1
         return batch
 
     def __len__(self) -> int:

@@ -21,6 +21,8 @@ EXTRAS = 3  # which classes take the extra draws when an epoch is not a whole nu
 INBATCH = 4  # the order of samples inside batches: (epoch, group of batches)
 FINETUNE = 5  # the permutation of a true-frequency epoch: (epoch, 0)
 INBATCH_POOL = 6  # the pool of in-batch orders of one epoch: (epoch, 0)
+CHAIN = 7  # the permutation whose prefixes are the heads of a chain of straddling cycles
+STRADDLE = 8  # the order inside a cycle that straddles an epoch boundary: (class, cycle)
 
 _KEY_TAG = 0x62616C616E636572  # "balancer": second key word, so seeds do not collide with other uses
 

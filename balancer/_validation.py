@@ -50,9 +50,18 @@ class EncodedLabels:
     counts: np.ndarray
 
 
+# torch floats that numpy has no dtype for.
+_NUMPY_LESS_FLOATS = tuple(getattr(torch, name) for name in (
+    "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+    if hasattr(torch, name))
+
+
 def _to_numpy(labels: Any, name: str) -> np.ndarray:
     if isinstance(labels, torch.Tensor):
-        return labels.detach().cpu().numpy()
+        labels = labels.detach().cpu()
+        if labels.dtype in _NUMPY_LESS_FLOATS:
+            labels = labels.double()  # exact: every bf16 / fp8 value is a float64 value
+        return labels.numpy()
     if isinstance(labels, (pd.Series, pd.Index)):
         if isinstance(labels.dtype, pd.api.extensions.ExtensionDtype) and labels.hasnans:
             # A nullable column (Int64, boolean, string[python]) turns pd.NA into NaN in a float
@@ -108,7 +117,13 @@ def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
                 f"{position} ({int(missing.sum())} missing in all); remove those samples or give "
                 f"them a class"
             )
-        codes, uniques = pd.factorize(array, sort=True)
+        if array.dtype.kind == "f":
+            array = _integral_floats(array, name)
+        try:
+            codes, uniques = pd.factorize(array, sort=True)
+        except TypeError:  # unhashable entries
+            _reject_collections(array, name)
+            raise
         classes = np.asarray(uniques)
     counts = np.bincount(codes, minlength=len(classes)).astype(np.int64)
     if len(classes) < 2:
@@ -119,6 +134,33 @@ def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
         )
     code_dtype = np.uint16 if len(classes) <= np.iinfo(np.uint16).max else np.int32
     return EncodedLabels(classes=classes, codes=codes.astype(code_dtype, copy=False), counts=counts)
+
+
+def _reject_collections(array: np.ndarray, name: str) -> None:
+    """Refuse entries that are themselves collections: several labels per sample."""
+    for position, value in enumerate(array):
+        if isinstance(value, (list, tuple, set, frozenset, np.ndarray, torch.Tensor)):
+            raise ValueError(
+                f"{name} holds a {type(value).__name__} at position {position} "
+                f"({_plain_repr(value)}): several labels per sample are multi-label targets, "
+                f"which this sampler does not take; pass one class per sample (e.g. the primary "
+                f"finding), or use the multi-label sampler"
+            )
+
+
+def _integral_floats(array: np.ndarray, name: str) -> np.ndarray:
+    """Float labels must be whole numbers (class indices stored as floats): anything else is
+    a continuous value (a score, a probability), not a class."""
+    fractional = ~np.isfinite(array) | (array != np.floor(array))
+    if fractional.any():
+        position = int(np.flatnonzero(fractional)[0])
+        raise ValueError(
+            f"{name} holds non-integer floats ({_plain_repr(array[position])} at position "
+            f"{position}, {int(fractional.sum())} in all): these look like continuous values "
+            f"(scores, probabilities), not class labels. Pass one class index per sample, e.g. "
+            f"labels.round().long(), or threshold the scores first"
+        )
+    return array
 
 
 def _plain_repr(value: Any) -> str:

@@ -25,6 +25,7 @@ from balancer import FineTuneSchedule, balance
 COUNTS = {"exact": (40, 11, 5), "padded": (41, 11, 5)}
 BATCH_SIZE = 4
 FEATURES = 6
+EPOCHS = 4  # 3 balanced epochs (the guarantees must hold after the first), then 1 fine-tune
 
 
 def free_port() -> int:
@@ -92,12 +93,45 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str, num_workers: i
     os._exit(0)
 
 
+def disagreeing_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """One rank building samplers that agree, then three that do not; records the errors."""
+    os.environ.update(loopback_env())
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world_size, timeout=timedelta(seconds=60))
+    from balancer import BalancedBatchSampler
+
+    labels = make_labels((40, 11, 5))
+    cases = {
+        "agree": dict(labels=labels, seed=3),
+        "seed=rank": dict(labels=labels, seed=rank),
+        "reordered": dict(labels=labels[::-1].copy() if rank else labels, seed=3),
+        "shorter": dict(labels=labels[:-3] if rank else labels, seed=3),
+    }
+    errors = {}
+    try:
+        for name, kwargs in cases.items():
+            try:
+                BalancedBatchSampler(kwargs["labels"], BATCH_SIZE, seed=kwargs["seed"])
+                errors[name] = None
+            except ValueError as error:
+                errors[name] = str(error)
+        partial = Path(out_dir) / f"rank{rank}.pt.partial"
+        torch.save(errors, partial)
+        os.replace(partial, partial.with_suffix(""))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def train_settings(num_workers: int) -> dict:
     """Train one DDP model per class-count setting; return what each epoch's loader served."""
     record: dict = {}
     for setting, counts in COUNTS.items():
         dataset = Points(make_labels(counts))
-        schedule = FineTuneSchedule(total_epochs=2, finetune_epochs=1)
+        schedule = FineTuneSchedule(total_epochs=EPOCHS, finetune_epochs=1)
         plain = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True,
                            num_workers=num_workers, persistent_workers=num_workers > 0)
         loader = balance(plain, schedule=schedule, seed=None)  # rank 0's seed, broadcast

@@ -15,14 +15,22 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _distributed import BATCH_SIZE, COUNTS, free_port, make_labels, run_rank
+from _distributed import (
+    BATCH_SIZE,
+    COUNTS,
+    EPOCHS,
+    disagreeing_rank,
+    free_port,
+    make_labels,
+    run_rank,
+)
 
 from balancer import BalancedBatchSampler, FineTuneSchedule
 
 WORLD_SIZE = 2
 
 
-def launch(tmp_path, num_workers, timeout=240.0):
+def launch(tmp_path, num_workers, timeout=240.0, target=run_rank):
     """Run the ranks and return their records.
 
     A rank that raises fails the test here, and so does a hung run (after ``timeout``). One case
@@ -32,8 +40,10 @@ def launch(tmp_path, num_workers, timeout=240.0):
     sharding under test has run; the records are then checked as usual.
     """
     paths = [tmp_path / f"rank{r}.pt" for r in range(WORLD_SIZE)]
-    context = mp.start_processes(run_rank, args=(WORLD_SIZE, free_port(), str(tmp_path),
-                                                 num_workers),
+    args = (WORLD_SIZE, free_port(), str(tmp_path))
+    if target is run_rank:
+        args += (num_workers,)
+    context = mp.start_processes(target, args=args,
                                  nprocs=WORLD_SIZE, join=False, start_method="spawn")
     deadline = time.monotonic() + timeout
     try:
@@ -65,9 +75,10 @@ def check_ranks(records, setting):
     assert [(r["num_replicas"], r["rank"]) for r in ranks] == [(2, 0), (2, 1)]
     assert len({r["seed"] for r in ranks}) == 1
     seed = ranks[0]["seed"]
-    schedule = FineTuneSchedule(total_epochs=2, finetune_epochs=1)
+    schedule = FineTuneSchedule(total_epochs=EPOCHS, finetune_epochs=1)
     n_max, num_classes, num_samples = max(counts), len(counts), len(labels)
-    for epoch, phase in enumerate(("balanced", "finetune")):
+    usage = np.zeros(num_samples, dtype=np.int64)
+    for epoch, phase in enumerate(["balanced"] * (EPOCHS - 1) + ["finetune"]):
         shards = [r["epochs"][epoch]["batches"] for r in ranks]
         assert [r["epochs"][epoch]["phase"] for r in ranks] == [phase, phase]
         # Equal numbers of batches on every rank, as len() announced; all batches full.
@@ -93,8 +104,15 @@ def check_ranks(records, setting):
                 assert all(used[i] == 1 for i in largest)  # each once per balanced epoch
             else:
                 assert num_classes * n_max <= total < num_classes * n_max + 2 * BATCH_SIZE
-                assert all(used[i] >= 1 for i in largest)
                 assert max(per_class.values()) - min(per_class.values()) <= 1
+            # G1 in every balanced epoch, not only the first: every sample of every class.
+            assert set(used) == set(range(num_samples))
+            # G2 across epochs: inside a class, use counts never differ by more than one.
+            for batch in plan:
+                np.add.at(usage, batch, 1)
+                for cls in range(num_classes):
+                    within = usage[labels == cls]
+                    assert within.max() - within.min() <= 1
         else:
             assert set(used) == set(range(num_samples))  # every sample, once
             if setting == "exact":
@@ -119,6 +137,17 @@ def test_two_gloo_ranks_balanced_and_finetune_epochs(tmp_path):
     records = launch(tmp_path, num_workers=0)
     for setting in COUNTS:
         check_ranks(records, setting)
+
+
+def test_ranks_that_build_different_plans_are_refused(tmp_path):
+    errors = launch(tmp_path, num_workers=0, timeout=120.0, target=disagreeing_rank)
+    for rank_errors in errors:
+        assert rank_errors["agree"] is None
+        assert "ranks built different plans" in rank_errors["seed=rank"]
+        assert "seed: rank 0 0, rank 1 1" in rank_errors["seed=rank"]
+        assert "do not pass seed=rank" in rank_errors["seed=rank"]
+        assert "labels: rank 0" in rank_errors["reordered"]
+        assert "samples: rank 0 56, rank 1 53" in rank_errors["shorter"]
 
 
 @pytest.mark.slow

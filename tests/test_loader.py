@@ -68,7 +68,7 @@ def test_balance_copies_settings_and_replaces_the_sampler():
                           collate_fn=collate_pairs, pin_memory=False, drop_last=True, timeout=30,
                           worker_init_fn=init_worker, multiprocessing_context=context,
                           generator=generator, prefetch_factor=3, persistent_workers=True,
-                          in_order=False)
+                          in_order=True)
     loader = balance(original, seed=4)
     assert isinstance(loader, BalancedDataLoader) and loader.dataset is dataset
     for name in ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
@@ -166,7 +166,7 @@ def test_balanced_loader_from_a_dataset():
     loader = balanced_loader(Indexed(labels), 6, num_workers=0, seed=3, drop_last=True,
                              schedule=FineTuneSchedule(2, 1), collate_fn=collate_pairs)
     assert loader.collate_fn is collate_pairs and loader.batch_sampler.seed == 3
-    assert len(loader) == 40 // 6
+    assert len(loader) == 7  # 40 balanced samples, extended to whole batches of 6
     _, classes = next(iter(loader))
     assert sorted(classes) == [0, 0, 0, 1, 1, 1]
 

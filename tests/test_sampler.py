@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -138,16 +138,18 @@ def test_properties_hold_for_random_label_sets(counts, batch_size, seed, cap, dr
     labels = make_labels(counts)
     full = len(counts) * max(counts)
     samples = None if cap < batch_size else cap
-    # An epoch shorter than one batch with drop_last=True is rejected (tested below).
-    assume(not (drop_last and (samples or full) < batch_size))
     sampler = BalancedBatchSampler(labels, batch_size, seed=seed, samples_per_epoch=samples,
                                    drop_last=drop_last)
     expected = samples or full
-    expected_batches = expected // batch_size if drop_last else -(-expected // batch_size)
+    # drop_last extends a balanced epoch to whole batches (the buffers continue) instead of
+    # dropping samples.
+    expected_batches = -(-expected // batch_size)
     usage = np.zeros(len(labels), dtype=np.int64)
     for epoch in range(3):
         batches = epoch_batches(sampler, epoch)
         assert len(batches) == len(sampler) == expected_batches
+        if drop_last:
+            assert all(len(b) == batch_size for b in batches)
         assert all(0 <= i < len(labels) for b in batches for i in b)
         assert_buffer_invariant(labels, batches, usage)
         got = class_counts_of(labels, batches)
@@ -315,7 +317,7 @@ def test_distributed_shards_whole_balanced_batches(num_replicas, drop_last):
                                      num_replicas=num_replicas, rank=rank)
                 for rank in range(num_replicas)]
     usage = np.zeros(len(labels), dtype=np.int64)
-    for epoch in range(2):
+    for epoch in range(4):
         check_distributed_epoch(labels, counts, samplers, epoch, usage)
 
 
@@ -327,9 +329,7 @@ def check_distributed_epoch(labels, counts, samplers, epoch, usage):
     assert len(lengths) == 1, "every rank yields the same number of batches"
     per_rank = lengths.pop()
     full = len(counts) * max(counts)
-    expected = (full // (batch_size * num_replicas) if drop_last
-                else -(-full // (batch_size * num_replicas)))
-    assert per_rank == expected
+    assert per_rank == -(-full // (batch_size * num_replicas))  # extended, whatever drop_last
     # Interleaving the ranks rebuilds the global plan: whole, full, balanced batches.
     plan = [shards[g % num_replicas][g // num_replicas] for g in range(per_rank * num_replicas)]
     assert all(len(batch) == batch_size for batch in plan)
@@ -338,9 +338,8 @@ def check_distributed_epoch(labels, counts, samplers, epoch, usage):
         assert set(per_class.values()) <= {1, 2}
     totals = class_counts_of(labels, plan)
     assert totals.max() - totals.min() <= 1 and totals.sum() == per_rank * num_replicas * batch_size
-    if not drop_last and epoch == 0:  # the largest class is covered in full
-        used = collections.Counter(i for batch in plan for i in batch)
-        assert all(used[i] >= 1 for i in np.flatnonzero(labels == 0))
+    used = collections.Counter(i for batch in plan for i in batch)
+    assert all(used[i] >= 1 for i in range(len(labels))), "every sample, in every epoch"
     assert_buffer_invariant(labels, plan, usage)
 
 
@@ -468,8 +467,8 @@ def test_bad_labels(labels, error, match):
      r"rank should be in \[0, num_replicas\) = \[0, 2\), but got rank=2"),
     (dict(batch_size=4, num_replicas=2, rank=-1), ValueError, "rank=-1"),
     (dict(batch_size=4, schedule="finetune"), TypeError, "schedule should have a phase"),
-    (dict(batch_size=8, num_replicas=4, drop_last=True), ValueError,
-     "gives no batch per replica"),
+    (dict(batch_size=8, num_replicas=4, drop_last=True, schedule=FineTuneSchedule(2, 1)),
+     ValueError, "a fine-tune epoch of 6 samples gives no batch per replica"),
 ])
 def test_bad_settings(kwargs, error, match):
     with pytest.raises(error, match=match):
