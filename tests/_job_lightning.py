@@ -5,6 +5,7 @@ accelerator="cpu")`` with the default ``use_distributed_sampler=True``.
     python tests/_job_lightning.py --out DIR --stop-after K --ckpt C  # K steps, checkpoint, stop
     python tests/_job_lightning.py --out DIR --resume C               # trainer.fit(ckpt_path=C)
     python tests/_job_lightning.py --out DIR --plain --epochs 1       # a shuffled DataLoader
+    python tests/_job_lightning.py --out DIR --epochs 1 --finetune-epochs 0  # one balanced epoch
 
 Lightning's DDP launcher starts rank 1 by running this script again.
 """
@@ -30,11 +31,11 @@ from balancer.integrations import lightning as balancer_lightning
 
 
 class Classifier(L.LightningModule):
-    def __init__(self, out: str, plain: bool) -> None:
+    def __init__(self, out: str, plain: bool, finetune_epochs: int) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Linear(FEATURES, len(COUNTS))
-        self.out, self.plain = out, plain
+        self.out, self.plain, self.finetune_epochs = out, plain, finetune_epochs
         self.recorder: Recorder | None = None
         self.epoch_times: list[tuple[int, float]] = []
 
@@ -42,8 +43,8 @@ class Classifier(L.LightningModule):
         plain = DataLoader(Points(), batch_size=BATCH_SIZE, shuffle=True)
         if self.plain:
             return plain
-        return balancer_lightning.balance(self.trainer, plain, finetune_epochs=FINETUNE,
-                                          seed=SEED)
+        return balancer_lightning.balance(self.trainer, plain,
+                                          finetune_epochs=self.finetune_epochs, seed=SEED)
 
     def on_train_start(self) -> None:
         self.recorder = Recorder(self.out, self.global_rank)
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--resume")
     parser.add_argument("--plain", action="store_true")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--finetune-epochs", type=int, default=FINETUNE)
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -91,7 +93,7 @@ def main() -> None:
         enable_model_summary=False, enable_checkpointing=bool(args.stop_after),
         num_sanity_val_steps=0,
     )
-    trainer.fit(Classifier(args.out, args.plain), ckpt_path=args.resume)
+    trainer.fit(Classifier(args.out, args.plain, args.finetune_epochs), ckpt_path=args.resume)
 
 
 if __name__ == "__main__":

@@ -227,7 +227,7 @@ def test_total_batches_on_the_loader_and_its_errors():
     assert loader.total_batches(0) == 0
     unscheduled = BalancedBatchSampler([0, 0, 1], 2)
     assert unscheduled.total_batches(4) == 4 * 2
-    with pytest.raises(ValueError, match=r"schedule.total_epochs.*pass epochs=N"):
+    with pytest.raises(ValueError, match=r"needs epochs=N without a schedule"):
         unscheduled.total_batches()
     with pytest.raises(ValueError, match=r"epochs should be"):
         loader.total_batches(-1)
@@ -236,7 +236,7 @@ def test_total_batches_on_the_loader_and_its_errors():
 
 
 def test_labels_from_a_hugging_face_dataset_column_without_decoding_rows():
-    datasets = pytest.importorskip("datasets")  # in the hf extra, which dev installs
+    import datasets
     labels = [0, 2, 1, 0, 0, 1, 2, 0]
     table = datasets.Dataset.from_dict({"x": list(range(8)), "label": labels,
                                         "fine": [f"c{v}" for v in labels],
@@ -318,7 +318,8 @@ def test_accelerate_prepare_in_one_process_drives_the_epochs_itself():
 
 
 def test_transformers_trainer_refuses_settings_it_cannot_honour(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     from balancer.integrations.transformers import BalancedTrainer
 
     model = torch.nn.Linear(2, 2)
@@ -336,7 +337,6 @@ def test_transformers_trainer_refuses_settings_it_cannot_honour(tmp_path):
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_torchdata_stateful_dataloader_resumes_with_exactly_the_remaining_batches(num_workers):
-    pytest.importorskip("torchdata")
     from balancer.integrations.torchdata import stateful_loader
 
     def make():

@@ -151,9 +151,8 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
         rank=accelerator.process_index,
     )
     plan = GlobalPlan(sampler)
-    settings = _settings_of(loader)
-    settings.pop("generator", None)  # the plan's randomness is the sampler's own
-    prepared = accelerator.prepare(DataLoader(loader.dataset, batch_sampler=plan, **settings))
+    prepared = accelerator.prepare(DataLoader(loader.dataset, batch_sampler=plan,
+                                              **_settings_of(loader)))
     prepared.balanced_sampler = sampler
     prepared.total_batches = sampler.total_batches
     accelerator.register_for_checkpointing(_EpochState(prepared, plan))

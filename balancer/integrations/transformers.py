@@ -42,6 +42,8 @@ from balancer.integrations.accelerate import prepare
 
 __all__ = ["BalancedTrainer"]
 
+_LOOP_STEPS = ("set_initial_training_values", "_init_training_state", "_run_epoch")
+
 
 class BalancedTrainer(transformers.Trainer):
     """A ``transformers.Trainer`` that trains on balanced batches, then ``finetune_epochs`` epochs
@@ -60,6 +62,16 @@ class BalancedTrainer(transformers.Trainer):
 
     def __init__(self, *args: Any, finetune_epochs: int = 0, labels: Any = None,
                  samples_per_epoch: int | None = None, **kwargs: Any) -> None:
+        missing = [name for name in _LOOP_STEPS if not callable(getattr(transformers.Trainer,
+                                                                         name, None))]
+        if missing:
+            # An older Trainer runs its loop in one method: overriding nothing, the run would
+            # silently keep the first epoch's length.
+            raise ImportError(
+                f"BalancedTrainer needs transformers>=5 (its Trainer splits the training loop "
+                f"into {', '.join(_LOOP_STEPS)}); transformers {transformers.__version__} lacks "
+                f"{', '.join(missing)}: pip install 'balancer[hf]'"
+            )
         super().__init__(*args, **kwargs)
         epochs = self.args.num_train_epochs
         if epochs != int(epochs) or epochs < 1:
