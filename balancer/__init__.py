@@ -9,6 +9,7 @@ from balancer._loader import BalancedDataLoader, balance, balanced_loader
 from balancer._sampler import BalancedBatchSampler
 from balancer._schedule import FineTuneSchedule
 from balancer.datasets import SHIPPED_DATASETS, MedMNIST, load_medmnist
+from balancer.transforms import RandomFlipShift, random_flip_shift
 
 __all__ = [
     "SHIPPED_DATASETS",
@@ -16,10 +17,12 @@ __all__ = [
     "BalancedDataLoader",
     "FineTuneSchedule",
     "MedMNIST",
+    "RandomFlipShift",
     "balance",
     "balanced_loader",
     "labels_of",
     "load_medmnist",
+    "random_flip_shift",
 ]
 
 __version__ = "0.1.0"

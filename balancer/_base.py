@@ -440,12 +440,12 @@ def _as_lists(rows: np.ndarray) -> list[list[int]]:
     return rows.tolist()
 
 
-def _as_arrays(rows: np.ndarray) -> Iterator[np.ndarray]:
-    return iter(rows.astype(np.int64))
+def _as_arrays(rows: np.ndarray) -> list[np.ndarray]:
+    return list(rows.astype(np.int64))  # views of one new array: no batch aliases the plan's
 
 
-def _as_tensors(rows: np.ndarray) -> Iterator[torch.Tensor]:
-    return iter(torch.from_numpy(rows.astype(np.int64)))
+def _as_tensors(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
+    return torch.from_numpy(rows.astype(np.int64)).unbind(0)
 
 
 _CONVERTERS = {"list": _as_lists, "numpy": _as_arrays, "tensor": _as_tensors}

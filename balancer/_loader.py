@@ -35,7 +35,7 @@ _DATALOADER_PARAMETERS = frozenset(inspect.signature(DataLoader.__init__).parame
 # Samplers balance() may replace: the defaults behind shuffle=False/True, and DistributedSampler
 # (the balanced sampler shards by itself, with the same num_replicas and rank).
 _REPLACEABLE_SAMPLERS = (SequentialSampler, RandomSampler, DistributedSampler)
-_SAMPLER_OPTIONS = ("schedule", "seed", "samples_per_epoch", "drop_last")
+_SAMPLER_OPTIONS = ("schedule", "seed", "samples_per_epoch", "drop_last", "batch_type")
 
 
 class BalancedDataLoader(DataLoader):
@@ -130,6 +130,11 @@ class BalancedDataLoader(DataLoader):
         """The sampler's seed (drawn at random, the same on every rank, when built with None)."""
         return self.batch_sampler.seed
 
+    def total_batches(self, epochs: int | None = None) -> int:
+        """Batches this rank yields over epochs ``0 .. epochs - 1`` (default: the schedule's
+        ``total_epochs``); see :meth:`BalancedBatchSampler.total_batches`."""
+        return self.batch_sampler.total_batches(epochs)
+
     def state_dict(self) -> dict[str, Any]:
         """The sampler's state, with ``batches_done`` = batches the loop received this epoch.
 
@@ -193,6 +198,7 @@ def balance(
     seed: int | None = 0,
     samples_per_epoch: int | None = None,
     drop_last: bool | None = None,
+    batch_type: str | None = None,
 ) -> BalancedDataLoader:
     """The same ``DataLoader``, drawing equal-frequency batches from circular per-class buffers.
 
@@ -215,6 +221,12 @@ def balance(
             rank, so all call ``balance`` together. Save ``loader.seed`` to resume such a run.
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
         drop_last: drop a short last batch; ``None`` keeps ``loader.drop_last``.
+        batch_type: what the sampler hands the dataset for each batch: ``"list"`` of ints,
+            ``"numpy"`` or ``"tensor"`` (``int64`` index arrays, cheaper to make). ``None``
+            chooses ``"numpy"`` for a dataset that declares ``supports_index_arrays = True``
+            (its ``__getitems__`` takes an index array, as :class:`~balancer.MedMNIST`'s does)
+            and ``"list"`` otherwise: a ``__getitems__`` written for lists can misread an array
+            (``indices + [i]`` adds instead of appending).
 
     Example:
         >>> from balancer import MedMNIST
@@ -270,11 +282,15 @@ def balance(
     if isinstance(index_sampler, DistributedSampler):
         num_replicas, rank = index_sampler.num_replicas, index_sampler.rank
 
+    if batch_type is None:
+        batch_type = "numpy" if getattr(dataset, "supports_index_arrays", False) is True \
+            else "list"
     resolved = labels_of(dataset, labels)
     drawn = seed is None
     sampler = BalancedBatchSampler(
         resolved, batch_size, seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
         samples_per_epoch=samples_per_epoch, num_replicas=num_replicas, rank=rank,
+        batch_type=batch_type,
     )
     balanced = BalancedDataLoader(dataset, sampler, **_settings_of(loader))
     balanced._seed_was_drawn = drawn

@@ -1,5 +1,6 @@
-"""Throughput of a balance()d DataLoader against the same DataLoader with shuffle=True, and the
-time labels_of() takes to find 1,000,000 labels, measured in one run.
+"""Throughput of a balance()d DataLoader against the same DataLoader with shuffle=True, of the
+batched fetch of MedMNIST against per-item access, and the time labels_of() takes to find
+1,000,000 labels, measured in one run.
 
     python benchmarks/bench_loader.py            # 100,000 images, 1,000,000 labels (about 1 minute)
     python benchmarks/bench_loader.py --quick    # 20,000 images, 100,000 labels (seconds)
@@ -11,6 +12,15 @@ time labels_of() takes to find 1,000,000 labels, measured in one run.
   (ABBA order), and the figure is the median over pairs of back-to-back epochs of the ratio of
   samples per second. Goal: >= 0.95. On a shared machine the wall clock is noisy, so the same
   comparison also runs with ``num_workers=0`` on this process's CPU time.
+- Batched fetch: ``balance(DataLoader(MedMNIST("pneumoniamnist"), batch_size=256,
+  shuffle=True), samples_per_epoch=E)`` (each batch fetched by ``MedMNIST.__getitems__`` in one
+  gather) against ``DataLoader(MedMNIST(...), batch_size=256, shuffle=True)`` with per-item
+  access (``dataset[i]`` for every index, as without ``__getitems__``) over the same 4,708
+  in-memory images, no workers, E = 4,708, five epochs per loader per round. Rounds alternate
+  (ABBA); the figure is the median over back-to-back pairs of the ratio of samples per second,
+  on this process's CPU time (wall clock alongside). Goal: >= 5. A second line adds the same
+  augmentation to both (random flips and shifts of up to 2 pixels): per batch with
+  ``batch_transform=RandomFlipShift()`` against a lean per-item ``transform``.
 - Labels: ``labels_of`` on a dataset with a 1,000,000-entry ``targets`` list (torchvision
   style) and on a 1,000,000-row CSV manifest (``image,dx``), each against the least work that
   produces the same array (``np.asarray(targets)``; ``pd.read_csv(path, usecols=["dx"])``).
@@ -31,7 +41,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from balancer import balance, labels_of
+from balancer import MedMNIST, RandomFlipShift, balance, labels_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sampler import long_tailed_labels
@@ -115,6 +125,81 @@ def bench_loaders(num_samples: int, repeats: int) -> None:
                    "num_workers=0, CPU time")
 
 
+class PerItemMedMNIST(MedMNIST):
+    """MedMNIST as it was before its batched fetch: the DataLoader's fetcher skips a falsy
+    ``__getitems__`` and calls ``dataset[i]`` once per index."""
+
+    __getitems__ = None
+
+
+class PerItemFlipShift:
+    """The same augmentation as a lean per-item transform: one draw picks the flip and the
+    shift together (2 x 5 x 5 outcomes), then a pad and a slice."""
+
+    def __init__(self, seed: int = 0, shift: int = 2) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.shift = shift
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        side = 2 * self.shift + 1
+        code = int(torch.randint(0, 2 * side * side, (), generator=self.generator))
+        if code >= side * side:
+            image, code = image.flip(2), code - side * side
+        dy, dx = divmod(code, side)
+        h, w = image.shape[1:]
+        padded = torch.nn.functional.pad(image, (self.shift,) * 4)
+        return padded[:, dy: dy + h, dx: dx + w].contiguous()
+
+
+def epoch_rates(loader: DataLoader, epochs: int, round_: int) -> tuple[float, float]:
+    """Samples per second over ``epochs`` epochs: (CPU time of this process, wall clock)."""
+    count = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    for epoch in range(epochs):
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(round_ * epochs + epoch)
+        for images, _ in loader:
+            count += len(images)
+    return count / (time.process_time() - cpu), count / (time.perf_counter() - wall)
+
+
+def bench_batched_fetch(rounds: int, batch_size: int = 256) -> None:
+    name, repeat = "pneumoniamnist", 5
+    size = len(MedMNIST(name))
+    print(f"batched fetch: MedMNIST({name!r}) train, {size:,} in-memory images, batch_size="
+          f"{batch_size}, no workers, {repeat * size:,} samples per loader per round")
+    for augmented in (False, True):
+        batched = MedMNIST(name, batch_transform=RandomFlipShift(seed=0) if augmented else None)
+        per_item = PerItemMedMNIST(name, transform=PerItemFlipShift() if augmented else None)
+        plain = torch.Generator().manual_seed(0)
+        loaders = {  # (loader, epochs per round)
+            "balanced": (balance(DataLoader(batched, batch_size=batch_size, shuffle=True),
+                                 samples_per_epoch=size), repeat),
+            "per-item": (DataLoader(per_item, batch_size=batch_size, shuffle=True,
+                                    generator=plain), repeat),
+        }
+        for loader, epochs in loaders.values():  # warm up
+            epoch_rates(loader, epochs, 0)
+        cpu: dict[str, list[float]] = {k: [] for k in loaders}
+        wall: dict[str, list[float]] = {k: [] for k in loaders}
+        for round_ in range(rounds):
+            order = list(loaders.items())
+            for key, (loader, epochs) in order if round_ % 2 == 0 else order[::-1]:
+                on_cpu, on_wall = epoch_rates(loader, epochs, round_ + 1)
+                cpu[key].append(on_cpu)
+                wall[key].append(on_wall)
+        ratio = statistics.median(a / b for a, b in zip(cpu["balanced"], cpu["per-item"],
+                                                         strict=True))
+        wall_ratio = statistics.median(a / b for a, b in zip(wall["balanced"], wall["per-item"],
+                                                              strict=True))
+        what = ("flips and shifts, per batch vs per item" if augmented
+                else "no augmentation")
+        print(f"  {what}: balanced + __getitems__ {statistics.median(cpu['balanced']):,.0f} "
+              f"samples/s, shuffle=True per item {statistics.median(cpu['per-item']):,.0f} (CPU "
+              f"time); median of {rounds} paired ratios {ratio:.2f}x (goal >= 5x), wall clock "
+              f"{wall_ratio:.2f}x")
+
+
 def bench_labels(num_labels: int) -> None:
     targets = long_tailed_labels(num_labels, 10, 100.0).tolist()
 
@@ -151,6 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     bench_loaders(20_000 if args.quick else 100_000, 2 if args.quick else args.repeats)
+    bench_batched_fetch(2 if args.quick else args.repeats)
     bench_labels(100_000 if args.quick else 1_000_000)
 
 

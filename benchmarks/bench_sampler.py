@@ -8,9 +8,13 @@ of 100 (largest / smallest), shuffled over the dataset. Every figure is printed 
 baseline timed in the same run, because the machines this runs on are shared and noisy:
 
 - indices per second over a whole balanced epoch (C * n_max indices, lists of batch_size) vs
-  torch's ``BatchSampler(RandomSampler(N), batch_size)`` over its epoch (goal >= 4x), and vs
-  ``BatchSampler(WeightedRandomSampler(1 / n_c, C * n_max), batch_size)`` (goal >= 20x);
+  torch's ``BatchSampler(RandomSampler(N), batch_size)`` over its epoch (goal >= 5x), and vs
+  ``BatchSampler(WeightedRandomSampler(1 / n_c, C * n_max), batch_size)`` (goal >= 25x);
   ours and the plain baseline are medians of ``--repeats`` alternating timings;
+- the same epoch as int64 index arrays (``batch_type="numpy"``) vs as lists (goal >= 1.8x),
+  and the list path vs ``reference_plan.py``, a bulk numpy build of the same batches converted
+  to lists 64 batches at a time (goal: the list path's idx/s >= 1 / 1.2 = 0.83x the
+  reference's), medians of alternating timings;
 - time to the first batch of an epoch vs one ``np.random.permutation(N)`` (goal <= 2x);
 - peak resident-memory growth of building the sampler and iterating an epoch, vs that of one
   int64 permutation of N (goal <= 3x), each measured in a fresh subprocess.
@@ -23,12 +27,16 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, RandomSampler, WeightedRandomSampler
 
 from balancer import BalancedBatchSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_plan import reference_epoch
 
 
 def long_tailed_labels(num_samples: int, num_classes: int, ratio: float, seed: int = 0) -> np.ndarray:
@@ -47,6 +55,12 @@ def consume(batches) -> int:
     return total
 
 
+def as_lists(batches: np.ndarray):
+    """The reference's batches as lists, converted 64 at a time as a loop would take them."""
+    for start in range(0, len(batches), 64):
+        yield from batches[start: start + 64].tolist()
+
+
 def rate(make_iterable) -> float:
     start = time.perf_counter()
     count = consume(make_iterable())
@@ -60,6 +74,9 @@ import numpy as np, sys
 sys.path.insert(0, {sys.path[0]!r})
 from bench_sampler import long_tailed_labels
 from balancer import BalancedBatchSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_plan import reference_epoch  # noqa: E402
 labels = long_tailed_labels({num_samples}, {num_classes}, 100.0)
 def rss(field):
     for line in open('/proc/self/status'):
@@ -107,18 +124,28 @@ def main() -> None:
     # Ours and the plain baseline alternate, each timed --repeats times (ours on a different
     # epoch each time); the ratio uses the medians. The weighted baseline is ~20x slower and
     # runs once.
-    ours_rates, plain_rates = [], []
+    arrays = BalancedBatchSampler(labels, b, seed=1, batch_type="numpy")
+    ours_rates, plain_rates, array_rates, reference_rates = [], [], [], []
     for repeat in range(args.repeats):
         sampler.set_epoch(10 + repeat)
         ours_rates.append(rate(lambda: sampler))
         plain_rates.append(rate(lambda: BatchSampler(RandomSampler(range(n)), b, drop_last=False)))
+        arrays.set_epoch(10 + repeat)
+        array_rates.append(rate(lambda: arrays))
+        epoch = 10 + repeat
+        reference_rates.append(rate(lambda e=epoch: as_lists(reference_epoch(sampler, e))))
     ours, plain = statistics.median(ours_rates), statistics.median(plain_rates)
     print(f"ours idx/s per repeat: {', '.join(f'{r:.3g}' for r in ours_rates)}; "
-          f"plain: {', '.join(f'{r:.3g}' for r in plain_rates)}")
-    rows.append(("balanced epoch idx/s vs BatchSampler(RandomSampler)", ours, plain, ">= 4x"))
+          f"plain: {', '.join(f'{r:.3g}' for r in plain_rates)}; "
+          f"ours as arrays: {', '.join(f'{r:.3g}' for r in array_rates)}")
+    rows.append(("balanced epoch idx/s vs BatchSampler(RandomSampler)", ours, plain, ">= 5x"))
     weights = torch.from_numpy(1.0 / counts[labels])
     weighted = rate(lambda: BatchSampler(WeightedRandomSampler(weights, epoch_len), b, False))
-    rows.append(("balanced epoch idx/s vs WeightedRandomSampler", ours, weighted, ">= 20x"))
+    rows.append(("balanced epoch idx/s vs WeightedRandomSampler", ours, weighted, ">= 25x"))
+    rows.append(("index arrays idx/s vs lists (same plan)", statistics.median(array_rates), ours,
+                 ">= 1.8x"))
+    rows.append(("lists idx/s vs numpy reference of the plan, as lists", ours,
+                 statistics.median(reference_rates), ">= 0.83x"))
 
     firsts, perms = [], []
     for repeat in range(args.repeats):
@@ -136,7 +163,7 @@ def main() -> None:
               "sizes the ratios differ (fewer draws per reshuffle, a smaller baseline cost).")
     print(f"\n{'figure':55s} {'ours':>12s} {'baseline':>12s} {'ratio':>8s}  goal")
     for name, value, base, goal in rows:
-        print(f"{name:55s} {value:12.3g} {base:12.3g} {value / base:7.1f}x  {goal}")
+        print(f"{name:55s} {value:12.3g} {base:12.3g} {value / base:7.2f}x  {goal}")
     print(f"{'time to first batch (s) vs np.random.permutation(N)':55s} {first:12.3g} {perm:12.3g} "
           f"{first / perm:7.2f}x  <= 2x")
     if not args.skip_memory:

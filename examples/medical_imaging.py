@@ -10,7 +10,10 @@ What it does, in the order a study would:
 
 1. An ordinary ``Dataset`` (``balancer.MedMNIST``: 28x28 chest X-rays, 1,214 normal vs 3,494
    pneumonia in training) and an ordinary ``DataLoader``, wrapped with ``balancer.balance()``:
-   the labels come from ``dataset.labels``, no image is read to find them.
+   the labels come from ``dataset.labels``, no image is read to find them. Each batch is fetched
+   in one gather (the ``DataLoader`` calls ``MedMNIST.__getitems__`` with the batch's indices,
+   also through the ``Subset`` of ``--limit``), and augmented once per batch: random flips and
+   shifts of up to 2 pixels (``balancer.RandomFlipShift``, seeded; ``--augment 0`` turns it off).
 2. A small CNN (a convolutional backbone and a linear head).
 3. A ``FineTuneSchedule``: balanced epochs first, then the last epochs at the true class
    frequencies with the backbone frozen and a lower learning rate, so the head's biases learn
@@ -52,6 +55,7 @@ finetune_lr_factor = 0.1  # the head's learning rate in the fine-tune phase, rel
 seed = 0
 limit = 0  # train on the first `limit` images only (0: all); for quick runs
 num_workers = 0
+augment = 1  # 1: random flips and shifts of up to 2 pixels, drawn once per batch; 0: none
 device = "cuda" if torch.cuda.is_available() else "cpu"
 # ----------------------------------------------------------------------------- command line
 SETTINGS = {k: v for k, v in dict(globals()).items()
@@ -114,7 +118,9 @@ def main() -> None:
     args = parse_settings()
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    train_set = balancer.MedMNIST(args.dataset, "train")
+    # Per batch, not per item: one call augments the whole (B, C, 28, 28) batch.
+    augmentation = balancer.RandomFlipShift(shift=2, seed=args.seed) if args.augment else None
+    train_set = balancer.MedMNIST(args.dataset, "train", batch_transform=augmentation)
     val_set = balancer.MedMNIST(args.dataset, "val")
     test_set = balancer.MedMNIST(args.dataset, "test")
     num_classes, channels = test_set.num_classes, test_set.images.shape[1]
@@ -141,7 +147,8 @@ def main() -> None:
     print(f"{args.dataset}: {len(train_set)} training images, counts "
           f"{dict(zip(names, label_counts.int().tolist(), strict=True))}; "
           f"{schedule.balanced_epochs} balanced + {schedule.finetune_epochs} fine-tune epochs, "
-          f"loss {args.loss!r}, on {device}")
+          f"loss {args.loss!r}, {'flips and shifts per batch' if augmentation else 'no augmentation'}, "
+          f"on {device}")
     absent = [names[c] for c in range(num_classes) if label_counts[c] == 0]
     if absent:
         print(f"note: no training image of class(es) {', '.join(absent)} in the first "
@@ -156,6 +163,8 @@ def main() -> None:
     started = time.perf_counter()
     for epoch in range(schedule.total_epochs):
         loader.set_epoch(epoch)
+        if augmentation is not None:
+            augmentation.set_epoch(epoch)  # fresh draws, a pure function of (seed, epoch)
         finetune = loader.phase == "finetune"
         if finetune:
             # Freeze the backbone (BatchNorm statistics included) and slow the head down: the

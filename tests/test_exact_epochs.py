@@ -308,3 +308,77 @@ def test_bfloat16_and_whole_float_labels_are_class_indices():
 def test_labels_that_are_not_classes_get_clear_errors(labels, match):
     with pytest.raises(ValueError, match=match):
         BalancedBatchSampler(labels, 2)
+
+
+# ---------------------------------------------------------------------- index arrays
+@pytest.mark.parametrize("num_replicas", [1, 3])
+def test_index_arrays_are_the_list_batches(num_replicas):
+    labels = make_labels([300, 41, 7, 2])
+    schedule = FineTuneSchedule(3, 1)
+
+    def batches(batch_type, rank):
+        sampler = BalancedBatchSampler(labels, 13, seed=5, schedule=schedule,
+                                       num_replicas=num_replicas, rank=rank,
+                                       batch_type=batch_type)
+        out = []
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            out.append(list(sampler))
+        return out
+
+    for rank in range(num_replicas):
+        lists = batches("list", rank)
+        for batch_type, kind in (("numpy", np.ndarray), ("tensor", torch.Tensor)):
+            arrays = batches(batch_type, rank)
+            for epoch_lists, epoch_arrays in zip(lists, arrays, strict=True):
+                assert all(isinstance(b, kind) and b.dtype in (np.int64, torch.int64)
+                           for b in epoch_arrays)
+                assert [b.tolist() for b in epoch_arrays] == epoch_lists
+
+
+class ArrayIndexed(Indexed):
+    supports_index_arrays = True
+
+    def __getitems__(self, indices):
+        assert isinstance(indices, np.ndarray)
+        return [int(i) for i in indices]
+
+
+def test_balance_hands_index_arrays_only_to_datasets_that_declare_it():
+    labels = make_labels([30, 7])
+    declared = balance(DataLoader(ArrayIndexed(labels), batch_size=4))
+    assert declared.batch_sampler.batch_type == "numpy"
+    plain = balance(DataLoader(Indexed(labels), batch_size=4))
+    assert plain.batch_sampler.batch_type == "list"
+    declared.set_epoch(0)
+    plain.set_epoch(0)
+    assert [b.tolist() for b in declared] == [b.tolist() for b in plain]
+    forced = balance(DataLoader(ArrayIndexed(labels), batch_size=4), batch_type="list")
+    assert forced.batch_sampler.batch_type == "list"
+
+
+def test_bad_batch_type():
+    with pytest.raises(ValueError, match=r"batch_type should be one of \('list', 'numpy', "
+                                         r"'tensor'\), but got batch_type='array'"):
+        BalancedBatchSampler([0, 1, 1], 2, batch_type="array")
+
+
+@pytest.mark.parametrize("num_replicas", [1, 2])
+def test_total_batches_is_what_the_epochs_yield(num_replicas):
+    labels = make_labels([50, 9, 4])
+    schedule = FineTuneSchedule(4, 2)
+    loader = balance(DataLoader(Indexed(labels), batch_size=5), schedule=schedule)
+    samplers = [BalancedBatchSampler(labels, 5, schedule=schedule, num_replicas=num_replicas,
+                                     rank=r) for r in range(num_replicas)]
+    for sampler in samplers:
+        yielded = sum(len(shard) for shard in [shards_of([sampler], e)[0] for e in range(4)])
+        assert sampler.total_batches() == sampler.total_batches(4) == yielded
+        # 150 balanced samples in batches of 5, dealt to the ranks
+        assert sampler.total_batches(2) == 2 * 30 // num_replicas
+    loader.set_epoch(0)
+    assert loader.total_batches() == 2 * 30 + 2 * 13  # 63 samples in a fine-tune epoch: 13
+    assert loader.total_batches() != len(loader) * 4  # the phase changes the length
+    with pytest.raises(ValueError, match=r"total_batches\(\) needs epochs=N"):
+        BalancedBatchSampler(labels, 5).total_batches()
+    with pytest.raises(ValueError, match=r"epochs should be an integer >= 0, but got epochs=-1"):
+        samplers[0].total_batches(-1)

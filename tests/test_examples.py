@@ -59,6 +59,7 @@ def test_medical_imaging_reduced_run(monkeypatch, capsys):
     args = ["--epochs", "2", "--finetune-epochs", "1", "--limit", "400", "--loss", "ldam"]
     out = run_example("medical_imaging.py", args, monkeypatch, capsys)
     assert "400 training images" in out and "1 balanced + 1 fine-tune epochs, loss 'ldam'" in out
+    assert "flips and shifts per batch" in out
     assert re.search(r"epoch 0 \(balanced\) +\d+ batches, loss \d+\.\d+, val balanced accuracy", out)
     assert re.search(r"epoch 1 \(finetune\) +4 batches", out)  # 400 true-frequency samples / 128
     assert re.search(r"test \(624 images\): accuracy \d\.\d{3}, balanced accuracy \d\.\d{3}", out)
@@ -70,8 +71,9 @@ def test_medical_imaging_subset_missing_classes(monkeypatch, capsys, loss):
     """The first 8 RetinaMNIST training images hold classes 0, 3 and 4 only: counts are reported
     per label (0 for the absent ones) and the count-based losses still train."""
     args = ["--dataset", "retinamnist", "--limit", "8", "--epochs", "2", "--finetune-epochs", "1",
-            "--loss", loss]
+            "--loss", loss, "--augment", "0"]
     out = run_example("medical_imaging.py", args, monkeypatch, capsys)
+    assert "no augmentation" in out
     assert "8 training images, counts {'0': 5, '1': 0, '2': 0, '3': 1, '4': 2}" in out
     assert "no training image of class(es) 1, 2 in the first 8 images" in out
     assert re.search(r"epoch 1 \(finetune\) +1 batches, loss \d+\.\d+", out)

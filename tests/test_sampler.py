@@ -323,7 +323,6 @@ def test_distributed_shards_whole_balanced_batches(num_replicas, drop_last):
 
 def check_distributed_epoch(labels, counts, samplers, epoch, usage):
     num_replicas, batch_size = len(samplers), samplers[0].batch_size
-    drop_last = samplers[0].drop_last
     shards = [epoch_batches(sampler, epoch) for sampler in samplers]
     lengths = {len(shard) for shard in shards}
     assert len(lengths) == 1, "every rank yields the same number of batches"
