@@ -110,11 +110,6 @@ class BalancedDataLoader(DataLoader):
             self._resume_from = 0
             self._generation += 1
 
-    def total_batches(self, epochs: int | None = None) -> int:
-        """Batches this rank yields over epochs ``0 .. epochs - 1``; see
-        :meth:`BalancedBatchSampler.total_batches`. The number of steps to give an LR schedule."""
-        return self.batch_sampler.total_batches(epochs)
-
     @property
     def epoch(self) -> int:
         """The current epoch (the last one set, or restored by :meth:`load_state_dict`)."""

@@ -76,7 +76,7 @@ def main() -> None:
         "features": points.features.tolist(), "labels": points.targets.tolist(),
         "index": list(range(len(points))),
     }).with_format("torch")
-    checkpoints = os.path.join(args.out, "..", "checkpoints")
+    checkpoints = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints")
     training_args = transformers.TrainingArguments(
         output_dir=checkpoints, num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH_SIZE,
         learning_rate=0.05, lr_scheduler_type="linear", warmup_steps=0, seed=SEED, use_cpu=True,
