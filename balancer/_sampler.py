@@ -171,11 +171,11 @@ class BalancedBatchSampler(PlanBatchSampler):
             # group existed: BalancedBatchSampler(DistributedSampler(...), batch_size=, drop_last=).
             raise TypeError(
                 f"labels should be one class label per item, but got a {type(labels).__name__}: a "
-                f"framework is rebuilding the batch sampler around its own sampler, because the "
-                f"balanced loader was built with num_replicas=1 before the process group "
-                f"started. Build it where the process group is initialised (inside "
-                f"LightningModule.train_dataloader() or the per-worker train function), or pass "
-                f"num_replicas= and rank="
+                f"framework is rebuilding the batch sampler around its own sampler (Lightning's "
+                f"use_distributed_sampler does so to a balanced loader built with num_replicas=1, "
+                f"before the process group started). Build the loader where the process group is "
+                f"initialised (inside LightningModule.train_dataloader() or the per-worker train "
+                f"function), so that it shards itself, or pass num_replicas= and rank="
             )
         encoded = encode_labels(labels, "labels")
         super().__init__(num_samples=len(encoded.codes), batch_size=batch_size, seed=seed,
