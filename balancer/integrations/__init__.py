@@ -9,7 +9,7 @@ and ``import balancer.integrations`` never need any of them:
   ``save_state``/``load_state``);
 - :mod:`balancer.integrations.transformers`: the Hugging Face ``Trainer`` (``max_steps`` and the
   LR schedule from :meth:`~balancer.BalancedDataLoader.total_batches`, ``resume_from_checkpoint``);
-- :mod:`balancer.integrations.ray`: Ray Train (``TorchTrainer``, ``prepare_data_loader``).
-
-torchdata's ``StatefulDataLoader`` needs no module: see :mod:`balancer.integrations.torchdata`.
+- :mod:`balancer.integrations.ray`: Ray Train (``TorchTrainer``, ``prepare_data_loader``);
+- :mod:`balancer.integrations.torchdata`: torchdata's ``StatefulDataLoader`` with a balanced batch
+  sampler as its batch source.
 """
