@@ -44,7 +44,10 @@ from balancer import BalancedBatchSampler, FineTuneSchedule, balance, labels_of
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 STOP = 40  # steps before the checkpoint: batch 11 of balanced epoch 1 (29 batches per epoch)
-TIMEOUT = 420  # seconds for one launch; a hung run fails instead of stalling CI
+# Seconds for one launch (each takes 30-40 s on a loaded 2-core machine; Ray's driver, with its
+# two trainings, about 75 s): a hung run fails instead of stalling CI.
+TIMEOUT = 240
+RAY_TIMEOUT = 360
 
 
 def free_port() -> int:
@@ -133,7 +136,7 @@ def test_hf_trainer_torchrun_two_processes_steps_lr_and_resume_from_checkpoint(t
 
 def test_ray_torchtrainer_two_workers_and_checkpoint_resume(tmp_path):
     run_job([sys.executable, str(TESTS / "_job_ray.py"), "--out", str(tmp_path),
-             "--stop-after", str(STOP)])
+             "--stop-after", str(STOP)], timeout=RAY_TIMEOUT)
     first, second = load_records(tmp_path / "first"), load_records(tmp_path / "second")
     check_first_and_rest(first, second)
     assert [record["total_batches"] for record in second] == [71, 71]
