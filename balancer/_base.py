@@ -10,6 +10,7 @@ same plan.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import warnings
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from balancer._validation import check_bool, check_int
 __all__ = ["BatchType", "PlanBatchSampler"]
 
 _STATE_VERSION = 1
+_MAX_EPOCH = 2**32 - 1  # keeps every position of the plan within int64 arithmetic
 
 #: What a sampler yields for each batch: a ``list`` of ints (what ``DataLoader`` expects from any
 #: dataset), a numpy ``int64`` array or an ``int64`` tensor (cheaper, for datasets whose
@@ -119,7 +121,7 @@ class PlanBatchSampler(Sampler[list[int]]):
         raises); setting the same epoch keeps both, so the usual
         ``for epoch in range(start, n): sampler.set_epoch(epoch)`` loop resumes correctly.
         """
-        epoch = check_int("epoch", epoch, minimum=0,
+        epoch = check_int("epoch", epoch, minimum=0, maximum=_MAX_EPOCH,
                           fix="pass the 0-based number of the epoch about to start, as in "
                               "`for epoch in range(epochs): sampler.set_epoch(epoch)`")
         self._phase_of(epoch)  # a schedule rejects epochs outside its range
@@ -172,7 +174,14 @@ class PlanBatchSampler(Sampler[list[int]]):
             rounds = -(-samples // per_round)
         return rounds * per_round, rounds * replicas
 
+    def _past_end(self, epoch: int) -> bool:
+        """Whether ``epoch`` is just past the schedule's last epoch: where a finished run's
+        checkpoint points (a valid position that yields nothing)."""
+        return epoch == getattr(self.schedule, "total_epochs", None)
+
     def _layout(self, epoch: int) -> tuple[Phase, int, int]:
+        if self._past_end(epoch):
+            return "finetune", 0, 0
         phase = self._phase_of(epoch)
         samples = self._balanced_length(epoch) if phase == "balanced" else self._num_samples
         return (phase, *self._layout_of(samples, phase))
@@ -222,7 +231,7 @@ class PlanBatchSampler(Sampler[list[int]]):
             self._warned_repeat = True
             warnings.warn(
                 f"{type(self).__name__}: epoch {epoch} is being iterated again without "
-                f"set_epoch() since it ended, so it repeats the same batches"
+                f"set_epoch() since an earlier iteration of it, so it repeats the same batches"
                 f"{' and the schedule never reaches its fine-tune phase' if self.schedule else ''}"
                 f". Call loader.set_epoch(epoch) (or sampler.set_epoch(epoch)) at the start of "
                 f"every epoch: `for epoch in range(epochs): loader.set_epoch(epoch)`",
@@ -249,7 +258,7 @@ class PlanBatchSampler(Sampler[list[int]]):
             chunk = reader.take(min(rows * size, slots - base * size))
             full = chunk.size // size
             matrix = chunk[: full * size].reshape(full, size)
-            tail = chunk[full * size:]
+            tail = chunk[full * size:].copy()  # shuffled below: never the plan's own array
             lowest = max(first_global, base)
             first = lowest + (rank - lowest) % replicas  # this rank's first batch in the group
             if phase == "balanced":
@@ -261,10 +270,13 @@ class PlanBatchSampler(Sampler[list[int]]):
             for batch in convert(mine):
                 self._check_generation(generation, epoch)
                 self._yielded += 1
+                # Started is enough: a loop that breaks early every epoch repeats them too.
+                self._finished_epoch = epoch
                 yield batch
             if tail.size and (base + full) % replicas == rank and base + full >= first_global:
                 self._check_generation(generation, epoch)
                 self._yielded += 1
+                self._finished_epoch = epoch
                 yield convert(tail[None])[0]
             group += 1
         if self._generation == generation:
@@ -355,7 +367,22 @@ class PlanBatchSampler(Sampler[list[int]]):
         mine = {"samples": self._num_samples, "labels": self._fingerprint(),
                 **{k: repr(v) for k, v in self._settings().items()}}
         everyone: list[Any] = [None] * world
-        dist.all_gather_object(everyone, mine)
+        dist.all_gather_object(everyone, {"plan": mine, "rank": self.rank, "error": None})
+        failed = [(r, other["error"]) for r, other in enumerate(everyone) if other["error"]]
+        if failed:
+            raise ValueError(
+                f"{type(self).__name__}: " + "; ".join(
+                    f"process {r} could not build its sampler ({error})" for r, error in failed)
+                + "; every rank must build the sampler with valid arguments"
+            )
+        ranks = [other["rank"] for other in everyone]
+        if sorted(ranks) != list(range(world)):
+            raise ValueError(
+                f"{type(self).__name__}: the {world} processes passed rank={ranks} (process p "
+                f"gave the p-th); each must pass its own rank, dist.get_rank(), or rank=None, "
+                f"so that their shards are the whole plan"
+            )
+        everyone = [other["plan"] for other in everyone]
         differing = [k for k in mine if any(other[k] != mine[k] for other in everyone)]
         if differing:
             details = "; ".join(
@@ -367,6 +394,25 @@ class PlanBatchSampler(Sampler[list[int]]):
                 f"with the same settings and seed (seed=None is drawn once and shared; do not "
                 f"pass seed=rank), so that their shards are one plan"
             )
+
+    @contextlib.contextmanager
+    def _built_together(self, num_replicas: int | None, seed: int | None) -> Iterator[None]:
+        """Wrap a subclass's argument checks: a rank whose arguments are refused still joins
+        the collectives the others run (the seed's broadcast for ``seed=None``, then
+        :meth:`_agree_across_ranks`), with its error, so that the other ranks raise it too
+        instead of waiting for it until the process group times out."""
+        try:
+            yield
+        except (TypeError, ValueError) as error:
+            if dist.is_available() and dist.is_initialized():
+                world = dist.get_world_size()
+                if world > 1 and num_replicas in (None, world):
+                    if seed is None and not hasattr(self, "seed"):
+                        shared_seed(None)  # the broadcast this rank did not reach
+                    everyone: list[Any] = [None] * world
+                    dist.all_gather_object(everyone, {"plan": None, "rank": None,
+                                                      "error": f"{type(error).__name__}: {error}"})
+            raise
 
     def state_dict(self) -> dict[str, Any]:
         """The position of the next batch: an epoch and the batches of it already yielded.
@@ -385,7 +431,7 @@ class PlanBatchSampler(Sampler[list[int]]):
 
     def _state_at(self, batches_done: int) -> dict[str, Any]:
         epoch = self.epoch
-        if batches_done >= self._batches_per_replica(epoch):
+        if batches_done >= self._batches_per_replica(epoch) and not self._past_end(epoch):
             epoch, batches_done = epoch + 1, 0
         return {
             "version": _STATE_VERSION,
@@ -424,7 +470,8 @@ class PlanBatchSampler(Sampler[list[int]]):
                 f"sampler with the saved settings before loading it"
             )
         corrupt = "pass the dict that state_dict() returned, unchanged"
-        epoch = check_int("state['epoch']", state["epoch"], minimum=0, fix=corrupt)
+        epoch = check_int("state['epoch']", state["epoch"], minimum=0, maximum=_MAX_EPOCH,
+                          fix=corrupt)
         done = check_int("state['batches_done']", state["batches_done"], minimum=0, fix=corrupt)
         if done:  # the start of an epoch is valid even just past a schedule's last epoch
             total = self._batches_per_replica(epoch)

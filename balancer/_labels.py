@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import ConcatDataset, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from balancer._validation import label_array
+from balancer._validation import check_bool, label_array
 
 __all__ = ["labels_of"]
 
@@ -44,8 +44,14 @@ _OPTIONS = """\
   - labels="scan": read every item once and take its label (loads all the data; slow)."""
 
 
-def labels_of(dataset: Any, labels: Any = None) -> np.ndarray:
+def labels_of(dataset: Any, labels: Any = None, *, multilabel: bool = False) -> Any:
     """One class label per item of ``dataset``, as a 1-D numpy array, without loading any item.
+
+    With ``multilabel=True``, the item's *set* of labels instead, as a
+    :class:`~balancer.MultiLabels` (row-compressed, label names kept): from an ``(N, L)`` 0/1
+    array or tensor, a ``|``-separated column such as ChestX-ray14's ``Finding Labels``
+    (``"No Finding"`` is the empty set), a column of lists, or a list of dicts with a list under
+    a key, e.g. ``labels_of("Data_Entry_2017.csv", "Finding Labels", multilabel=True)``.
 
     ``dataset[i]`` is never called unless ``labels="scan"``: the labels come from metadata the
     dataset already holds, or from what you pass. The sources, most explicit first:
@@ -61,7 +67,7 @@ def labels_of(dataset: Any, labels: Any = None) -> np.ndarray:
       dataset's attributes, or names the dataset's own attribute holding one label per item
       (``labels_of(dataset, "diagnoses")``). A CSV file reads only that column. A ``|``-separated multi-label
       column (``"Effusion|Mass"``) is rejected: the sampler needs one class per item, so pass a
-      primary finding.
+      primary finding, or read every finding with ``multilabel=True`` (see above).
     - a Hugging Face ``datasets.Dataset``: its ``label`` or ``labels`` column with no ``labels``,
       or the column ``labels="name"`` names, read from the Arrow table (no row is decoded, so an
       image column is never touched); ``select``/``shuffle``/``filter`` views are followed.
@@ -90,6 +96,10 @@ def labels_of(dataset: Any, labels: Any = None) -> np.ndarray:
         >>> labels_of(torch.utils.data.Subset(train, [0, 1, 2])).tolist()
         [1, 1, 1]
     """
+    if check_bool("multilabel", multilabel):
+        from balancer._multilabel_labels import multilabels_of
+
+        return multilabels_of(dataset, labels)
     length = _length(dataset)
     if labels is None:
         return _from_dataset(dataset, length)
@@ -260,7 +270,9 @@ def _reject_multilabel(column: pd.Series, field: Any, where: str) -> None:
         f"column {field!r} of {where} is multi-label: {column.iloc[position]!r} at row "
         f"{position} joins several findings with '|' ({int(rows.sum())} such rows). The "
         f"sampler needs one class per item: pass a primary finding, e.g. "
-        f"labels=df[{field!r}].str.split('|').str[0], or a column with one class per row"
+        f"labels=df[{field!r}].str.split('|').str[0], or a column with one class per row; or "
+        f"keep every finding with labels_of(..., multilabel=True) and a multi-label sampler "
+        f"(balancer.MultiLabelBalancedSampler, balancer.RepeatFactorSampler)"
     )
 
 
@@ -274,7 +286,23 @@ def _read_csv_column(path: str, field: Any, separator: str) -> pd.Series:
     integers = _as_integers(categories)
     if integers is not None:
         column = column.cat.rename_categories(integers)
+    else:
+        _reject_continuous(categories, field, path)
     return column
+
+
+def _reject_continuous(texts: pd.Index, field: Any, path: str) -> None:
+    """A column whose every label is a number, some not whole, holds scores, not classes."""
+    numbers = pd.to_numeric(pd.Series(texts), errors="coerce")
+    if len(texts) and numbers.notna().all():
+        fractional = numbers[numbers != np.floor(numbers)]
+        if len(fractional):
+            raise ValueError(
+                f"column {field!r} of {path} holds non-integer floats (e.g. "
+                f"{texts[fractional.index[0]]!r}; {len(fractional)} distinct such values): "
+                f"these look like continuous values (scores, probabilities), not class labels. "
+                f"Pass a column with one class per row, or threshold the scores first"
+            )
 
 
 def _as_integers(texts: pd.Index) -> np.ndarray | None:

@@ -16,6 +16,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from balancer._base import PlanBatchSampler
 from balancer._distributed import shared_seed
 from balancer._labels import labels_of
 from balancer._sampler import BalancedBatchSampler
@@ -68,8 +69,9 @@ class BalancedDataLoader(DataLoader):
 
     def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
                  **kwargs: Any) -> None:
-        if not isinstance(batch_sampler, BalancedBatchSampler):
-            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler, but got "
+        if not isinstance(batch_sampler, PlanBatchSampler):
+            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler (or "
+                            f"MultiLabelBalancedSampler, RepeatFactorSampler), but got "
                             f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         if getattr(self, "in_order", True) is False and self.num_workers > 0:
@@ -194,6 +196,8 @@ def balance(
     samples_per_epoch: int | None = None,
     drop_last: bool | None = None,
     batch_type: str | None = None,
+    sampler: str | type = "balanced",
+    **sampler_options: Any,
 ) -> BalancedDataLoader:
     """The same ``DataLoader``, drawing equal-frequency batches from circular per-class buffers.
 
@@ -222,6 +226,13 @@ def balance(
             (its ``__getitems__`` takes an index array, as :class:`~balancer.MedMNIST`'s does)
             and ``"list"`` otherwise: a ``__getitems__`` written for lists can misread an array
             (``indices + [i]`` adds instead of appending).
+        sampler: the plan: ``"balanced"`` (:class:`~balancer.BalancedBatchSampler`, one class
+            per item), ``"label-balanced"`` (:class:`~balancer.MultiLabelBalancedSampler`) or
+            ``"repeat-factor"`` (:class:`~balancer.RepeatFactorSampler`), or one of those
+            classes. The multi-label ones read ``labels`` with
+            ``labels_of(..., multilabel=True)`` (repeat-factor also takes one class per item).
+        **sampler_options: further keywords of that sampler, e.g. ``threshold=0.1`` for
+            repeat-factor sampling or ``min_bucket_share=`` for label-balanced batches.
 
     Example:
         >>> from balancer import MedMNIST
@@ -245,10 +256,11 @@ def balance(
             f"items by index, which needs a map-style Dataset with __getitem__ and __len__. "
             f"Materialise the stream into a map-style dataset, or balance it upstream"
         )
-    if isinstance(loader.batch_sampler, BalancedBatchSampler):
+    if isinstance(loader.batch_sampler, PlanBatchSampler):
         raise ValueError(
-            "loader is already balanced (its batch_sampler is a BalancedBatchSampler); use it as "
-            "it is, or call balance() on the original DataLoader to change settings"
+            f"loader is already balanced (its batch_sampler is a "
+            f"{type(loader.batch_sampler).__name__}); use it as it is, or call balance() on the "
+            f"original DataLoader to change settings"
         )
     if loader.batch_sampler is not None and type(loader.batch_sampler) is not BatchSampler:
         raise ValueError(
@@ -280,14 +292,22 @@ def balance(
     if batch_type is None:
         batch_type = "numpy" if getattr(dataset, "supports_index_arrays", False) is True \
             else "list"
-    resolved = labels_of(dataset, labels)
+    plan = _sampler_class(sampler)
+    if plan is BalancedBatchSampler:
+        resolved = labels_of(dataset, labels)
+    else:
+        from balancer._multilabel_labels import multilabels_of
+
+        resolved = multilabels_of(dataset, labels,
+                                  classes=plan.__name__ == "RepeatFactorSampler")
+    if samples_per_epoch is not None:
+        sampler_options["samples_per_epoch"] = samples_per_epoch
     drawn = seed is None
-    sampler = BalancedBatchSampler(
+    batch_sampler = plan(
         resolved, batch_size, seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
-        samples_per_epoch=samples_per_epoch, num_replicas=num_replicas, rank=rank,
-        batch_type=batch_type,
+        num_replicas=num_replicas, rank=rank, batch_type=batch_type, **sampler_options,
     )
-    balanced = BalancedDataLoader(dataset, sampler, **_settings_of(loader))
+    balanced = BalancedDataLoader(dataset, batch_sampler, **_settings_of(loader))
     balanced._seed_was_drawn = drawn
     return balanced
 
@@ -331,6 +351,21 @@ def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
         )
     plain = DataLoader(dataset, batch_size=batch_size, **dataloader_kwargs)
     return balance(plain, labels, **options)
+
+
+def _sampler_class(sampler: Any) -> type:
+    from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactorSampler
+
+    plans = {"balanced": BalancedBatchSampler, "label-balanced": MultiLabelBalancedSampler,
+             "repeat-factor": RepeatFactorSampler}
+    if isinstance(sampler, str) and sampler in plans:
+        return plans[sampler]
+    if sampler in plans.values():
+        return sampler
+    raise ValueError(
+        f"sampler should be one of {sorted(plans)} or one of those sampler classes, but got "
+        f"sampler={sampler!r}"
+    )
 
 
 def _settings_of(loader: DataLoader) -> dict[str, Any]:

@@ -23,6 +23,10 @@ FINETUNE = 5  # the permutation of a true-frequency epoch: (epoch, 0)
 INBATCH_POOL = 6  # the pool of in-batch orders of one epoch: (epoch, 0)
 CHAIN = 7  # the permutation whose prefixes are the heads of a chain of straddling cycles
 STRADDLE = 8  # the order inside a cycle that straddles an epoch boundary: (class, cycle)
+# Multi-label plans (16 on, leaving 9-15 to the single-label sampler).
+LABEL_CYCLE = 16  # a multi-label bucket's circular-buffer reshuffles: (bucket, group)
+RFS_ORDER = 17  # repeat-factor sampling: the order fractional parts are laid out in, and u_0
+RFS_EPOCH = 18  # repeat-factor sampling: the permutation of an epoch's copies: (epoch, 0)
 
 _KEY_TAG = 0x62616C616E636572  # "balancer": second key word, so seeds do not collide with other uses
 

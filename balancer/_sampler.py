@@ -166,54 +166,55 @@ class BalancedBatchSampler(PlanBatchSampler):
         rank: int | None = None,
         batch_type: BatchType = "list",
     ) -> None:
-        if isinstance(labels, Sampler):
-            # What Lightning's use_distributed_sampler does to a loader built before the process
-            # group existed: BalancedBatchSampler(DistributedSampler(...), batch_size=, drop_last=).
-            raise TypeError(
-                f"labels should be one class label per item, but got a {type(labels).__name__}: a "
-                f"framework is rebuilding the batch sampler around its own sampler (Lightning's "
-                f"use_distributed_sampler does so to a balanced loader built with num_replicas=1, "
-                f"before the process group started). Build the loader where the process group is "
-                f"initialised (inside LightningModule.train_dataloader() or the per-worker train "
-                f"function), so that it shards itself, or pass num_replicas= and rank="
-            )
-        encoded = encode_labels(labels, "labels")
-        super().__init__(num_samples=len(encoded.codes), batch_size=batch_size, seed=seed,
-                         drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
-                         rank=rank, batch_type=batch_type)
-        self.classes: np.ndarray = encoded.classes
-        self.class_counts: np.ndarray = encoded.counts
-        self._codes = encoded.codes
+        with self._built_together(num_replicas, seed):
+            if isinstance(labels, Sampler):
+                # What Lightning's use_distributed_sampler does to a loader built before the process
+                # group existed: BalancedBatchSampler(DistributedSampler(...), batch_size=, drop_last=).
+                raise TypeError(
+                    f"labels should be one class label per item, but got a {type(labels).__name__}: a "
+                    f"framework is rebuilding the batch sampler around its own sampler (Lightning's "
+                    f"use_distributed_sampler does so to a balanced loader built with num_replicas=1, "
+                    f"before the process group started). Build the loader where the process group is "
+                    f"initialised (inside LightningModule.train_dataloader() or the per-worker train "
+                    f"function), so that it shards itself, or pass num_replicas= and rank="
+                )
+            encoded = encode_labels(labels, "labels")
+            super().__init__(num_samples=len(encoded.codes), batch_size=batch_size, seed=seed,
+                             drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
+                             rank=rank, batch_type=batch_type)
+            self.classes: np.ndarray = encoded.classes
+            self.class_counts: np.ndarray = encoded.counts
+            self._codes = encoded.codes
 
-        num_classes = len(self.classes)
-        self._largest = int(self.class_counts.max())
-        full_epoch = num_classes * self._largest
-        if samples_per_epoch is None:
-            self.samples_per_epoch = None
-            self._balanced_samples = full_epoch
-        else:
-            self.samples_per_epoch = check_int(
-                "samples_per_epoch", samples_per_epoch, minimum=self.batch_size,
-                fix=f"a balanced epoch needs at least one batch of batch_size={self.batch_size} "
-                    f"(the full balanced epoch here is C * n_max = {full_epoch})",
-            )
-            self._balanced_samples = self.samples_per_epoch
-        self._check_layouts(self._balanced_samples)
+            num_classes = len(self.classes)
+            self._largest = int(self.class_counts.max())
+            full_epoch = num_classes * self._largest
+            if samples_per_epoch is None:
+                self.samples_per_epoch = None
+                self._balanced_samples = full_epoch
+            else:
+                self.samples_per_epoch = check_int(
+                    "samples_per_epoch", samples_per_epoch, minimum=self.batch_size,
+                    fix=f"a balanced epoch needs at least one batch of batch_size={self.batch_size} "
+                        f"(the full balanced epoch here is C * n_max = {full_epoch})",
+                )
+                self._balanced_samples = self.samples_per_epoch
+            self._check_layouts(self._balanced_samples)
 
-        # Sample indices grouped by class (a stable sort keeps each group in dataset order, so
-        # the plan does not depend on how the labels were sorted internally).
-        self._by_class = np.argsort(self._codes, kind="stable").astype(self._index_dtype(),
-                                                                         copy=False)
-        self._starts = np.concatenate(([0], np.cumsum(self.class_counts))).tolist()
-        # Draws per class per balanced epoch, and the seeded ranking that hands out the extras.
-        self._rounds, self._extras = divmod(
-            self._layout_of(self._balanced_samples, "balanced")[0], num_classes)
-        self._rank_of = np.empty(num_classes, dtype=np.int64)
-        self._rank_of[_rng.Streams(self.seed).get(_rng.EXTRAS).permutation(num_classes)] = \
-            np.arange(num_classes)
-        self._rank_list = self._rank_of.tolist()
-        self._num_classes = num_classes
-        self._buffer_cache: _CircularBuffers | None = None
+            # Sample indices grouped by class (a stable sort keeps each group in dataset order, so
+            # the plan does not depend on how the labels were sorted internally).
+            self._by_class = np.argsort(self._codes, kind="stable").astype(self._index_dtype(),
+                                                                             copy=False)
+            self._starts = np.concatenate(([0], np.cumsum(self.class_counts))).tolist()
+            # Draws per class per balanced epoch, and the seeded ranking that hands out the extras.
+            self._rounds, self._extras = divmod(
+                self._layout_of(self._balanced_samples, "balanced")[0], num_classes)
+            self._rank_of = np.empty(num_classes, dtype=np.int64)
+            self._rank_of[_rng.Streams(self.seed).get(_rng.EXTRAS).permutation(num_classes)] = \
+                np.arange(num_classes)
+            self._rank_list = self._rank_of.tolist()
+            self._num_classes = num_classes
+            self._buffer_cache: _CircularBuffers | None = None
         self._agree_across_ranks()
 
     # ------------------------------------------------------------------ the plan

@@ -58,7 +58,12 @@ _NUMPY_LESS_FLOATS = tuple(getattr(torch, name) for name in (
 
 def _to_numpy(labels: Any, name: str) -> np.ndarray:
     if isinstance(labels, torch.Tensor):
+        if labels.device.type == "meta":
+            raise TypeError(f"{name} is a tensor on the meta device, which holds no values; "
+                            f"pass the labels themselves (a tensor on the CPU or a GPU)")
         labels = labels.detach().cpu()
+        if labels.layout != torch.strided:
+            labels = labels.to_dense()  # sparse: the absent entries are zeros, i.e. class 0
         if labels.dtype in _NUMPY_LESS_FLOATS:
             labels = labels.double()  # exact: every bf16 / fp8 value is a float64 value
         return labels.numpy()
@@ -74,7 +79,7 @@ def _to_numpy(labels: Any, name: str) -> np.ndarray:
             f"pass one column, e.g. df['label']"
         )
     if isinstance(labels, np.ndarray):
-        return labels
+        return np.asarray(labels)  # a plain array, also for np.matrix
     if isinstance(labels, (list, tuple, range)):
         array = np.asarray(labels)
         if array.dtype.kind in "USO" and array.ndim == 1:
@@ -87,6 +92,17 @@ def _to_numpy(labels: Any, name: str) -> np.ndarray:
         f"{name} should be a 1-D sequence of labels (list, tuple, numpy array, torch tensor or "
         f"pandas Series), but got {type(labels).__name__}"
     )
+
+
+def _unmasked(labels: np.ma.MaskedArray, name: str) -> np.ndarray:
+    hidden = np.ma.getmaskarray(labels)
+    if hidden.any():
+        position = int(np.flatnonzero(hidden.reshape(-1))[0])
+        raise ValueError(
+            f"{name} is a masked array with {int(hidden.sum())} masked (missing) label(s), the "
+            f"first at position {position}; remove those samples or give them a class"
+        )
+    return np.asarray(labels.data)
 
 
 def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
@@ -117,13 +133,21 @@ def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
                 f"{position} ({int(missing.sum())} missing in all); remove those samples or give "
                 f"them a class"
             )
+        if array.dtype.kind == "O" and pd.api.types.infer_dtype(array, skipna=False) in (
+                "floating", "mixed-integer-float"):
+            array = array.astype(np.float64)  # Python floats as objects: the same checks
         if array.dtype.kind == "f":
             array = _integral_floats(array, name)
         try:
             codes, uniques = pd.factorize(array, sort=True)
-        except TypeError:  # unhashable entries
+        except TypeError as error:  # unhashable or unorderable entries
             _reject_collections(array, name)
-            raise
+            kinds = sorted({type(value).__name__ for value in array[:10_000]})
+            raise TypeError(
+                f"{name} mixes labels that cannot be ordered against each other (types "
+                f"{', '.join(kinds)}); pass labels of one kind, e.g. all strings "
+                f"(labels.astype(str))"
+            ) from error
         classes = np.asarray(uniques)
     counts = np.bincount(codes, minlength=len(classes)).astype(np.int64)
     if len(classes) < 2:
@@ -144,7 +168,8 @@ def _reject_collections(array: np.ndarray, name: str) -> None:
                 f"{name} holds a {type(value).__name__} at position {position} "
                 f"({_plain_repr(value)}): several labels per sample are multi-label targets, "
                 f"which this sampler does not take; pass one class per sample (e.g. the primary "
-                f"finding), or use the multi-label sampler"
+                f"finding), or use balancer.MultiLabelBalancedSampler (balance(loader, "
+                f"sampler='label-balanced'))"
             )
 
 
@@ -195,14 +220,17 @@ def label_array(labels: Any, name: str = "labels", *, length: int | None = None,
     Accepts what :func:`encode_labels` accepts; a column vector ``(N, 1)`` is flattened.
     With ``length``, the number of labels must equal it (one label per item of ``length_of``).
     """
-    try:
-        array = _to_numpy(labels, name)
-    except ValueError as error:  # ragged nested lists
-        raise ValueError(
-            f"{name} should be 1-D with one class label per sample; got a ragged nested sequence. "
-            f"Multi-label targets are not supported: pass one class per sample "
-            f"(e.g. the primary finding)"
-        ) from error
+    if isinstance(labels, np.ma.MaskedArray):
+        array = _unmasked(labels, name)
+    else:
+        try:
+            array = _to_numpy(labels, name)
+        except ValueError as error:  # ragged nested lists
+            raise ValueError(
+                f"{name} should be 1-D with one class label per sample; got a ragged nested "
+                f"sequence. Multi-label targets are not supported: pass one class per sample "
+                f"(e.g. the primary finding)"
+            ) from error
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:

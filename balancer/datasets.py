@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import collate, default_collate_fn_map
 
-__all__ = ["SHIPPED_DATASETS", "MedMNIST", "load_medmnist"]
+__all__ = ["SHIPPED_DATASETS", "MedMNIST", "load_chestxray14_labels", "load_medmnist"]
 
 _DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -301,3 +302,24 @@ class MedMNIST(Dataset):
                 f"batch dimension first), but it returned {got} for an input of shape "
                 f"{tuple(images.shape)}; make it map (B, C, H, W) to (B, ...)")
         return out
+
+
+def load_chestxray14_labels() -> pd.DataFrame:
+    """The NIH ChestX-ray14 label table shipped with the project (labels only, no images).
+
+    112,120 rows, one per image, with the columns ``Image Index`` (file name),
+    ``Finding Labels`` (findings joined by ``|``; ``No Finding`` for none) and ``Patient ID``.
+    Source: the NIH Clinical Center's ``Data_Entry_2017_v2020.csv``; cite Wang et al.,
+    "ChestX-ray8", CVPR 2017 (see ``balancer/data/README.md``).
+
+    Example:
+        >>> table = load_chestxray14_labels()
+        >>> table.shape, int((table["Finding Labels"] == "No Finding").sum())
+        ((112120, 3), 60361)
+        >>> from balancer import labels_of
+        >>> int(labels_of(table, "Finding Labels", multilabel=True).counts.min())  # Hernia
+        227
+    """
+    return pd.read_csv(_DATA_DIR / "chestxray14_labels.csv.gz",
+                       dtype={"Image Index": str, "Finding Labels": str, "Patient ID": np.int64},
+                       keep_default_na=False)

@@ -6,10 +6,20 @@ import pathlib
 import pytest
 
 import balancer
-from balancer import _labels, _loader, _sampler, _schedule, datasets, transforms
+from balancer import (
+    _labels,
+    _loader,
+    _multilabel_labels,
+    _multilabel_sampler,
+    _sampler,
+    _schedule,
+    datasets,
+    transforms,
+)
 from balancer.study import _metrics
 
-MODULES = [_labels, _loader, _sampler, _schedule, datasets, transforms, _metrics]
+MODULES = [_labels, _loader, _multilabel_labels, _multilabel_sampler, _sampler, _schedule,
+           datasets, transforms, _metrics]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

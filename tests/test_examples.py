@@ -97,3 +97,17 @@ def test_medical_imaging_losses_per_phase():
                 assert matches != finetune, (name, finetune)
     with pytest.raises(ValueError, match="loss should be one of"):
         example["make_loss"]("dice", true_counts, true_counts, False)
+
+
+def test_multilabel_chestxray_quick(monkeypatch, capsys):
+    out = run_example("multilabel_chestxray.py", ["--limit", "5000", "--epochs", "1"],
+                      monkeypatch, capsys)
+    assert "5000 images, 14 findings, 2755 with no finding, 3396 positives" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if re.match(r"^[A-Z][a-z_A-Z]+ +\d+ +0\.\d{3}", line)}
+    assert len(rows) == 14 and rows["Hernia"][0] == "27"
+    plain, rfs, rfs_plan, balanced, plan = (float(v) for v in rows["Hernia"][1:])
+    assert plain < rfs < balanced  # the rarest finding: 0.5% -> repeated -> ~11% of slots
+    assert abs(balanced - plan) < 0.01 and abs(rfs - rfs_plan) < 0.01
+    spreads = [float(x) for x in re.findall(r"\(x(\d+\.\d) apart\)", out)]
+    assert len(spreads) == 3 and spreads[0] > spreads[1] > spreads[2]  # plain, rfs, balanced

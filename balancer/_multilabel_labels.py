@@ -1,0 +1,476 @@
+"""Multi-label targets: every accepted form becomes one compact, CSR-like canonical form.
+
+# Design note: why CSR, never a dense matrix
+# A multi-label target set is a sparse 0/1 matrix: NIH ChestX-ray14 has 112,120 images and 14
+# findings but only 81,176 positives (0.72 per image); a synthetic 10M x 100 table would be 4 GB
+# as float32 but holds a few positives per row. Rows are kept as ``indptr`` (N + 1 offsets) and
+# ``indices`` (the label ids of each row, ascending), so memory is O(N + positives) whatever L is.
+# A dense 0/1 array the caller already holds is read in blocks of rows, so converting it never
+# allocates more than one block's worth of temporaries.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["NO_FINDING", "MultiLabels", "encode_multilabels", "multilabels_of"]
+
+#: The ChestX-ray14 token for an image without findings; read as the empty set.
+NO_FINDING = "No Finding"
+
+# Rows of a dense matrix checked and converted per step (bounds temporary memory).
+_DENSE_BLOCK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True, eq=False)
+class MultiLabels:
+    r"""Multi-label targets of ``N`` samples over ``L`` labels, stored row-compressed.
+
+    Sample ``i`` carries the labels ``indices[indptr[i]:indptr[i + 1]]`` (ascending label ids,
+    positions in :attr:`names`); a sample with none is in the *no-finding* bucket. Memory is
+    ``O(N + P)`` for ``P`` positives, never ``O(N L)``.
+
+    Attributes:
+        names: the label names, shape ``(L,)``, in label-id order.
+        indptr: row offsets, shape ``(N + 1,)``, ``int64``.
+        indices: label ids, shape ``(P,)``, ``int32``.
+
+    Example:
+        >>> targets = encode_multilabels(["Effusion|Mass", "No Finding", "Mass"])
+        >>> targets.names.tolist(), targets.counts.tolist(), int(targets.no_finding.sum())
+        (['Effusion', 'Mass'], [1, 2], 1)
+    """
+
+    names: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """Positives per label, shape ``(L,)``."""
+        return np.bincount(self.indices, minlength=self.num_labels).astype(np.int64)
+
+    @property
+    def labels_per_sample(self) -> np.ndarray:
+        """How many labels each sample carries, shape ``(N,)``."""
+        return np.diff(self.indptr)
+
+    @property
+    def no_finding(self) -> np.ndarray:
+        """Boolean mask of the samples with no label, shape ``(N,)``."""
+        return self.labels_per_sample == 0
+
+    def rows(self) -> np.ndarray:
+        """The sample of every stored positive, aligned with :attr:`indices`, shape ``(P,)``."""
+        index_dtype = np.int32 if self.num_samples < 2**31 else np.int64
+        return np.repeat(np.arange(self.num_samples, dtype=index_dtype), self.labels_per_sample)
+
+    def dense(self, dtype: Any = np.float32) -> np.ndarray:
+        """The ``(N, L)`` 0/1 matrix. ``O(N L)`` memory: for small data, tests and losses only."""
+        out = np.zeros((self.num_samples, self.num_labels), dtype=dtype)
+        out[self.rows(), self.indices] = 1
+        return out
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (f"MultiLabels(samples={self.num_samples}, labels={self.num_labels}, "
+                f"positives={len(self.indices)}, no_finding={int(self.no_finding.sum())})")
+
+
+def _index_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
+
+
+# --------------------------------------------------------------------- forms
+def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any] | None = None,
+                       no_finding: str = NO_FINDING, separator: str = "|",
+                       require_positives: bool = True, min_labels: int = 2,
+                       classes: bool = False) -> MultiLabels:
+    """Turn any accepted form of multi-label targets into :class:`MultiLabels`.
+
+    Accepted forms (one per call; mixing them is an error):
+
+    - an ``(N, L)`` 0/1 numpy array or torch tensor (bool, integer or float holding exactly 0
+      and 1), or a DataFrame of ``L`` such columns (their names become the label names);
+    - one string per sample joining findings with ``separator`` (``"Effusion|Mass"``), where
+      ``no_finding`` (``"No Finding"``) and ``""`` mean the empty set: a list, array or pandas
+      Series, such as ChestX-ray14's ``Finding Labels`` column;
+    - one list (tuple, set) of label names per sample, ``[]`` being the empty set;
+    - a :class:`MultiLabels` (returned as it is, after the checks).
+
+    Args:
+        labels: the targets, as above.
+        name: what to call them in error messages.
+        names: the label names of a matrix, in column order (default: its column numbers, or a
+            DataFrame's column names); for strings and lists, the label set (default: the
+            sorted names that occur), so a label of the task with no positive is reported.
+        no_finding: the token meaning "no label", for strings and lists.
+        separator: the separator of joined strings.
+        require_positives: reject a label without a positive sample (a sampler cannot draw it).
+        min_labels: the fewest labels accepted (2 for multi-label balancing; 1 for
+            repeat-factor sampling).
+        classes: read a 1-D sequence of integers (or booleans) as one class per sample, each
+            sample carrying one label (its class); otherwise such input is refused.
+    """
+    if classes and _is_class_column(labels):
+        from balancer._validation import encode_labels
+
+        encoded = encode_labels(labels, name)
+        n = len(encoded.codes)
+        labels = MultiLabels(names=encoded.classes, indptr=np.arange(n + 1, dtype=np.int64),
+                             indices=encoded.codes.astype(np.int32))
+    if isinstance(labels, MultiLabels):
+        targets = labels
+    elif isinstance(labels, pd.DataFrame):
+        if names is None:
+            names = list(labels.columns)
+        targets = _from_matrix(labels.to_numpy(), name, names)
+    elif isinstance(labels, torch.Tensor) or (isinstance(labels, np.ndarray) and labels.ndim == 2):
+        targets = _from_matrix(labels, name, names)
+    else:
+        targets = _from_sets(labels, name, names, no_finding, separator)
+    _check(targets, name, require_positives, min_labels)
+    return targets
+
+
+def _is_class_column(labels: Any) -> bool:
+    """Whether ``labels`` is a 1-D sequence of integers or booleans (one class per sample)."""
+    if isinstance(labels, (list, tuple)):
+        return bool(labels) and isinstance(labels[0], numbers.Integral)
+    if isinstance(labels, (np.ndarray, torch.Tensor, pd.Series, pd.Index)):
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            return False  # an (N, 1) 0/1 matrix: L = 1, refused with its own message
+        dtype = np.asarray(labels[:1]).dtype
+        return labels.ndim == 1 and dtype.kind in "biu"
+    return False
+
+
+def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLabels:
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().cpu()
+        if matrix.dtype == torch.bfloat16:
+            matrix = matrix.float()
+        matrix = matrix.numpy()
+    if matrix.ndim != 2:
+        raise ValueError(
+            f"{name} should be an (N, L) 0/1 label matrix, but got shape {matrix.shape}; pass one "
+            f"row per sample and one column per label"
+        )
+    if matrix.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} should be an (N, L) matrix of 0/1 numbers, but got dtype {matrix.dtype}; for "
+            f"label names pass one list (or '|'-joined string) of names per sample"
+        )
+    n, num_labels = matrix.shape
+    if n == 0:
+        raise ValueError(f"{name} is empty; pass one row of labels per sample of the dataset")
+    if names is None:
+        names = np.arange(num_labels)
+    names = _names_array(names)
+    if len(names) != num_labels:
+        raise ValueError(f"names has {len(names)} entries but {name} has {num_labels} columns; "
+                         f"pass one name per column")
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    parts = []
+    for start in range(0, n, _DENSE_BLOCK_ROWS):
+        block = matrix[start: start + _DENSE_BLOCK_ROWS]
+        if block.dtype.kind != "b":
+            bad = (block != 0) & (block != 1)
+            if bad.any():
+                row, column = (int(v[0]) for v in np.nonzero(bad))
+                value = block[row, column].item()
+                raise ValueError(
+                    f"{name} should hold only 0 and 1, but {name}[{start + row}, {column}] = "
+                    f"{value!r}; pass a 0/1 (or boolean) matrix, e.g. (scores > 0.5) for "
+                    f"probabilities, with one column per label"
+                )
+        rows, columns = np.nonzero(block)  # row-major: each row's labels ascending
+        indptr[start + 1: start + len(block) + 1] = np.bincount(rows, minlength=len(block))
+        parts.append(columns.astype(np.int32, copy=False))
+    np.cumsum(indptr, out=indptr)
+    indices = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+    return MultiLabels(names=names, indptr=indptr, indices=indices)
+
+
+def _names_array(names: Sequence[Any]) -> np.ndarray:
+    values = list(names)
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    if all(isinstance(v, str) for v in values):
+        return array.astype(str)
+    if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        return array.astype(np.int64)
+    return array
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return "list"
+    return type(value).__name__
+
+
+def _from_sets(labels: Any, name: str, names: Sequence[Any] | None, no_finding: str,
+               separator: str) -> MultiLabels:
+    if isinstance(labels, (pd.Series, pd.Index)):
+        values = labels.to_numpy(dtype=object)
+    elif isinstance(labels, np.ndarray) and labels.ndim == 1:
+        values = labels.astype(object)
+    elif isinstance(labels, (list, tuple)):
+        values = np.empty(len(labels), dtype=object)
+        for position, value in enumerate(labels):  # element-wise: equal-length lists stay lists
+            values[position] = value
+    else:
+        raise TypeError(
+            f"{name} should be multi-label targets: an (N, L) 0/1 array or tensor, one "
+            f"'|'-joined string of findings per sample, or one list of label names per sample, "
+            f"but got {type(labels).__name__}"
+        )
+    if len(values) == 0:
+        raise ValueError(f"{name} is empty; pass the labels of every sample of the dataset")
+    first = _kind(values[0])
+    if first == "string":
+        strings = pd.Series(values, dtype=object)
+        is_string = strings.map(type).eq(str).to_numpy()
+        if not is_string.all():
+            return _mixed(values, name, np.flatnonzero(~is_string)[0], "'|'-joined strings")
+        return _from_strings(strings, name, names, no_finding, separator)
+    if first == "list":
+        return _from_lists(values, name, names, no_finding)
+    position = 0
+    value = values[position]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise ValueError(f"{name} has a missing entry ({value!r}) at position 0; give every "
+                         f"sample its findings ('{no_finding}' or [] for none)")
+    raise TypeError(
+        f"{name}[0] is a {type(value).__name__} ({value!r}); multi-label targets are one "
+        f"'|'-joined string or one list of label names per sample, or an (N, L) 0/1 matrix. "
+        f"For one class per sample use balancer.BalancedBatchSampler"
+    )
+
+
+def _mixed(values: np.ndarray, name: str, position: int, expected: str) -> MultiLabels:
+    value = values[position]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise ValueError(
+            f"{name} has a missing entry ({value!r}) at position {position}; give every sample "
+            f"its findings (an empty set for none)"
+        )
+    raise ValueError(
+        f"{name} mixes forms: item 0 is one of {expected}, but item {position} is a "
+        f"{type(value).__name__} ({value!r}); pass one form for every sample (all strings, or "
+        f"all lists of names)"
+    )
+
+
+def _from_strings(strings: pd.Series, name: str, names: Sequence[Any] | None, no_finding: str,
+                  separator: str) -> MultiLabels:
+    # Split each distinct string once: ChestX-ray14's 112,120 rows hold only 836 combinations.
+    codes, uniques = pd.factorize(strings, sort=False)
+    sets = []
+    for text in uniques:
+        parts = [p.strip() for p in text.split(separator)] if text else []
+        parts = [p for p in parts if p]
+        if no_finding in parts and len(parts) > 1:
+            position = int(np.flatnonzero(codes == len(sets))[0])
+            raise ValueError(
+                f"{name}[{position}] = {text!r} joins {no_finding!r} with findings; an image "
+                f"either has findings or none: fix that row"
+            )
+        sets.append([] if parts == [no_finding] else parts)
+    return _encode_sets(sets, codes, name, names)
+
+
+def _from_lists(values: np.ndarray, name: str, names: Sequence[Any] | None,
+                no_finding: str) -> MultiLabels:
+    codes = np.arange(len(values))
+    sets = []
+    for position, value in enumerate(values):
+        if _kind(value) != "list":
+            return _mixed(values, name, position, "lists of label names")
+        items = list(value)
+        for item in items:
+            if isinstance(item, (list, tuple, set, dict)) or item is None:
+                raise ValueError(
+                    f"{name}[{position}] holds {item!r}; each sample's list should hold label "
+                    f"names (strings or integers)"
+                )
+        sets.append([] if items == [no_finding] else items)
+    lengths = {len(s) for s in sets}
+    if len(lengths) == 1 and lengths.pop() >= 2 and all(
+            isinstance(v, (numbers.Integral, bool)) and v in (0, 1) for s in sets[:1000] for v in s):
+        raise ValueError(
+            f"{name} is a list of equal-length lists of 0s and 1s: it reads as lists of label "
+            f"names 0 and 1, which is surely not meant. For an indicator matrix pass "
+            f"np.asarray({name}) (or a tensor); for names pass them as strings"
+        )
+    return _encode_sets(sets, codes, name, names)
+
+
+def _encode_sets(sets: list[list[Any]], codes: np.ndarray, name: str,
+                 names: Sequence[Any] | None) -> MultiLabels:
+    """Rows ``codes`` (one per sample) into the distinct label sets ``sets``."""
+    found: set[Any] = set()
+    for labels in sets:
+        found.update(labels)
+    if names is None:
+        try:
+            ordered = sorted(found)
+        except TypeError:
+            raise ValueError(
+                f"{name} mixes label names of types that cannot be sorted "
+                f"({sorted({type(v).__name__ for v in found})}); use one type for every name"
+            ) from None
+    else:
+        ordered = list(names)
+        unknown = found - set(ordered)
+        if unknown:
+            raise ValueError(
+                f"{name} uses label(s) {sorted(unknown, key=repr)[:5]} that are not in names; add "
+                f"them to names or fix the labels"
+            )
+    lookup = {label: k for k, label in enumerate(ordered)}
+    set_ids = [sorted({lookup[label] for label in labels}) for labels in sets]
+    set_lengths = np.array([len(s) for s in set_ids], dtype=np.int64)
+    flat = np.array([k for s in set_ids for k in s], dtype=np.int32)
+    set_starts = np.concatenate(([0], np.cumsum(set_lengths)))
+    lengths = set_lengths[codes]
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    # Each sample's labels: flat[set_starts[code] + j] for j < length (vectorised gather).
+    within = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
+    indices = flat[np.repeat(set_starts[:-1][codes], lengths) + within]
+    return MultiLabels(names=_names_array(ordered), indptr=indptr,
+                       indices=indices.astype(np.int32, copy=False))
+
+
+def _check(targets: MultiLabels, name: str, require_positives: bool, min_labels: int) -> None:
+    if targets.num_labels < min_labels:
+        listed = targets.names.tolist()
+        raise ValueError(
+            f"{name} has L = {targets.num_labels} label(s) {listed}; multi-label balancing needs "
+            f"at least {min_labels}. For one label (positive or not) use "
+            f"balancer.BalancedBatchSampler on the 0/1 column, which balances its two classes"
+        )
+    if require_positives:
+        counts = targets.counts
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            listed = [targets.names[k].item() if hasattr(targets.names[k], "item")
+                      else targets.names[k] for k in empty[:5]]
+            raise ValueError(
+                f"{name}: label(s) {listed} have no positive sample ({empty.size} such); a "
+                f"sampler cannot draw a label nobody carries. Drop those labels (columns or "
+                f"names) or add samples that carry them"
+            )
+
+
+# --------------------------------------------------------------------- sources
+def multilabels_of(dataset: Any, labels: Any = None, *, no_finding: str = NO_FINDING,
+                   separator: str = "|", classes: bool = False) -> MultiLabels:
+    """Multi-label targets of ``dataset`` without loading its items; see ``labels_of``.
+
+    Sources: ``labels`` as targets in any form :func:`encode_multilabels` accepts; a table and a
+    column or a list of dicts and a key (``(df_or_csv_path, "Finding Labels")``, or
+    ``dataset`` itself as the table with ``labels`` the column); with no ``labels``, the
+    dataset's ``targets``, ``labels`` or ``y`` attribute. With ``classes=True``, one integer
+    class per item is read as a one-label set (for repeat-factor sampling of single-label data).
+    """
+    from balancer import _labels
+
+    length = _labels._length(dataset)
+    options = dict(no_finding=no_finding, separator=separator, require_positives=False,
+                   min_labels=1, classes=classes)
+    if labels is None:
+        if _labels._is_table_source(dataset):
+            raise ValueError("dataset is a table; name the column or key that holds the labels, "
+                             "e.g. labels_of(df, 'Finding Labels', multilabel=True)")
+        for attribute in _labels._LABEL_ATTRIBUTES:
+            value = _labels._attribute(dataset, attribute)
+            if value is not None:
+                return _sized(encode_multilabels(value, f"dataset.{attribute}", **options),
+                              length, f"dataset.{attribute}")
+        raise ValueError(
+            f"found no multi-label targets on dataset of type {type(dataset).__name__}: it has no "
+            f"`targets`, `labels` or `y` attribute; pass labels=<targets> or "
+            f"labels=(table, 'column')"
+        )
+    if _labels._is_table_source(dataset) and _labels._is_field_name(labels):
+        return _from_table(dataset, labels, options)
+    if isinstance(labels, tuple) and len(labels) == 2 and _labels._is_table_source(labels[0]) \
+            and _labels._is_field_name(labels[1]):
+        return _sized(_from_table(*labels, options), length, "labels")
+    if isinstance(labels, str):
+        # labels="Finding Labels": the column of a DataFrame (or key of a list of dicts) the
+        # dataset holds, as with single-label labels_of; else the dataset's own attribute.
+        holders = [(attribute, value) for attribute, value in _labels._public_attributes(dataset)
+                   if (isinstance(value, pd.DataFrame) and labels in value.columns)
+                   or (_labels._is_records(value) and labels in value[0])]
+        if len(holders) > 1:
+            raise ValueError(
+                f"labels={labels!r}: several attributes of the dataset have it "
+                f"({', '.join(n for n, _ in holders)}); pass labels=(table, {labels!r})")
+        if holders:
+            return _sized(_from_table(holders[0][1], labels, options), length,
+                          f"dataset.{holders[0][0]}")
+        value = _labels._attribute(dataset, labels)
+        if value is None:
+            raise ValueError(f"labels={labels!r}: dataset of type {type(dataset).__name__} has no "
+                             f"such attribute and no DataFrame or list of dicts with that column; pass the "
+                             f"targets, or labels=(table, {labels!r})")
+        return _sized(encode_multilabels(value, f"dataset.{labels}", **options), length,
+                      f"dataset.{labels}")
+    return _sized(encode_multilabels(labels, "labels", **options), length, "labels")
+
+
+def _from_table(source: Any, field: Any, options: dict[str, Any]) -> MultiLabels:
+    if isinstance(source, (list, tuple)) and source and isinstance(source[0], Mapping):
+        try:
+            values = [record[field] for record in source]
+        except KeyError:
+            position = next(i for i, r in enumerate(source) if field not in r)
+            raise ValueError(f"key {field!r} is missing from item {position} of the list of dicts; "
+                             f"give every item that key") from None
+        return encode_multilabels(values, f"key {field!r}", **options)
+    if isinstance(source, pd.DataFrame):
+        if field not in source.columns:
+            raise ValueError(f"column {field!r} is not in the DataFrame; pick one of "
+                             f"{list(source.columns)[:20]}")
+        return encode_multilabels(source[field], f"column {field!r}", **options)
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CSV file {path!r} does not exist; pass the path of the "
+                                f"manifest that holds the labels")
+    separator = "\t" if ".tsv" in os.path.basename(path) else ","
+    header = list(pd.read_csv(path, nrows=0, sep=separator).columns)
+    if field not in header:
+        raise ValueError(f"column {field!r} is not in {path!r}; pick one of {header[:20]}")
+    column = pd.read_csv(path, usecols=[field], sep=separator, dtype={field: str},
+                         keep_default_na=False).iloc[:, 0]
+    return encode_multilabels(column, f"column {field!r}", **options)
+
+
+def _sized(targets: MultiLabels, length: int | None, name: str) -> MultiLabels:
+    if length is not None and targets.num_samples != length:
+        raise ValueError(f"{name} gives labels for {targets.num_samples} samples but the dataset "
+                         f"has {length} items; pass one row per item, in index order")
+    return targets
