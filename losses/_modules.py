@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from losses import _validation as V
 from losses import functional as LF
+from losses._common import _class_view, _upcast
 from losses._weights import class_weights
 
 Vector = Tensor | Sequence[float]
@@ -203,7 +204,7 @@ class BinaryFocalLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.gamma = V.check_gamma(gamma)
-        self.alpha = LF._check_binary_alpha(alpha)
+        self.alpha = V.check_binary_alpha(alpha)
         self.reduction = V.check_reduction(reduction)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -255,12 +256,7 @@ class MarginLoss(_ClassWeightedLoss):
         super().__init__(
             weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
         )
-        LF._check_margin_settings(kind, against, margin)
-        if kind == "log" and class_margins is not None:
-            raise ValueError(
-                "class_margins has no effect with kind='log' (the soft hinge has no margin); "
-                "use kind='hinge' or kind='square_square', or drop class_margins."
-            )
+        V.check_margin_settings(kind, against, margin, class_margins)
         self.kind = kind
         self.margin = float(margin)
         self.against = against
@@ -323,8 +319,8 @@ class LDAMLoss(_ClassWeightedLoss):
         super().__init__(
             weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
         )
-        self.scale = LF._check_positive(scale, "scale", "30.0")
-        self.max_margin = LF._check_positive(max_margin, "max_margin", "0.5")
+        self.scale = V.check_positive(scale, "scale", "30.0")
+        self.max_margin = V.check_positive(max_margin, "max_margin", "0.5")
         self.register_buffer("margins", LF._ldam_margins(counts, max_margin, always_check=True))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -379,7 +375,7 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
         super().__init__(
             weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
         )
-        self.tau = LF._check_tau(tau)
+        self.tau = V.check_tau(tau)
         self.register_buffer("log_prior", V.log_prior(prior_or_counts, always_check=True))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -396,8 +392,8 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
         V.check_logits(logits)
         V.check_class_vector(self.log_prior, logits.shape[1], name="prior_or_counts")
         V.check_device(self.log_prior, logits, name="log_prior")
-        x = LF._upcast(logits)
-        return x - self.tau * LF._class_view(self.log_prior.to(dtype=x.dtype), x.dim())
+        x = _upcast(logits)
+        return x - self.tau * _class_view(self.log_prior.to(dtype=x.dtype), x.dim())
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, " + super().extra_repr()
