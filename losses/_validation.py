@@ -451,3 +451,111 @@ def positive_counts(
                 f"positive count: add a pseudo-count ({name} + 1)."
             )
     return n
+
+
+def check_nonnegative(value: float, name: str, example: str) -> float:
+    """A finite Python number >= 0: TypeError for another type, ValueError for the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} should be a non-negative float, but got {name}={value!r} "
+            f"({type(value).__name__}); pass a number such as {name}={example}."
+        )
+    if not 0 <= value < math.inf:  # also rejects NaN
+        raise ValueError(
+            f"{name} should be a finite number >= 0, but got {name}={value!r}; pass a number "
+            f"such as {name}={example}."
+        )
+    return float(value)
+
+
+def check_clip(clip: float) -> float:
+    clip = check_nonnegative(clip, "clip", "0.05")
+    if clip >= 1.0:
+        raise ValueError(
+            f"clip should be in [0, 1) (the probability margin shifted off the negatives), but "
+            f"got clip={clip!r}; the asymmetric-loss paper uses clip=0.05, and 0 turns it off."
+        )
+    return clip
+
+
+def check_multilabel_target(logits: Tensor, target: Tensor) -> None:
+    """(N, L) floating logits and a floating target of the same shape, on the same device."""
+    check_logits_any_shape(logits)
+    if logits.dim() != 2:
+        raise ValueError(
+            f"logits should have shape (N, L), one column per label, but got shape "
+            f"{tuple(logits.shape)}; reshape to (N, L) (for a single binary label, use "
+            "BinaryFocalLoss or logits.unsqueeze(1))."
+        )
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target should be a torch.Tensor, but got {type(target).__name__}.")
+    if not target.is_floating_point():
+        hint = (
+            " A 1-D integer target holds class indices: use a single-label loss (FocalLoss, "
+            "WeightedCrossEntropyLoss), or F.one_hot(target, L).float() for one label each."
+            if target.dim() == 1 else " Call target.float()."
+        )
+        raise TypeError(
+            f"target should be a floating (N, L) tensor of 0/1 labels, the logits' shape "
+            f"{tuple(logits.shape)}, but got dtype {target.dtype} and shape "
+            f"{tuple(target.shape)}.{hint}"
+        )
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits shape "
+            f"{tuple(logits.shape)}; multi-label targets are (N, L) 0/1 floats, one column "
+            "per label, the logits' shape."
+        )
+    if target.device != logits.device:
+        raise ValueError(
+            f"target is on {target.device} but logits is on {logits.device}; move both to "
+            "the same device."
+        )
+
+
+def check_num_samples(num_samples: int) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+        raise TypeError(
+            f"num_samples should be an int (the number of training samples the counts come "
+            f"from), but got num_samples={num_samples!r} ({type(num_samples).__name__}); pass "
+            "len(train_dataset)."
+        )
+    if num_samples < 2:
+        raise ValueError(
+            f"num_samples should be >= 2 (the number of training samples the counts come "
+            f"from), but got num_samples={num_samples}; pass len(train_dataset)."
+        )
+    return num_samples
+
+
+def label_counts(
+    counts: Tensor | Sequence[float], num_samples: int, *, always_check: bool,
+    like: Tensor | None = None,
+) -> Tensor:
+    """Per-label positive counts as float64, each checked in (0, num_samples): a label needs
+    positives and negatives for its prior's log-odds (and pos_weight) to be finite."""
+    num_samples = check_num_samples(num_samples)
+    n = positive_counts(
+        counts, name="counts", always_check=always_check, like=like,
+        why="its prior (log-odds, pos_weight, inverse frequency) would be infinite",
+    )
+    if always_check or values_checkable(n):
+        host = n.detach().cpu()
+        full = (host >= num_samples).nonzero().flatten()
+        if full.numel():
+            c = int(full[0])
+            raise ValueError(
+                f"counts has {host[c].item():g} for label {c}, not below num_samples="
+                f"{num_samples}: a label positive in every sample has no negatives and "
+                "infinite log-odds. Check num_samples (the number of samples counted), or drop "
+                "that label."
+            )
+    return n
+
+
+def check_label_vector(vec: Tensor, num_labels: int, *, name: str) -> None:
+    if vec.shape[0] != num_labels:
+        raise ValueError(
+            f"{name} should have one entry per label (L={num_labels}), but got {name} of "
+            f"length {vec.shape[0]}; count positives over all {num_labels} label columns."
+        )

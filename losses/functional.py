@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from losses import _kernels as K
+from losses import _sigmoid_kernels as S
 from losses import _validation as V
 from losses._common import (
     _cast,
@@ -67,12 +68,17 @@ from losses._common import (
 )
 
 __all__ = [
+    "asymmetric_loss",
     "binary_focal_loss",
+    "distribution_balanced_loss",
     "focal_loss",
     "ldam_loss",
     "logit_adjusted_cross_entropy",
     "margin_loss",
+    "pos_weighted_bce",
     "posthoc_adjust",
+    "sigmoid_logit_adjusted_bce",
+    "sigmoid_posthoc_adjust",
     "weighted_cross_entropy",
     "weighted_nll_loss",
 ]
@@ -649,3 +655,270 @@ def posthoc_adjust(
     V.check_class_vector(lp, logits.shape[1], name="prior_or_counts")
     x = _upcast(logits)
     return x - tau * _class_view(_cast(lp, x), x.dim())
+
+
+# ----------------------------------------------------------------------------- multi-label
+# Multi-label losses take logits and 0/1 float targets of shape (N, L), one column per label.
+# Those built on label counts take ``counts`` (positives per label, each in (0, num_samples))
+# and ``num_samples``; :math:`\pi_k = n_k / N` is label k's prior.
+
+
+def _multilabel_input(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(upcast logits, target in their dtype, detached: no gradient flows to targets)."""
+    V.check_multilabel_target(logits, target)
+    x = _upcast(logits)
+    return x, target.to(x.dtype).detach()
+
+
+def _label_stats(
+    counts: Tensor | Sequence[float], num_samples: int, num_labels: int, like: Tensor
+) -> Tensor:
+    """Label counts as float64 on the host or like's device, checked against L."""
+    n = V.label_counts(counts, num_samples, always_check=False, like=like)
+    V.check_label_vector(n, num_labels, name="counts")
+    return n
+
+
+def _log_odds(n: Tensor, num_samples: int) -> Tensor:
+    r""":math:`\log(\pi / (1 - \pi)) = \log n - \log(N - n)`, in n's dtype (float64)."""
+    return n.log() - (num_samples - n).log()
+
+
+def asymmetric_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 0.0,
+    clip: float = 0.05,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Asymmetric loss for multi-label classification (ASL, Ridnik et al. 2021,
+    https://arxiv.org/abs/2009.14119).
+
+    Per element, with :math:`p = \sigma(z)` and the shifted probability
+    :math:`p_m = \max(p - m, 0)` (``clip`` :math:`= m`):
+
+    .. math::
+        l = -t\,(1 - p)^{\gamma_+} \log p \;-\; (1 - t)\, p_m^{\gamma_-} \log(1 - p_m)
+
+    Focusing the negatives harder (:math:`\gamma_- > \gamma_+`) and discarding easy negatives
+    (:math:`p \le m` contributes nothing) keeps the many negatives of each label from
+    dominating. ``reduction="mean"`` averages over all N * L elements (the paper sums: use
+    ``"sum"``). ``gamma_neg=gamma_pos=clip=0`` is ``F.binary_cross_entropy_with_logits``,
+    values and gradients. Both powers act on values clamped at the smallest normal float, so
+    exponents below 1 keep gradients finite; the gradient of the focusing factors is kept
+    (the authors' code can detach them). Target values are not checked (see
+    :func:`binary_focal_loss`).
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits = torch.tensor([[2.0, -1.0, -3.0]])  # p = 0.8808, 0.2689, 0.0474
+        >>> target = torch.tensor([[1.0, 0.0, 0.0]])
+        >>> asymmetric_loss(logits, target, reduction="none")  # p <= 0.05: the clip zeroes it
+        tensor([[0.1269, 0.0006, 0.0000]])
+        >>> # 0.0006 = (0.2689 - 0.05)^4 * -log(1 - 0.2189)
+        >>> asymmetric_loss(logits, target, gamma_neg=0.0, clip=0.0, reduction="none")  # BCE
+        tensor([[0.1269, 0.3133, 0.0486]])
+    """
+    V.check_reduction(reduction)
+    gamma_neg = V.check_nonnegative(gamma_neg, "gamma_neg", "4.0")
+    gamma_pos = V.check_nonnegative(gamma_pos, "gamma_pos", "0.0")
+    clip = V.check_clip(clip)
+    x, t = _multilabel_input(logits, target)
+    spec = S.Asymmetric(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip)
+    return S.sigmoid_loss(spec, x, t, reduction)
+
+
+def _pos_weight(n: Tensor, num_samples: int) -> Tensor:
+    return (num_samples - n) / n
+
+
+def pos_weighted_bce(
+    logits: Tensor,
+    target: Tensor,
+    counts: Tensor | Sequence[float],
+    *,
+    num_samples: int,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Binary cross-entropy with a per-label positive weight from label counts.
+
+    With :math:`n_k` positives of label k among :math:`N` samples, the positives are weighted
+    by :math:`c_k = (N - n_k) / n_k`, so each label's positives and negatives weigh alike:
+
+    .. math::
+        l_{ik} = -c_k\, t_{ik} \log \sigma(z_{ik}) - (1 - t_{ik}) \log \sigma(-z_{ik})
+
+    Equal to ``F.binary_cross_entropy_with_logits(logits, target, pos_weight=c)``, values and
+    gradients (the ``pos_weight`` of ``nn.BCEWithLogitsLoss``), computed without the temporary
+    buffers torch's own keeps on CPU. ``counts`` is a tensor on the logits' device or a sequence
+    (copied there on every call; :class:`losses.PosWeightedBCELoss` stores ``c`` once).
+    ``reduction="mean"`` averages over all N * L elements.
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1; counts: (L,)
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits, target = torch.zeros(1, 2), torch.tensor([[1.0, 1.0]])
+        >>> pos_weighted_bce(logits, target, [10, 50], num_samples=100, reduction="none")
+        tensor([[6.2383, 0.6931]])
+        >>> # label 0: c = 90 / 10 = 9, 9 log 2; label 1: c = 1, log 2
+    """
+    V.check_reduction(reduction)
+    x, t = _multilabel_input(logits, target)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    spec = S.ShiftedBCE(pos_weight=_pos_weight(n, num_samples).to(x))
+    return S.sigmoid_loss(spec, x, t, reduction)
+
+
+def sigmoid_logit_adjusted_bce(
+    logits: Tensor,
+    target: Tensor,
+    counts: Tensor | Sequence[float],
+    *,
+    num_samples: int,
+    tau: float = 1.0,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Sigmoid logit adjustment: BCE on logits shifted by each label's prior log-odds, the
+    per-label sigmoid form of Menon et al. 2021 (https://arxiv.org/abs/2007.07314).
+
+    With :math:`\pi_k = n_k / N` the prior of label k and
+    :math:`b_k = \log(\pi_k / (1 - \pi_k))`:
+
+    .. math::
+        l_{ik} = \mathrm{BCE}\big(z_{ik} + \tau\, b_k,\; t_{ik}\big)
+
+    The model is trained through logits that already carry the prior, so its own logits
+    :math:`z` learn the prior-free part (the optimum of :math:`\sigma(z + \tau b)` is the label's
+    posterior); evaluate on the raw logits. For a model trained with plain BCE, use
+    :func:`sigmoid_posthoc_adjust` instead. ``tau=0`` is plain BCE. ``counts`` is a tensor on
+    the logits' device or a sequence (copied there on every call).
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1; counts: (L,)
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits, target = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])
+        >>> # b = log(10 / 90) = -2.1972 for both labels
+        >>> sigmoid_logit_adjusted_bce(logits, target, [10, 10], num_samples=100,
+        ...                            reduction="none")
+        tensor([[2.3026, 0.1054]])
+    """
+    V.check_reduction(reduction)
+    tau = V.check_tau(tau)
+    x, t = _multilabel_input(logits, target)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    spec = S.ShiftedBCE(shift=None if tau == 0.0 else (tau * _log_odds(n, num_samples)).to(x))
+    return S.sigmoid_loss(spec, x, t, reduction)
+
+
+def sigmoid_posthoc_adjust(
+    logits: Tensor, counts: Tensor | Sequence[float], *, num_samples: int, tau: float = 1.0
+) -> Tensor:
+    r"""Post-hoc sigmoid logit adjustment: :math:`z_{ik} - \tau \log(\pi_k / (1 - \pi_k))`.
+
+    For a model trained with plain BCE on imbalanced labels, thresholding the adjusted logits
+    at 0 removes each label's prior (a rare label's logits move up). Returned in the compute
+    dtype (float32 for half logits).
+
+    Shape:
+        - logits: (N, L); counts: (L,); output: (N, L)
+
+    Example::
+
+        >>> import torch
+        >>> sigmoid_posthoc_adjust(torch.zeros(1, 2), [10, 50], num_samples=100)
+        tensor([[2.1972, 0.0000]])
+    """
+    tau = V.check_tau(tau)
+    V.check_logits_any_shape(logits)
+    if logits.dim() != 2:
+        raise ValueError(
+            f"logits should have shape (N, L), one column per label, but got shape "
+            f"{tuple(logits.shape)}."
+        )
+    x = _upcast(logits)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    return x - tau * _log_odds(n, num_samples).to(x)
+
+
+def distribution_balanced_loss(
+    logits: Tensor,
+    target: Tensor,
+    counts: Tensor | Sequence[float],
+    *,
+    num_samples: int,
+    alpha: float = 0.1,
+    beta: float = 10.0,
+    mu: float = 0.2,
+    kappa: float = 0.05,
+    neg_scale: float = 2.0,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Distribution-balanced loss (DB, Wu et al. 2020, https://arxiv.org/abs/2007.09654):
+    re-balanced weights and negative-tolerant regularisation, without the focal term.
+
+    **Re-balancing.** A sample is drawn for label k about as often as its rarest label's
+    frequency says, so label k's share is over-counted by the sample's other labels. With
+    :math:`P^C_k \propto 1 / n_k` and :math:`P^I_i \propto \sum_{j : t_{ij} = 1} 1 / n_j`, the
+    ratio :math:`r_{ik} = P^C_k / P^I_i` is smoothed to
+    :math:`\hat r_{ik} = \alpha + \sigma(\beta (r_{ik} - \mu))`. A sample with no positive label
+    has :math:`P^I_i = 0`: it gets the limit :math:`r \to \infty`, :math:`\hat r = \alpha + 1`
+    (for :math:`\beta > 0`).
+
+    **Negative-tolerant regularisation.** Logits are shifted by
+    :math:`\nu_k = \kappa\, b_k / \lambda` with :math:`b_k = \log(\pi_k / (1 - \pi_k))` (the
+    convention of the authors' code), and the negatives' term is sharpened by
+    :math:`\lambda` (``neg_scale``) but scaled by :math:`1 / \lambda`, so easy negatives stop
+    pulling rare labels' logits down:
+
+    .. math::
+        l_{ik} = \hat r_{ik} \Big( t_{ik} \log\big(1 + e^{-(z_{ik} + \nu_k)}\big)
+            + \frac{1 - t_{ik}}{\lambda} \log\big(1 + e^{\lambda (z_{ik} + \nu_k)}\big) \Big)
+
+    ``alpha=0.5, beta=0, kappa=0, neg_scale=1`` is plain BCE, values and gradients. The
+    defaults are the paper's (:math:`\alpha = 0.1, \beta = 10, \mu = 0.2, \kappa = 0.05,
+    \lambda = 2`). ``reduction="mean"`` averages over all N * L elements.
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1; counts: (L,)
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits, target = torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+        >>> distribution_balanced_loss(logits, target, [50, 10], num_samples=100,
+        ...                            reduction="none")
+        tensor([[0.7622, 0.3518],
+                [0.3587, 0.7918]])
+        >>> # row 0: r = (1, 5), r_hat = (1.0997, 1.1000); row 1: r = (1/6, 5/6),
+        >>> # r_hat = (0.5175, 1.0982); nu = (0, 0.05 * log(1/9) / 2) = (0, -0.0549)
+    """
+    V.check_reduction(reduction)
+    alpha = V.check_nonnegative(alpha, "alpha", "0.1")
+    beta = V.check_nonnegative(beta, "beta", "10.0")
+    mu = V.check_finite(mu, "mu", "0.2")
+    kappa = V.check_finite(kappa, "kappa", "0.05")
+    neg_scale = V.check_positive(neg_scale, "neg_scale", "2.0")
+    x, t = _multilabel_input(logits, target)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    shift = (kappa / neg_scale) * _log_odds(n, num_samples)
+    spec = S.ShiftedBCE(
+        shift=None if kappa == 0.0 else shift.to(x), neg_scale=neg_scale,
+        weight=S.RebalanceWeight((1.0 / n).to(x), alpha=alpha, beta=beta, mu=mu),
+    )
+    return S.sigmoid_loss(spec, x, t, reduction)
