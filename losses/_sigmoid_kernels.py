@@ -21,8 +21,14 @@ cross-entropy saves its log-softmax) and the ``"none"`` output. Backward scales 
 gradient in place and returns it; a second backward through the same graph
 (``retain_graph=True``) recomputes it, so results never depend on how often backward runs.
 
-Precision: softplus is summed as torch's ``binary_cross_entropy_with_logits`` sums it,
-:math:`\max(\pm u, 0) + \log(1 + e^{-|u|})`, so a confident element keeps its tiny loss.
+Small label counts (L = 14) would make every op that broadcasts a per-label vector run its
+inner loop over 14 elements; the specs expand those vectors to contiguous blocks once per call.
+
+Precision: the BCE-type losses use torch's fused ``softplus`` (``log1p(exp(beta u)) / beta``),
+so a confident element keeps its tiny loss. The asymmetric loss takes :math:`\log p` as
+:math:`\log \sigma(z)` of the sigmoid it needs anyway (torch's ``log_sigmoid`` is not
+vectorised on CPU and alone cost a third of the kernel): relative precision for every element
+whose loss exceeds float epsilon, absolute precision (below epsilon) for confident ones.
 """
 
 from __future__ import annotations
@@ -48,11 +54,24 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss.sum() if reduction == "sum" else loss.mean()
 
 
-def _softplus_parts(u: Tensor) -> tuple[Tensor, Tensor]:
-    """(softplus(-u), softplus(u)), each as max(-+u, 0) + log1p(exp(-|u|)): no cancellation for
-    confident elements (softplus(u) - u would round a loss of 2e-9 at u = 20 to 0)."""
-    tail = torch.abs(u).neg_().exp_().log1p_()
-    return torch.neg(u).clamp_min_(0.0).add_(tail), torch.clamp_min(u, 0.0).add_(tail)
+def _neg_log_sigmoid(u: Tensor, s: Tensor) -> Tensor:
+    """-log sigma(u) = softplus(-u) from s = sigma(u): -log(s), or -u where s is no longer a
+    normal float (there the two differ by less than e^u, below 1e-35 in float32). Built from
+    vectorised ops: on CPU torch's log_sigmoid, softplus and log1p are not vectorised and cost
+    several times as much. Precision: relative to the loss for every element except confident
+    ones (loss below float epsilon), whose tiny loss is exact only in absolute terms."""
+    floor = _SIGMOID_FLOOR[u.dtype]
+    return torch.where(u < floor, u, torch.log(s)).neg_()
+
+
+# Below these, sigma(u) is subnormal or 0 in float32 / float64 (e^-87.3, e^-708.4 = tiny).
+_SIGMOID_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+
+
+def _blend(neg: Tensor, pos: Tensor, t: Tensor, one_minus_t: Tensor) -> Tensor:
+    """t * pos + (1 - t) * neg, exact at t in {0, 1} (a lerp is too, but not vectorised on CPU);
+    written into neg."""
+    return neg.mul_(one_minus_t).add_(torch.mul(pos, t))
 
 
 class ShiftedBCE:
@@ -77,6 +96,26 @@ class ShiftedBCE:
             shift, pos_weight, neg_scale, weight
         )
 
+    def for_blocks(self, rows: int, width: int) -> ShiftedBCE:
+        """This spec with its per-label vectors expanded to contiguous (rows, L) blocks: an
+        elementwise op that broadcasts an (L,) vector runs its inner loop over L elements
+        only, several times slower for L = 14 than over a contiguous block."""
+        if width >= 256:
+            return self
+
+        def block(v: Tensor | None) -> Tensor | None:
+            return None if v is None else v.expand(rows, width).contiguous()
+
+        spec = ShiftedBCE(shift=block(self.shift), pos_weight=block(self.pos_weight),
+                          neg_scale=self.neg_scale, weight=self.weight)
+        spec._blocked = True
+        return spec
+
+    _blocked = False
+
+    def _fit(self, v: Tensor | None, rows: int) -> Tensor | None:
+        return v[:rows] if self._blocked and v is not None else v
+
     def plain(self, z: Tensor, t: Tensor) -> Tensor:
         u = z if self.shift is None else z + self.shift
         lam = self.neg_scale
@@ -86,28 +125,32 @@ class ShiftedBCE:
         return loss if self.weight is None else loss * self.weight(t)
 
     def chunk(self, z: Tensor, t: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-        u = z if self.shift is None else z + self.shift
+        shift, pos_weight = self._fit(self.shift, len(z)), self._fit(self.pos_weight, len(z))
+        u = z if shift is None else z + shift
         lam = self.neg_scale
-        sp_neg, sp_pos = _softplus_parts(u)  # softplus(-u), softplus(u)
-        if lam != 1.0:
-            sp_pos = _softplus_parts(u * lam)[1].div_(lam)
-        if self.pos_weight is not None:
-            sp_neg.mul_(self.pos_weight)
-        loss = torch.lerp(sp_pos, sp_neg, t)
+        # softplus(u, beta) = log1p(exp(beta u)) / beta, one fused op: beta = -1 gives
+        # -softplus(-u) = log sigma(u), beta = lam the scaled negative term.
+        neg = F.softplus(u) if lam == 1.0 else F.softplus(u, beta=lam)
+        pos = F.softplus(u, beta=-1.0)
+        if pos_weight is None:
+            pos.neg_()
+        else:
+            pos.mul_(-pos_weight)
+        loss = torch.lerp(neg, pos, t)  # exact at t in {0, 1}
         w = None if self.weight is None else self.weight(t)
         if w is not None:
             loss.mul_(w)
         if not with_grad:
             return loss, None
         s = torch.sigmoid(u)
-        if lam == 1.0 and self.pos_weight is None:
+        if lam == 1.0 and pos_weight is None:
             grad = s.sub_(t)  # torch's own BCE gradient, sigma(u) - t
         else:
             s_neg = s if lam == 1.0 else torch.sigmoid(u * lam)
-            q = torch.neg(s).add_(1.0).mul_(t)  # t * sigma(-u)
-            if self.pos_weight is not None:
-                q.mul_(self.pos_weight)
-            grad = torch.addcmul(s_neg, s_neg, t, value=-1.0).sub_(q)
+            minus_q = torch.sub(s, 1.0)  # -sigma(-u), as torch's BCE gradient rounds it
+            if pos_weight is not None:
+                minus_q.mul_(pos_weight)
+            grad = torch.lerp(s_neg, minus_q, t)
         return loss, grad if w is None else grad.mul_(w)
 
 
@@ -152,36 +195,67 @@ class Asymmetric:
 
     def chunk(self, z: Tensor, t: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
         tiny = torch.finfo(z.dtype).tiny
-        gp, gn = self.gamma_pos, self.gamma_neg
-        s, sn = torch.sigmoid(z), torch.sigmoid(-z)
-        log_p = _softplus_parts(z)[0].neg_()  # log sigma(z)
+        gp, gn, m = self.gamma_pos, self.gamma_neg, self.clip
+        one_minus_t = torch.sub(1.0, t)
+        s = torch.sigmoid(z)
+        sn = torch.sigmoid(-z)
+        log_p = _neg_log_sigmoid(z, s).neg_()
         f_pos = None if gp == 0.0 else sn.clamp_min(tiny).pow_(gp)
-        p_m, one_minus, log_neg = self._negative_log_terms(z, s, sn)
-        d_neg = None if gn == 0.0 else (p_m if gn == 2.0 else p_m.pow(gn - 1.0))
-        f_neg = None if d_neg is None else torch.mul(d_neg, p_m)
-        loss_pos = log_p if f_pos is None else torch.mul(f_pos, log_p)
-        loss_neg = log_neg if f_neg is None else torch.mul(f_neg, log_neg)
-        loss = torch.lerp(loss_neg, loss_pos, t).neg_().add_(0.0)  # -0.0 + 0.0 is 0.0
+        if m == 0.0:
+            log_neg = _neg_log_sigmoid(torch.neg(z), sn).neg_()  # log(1 - p), stable
+            p_m = s if gn >= 1.0 else s.clamp_min(tiny)
+            one_minus = None
+        else:
+            one_minus = torch.add(sn, m).clamp_max_(1.0)  # 1 - p_m
+            log_neg = torch.log(one_minus)
+            # For gn >= 1, p_m = 0 zeroes the negative term and its gradient exactly; below 1 the
+            # power's derivative needs p_m > 0 and the gate below instead.
+            p_m = torch.sub(s, m).clamp_min_(0.0 if gn >= 1.0 else tiny)
+        d_neg, f_neg = _powers(p_m, gn)
+        neg_term = log_neg.clone() if f_neg is None else torch.mul(f_neg, log_neg)
+        pos_term = log_p if f_pos is None else torch.mul(f_pos, log_p)
+        loss = torch.rsub(_blend(neg_term, pos_term, t, one_minus_t), 0.0)  # 0.0, never -0.0
         if not with_grad:
             return loss, None
         # positive part: -(1-p)^gp ((1-p) - gp p log p)
-        g_pos = torch.mul(s, log_p).mul_(-gp).add_(sn) if gp != 0.0 else sn.clone()
-        if f_pos is not None:
-            g_pos.mul_(f_pos)
-        g_pos.neg_()
-        # negative part: [p > m] p (1-p) (p_m^gn / (1 - p_m) - gn p_m^(gn-1) log(1 - p_m))
-        if self.clip == 0.0:  # p (1-p) / (1 - p_m) is p exactly (and 1 - p may underflow)
-            g_neg = s.clone() if f_neg is None else torch.mul(s, f_neg)
-            if d_neg is not None:
-                g_neg.addcmul_(torch.mul(s, sn).mul_(d_neg), log_neg, value=-gn)
+        if gp == 0.0:
+            g_pos = sn.neg()
         else:
-            g_neg = torch.mul(s, sn).div_(one_minus)
-            if f_neg is not None:
-                g_neg.mul_(f_neg)
+            g_pos = torch.mul(s, log_p).mul_(-gp).add_(sn).mul_(f_pos).neg_()
+        # negative part: p (1-p) (p_m^gn / (1 - p_m) - gn p_m^(gn-1) log(1 - p_m))
+        if one_minus is None:  # p (1-p) / (1 - p_m) is p exactly (and 1 - p may underflow)
+            if f_neg is None:
+                g_neg = s
+            else:
+                g_neg = f_neg.clone()
+                if d_neg is not None:
+                    g_neg.sub_(torch.mul(d_neg, sn).mul_(log_neg).mul_(gn))
+                g_neg.mul_(s)
+        else:
+            g_neg = one_minus.reciprocal_() if f_neg is None else f_neg.div_(one_minus)
             if d_neg is not None:
-                g_neg.addcmul_(torch.mul(s, sn).mul_(d_neg), log_neg, value=-gn)
-            g_neg.mul_(s > self.clip)
-        return loss, torch.lerp(g_neg, g_pos, t)
+                g_neg.sub_(torch.mul(d_neg, log_neg).mul_(gn))
+            elif gn == 1.0:
+                g_neg.sub_(log_neg)
+            g_neg.mul_(s).mul_(sn)
+            if gn < 1.0:
+                g_neg.mul_(s > m)  # the clip's gate: p <= m contributes nothing
+        return loss, _blend(g_neg, g_pos, t, one_minus_t)
+
+
+def _powers(p: Tensor, gamma: float) -> tuple[Tensor | None, Tensor | None]:
+    """(p^(gamma - 1), p^gamma), None for a factor that is 1; small integer powers multiply."""
+    if gamma == 0.0:
+        return None, None
+    if gamma == 1.0:
+        return None, p
+    if gamma == 2.0:
+        return p, torch.mul(p, p)
+    if gamma == 4.0:
+        d = torch.mul(p, p).mul_(p)
+        return d, torch.mul(d, p)
+    d = torch.pow(p, gamma - 1.0)
+    return d, torch.mul(d, p)
 
 
 class _RowChunkedCPU(torch.autograd.Function):
@@ -231,6 +305,7 @@ def _run_chunks(
     elif reduction is not None:
         loss = x.new_zeros(len(starts))  # one partial sum per block
     grad = torch.empty_like(x) if with_grad else None
+    spec = spec.for_blocks(min(rows, n), width) if hasattr(spec, "for_blocks") else spec
     for i, start in enumerate(starts):
         block = slice(start, start + rows)
         value, g = spec.chunk(x[block], t[block], with_grad)
@@ -261,5 +336,7 @@ class RebalanceWeight:
         # finite (<= 1 / tiny), so beta = 0 gives sigma(0) instead of 0 * inf = NaN, and
         # beta > 0 gives sigma(inf) = 1, the limit.
         p = torch.mv(t, self.inv_counts).clamp_min_(torch.finfo(t.dtype).tiny)
-        r = torch.div(self.inv_counts, p.unsqueeze(1))
-        return r.sub_(self.mu).mul_(self.beta).sigmoid_().add_(self.alpha)
+        # beta * r as an outer product by matmul: a broadcasting division would run its inner
+        # loop over L elements only, slow for small L.
+        r = torch.mm(p.reciprocal_().unsqueeze(1), (self.inv_counts * self.beta).unsqueeze(0))
+        return r.sub_(self.beta * self.mu).sigmoid_().add_(self.alpha)
