@@ -90,6 +90,18 @@ def hinge_all(
     return _HingeAll.apply(s, idx, m_b, valid, _source(scores, s))
 
 
+def target_log_prob(logits: Tensor, x: Tensor, idx: Tensor) -> Tensor:
+    r""":math:`\log \mathrm{softmax}(x)_y` per element (the focal loss's :math:`\log p_y`), from the
+    row-chunked CPU kernel for (N, C) logits, else from ``log_softmax`` and ``gather``."""
+    if _use_fast_cpu(x) and x.dim() == 2 and x.shape[1] > 1:
+        return _TargetLogProbCPU.apply(x, idx, _source(logits, x))
+    return _target_log_prob_plain(x, idx)
+
+
+def _target_log_prob_plain(x: Tensor, idx: Tensor) -> Tensor:
+    return F.log_softmax(_upcast(x), dim=1).gather(1, idx).squeeze(1)
+
+
 def binary_focal(x: Tensor, t: Tensor, gamma: float, alpha: float | None, reduction: str) -> Tensor:
     """The binary focal loss of upcast logits ``x``, reduced as ``reduction``."""
     if _use_fast_cpu(x):
@@ -540,3 +552,64 @@ class _LDAMSoftmaxCPU(torch.autograd.Function):
         return grad, None, None, None, None
 
 
+
+
+# Target log-probability on CPU (design note)
+# --------------------------------------------
+# The focal loss needs only log p_y per row, yet log_softmax writes a fresh (N, C) buffer in
+# forward (kept for backward) and its backward another: on CPU each fresh buffer of that size
+# costs about ten in-place passes (page faults). _TargetLogProbCPU computes each row's
+# maximum and log-sum-exp block of rows by block (a block's temporaries stay in the L2 cache),
+# keeps only those (N,) vectors and the logits, and in backward writes the gradient
+# g * (e_y - softmax) = g * (e_y - exp(z - lse)) into the one buffer it returns. Values are
+# log_softmax's to rounding (the same max-shifted sum, the maximum's own term 1 added by
+# log1p, which keeps a confident row's tiny loss exact where log(1 + r) rounds it); a row whose
+# logits are all -inf is NaN as with log_softmax.
+
+
+class _TargetLogProbCPU(torch.autograd.Function):
+    r""":math:`z_y - \log \sum_j e^{z_j}` per row of (N, C) logits; see the design note above."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx: Tensor, source: Tensor | None) -> Tensor:
+        n, c = x.shape
+        rows = max(1, _CHUNK_BYTES // (x.element_size() * c))
+        tops, rest, maxima = x.new_empty(n), x.new_empty(n), x.new_empty(n)
+        for start in range(0, n, rows):
+            block = x[start:start + rows]
+            top, arg = block.max(dim=1, keepdim=True)
+            maxima[start:start + rows] = top.squeeze(1)
+            # A row of -inf has top -inf: keep its shift finite so exp sees -inf, not NaN.
+            shift = torch.where(torch.isfinite(top), top, 0.0)
+            tops[start:start + rows] = shift.squeeze(1)
+            # sum_j exp(z_j - top) = 1 + rest, with the top term left out of rest, so that
+            # log1p(rest) keeps a confident row's tiny loss to full relative precision.
+            terms = torch.sub(block, shift).exp_().scatter_(1, arg, 0.0)
+            torch.sum(terms, dim=1, out=rest[start:start + rows])
+        log_sums = torch.where(torch.isfinite(maxima), torch.log1p(rest), maxima)
+        # The caller's logits (x itself, or what x was upcast from: less memory for half
+        # logits, upcast again in backward), as in _ShiftedNLL.
+        ctx.save_for_backward(x if source is None else source, idx, tops, log_sums)
+        # (z_y - top) - log sum, in log_softmax's order, so the two round alike.
+        return x.gather(1, idx).squeeze(1).sub_(tops).sub_(log_sums)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        source, idx, tops, log_sums = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
+            grad = _graph_grad(lambda z: _target_log_prob_plain(z, idx), source, grad_out)
+            outputs: list[Tensor | None] = [None] * 3
+            outputs[-1 if ctx.needs_input_grad[-1] else 0] = grad
+            return tuple(outputs)
+        x = _upcast(source)
+        n, c = x.shape
+        rows = max(1, _CHUNK_BYTES // (x.element_size() * c))
+        grad = torch.empty_like(x)
+        g = grad_out.unsqueeze(1)
+        for start in range(0, n, rows):
+            block = slice(start, start + rows)
+            out = grad[block]
+            torch.sub(x[block], tops[block].unsqueeze(1), out=out)
+            out.sub_(log_sums[block].unsqueeze(1)).exp_().mul_(g[block].neg())
+        grad.scatter_add_(1, idx, g)
+        return grad, None, None

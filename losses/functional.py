@@ -264,7 +264,7 @@ def focal_loss(
     alpha = V.class_vector(alpha, logits, name="alpha")
     x = _upcast(logits)
     safe, valid = _safe_target(target, ignore_index)
-    logp_y = F.log_softmax(x, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    logp_y = K.target_log_prob(logits, x, safe.unsqueeze(1))
     # An ignored row's logits may be -inf or NaN (padding): 0 in place of its stand-in class's
     # log-probability keeps its (discarded) loss and its zero gradient finite.
     logp_y = torch.where(valid, logp_y, 0.0)
