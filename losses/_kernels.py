@@ -1,12 +1,13 @@
 r"""Fast paths of the losses: CPU kernels, custom autograd Functions and their design notes.
 
 :mod:`losses.functional` holds the math; each loss that has a fast path calls one dispatch
-function here (:func:`ldam_nll`, :func:`logit_adjusted_nll`, :func:`binary_focal`,
-:func:`hinge_all`), which picks the kernel for the call and falls back to a plain autograd
-formula of the same loss where a kernel does not apply:
+function here (:func:`target_log_prob` for the focal loss, :func:`ldam`, :func:`logit_adjusted_nll`,
+:func:`binary_focal`, :func:`hinge_all`), which picks the kernel for the call and falls back to a
+plain autograd formula of the same loss where a kernel does not apply (the multi-label losses
+have theirs in :mod:`losses._sigmoid_kernels`):
 
 ==========================  ===============================  ==================================
-call                        LDAM, binary focal                logit adjustment, hinge over all
+call                        focal, LDAM, binary focal         logit adjustment, hinge over all
 ==========================  ===============================  ==================================
 eager, CPU                  CPU kernel (this module)          autograd Function (this module)
 eager, CUDA                 plain formula / Function          autograd Function

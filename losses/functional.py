@@ -227,9 +227,10 @@ def focal_loss(
     (``"weights"``). With ``gamma=0`` and ``alpha=None`` this is cross-entropy, values and
     gradients.
 
-    Computed from :math:`\log p_{n,y_n}` = log-softmax gathered at the target (no one-hot
-    (N, C) tensor); :math:`1 - p = -\mathrm{expm1}(\log p)` keeps precision as :math:`p \to 1`,
-    and it is clamped at the smallest normal float before the power, so that
+    Computed from :math:`\log p_{n,y_n}` = log-softmax at the target (no one-hot (N, C)
+    tensor; on CPU a row-chunked kernel that keeps no (N, C) log-softmax, see
+    :mod:`losses._kernels`); :math:`1 - p = -\mathrm{expm1}(\log p)` keeps precision as
+    :math:`p \to 1`, and it is clamped at the smallest normal float before the power, so that
     :math:`\gamma < 1` gives finite gradients even for saturated logits, where the naive
     :math:`(1-p)^{\gamma}` has an infinite derivative at :math:`p = 1`.
 
