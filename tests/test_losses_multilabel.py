@@ -166,7 +166,7 @@ def test_against_independent_references(fast_cpu, name, ours, ref, reduction, so
 ALL = {name: ours for name, ours, _ in REFERENCES}
 
 
-@pytest.mark.parametrize("name", list(ALL))
+@pytest.mark.parametrize("name", [n for n in ALL if not n.endswith("_module")])
 def test_cpu_kernel_equals_the_plain_formula_over_many_chunks(monkeypatch, name):
     """Rows split over many blocks (and a block narrower than a row) give the same loss and
     gradient as the plain autograd formula, extreme logits and soft targets included."""
@@ -182,11 +182,9 @@ def test_cpu_kernel_equals_the_plain_formula_over_many_chunks(monkeypatch, name)
                                                                 num_samples=N_TRAIN, reduction=r),
             "db": lambda: LF.distribution_balanced_loss(x, y, counts, num_samples=N_TRAIN,
                                                         reduction=r),
-        }.get(name.removesuffix("_module").removesuffix("_beta0"),
+        }.get(name.removesuffix("_beta0"),
               lambda: ALL[name](x, y, r))()
 
-    if name.endswith("_module"):
-        pytest.skip("modules with 4 labels: covered by the references")
     for chunk_bytes in (8, 8 * 6 * 5, 1 << 19):
         monkeypatch.setattr(K, "_CHUNK_BYTES", chunk_bytes)
         for reduction in REDUCTIONS:
