@@ -23,6 +23,8 @@ __all__ = ["labels_of"]
 _LABEL_ATTRIBUTES = ("targets", "labels", "y")
 # Attributes holding (path, class) pairs: torchvision's DatasetFolder / ImageFolder.
 _PAIR_ATTRIBUTES = ("samples", "imgs")
+# Columns tried, in order, on a Hugging Face `datasets.Dataset` (its usual names for the class).
+_HF_COLUMNS = ("label", "labels")
 # Keys tried, in order, when labels="scan" reads items that are dicts.
 _SCAN_KEYS = ("label", "target", "y", "labels")
 _TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".txt")
@@ -31,6 +33,7 @@ _OPTIONS = """\
   - labels=<sequence>: one label per item (list, numpy array, torch tensor, pandas Series);
   - a `targets`, `labels` or `y` attribute on the dataset (torchvision, MedMNIST, scikit-learn);
   - a `samples` or `imgs` list of (path, class) pairs on the dataset (ImageFolder);
+  - a Hugging Face datasets.Dataset: its `label` or `labels` column, or labels="column";
   - torch.utils.data.Subset / ConcatDataset of datasets that have one of these;
   - a table and a column: labels_of(dataframe, "dx"), labels_of("manifest.csv", "dx"), or
     labels=(dataframe_or_csv_path, "dx") next to any dataset;
@@ -65,6 +68,9 @@ def labels_of(dataset: Any, labels: Any = None, *, multilabel: bool = False) -> 
       (``labels_of(dataset, "diagnoses")``). A CSV file reads only that column. A ``|``-separated multi-label
       column (``"Effusion|Mass"``) is rejected: the sampler needs one class per item, so pass a
       primary finding, or read every finding with ``multilabel=True`` (see above).
+    - a Hugging Face ``datasets.Dataset``: its ``label`` or ``labels`` column with no ``labels``,
+      or the column ``labels="name"`` names, read from the Arrow table (no row is decoded, so an
+      image column is never touched); ``select``/``shuffle``/``filter`` views are followed.
     - with no ``labels``: the dataset's ``targets``, ``labels`` or ``y`` attribute
       (torchvision, MedMNIST, scikit-learn style), else its ``samples``/``imgs`` list of
       ``(path, class)`` pairs (ImageFolder), else, for a :class:`~torch.utils.data.Subset`, the
@@ -125,6 +131,15 @@ def _from_dataset(dataset: Any, length: int | None) -> np.ndarray:
             f"dataset is a {kind}; name the column or key that holds the labels, e.g. "
             f"labels_of(dataset, 'label'){_fields_hint(dataset)}"
         )
+    if _is_hf_dataset(dataset):
+        for name in _HF_COLUMNS:
+            if name in dataset.column_names:
+                return _hf_column(dataset, name)
+        raise ValueError(
+            f"the datasets.Dataset has no {' or '.join(map(repr, _HF_COLUMNS))} column (its "
+            f"columns are {list(dataset.column_names)[:20]}); name the one holding the class, "
+            f"e.g. balance(loader, labels='fine_label')"
+        )
     skipped: list[str] = []
     for name in _LABEL_ATTRIBUTES:
         value = _attribute(dataset, name)
@@ -163,6 +178,11 @@ def _from_dataset(dataset: Any, length: int | None) -> np.ndarray:
 
 def _from_named_field(dataset: Any, field: str, length: int | None) -> np.ndarray:
     """``labels="dx"`` next to a dataset: find the DataFrame or list of dicts holding ``dx``."""
+    if _is_hf_dataset(dataset):
+        if field not in dataset.column_names:
+            raise ValueError(f"labels={field!r} is not a column of the datasets.Dataset; pick one "
+                             f"of {list(dataset.column_names)[:20]}")
+        return _hf_column(dataset, field)
     if isinstance(dataset, Subset):
         inner = _from_named_field(dataset.dataset, field, _length(dataset.dataset))
         return inner[np.asarray(dataset.indices, dtype=np.int64)]
@@ -360,6 +380,26 @@ def _scalar(value: Any) -> Any:
             )
         return value.item()
     return value
+
+
+def _is_hf_dataset(value: Any) -> bool:
+    # A datasets.Dataset exists only once `datasets` is imported: look it up, never import it.
+    module = sys.modules.get("datasets")
+    return module is not None and isinstance(value, getattr(module, "Dataset", ()))
+
+
+def _hf_column(dataset: Any, name: str) -> np.ndarray:
+    """Column ``name`` of a ``datasets.Dataset`` in index order, straight from its Arrow table."""
+    values = dataset.data.column(name).to_numpy()  # the whole table, before any index mapping
+    indices = getattr(dataset, "_indices", None)  # select/shuffle/filter keep a mapping table
+    if indices is not None:
+        values = values[indices.column(0).to_numpy()]
+    if values.dtype == object and len(values) and isinstance(values[0], (np.ndarray, list)):
+        raise ValueError(
+            f"column {name!r} of the datasets.Dataset holds a sequence per row (multi-label); the "
+            f"sampler needs one class per item: pass a column with one class per row"
+        )
+    return label_array(values, f"column {name!r}")
 
 
 # --------------------------------------------------------------------- helpers

@@ -21,6 +21,7 @@ from balancer._distributed import shared_seed
 from balancer._labels import labels_of
 from balancer._sampler import BalancedBatchSampler
 from balancer._schedule import Phase
+from balancer._shard import RankShardSampler
 from balancer._validation import check_bool, check_int
 
 __all__ = ["BalancedDataLoader", "balance", "balanced_loader"]
@@ -47,6 +48,10 @@ class BalancedDataLoader(DataLoader):
 
     - ``loader.set_epoch(epoch)``: call at the start of every epoch, before iterating;
     - ``loader.phase`` / ``loader.epoch``: ``"balanced"`` or ``"finetune"``, and the current epoch;
+    - ``loader.total_batches(epochs)``: batches this rank yields over the run (phases change
+      ``len(loader)``), for LR schedules and step-based frameworks;
+    - under several replicas, ``loader.sampler`` is a ``DistributedSampler`` holding this rank's
+      share, so Lightning and Ray Train leave the loader as it is and call its ``set_epoch``;
     - ``loader.state_dict()`` / ``loader.load_state_dict(state)``: the position in the plan, for
       checkpoints. The position counts the batches the training loop has *received* from the
       loader in the current epoch, not the batches the sampler has handed to the workers (with
@@ -84,6 +89,11 @@ class BalancedDataLoader(DataLoader):
         # Bumped when the position changes (set_epoch to another epoch, load_state_dict): an
         # iterator of the old position then no longer counts batches towards the new one.
         self._generation = 0
+        if batch_sampler.num_replicas > 1:
+            # Frameworks that shard by sampler (Lightning, Ray Train) see a DistributedSampler
+            # and leave this already-sharded loader as it is; see balancer/_shard.py. Set past
+            # DataLoader's guard, which forbids changing `sampler` after construction.
+            object.__setattr__(self, "sampler", RankShardSampler(self))
 
     def __iter__(self) -> Iterator[Any]:
         start, self._resume_from = self._resume_from, 0

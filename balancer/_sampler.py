@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from torch.utils.data import Sampler
 
 from balancer import _rng
 from balancer._base import BatchType, PlanBatchSampler
@@ -166,6 +167,17 @@ class BalancedBatchSampler(PlanBatchSampler):
         batch_type: BatchType = "list",
     ) -> None:
         with self._built_together(num_replicas, seed):
+            if isinstance(labels, Sampler):
+                # What Lightning's use_distributed_sampler does to a loader built before the process
+                # group existed: BalancedBatchSampler(DistributedSampler(...), batch_size=, drop_last=).
+                raise TypeError(
+                    f"labels should be one class label per item, but got a {type(labels).__name__}: a "
+                    f"framework is rebuilding the batch sampler around its own sampler (Lightning's "
+                    f"use_distributed_sampler does so to a balanced loader built with num_replicas=1, "
+                    f"before the process group started). Build the loader where the process group is "
+                    f"initialised (inside LightningModule.train_dataloader() or the per-worker train "
+                    f"function), so that it shards itself, or pass num_replicas= and rank="
+                )
             encoded = encode_labels(labels, "labels")
             super().__init__(num_samples=len(encoded.codes), batch_size=batch_size, seed=seed,
                              drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,

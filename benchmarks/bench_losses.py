@@ -1,10 +1,16 @@
-"""Forward + backward time and memory of every loss, as ratios to ``F.cross_entropy``.
+"""Forward + backward time and memory of every loss, as ratios to ``F.cross_entropy`` (the
+single-label losses) and to ``F.binary_cross_entropy_with_logits`` (the multi-label losses).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_losses.py                 # CPU, all three shapes
+    .venv/bin/python benchmarks/bench_losses.py                 # CPU, all shapes
     .venv/bin/python benchmarks/bench_losses.py --quick         # small shapes, a smoke run
+    .venv/bin/python benchmarks/bench_losses.py --only multilabel   # the multi-label part
     .venv/bin/python benchmarks/bench_losses.py --device cuda --repeats 50
+
+Multi-label shapes: (65536, 14) (a ChestX-ray14-sized label count) and (4096, 1000), with 0/1
+targets drawn at long-tailed per-label rates (0.3 down to 0.001) and the losses' label counts
+taken from them; the baseline is BCE with logits on the same logits and targets.
 
 Method. For each shape, every loss (and ``F.cross_entropy``, the baseline) runs forward and
 backward on the same logits. A round times every loss once, in a fresh random order (seeded), so
@@ -28,6 +34,7 @@ Goal: no more than one extra (N, C) buffer.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -40,6 +47,8 @@ from losses import functional as LF
 
 SHAPES = [(65536, 10), (16384, 1000), (2048, 32000)]
 QUICK_SHAPES = [(4096, 10), (1024, 1000), (128, 32000)]
+MULTILABEL_SHAPES = [(65536, 14), (4096, 1000)]
+QUICK_MULTILABEL_SHAPES = [(4096, 14), (512, 1000)]
 GOAL = 1.3
 
 
@@ -151,12 +160,51 @@ def peak_bytes(fn: Callable, logits: torch.Tensor, target: torch.Tensor, device)
     return torch.cuda.max_memory_allocated(device) - base
 
 
-def run_shape(n: int, c: int, device: torch.device, repeats: int, seed: int) -> None:
+def multilabel_batch(n: int, labels: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and 0/1 targets with long-tailed label rates (0.3 down to 0.001)."""
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(n, c, generator=g).to(device).requires_grad_(True)
-    target = torch.randint(0, c, (n,), generator=g).to(device)
-    fns = build_losses(c, device)
+    logits = torch.randn(n, labels, generator=g)
+    rates = torch.logspace(math.log10(0.3), -3, labels)
+    return logits, (torch.rand(n, labels, generator=g) < rates).float()
+
+
+def build_multilabel_losses(target: torch.Tensor, device: torch.device) -> dict[str, Callable]:
+    n = target.shape[0]
+    counts = target.sum(dim=0).clamp(1, n - 1)  # every label needs positives and negatives
+    modules = {
+        "asymmetric": losses.AsymmetricLoss(),
+        "asymmetric_gpos1": losses.AsymmetricLoss(gamma_pos=1.0),
+        "pos_weighted_bce": losses.PosWeightedBCELoss(counts, num_samples=n),
+        "sigmoid_logit_adjusted": losses.SigmoidLogitAdjustedLoss(counts, num_samples=n),
+        "distribution_balanced": losses.DistributionBalancedLoss(counts, num_samples=n),
+        "binary_focal": losses.BinaryFocalLoss(),
+    }
+    fns: dict[str, Callable] = {"bce_with_logits": F.binary_cross_entropy_with_logits}
+    for name, module in modules.items():
+        fns[name] = module.to(device)
+    pos_weight = ((n - counts) / counts).to(device)
+    fns["PEER bce(pos_weight=)"] = lambda z, t: F.binary_cross_entropy_with_logits(
+        z, t, pos_weight=pos_weight
+    )
+    return fns
+
+
+def run_shape(
+    n: int, c: int, device: torch.device, repeats: int, seed: int, multilabel: bool = False
+) -> None:
+    if multilabel:
+        logits, target = multilabel_batch(n, c, seed)
+        logits = logits.to(device).requires_grad_(True)
+        target = target.to(device)
+        fns = build_multilabel_losses(target, device)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        logits = torch.randn(n, c, generator=g).to(device).requires_grad_(True)
+        target = torch.randint(0, c, (n,), generator=g).to(device)
+        fns = build_losses(c, device)
     names = list(fns)
+    base_name = names[0]
+    base = fns[base_name]
     for name in names:  # warm-up (allocator, lazy init, one-off caches)
         time_once(fns[name], logits, target, device)
     ratios: dict[str, list[float]] = {k: [] for k in names}
@@ -165,22 +213,26 @@ def run_shape(n: int, c: int, device: torch.device, repeats: int, seed: int) -> 
         order = [names[i] for i in torch.randperm(len(names), generator=order_gen).tolist()]
         times = {k: time_once(fns[k], logits, target, device) for k in order}
         for k in names:
-            ratios[k].append(times[k] / times["cross_entropy"])
+            ratios[k].append(times[k] / times[base_name])
     buf = n * c * 4
-    ce_saved = saved_bytes(F.cross_entropy, logits, target)
-    ce_peak = peak_bytes(F.cross_entropy, logits, target, device)
+    ce_saved = saved_bytes(base, logits, target)
+    ce_peak = peak_bytes(base, logits, target, device)
     ce_time = statistics.median(
-        time_once(F.cross_entropy, logits, target, device) for _ in range(max(3, repeats // 2))
+        time_once(base, logits, target, device) for _ in range(max(3, repeats // 2))
     )
-    print(f"\n## N={n}, C={c}, device={device.type}: cross_entropy fwd+bwd {ce_time * 1e3:.2f} ms "
-          f"(median), {repeats} rounds")
-    print(f"{'loss':28s} {'time/CE':>8s} {'goal':>5s} {'saved +(N,C)':>13s} {'peak +(N,C)':>12s}")
+    dim = "L" if multilabel else "C"
+    print(f"\n## N={n}, {dim}={c}, device={device.type}: {base_name} fwd+bwd "
+          f"{ce_time * 1e3:.2f} ms (median), {repeats} rounds")
+    head = "time/BCE" if multilabel else "time/CE"
+    print(f"{'loss':28s} {head:>8s} {'goal':>5s} {'saved +(N,C)':>13s} {'peak +(N,C)':>12s}")
     for k in names:
         r = statistics.median(ratios[k])
         ok = "ok" if r <= GOAL or k.startswith("PEER") else "MISS"
         s = (saved_bytes(fns[k], logits, target) - ce_saved) / buf
         p = (peak_bytes(fns[k], logits, target, device) - ce_peak) / buf
         print(f"{k:28s} {r:8.2f} {ok:>5s} {s:13.2f} {p:12.2f}")
+    if multilabel:
+        return
     ours = statistics.median(ratios["focal_g2"])
     peer = statistics.median(ratios["PEER one_hot_focal"])
     print(f"one-hot focal peer / our focal: {peer / ours:.2f}x")
@@ -195,16 +247,27 @@ def main() -> None:
     parser.add_argument(
         "--shape", type=int, nargs=2, metavar=("N", "C"), help="run this one shape only"
     )
+    parser.add_argument(
+        "--only", choices=("single", "multilabel"), help="only the single-label or multi-label part"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
-    shapes = [tuple(args.shape)] if args.shape else QUICK_SHAPES if args.quick else SHAPES
-    if any(shape not in SHAPES for shape in shapes):
-        print(f"Note: the 1.3x goal is set for the shapes {SHAPES}; at smaller shapes fixed "
-              "per-call overheads dominate and the MISS marks are not goal misses.")
+    parts = []
+    if args.only != "multilabel":
+        shapes = [tuple(args.shape)] if args.shape else QUICK_SHAPES if args.quick else SHAPES
+        parts.append((shapes, SHAPES, False))
+    if args.only != "single":
+        shapes = ([tuple(args.shape)] if args.shape else
+                  QUICK_MULTILABEL_SHAPES if args.quick else MULTILABEL_SHAPES)
+        parts.append((shapes, MULTILABEL_SHAPES, True))
     repeats = args.repeats or (5 if args.quick else 15)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
-    for n, c in shapes:
-        run_shape(n, c, device, repeats, args.seed)
+    for shapes, goal_shapes, multilabel in parts:
+        if any(shape not in goal_shapes for shape in shapes):
+            print(f"Note: the 1.3x goal is set for the shapes {goal_shapes}; at smaller shapes "
+                  "fixed per-call overheads dominate and the MISS marks are not goal misses.")
+        for n, c in shapes:
+            run_shape(n, c, device, repeats, args.seed, multilabel=multilabel)
 
 
 if __name__ == "__main__":

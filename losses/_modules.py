@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+import torch
 from torch import Tensor, nn
 
+from losses import _sigmoid_kernels as S
 from losses import _validation as V
 from losses import functional as LF
+from losses._common import _class_view, _upcast
 from losses._weights import class_weights
 
 Vector = Tensor | Sequence[float]
@@ -203,7 +206,7 @@ class BinaryFocalLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.gamma = V.check_gamma(gamma)
-        self.alpha = LF._check_binary_alpha(alpha)
+        self.alpha = V.check_binary_alpha(alpha)
         self.reduction = V.check_reduction(reduction)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -255,12 +258,7 @@ class MarginLoss(_ClassWeightedLoss):
         super().__init__(
             weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
         )
-        LF._check_margin_settings(kind, against, margin)
-        if kind == "log" and class_margins is not None:
-            raise ValueError(
-                "class_margins has no effect with kind='log' (the soft hinge has no margin); "
-                "use kind='hinge' or kind='square_square', or drop class_margins."
-            )
+        V.check_margin_settings(kind, against, margin, class_margins)
         self.kind = kind
         self.margin = float(margin)
         self.against = against
@@ -323,8 +321,8 @@ class LDAMLoss(_ClassWeightedLoss):
         super().__init__(
             weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
         )
-        self.scale = LF._check_positive(scale, "scale", "30.0")
-        self.max_margin = LF._check_positive(max_margin, "max_margin", "0.5")
+        self.scale = V.check_positive(scale, "scale", "30.0")
+        self.max_margin = V.check_positive(max_margin, "max_margin", "0.5")
         self.register_buffer("margins", LF._ldam_margins(counts, max_margin, always_check=True))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -379,7 +377,7 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
         super().__init__(
             weight, ignore_index=ignore_index, reduction=reduction, normalization=normalization
         )
-        self.tau = LF._check_tau(tau)
+        self.tau = V.check_tau(tau)
         self.register_buffer("log_prior", V.log_prior(prior_or_counts, always_check=True))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -396,8 +394,222 @@ class LogitAdjustedLoss(_ClassWeightedLoss):
         V.check_logits(logits)
         V.check_class_vector(self.log_prior, logits.shape[1], name="prior_or_counts")
         V.check_device(self.log_prior, logits, name="log_prior")
-        x = LF._upcast(logits)
-        return x - self.tau * LF._class_view(self.log_prior.to(dtype=x.dtype), x.dim())
+        x = _upcast(logits)
+        return x - self.tau * _class_view(self.log_prior.to(dtype=x.dtype), x.dim())
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, " + super().extra_repr()
+
+
+# ----------------------------------------------------------------------------- multi-label
+
+_CountsLoss = TypeVar("_CountsLoss", bound="_LabelCountsLoss")
+
+
+class _LabelCountsLoss(nn.Module):
+    """Shared storage of a multi-label loss built on label counts: the per-label vectors are
+    computed once, here, and kept as buffers; ``from_labels`` counts a training label matrix."""
+
+    def __init__(self, counts: Vector, *, num_samples: int, reduction: str) -> None:
+        super().__init__()
+        self.reduction = V.check_reduction(reduction)
+        self.num_samples = V.check_num_samples(num_samples)
+        self._counts = V.label_counts(counts, num_samples, always_check=True).cpu()
+
+    @classmethod
+    def from_labels(cls: type[_CountsLoss], labels: Tensor, **kwargs) -> _CountsLoss:
+        """The loss with ``counts`` and ``num_samples`` counted from an (N, L) 0/1 label matrix
+        (e.g. the training set's targets)."""
+        if not isinstance(labels, Tensor):
+            labels = torch.as_tensor(labels)
+        if labels.dim() != 2:
+            raise ValueError(
+                f"labels should be an (N, L) 0/1 label matrix, but got shape "
+                f"{tuple(labels.shape)}; stack the training targets into one tensor."
+            )
+        counts = labels.detach().to(torch.float64).sum(dim=0)
+        return cls(counts, num_samples=int(labels.shape[0]), **kwargs)
+
+    def _check(self, logits: Tensor, target: Tensor, buffer: Tensor, name: str) -> None:
+        V.check_multilabel_target(logits, target)
+        V.check_label_vector(buffer, logits.shape[1], name="counts")
+        V.check_device(buffer, logits, name=name)
+
+
+class AsymmetricLoss(nn.Module):
+    r"""Asymmetric loss for multi-label classification (Ridnik et al. 2021,
+    https://arxiv.org/abs/2009.14119); see :func:`losses.functional.asymmetric_loss`.
+
+    .. math::
+        l = -t\,(1 - p)^{\gamma_+} \log p - (1 - t)\, p_m^{\gamma_-} \log(1 - p_m),
+        \qquad p_m = \max(p - m, 0)
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1
+
+    Example::
+
+        >>> import torch
+        >>> loss = AsymmetricLoss(gamma_neg=4.0, gamma_pos=0.0, clip=0.05)
+        >>> loss(torch.tensor([[2.0, -1.0, -3.0]]), torch.tensor([[1.0, 0.0, 0.0]]))
+        tensor(0.0425)
+    """
+
+    def __init__(
+        self, gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05, *,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.gamma_neg = V.check_nonnegative(gamma_neg, "gamma_neg", "4.0")
+        self.gamma_pos = V.check_nonnegative(gamma_pos, "gamma_pos", "0.0")
+        self.clip = V.check_clip(clip)
+        self.reduction = V.check_reduction(reduction)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.asymmetric_loss(
+            logits, target, gamma_neg=self.gamma_neg, gamma_pos=self.gamma_pos, clip=self.clip,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return (f"gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, clip={self.clip}, "
+                f"reduction={self.reduction!r}")
+
+
+class PosWeightedBCELoss(_LabelCountsLoss):
+    r"""BCE with per-label ``pos_weight`` :math:`c_k = (N - n_k) / n_k` from label counts; see
+    :func:`losses.functional.pos_weighted_bce`. Equal to
+    ``nn.BCEWithLogitsLoss(pos_weight=loss.pos_weight)``.
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1
+
+    Example::
+
+        >>> import torch
+        >>> loss = PosWeightedBCELoss([10, 50], num_samples=100)
+        >>> loss.pos_weight
+        tensor([9., 1.])
+        >>> loss(torch.zeros(1, 2), torch.tensor([[1.0, 1.0]]))  # (9 log 2 + log 2) / 2
+        tensor(3.4657)
+    """
+
+    pos_weight: Tensor
+
+    def __init__(self, counts: Vector, *, num_samples: int, reduction: str = "mean") -> None:
+        super().__init__(counts, num_samples=num_samples, reduction=reduction)
+        self.register_buffer(
+            "pos_weight", LF._pos_weight(self._counts, num_samples).to(torch.float32)
+        )
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._check(logits, target, self.pos_weight, "pos_weight")
+        x, t = LF._multilabel_input(logits, target)
+        spec = S.ShiftedBCE(pos_weight=self.pos_weight.to(x.dtype))
+        return S.sigmoid_loss(spec, x, t, self.reduction)
+
+
+class SigmoidLogitAdjustedLoss(_LabelCountsLoss):
+    r"""BCE on logits shifted by :math:`\tau \log(\pi_k / (1 - \pi_k))`, each label's prior
+    log-odds; see :func:`losses.functional.sigmoid_logit_adjusted_bce`. :meth:`posthoc_adjust`
+    gives :math:`z - \tau \log(\pi / (1 - \pi))` for a model trained with plain BCE.
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1
+
+    Example::
+
+        >>> import torch
+        >>> loss = SigmoidLogitAdjustedLoss([10, 50], num_samples=100)
+        >>> loss.log_odds
+        tensor([-2.1972,  0.0000])
+        >>> loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))  # (2.3026 + 0.6931) / 2
+        tensor(1.4979)
+    """
+
+    log_odds: Tensor
+
+    def __init__(
+        self, counts: Vector, *, num_samples: int, tau: float = 1.0, reduction: str = "mean"
+    ) -> None:
+        super().__init__(counts, num_samples=num_samples, reduction=reduction)
+        self.tau = V.check_tau(tau)
+        self.register_buffer(
+            "log_odds", LF._log_odds(self._counts, num_samples).to(torch.float32)
+        )
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._check(logits, target, self.log_odds, "log_odds")
+        x, t = LF._multilabel_input(logits, target)
+        shift = None if self.tau == 0.0 else self.tau * self.log_odds.to(x.dtype)
+        return S.sigmoid_loss(S.ShiftedBCE(shift=shift), x, t, self.reduction)
+
+    def posthoc_adjust(self, logits: Tensor) -> Tensor:
+        r""":math:`z - \tau \log(\pi / (1 - \pi))` with this loss's counts and ``tau``."""
+        V.check_logits_any_shape(logits)
+        V.check_label_vector(self.log_odds, logits.shape[-1], name="counts")
+        V.check_device(self.log_odds, logits, name="log_odds")
+        x = _upcast(logits)
+        return x - self.tau * self.log_odds.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, num_samples={self.num_samples}, reduction={self.reduction!r}"
+
+
+class DistributionBalancedLoss(_LabelCountsLoss):
+    r"""Distribution-balanced loss (Wu et al. 2020, https://arxiv.org/abs/2007.09654):
+    re-balanced weights and negative-tolerant regularisation; see
+    :func:`losses.functional.distribution_balanced_loss`.
+
+    .. math::
+        l_{ik} = \hat r_{ik} \Big( t_{ik} \log(1 + e^{-(z_{ik} + \nu_k)})
+            + \frac{1 - t_{ik}}{\lambda} \log(1 + e^{\lambda (z_{ik} + \nu_k)}) \Big)
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1
+
+    Example::
+
+        >>> import torch
+        >>> loss = DistributionBalancedLoss([50, 10], num_samples=100)
+        >>> loss(torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+        tensor(0.5661)
+    """
+
+    inv_counts: Tensor
+    shift: Tensor
+
+    def __init__(
+        self, counts: Vector, *, num_samples: int, alpha: float = 0.1, beta: float = 10.0,
+        mu: float = 0.2, kappa: float = 0.05, neg_scale: float = 2.0, reduction: str = "mean",
+    ) -> None:
+        super().__init__(counts, num_samples=num_samples, reduction=reduction)
+        self.alpha = V.check_nonnegative(alpha, "alpha", "0.1")
+        self.beta = V.check_nonnegative(beta, "beta", "10.0")
+        self.mu = V.check_finite(mu, "mu", "0.2")
+        self.kappa = V.check_finite(kappa, "kappa", "0.05")
+        self.neg_scale = V.check_positive(neg_scale, "neg_scale", "2.0")
+        self.register_buffer("inv_counts", (1.0 / self._counts).to(torch.float32))
+        self.register_buffer(
+            "shift",
+            ((self.kappa / self.neg_scale) * LF._log_odds(self._counts, num_samples)).to(
+                torch.float32
+            ),
+        )
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        self._check(logits, target, self.inv_counts, "inv_counts")
+        x, t = LF._multilabel_input(logits, target)
+        spec = S.ShiftedBCE(
+            shift=None if self.kappa == 0.0 else self.shift.to(x.dtype),
+            neg_scale=self.neg_scale,
+            weight=S.RebalanceWeight(
+                self.inv_counts.to(x.dtype), alpha=self.alpha, beta=self.beta, mu=self.mu
+            ),
+        )
+        return S.sigmoid_loss(spec, x, t, self.reduction)
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, beta={self.beta}, mu={self.mu}, kappa={self.kappa}, "
+                f"neg_scale={self.neg_scale}, num_samples={self.num_samples}, "
+                f"reduction={self.reduction!r}")

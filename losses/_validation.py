@@ -43,8 +43,17 @@ NORMALIZATIONS = ("weights", "samples")
 
 
 def values_checkable(t: Tensor) -> bool:
-    """Whether a value check on ``t`` is free of host synchronisation and graph breaks."""
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+    """Whether a value check on ``t`` is free of host synchronisation and graph breaks.
+
+    Not under a ``torch.func`` transform either: ``vmap`` forbids data-dependent control flow
+    (per-sample gradients, ``vmap(grad(loss))``), so there, as in torch's own losses, an
+    out-of-range index surfaces as the indexing error of ``gather``.
+    """
+    return (
+        t.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+    )
 
 
 def check_reduction(reduction: str) -> str:
@@ -332,3 +341,221 @@ def class_vector_buffer(
     t = t.detach().to(torch.float32).clone()
     check_class_values(t.cpu(), name=name, nonnegative=nonnegative)  # a one-off read at set-up
     return t
+
+
+def check_binary_alpha(alpha: float | None) -> float | None:
+    if alpha is None:
+        return None
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(
+            f"alpha should be a float in [0, 1] (the weight of the positives) or None, but got "
+            f"alpha={alpha!r} ({type(alpha).__name__}); pass a number such as alpha=0.25."
+        )
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"alpha should be in [0, 1] (the weight of the positives), but got alpha={alpha!r}; "
+            "the focal paper uses alpha=0.25."
+        )
+    return float(alpha)
+
+
+
+MARGIN_KINDS = ("hinge", "log", "square_square")
+MARGIN_AGAINST = ("most_offending", "all")
+
+
+def check_margin_settings(
+    kind: str, against: str, margin: float, class_margins: object = None
+) -> None:
+    if kind not in MARGIN_KINDS:
+        raise ValueError(
+            f"kind should be one of {MARGIN_KINDS}, but got kind={kind!r}; pick one of those."
+        )
+    if against not in MARGIN_AGAINST:
+        raise ValueError(
+            f"against should be one of {MARGIN_AGAINST}, but got against={against!r}; "
+            "'most_offending' uses the best wrong class, 'all' sums over every wrong class."
+        )
+    check_finite(margin, "margin", "1.0")
+    if kind == "log" and class_margins is not None:
+        raise ValueError(
+            "class_margins has no effect with kind='log' (the soft hinge has no margin); "
+            "use kind='hinge' or kind='square_square', or drop class_margins."
+        )
+
+
+def check_at_least_two_classes(scores: Tensor) -> None:
+    if scores.shape[1] < 2:
+        raise ValueError(
+            f"margin losses need C >= 2 classes, but got scores of shape {tuple(scores.shape)}."
+        )
+
+
+
+def check_positive(value: float, name: str, example: str) -> float:
+    """A positive, finite Python number: TypeError for another type, ValueError for the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} should be a positive float, but got {name}={value!r} "
+            f"({type(value).__name__}); pass a number such as {name}={example}."
+        )
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(
+            f"{name} should be a positive, finite float, but got {name}={value!r}; pass a number "
+            f"such as {name}={example}."
+        )
+    return float(value)
+
+
+
+def check_finite(value: float, name: str, example: str) -> float:
+    """A finite Python number: TypeError for another type, ValueError for inf or NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} should be a finite float, but got {name}={value!r} "
+            f"({type(value).__name__}); pass a number such as {name}={example}."
+        )
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{name} should be finite, but got {name}={value!r}; pass a number such as "
+            f"{name}={example}."
+        )
+    return float(value)
+
+
+def check_tau(tau: float) -> float:
+    return check_finite(tau, "tau", "1.0")
+
+
+
+def positive_counts(
+    counts: Tensor | Sequence[float], *, name: str, always_check: bool, why: str,
+    like: Tensor | None = None,
+) -> Tensor:
+    """counts as a float64 vector, every entry checked finite and > 0 (``why`` says what a zero
+    would break). A tensor must be on ``like``'s device when ``like`` is given; values are read
+    only where that is free, unless ``always_check`` (the modules, once, at construction)."""
+    if like is not None and isinstance(counts, Tensor):
+        check_device(counts, like, name=name)
+    n = as_vector(counts, name=name, dtype=torch.float64)
+    assert n is not None
+    n = n.to(torch.float64)
+    if always_check or values_checkable(n):
+        host = n.detach().cpu()
+        check_finite_values(host, name=name, fix="pass a positive, finite count for every class.")
+        zero = (host <= 0).nonzero().flatten()
+        if zero.numel():
+            c = int(zero[0])
+            raise ValueError(
+                f"{name} has {host[c].item():g} for class {c}; {why}. Every class needs a "
+                f"positive count: add a pseudo-count ({name} + 1)."
+            )
+    return n
+
+
+def check_nonnegative(value: float, name: str, example: str) -> float:
+    """A finite Python number >= 0: TypeError for another type, ValueError for the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} should be a non-negative float, but got {name}={value!r} "
+            f"({type(value).__name__}); pass a number such as {name}={example}."
+        )
+    if not 0 <= value < math.inf:  # also rejects NaN
+        raise ValueError(
+            f"{name} should be a finite number >= 0, but got {name}={value!r}; pass a number "
+            f"such as {name}={example}."
+        )
+    return float(value)
+
+
+def check_clip(clip: float) -> float:
+    clip = check_nonnegative(clip, "clip", "0.05")
+    if clip >= 1.0:
+        raise ValueError(
+            f"clip should be in [0, 1) (the probability margin shifted off the negatives), but "
+            f"got clip={clip!r}; the asymmetric-loss paper uses clip=0.05, and 0 turns it off."
+        )
+    return clip
+
+
+def check_multilabel_target(logits: Tensor, target: Tensor) -> None:
+    """(N, L) floating logits and a floating target of the same shape, on the same device."""
+    check_logits_any_shape(logits)
+    if logits.dim() != 2:
+        raise ValueError(
+            f"logits should have shape (N, L), one column per label, but got shape "
+            f"{tuple(logits.shape)}; reshape to (N, L) (for a single binary label, use "
+            "BinaryFocalLoss or logits.unsqueeze(1))."
+        )
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target should be a torch.Tensor, but got {type(target).__name__}.")
+    if not target.is_floating_point():
+        hint = (
+            " A 1-D integer target holds class indices: use a single-label loss (FocalLoss, "
+            "WeightedCrossEntropyLoss), or F.one_hot(target, L).float() for one label each."
+            if target.dim() == 1 else " Call target.float()."
+        )
+        raise TypeError(
+            f"target should be a floating (N, L) tensor of 0/1 labels, the logits' shape "
+            f"{tuple(logits.shape)}, but got dtype {target.dtype} and shape "
+            f"{tuple(target.shape)}.{hint}"
+        )
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits shape "
+            f"{tuple(logits.shape)}; multi-label targets are (N, L) 0/1 floats, one column "
+            "per label, the logits' shape."
+        )
+    if target.device != logits.device:
+        raise ValueError(
+            f"target is on {target.device} but logits is on {logits.device}; move both to "
+            "the same device."
+        )
+
+
+def check_num_samples(num_samples: int) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+        raise TypeError(
+            f"num_samples should be an int (the number of training samples the counts come "
+            f"from), but got num_samples={num_samples!r} ({type(num_samples).__name__}); pass "
+            "len(train_dataset)."
+        )
+    if num_samples < 2:
+        raise ValueError(
+            f"num_samples should be >= 2 (the number of training samples the counts come "
+            f"from), but got num_samples={num_samples}; pass len(train_dataset)."
+        )
+    return num_samples
+
+
+def label_counts(
+    counts: Tensor | Sequence[float], num_samples: int, *, always_check: bool,
+    like: Tensor | None = None,
+) -> Tensor:
+    """Per-label positive counts as float64, each checked in (0, num_samples): a label needs
+    positives and negatives for its prior's log-odds (and pos_weight) to be finite."""
+    num_samples = check_num_samples(num_samples)
+    n = positive_counts(
+        counts, name="counts", always_check=always_check, like=like,
+        why="its prior (log-odds, pos_weight, inverse frequency) would be infinite",
+    )
+    if always_check or values_checkable(n):
+        host = n.detach().cpu()
+        full = (host >= num_samples).nonzero().flatten()
+        if full.numel():
+            c = int(full[0])
+            raise ValueError(
+                f"counts has {host[c].item():g} for label {c}, not below num_samples="
+                f"{num_samples}: a label positive in every sample has no negatives and "
+                "infinite log-odds. Check num_samples (the number of samples counted), or drop "
+                "that label."
+            )
+    return n
+
+
+def check_label_vector(vec: Tensor, num_labels: int, *, name: str) -> None:
+    if vec.shape[0] != num_labels:
+        raise ValueError(
+            f"{name} should have one entry per label (L={num_labels}), but got {name} of "
+            f"length {vec.shape[0]}; count positives over all {num_labels} label columns."
+        )

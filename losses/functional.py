@@ -38,121 +38,58 @@ Conventions shared by every function (design note)
   moves once).
 * **No host synchronisation.** Nothing here calls ``.item()``, indexes with a boolean mask or
   creates a tensor whose shape depends on values, so the losses queue asynchronously on GPU and
-  compile with ``torch.compile(fullgraph=True)`` (given per-class tensors on the logits' device). Value checks (target indices in range, zero
-  counts) run only in eager mode on CPU; see :mod:`losses._validation`.
+  compile with ``torch.compile(fullgraph=True)`` (given per-class tensors on the logits'
+  device). Value checks (target indices in range, zero counts) run only in eager mode on CPU
+  and outside ``torch.func`` transforms; see :mod:`losses._validation`.
+* **Layout.** This module holds each loss's formula, docstring and checks. Where a loss has a
+  fast path (CPU kernels, custom autograd Functions), it calls one dispatch function in
+  :mod:`losses._kernels`, which holds those kernels and their design notes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from losses import _kernels as K
+from losses import _sigmoid_kernels as S
 from losses import _validation as V
+from losses._common import (
+    _cast,
+    _class_view,
+    _safe_target,
+    _torch_ce_like,
+    _upcast,
+    _weight_and_reduce,
+)
 
 __all__ = [
+    "asymmetric_loss",
     "binary_focal_loss",
+    "distribution_balanced_loss",
     "focal_loss",
     "ldam_loss",
     "logit_adjusted_cross_entropy",
     "margin_loss",
+    "pos_weighted_bce",
     "posthoc_adjust",
+    "sigmoid_logit_adjusted_bce",
+    "sigmoid_posthoc_adjust",
     "weighted_cross_entropy",
     "weighted_nll_loss",
 ]
 
-MARGIN_KINDS = ("hinge", "log", "square_square")
-MARGIN_AGAINST = ("most_offending", "all")
-
-# Private switch for the CPU kernels of LDAM and the binary focal loss (see their design notes).
-# Tests set it to False to compare them with the device-independent paths, which are exact.
-_FAST_CPU = True
-
-
-def _use_fast_cpu(x: Tensor) -> bool:
-    """Whether x takes a CPU-specific kernel: eager CPU only (under torch.compile the compiler
-    fuses the plain path; on CUDA the caching allocator and fast exponentials make the plain
-    path the fast one)."""
-    return (_FAST_CPU and x.device.type == "cpu" and not torch.compiler.is_compiling()
-            and not _functorch_active())
-
-
-def _functorch_active() -> bool:
-    """Whether a torch.func transform (grad, vmap, jvp, ...) is running: the custom autograd
-    Functions here define no vmap or forward-mode rules, so those calls take plain formulas."""
-    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _upcast(x: Tensor) -> Tensor:
-    """x in its compute dtype: float32 for half types, unchanged otherwise."""
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    return x if x.dtype == dtype else x.to(dtype)
-
-
-def _safe_target(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
-    """(target with ignored entries replaced by class 0, mask of counted entries)."""
-    valid = target != ignore_index
-    return target.masked_fill(~valid, 0), valid
-
-
-def _cast(vec: Tensor | None, like: Tensor) -> Tensor | None:
-    """vec in like's dtype. Never a device move: callers have checked the device already."""
-    return None if vec is None else vec.to(dtype=like.dtype)
-
-
-def _reduce(
-    loss: Tensor, reduction: str, valid: Tensor, w_y: Tensor | None, normalization: str
-) -> Tensor:
-    """Reduce a per-element loss that is already 0 at ignored positions and already weighted.
-
-    ``w_y`` is the per-element target weight (0 at ignored positions) or None.
-    """
-    if reduction == "none":
-        return loss
-    total = loss.sum()
-    if reduction == "sum":
-        return total
-    if normalization == "weights" and w_y is not None:
-        den = w_y.sum()
-    else:
-        den = valid.sum().to(loss.dtype)
-    # An all-ignored batch gives 0/0; dividing by 1 instead returns 0 with a (zero) gradient.
-    return total / torch.where(den == 0, torch.ones_like(den), den)
+MARGIN_KINDS = V.MARGIN_KINDS
+MARGIN_AGAINST = V.MARGIN_AGAINST
 
 
 def _check_common(reduction: str, normalization: str) -> None:
     V.check_reduction(reduction)
     V.check_normalization(normalization)
-
-
-def _class_view(vec: Tensor, ndim: int) -> Tensor:
-    """A (C,) vector shaped to broadcast along dim 1 of an (N, C, d1, ...) tensor."""
-    return vec.view(-1, *([1] * (ndim - 2)))
-
-
-def _torch_ce_like(
-    fn, x: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
-    normalization: str,
-) -> Tensor:
-    """F.cross_entropy / F.nll_loss with our mean (no NaN on empty batches, two normalisations)."""
-    if reduction == "none":
-        return fn(x, target, weight=weight, ignore_index=ignore_index, reduction="none")
-    total = fn(x, target, weight=weight, ignore_index=ignore_index, reduction="sum")
-    if reduction == "sum":
-        return total
-    safe, valid = _safe_target(target, ignore_index)
-    if normalization == "weights" and weight is not None:
-        den = (weight.take(safe) * valid).sum()
-    else:
-        den = valid.sum().to(total.dtype)
-    return total / torch.where(den == 0, torch.ones_like(den), den)
 
 
 # ----------------------------------------------------------------------------- NLL / CE
@@ -290,9 +227,10 @@ def focal_loss(
     (``"weights"``). With ``gamma=0`` and ``alpha=None`` this is cross-entropy, values and
     gradients.
 
-    Computed from :math:`\log p_{n,y_n}` = log-softmax gathered at the target (no one-hot
-    (N, C) tensor); :math:`1 - p = -\mathrm{expm1}(\log p)` keeps precision as :math:`p \to 1`,
-    and it is clamped at the smallest normal float before the power, so that
+    Computed from :math:`\log p_{n,y_n}` = log-softmax at the target (no one-hot (N, C)
+    tensor; on CPU a row-chunked kernel that keeps no (N, C) log-softmax, see
+    :mod:`losses._kernels`); :math:`1 - p = -\mathrm{expm1}(\log p)` keeps precision as
+    :math:`p \to 1`, and it is clamped at the smallest normal float before the power, so that
     :math:`\gamma < 1` gives finite gradients even for saturated logits, where the naive
     :math:`(1-p)^{\gamma}` has an infinite derivative at :math:`p = 1`.
 
@@ -327,14 +265,15 @@ def focal_loss(
     alpha = V.class_vector(alpha, logits, name="alpha")
     x = _upcast(logits)
     safe, valid = _safe_target(target, ignore_index)
-    logp_y = F.log_softmax(x, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    logp_y = K.target_log_prob(logits, x, safe.unsqueeze(1))
+    # An ignored row's logits may be -inf or NaN (padding): 0 in place of its stand-in class's
+    # log-probability keeps its (discarded) loss and its zero gradient finite.
+    logp_y = torch.where(valid, logp_y, 0.0)
     loss = -logp_y
     if gamma != 0.0:
         tiny = torch.finfo(x.dtype).tiny
         loss = loss * (-torch.expm1(logp_y)).clamp_min(tiny).pow(gamma)
-    a = _cast(alpha, x)
-    w_y = valid.to(x.dtype) if a is None else a.take(safe) * valid
-    return _reduce(loss * w_y, reduction, valid, None if a is None else w_y, normalization)
+    return _weight_and_reduce(loss, safe, valid, _cast(alpha, x), reduction, normalization)
 
 
 def binary_focal_loss(
@@ -361,15 +300,20 @@ def binary_focal_loss(
     however close :math:`p_t` is to 1), clamped at the smallest normal float before the power
     so that ``gamma < 1`` keeps gradients finite. ``reduction="mean"`` averages over all
     elements, ``"sum"`` sums. With ``gamma=0`` and ``alpha=None`` this is
-    ``F.binary_cross_entropy_with_logits``. No gradient flows to ``target``. On CPU the loss
-    and its closed-form gradient are computed together in forward, in cache-sized chunks, and
-    the gradient (one buffer of the logits' size, as cross-entropy keeps its log-softmax) is
-    saved. Elsewhere, for ``gamma > 0``, only the inputs are saved and the closed form is
-    recomputed in backward. Under ``create_graph=True`` (double backward) both differentiate a
-    plain autograd formula instead, so higher derivatives are exact.
-    The two agree to rounding (see :func:`_binary_focal_chunk` for the BCE term's precision).
-    There is no ``ignore_index`` (targets are not indices); give ignored elements a zero
-    weight by multiplying the ``"none"`` output.
+    ``F.binary_cross_entropy_with_logits``. No gradient flows to ``target``. There is no
+    ``ignore_index`` (targets are not indices); give ignored elements a zero weight by
+    multiplying the ``"none"`` output.
+
+    Target values are not checked, as torch's ``binary_cross_entropy_with_logits`` does not
+    check them: 2.0, -1 or NaN give a number (NaN for NaN) that is no focal loss. Checking would
+    cost a full pass over the target on every call (about 8% of ``F.cross_entropy``'s forward +
+    backward at (16384, 1000) on CPU) and a host synchronisation on an accelerator; map
+    "uncertain" labels (e.g. CheXpert's -1) to 0/1 or mask them before the loss.
+
+    On CPU the loss and its gradient are computed together in cache-sized chunks (one saved
+    buffer of the logits' size); elsewhere the closed-form gradient is recomputed in backward;
+    see :mod:`losses._kernels`. They agree with the formula above to rounding, and a double
+    backward differentiates the formula itself.
 
     Args:
         logits: raw scores, any shape.
@@ -393,339 +337,14 @@ def binary_focal_loss(
     """
     V.check_reduction(reduction)
     gamma = V.check_gamma(gamma)
-    alpha = _check_binary_alpha(alpha)
+    alpha = V.check_binary_alpha(alpha)
     V.check_binary_target(logits, target)
     x = _upcast(logits)
-    t = target.to(x.dtype)
-    if _use_fast_cpu(x):
-        need_grad = torch.is_grad_enabled() and x.requires_grad
-        return _BinaryFocalCPU.apply(x, t.detach(), gamma, alpha, reduction, need_grad)
-    if gamma == 0.0:
-        loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-        if alpha is not None:
-            loss = loss * (t * alpha + (1.0 - t) * (1.0 - alpha))
-    elif _functorch_active():
-        loss = _binary_focal_plain(x, t.detach(), gamma, alpha)
-    else:
-        loss = _BinaryFocal.apply(x, t.detach(), gamma, alpha)
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
-
-
-def _check_binary_alpha(alpha: float | None) -> float | None:
-    if alpha is None:
-        return None
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(
-            f"alpha should be a float in [0, 1] (the weight of the positives) or None, but got "
-            f"alpha={alpha!r} ({type(alpha).__name__}); pass a number such as alpha=0.25."
-        )
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(
-            f"alpha should be in [0, 1] (the weight of the positives), but got alpha={alpha!r}; "
-            "the focal paper uses alpha=0.25."
-        )
-    return float(alpha)
-
-
-# Double backward (design note)
-# ------------------------------
-# The custom autograd Functions below compute their gradients with in-place, closed-form
-# arithmetic that autograd cannot differentiate again. ``torch.autograd.grad(...,
-# create_graph=True)`` (gradient penalties, MAML, Hessian-vector products) runs a backward with
-# grad mode on; then each Function differentiates a plain autograd formula of the same loss,
-# recomputed from its saved input, so second derivatives are exact instead of silently
-# dropped (which is what ``once_differentiable`` does when the upstream gradient does not
-# itself require grad). Only that backward pays for the plain formula. The price: the saved
-# logits make modifying them in place between the loss and its backward an error for
-# logit-adjusted cross-entropy (and LDAM on CPU), where it used to pass.
-
-
-def _source(logits: Tensor, x: Tensor) -> Tensor | None:
-    """The caller's logits when x is an upcast copy of them, else None (x is the logits: a
-    tensor passed twice to a Function would stop torch.compile)."""
-    return None if x is logits else logits
-
-
-def _graph_grad(loss_of: Callable[[Tensor], Tensor], source: Tensor, grad_out: Tensor) -> Tensor:
-    """d loss_of(source) / d source, times grad_out, with a graph for higher derivatives."""
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(loss_of(source), source, grad_out, create_graph=True)
-    return grad
-
-
-def _shifted_nll_graph_backward(
-    ctx, grad_out: Tensor, idx: Tensor, source: Tensor, class_shift: Tensor | None,
-    target_shift: Tensor | None,
-) -> tuple:
-    """The create_graph backward of a shifted-NLL Function whose inputs are (x, ..., source):
-    the gradient of the plain formula goes to source when it was given (x was upcast from it),
-    else to x (source was None and x is the caller's logits)."""
-    grad = _graph_grad(
-        lambda z: _shifted_nll_plain(z, idx, ctx.scale, class_shift, target_shift),
-        source, grad_out,
-    )
-    outputs: list[Tensor | None] = [None] * len(ctx.needs_input_grad)
-    outputs[-1 if ctx.needs_input_grad[-1] else 0] = grad
-    return tuple(outputs)
-
-
-def _binary_focal_plain(x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
-    """Elementwise binary focal loss from autograd primitives (the double-backward path)."""
-    bce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-    if gamma != 0.0:
-        q = torch.lerp(torch.sigmoid(x), torch.sigmoid(-x), t).clamp_min(torch.finfo(x.dtype).tiny)
-        bce = q.pow(gamma) * bce
-    return bce if alpha is None else bce * (t * (2.0 * alpha - 1.0) + (1.0 - alpha))
-
-
-def _shifted_nll_plain(
-    source: Tensor, idx: Tensor, scale: float, class_shift: Tensor | None,
-    target_shift: Tensor | None,
-) -> Tensor:
-    """-log softmax(scale * (z + class_shift) + target_shift e_y)_y from autograd primitives."""
-    x = _upcast(source)
-    adjusted = x if class_shift is None else x + class_shift
-    if scale != 1.0:
-        adjusted = adjusted * scale
-    if target_shift is not None:
-        adjusted = adjusted.scatter_add(1, idx, target_shift)
-    return -torch.log_softmax(adjusted, dim=1).gather(1, idx).squeeze(1)
-
-
-def _bce_value(x: Tensor, t: Tensor) -> Tensor:
-    """Elementwise BCE with logits, (1 - t) x + max(-x, 0) + log1p(exp(-|x|)), for values only
-    (no autograd: its subgradients at x = 0 would be wrong). The terms are summed in that order,
-    so a confident element keeps its tiny loss in float32 (torch's own gives 0 at x = -20,
-    t = 0 where the loss is 2e-9). One fresh buffer, the rest in place."""
-    value = torch.addcmul(x, x, t, value=-1.0)
-    value.add_(torch.neg(x).clamp_min_(0.0))
-    return value.add_(torch.abs(x).neg_().exp_().log1p_())
-
-
-def _one_minus_pt(x: Tensor, t: Tensor, p: Tensor) -> Tensor:
-    """1 - p_t = t * sigmoid(-x) + (1 - t) * p, clamped at the smallest normal float.
-
-    ``lerp`` returns its end points exactly at weights 0 and 1, so for 0/1 targets this is
-    sigmoid(-x) or p with no cancellation as p_t -> 1 (``(sigmoid(-x) - p) * t + p`` gives 0
-    for x = 20, t = 1 in float32). One fresh buffer, written in place.
-    """
-    q = torch.neg(x).sigmoid_()
-    return torch.lerp(p, q, t, out=q).clamp_min_(torch.finfo(x.dtype).tiny)
-
-
-class _BinaryFocal(torch.autograd.Function):
-    r"""Elementwise sigmoid focal loss whose backward recomputes from (logits, target).
-
-    Design note: built from autograd primitives, this loss keeps about seven (N, C)
-    intermediates alive until backward, and on CPU every fresh (N, C) buffer costs about
-    three in-place passes (page faults). Here only the inputs are saved, the closed-form
-    gradient is recomputed with in-place arithmetic, and no gradient flows to the target.
-    With :math:`q = 1 - p_t` (clamped) and :math:`p = \sigma(z)`:
-
-    .. math::
-        \frac{\partial l}{\partial z} = \alpha_t \big( \gamma\, q^{\gamma - 1}
-            (1 - 2t)\, p (1 - p)\, \mathrm{BCE} + q^{\gamma} (p - t) \big)
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
-        ctx.save_for_backward(x, t)
-        ctx.gamma, ctx.alpha = gamma, alpha
-        q = _one_minus_pt(x, t, torch.sigmoid(x))
-        loss = q.pow_(gamma).mul_(_bce_value(x, t))
-        if alpha is not None:
-            loss.mul_(torch.mul(t, 2.0 * alpha - 1.0).add_(1.0 - alpha))
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        x, t = ctx.saved_tensors
-        gamma, alpha = ctx.gamma, ctx.alpha
-        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
-            grad = _graph_grad(lambda z: _binary_focal_plain(z, t, gamma, alpha), x, grad_out)
-            return grad, None, None, None
-        p = torch.sigmoid(x)
-        q = _one_minus_pt(x, t, p)
-        qg = q.pow(gamma)
-        # focus = gamma * q^(gamma - 1) * BCE * p * (1 - p) * (1 - 2t), built in q's buffer
-        focus = q.reciprocal_().mul_(qg).mul_(gamma)
-        focus.mul_(_bce_value(x, t)).mul_(p)
-        grad = qg.mul_(torch.sub(p, t))  # q^gamma * (p - t)
-        focus.mul_(p.neg_().add_(1.0))
-        focus.addcmul_(focus, t, value=-2.0)
-        grad.add_(focus)
-        if alpha is not None:
-            grad.mul_(torch.mul(t, 2.0 * alpha - 1.0).add_(1.0 - alpha))
-        return grad.mul_(grad_out), None, None, None
-
-
-# Binary focal loss on CPU (design note)
-# ---------------------------------------
-# On CPU a fresh buffer of the logits' size costs about ten in-place passes over one (the
-# allocator maps memory this large afresh on every call and each first touch page-faults),
-# and the elementwise loss needs about fifteen passes with several transcendental functions.
-# _BinaryFocal recomputes everything in backward with six fresh buffers. Here the work runs
-# over chunks of _CHUNK_BYTES: a chunk's temporaries stay in the L2 cache and below the
-# allocator's mmap threshold, and per-op dispatch overhead is spread over enough elements.
-# Forward computes the loss and the gradient for a unit upstream gradient in the same pass,
-# sharing sigmoid(+-x), 1 - p_t and the BCE; the only buffers of the logits' size are that
-# gradient (saved, in place of the log-softmax cross-entropy saves) and the "none" output.
-# Backward scales the saved gradient in place by the upstream gradient and returns it, so it
-# allocates nothing. That consumes the saved gradient: a second backward through the same
-# graph (retain_graph=True) recomputes it from the saved inputs, so results never depend on
-# how often backward runs.
-_CHUNK_BYTES = 1 << 19
-
-
-def _binary_focal_chunk(
-    x: Tensor, t: Tensor, gamma: float, alpha: float | None, loss_out: Tensor | None,
-    grad_out: Tensor | None,
-) -> None:
-    r"""Binary focal loss of one 1-D chunk and its gradient, written into ``loss_out`` (the
-    elementwise loss, or its sum when 0-dim) and ``grad_out``; either may be None.
-
-    With :math:`\bar B = -\mathrm{BCE} = \log \sigma(-z) + t z`, :math:`q = 1 - p_t`,
-    :math:`f = \alpha_t q^{\gamma}` and :math:`d = \alpha_t q^{\gamma - 1}`:
-    :math:`l = -f \bar B` and :math:`\partial l / \partial z = f (p - t)
-    - \gamma d\,(1 - 2t)\,p (1 - p)\,\bar B`.
-
-    Precision: :math:`\bar B` is summed as torch's ``binary_cross_entropy_with_logits``
-    sums it, :math:`(1 - t) z + \max(-z, 0) + \log(1 + e^{-|z|})`, so its relative error is a
-    few float epsilons, confident positives and negatives included (tested against float64 in
-    tests/test_losses_cpu_kernels.py).
-    """
-    tiny = torch.finfo(x.dtype).tiny
-    # sigma(-x) = 1 - p without cancellation.
-    sn = torch.neg(x).sigmoid_()
-    p = torch.sigmoid(x)
-    # -BCE = log1p(-sigma(-|x|)) - (max(x, 0) - t x): the bracket is exactly 0 for a confident
-    # positive (x - x * 1), so its tiny loss survives (summing log sigma(-x) + t x cancels).
-    nb = torch.minimum(p, sn).neg_().log1p_()
-    nb.sub_(torch.clamp_min(x, 0.0).addcmul_(x, t, value=-1.0))
-    sn.clamp_min_(tiny)  # 1 - p from here on, clamped at the smallest normal float
-    w = None if alpha is None else torch.mul(t, 2.0 * alpha - 1.0).add_(1.0 - alpha)
-    f: Tensor | None = w
-    d: Tensor | None = None
-    if gamma != 0.0:
-        q = torch.lerp(p, sn, t).clamp_min_(tiny)  # 1 - p_t, see _one_minus_pt
-        d = q if gamma == 2.0 else torch.pow(q, gamma - 1.0)
-        if w is not None:
-            d = torch.mul(d, w)
-        f = torch.mul(d, q)
-    if loss_out is not None:
-        if loss_out.dim() == 0:
-            if f is None:
-                torch.sum(nb, dim=0, out=loss_out)
-            else:
-                torch.dot(f, nb, out=loss_out)
-        elif f is None:
-            loss_out.copy_(nb)
-        else:
-            torch.mul(f, nb, out=loss_out)
-        loss_out.neg_()
-    if grad_out is None:
-        return
-    if d is not None:
-        nb.mul_(p).mul_(sn)
-        nb.addcmul_(nb, t, value=-2.0)  # (1 - 2t) p (1 - p) B-bar
-    p.sub_(t)
-    if f is None:
-        grad_out.copy_(p)
-    else:
-        torch.mul(p, f, out=grad_out)
-    if d is not None:
-        grad_out.addcmul_(d, nb, value=-gamma)
-
-
-def _binary_focal_chunks(
-    x: Tensor, t: Tensor, gamma: float, alpha: float | None, reduction: str | None,
-    with_grad: bool,
-) -> tuple[Tensor | None, Tensor | None]:
-    """(loss reduced as ``reduction``, or None when ``reduction`` is None; elementwise gradient
-    for a unit upstream gradient, or None), computed chunk by chunk."""
-    flat_x, flat_t = x.reshape(-1), t.reshape(-1)
-    n = flat_x.numel()
-    step = max(1, _CHUNK_BYTES // x.element_size())
-    starts = range(0, n, step)
-    loss = None
-    if reduction == "none":
-        loss = torch.empty_like(flat_x)
-    elif reduction is not None:
-        loss = flat_x.new_empty(len(starts))  # one partial sum per chunk
-    grad = torch.empty_like(flat_x) if with_grad else None
-    for i, start in enumerate(starts):
-        chunk = slice(start, start + step)
-        _binary_focal_chunk(
-            flat_x[chunk], flat_t[chunk], gamma, alpha,
-            None if loss is None else (loss[chunk] if reduction == "none" else loss[i]),
-            None if grad is None else grad[chunk],
-        )
-    if loss is not None:
-        if reduction == "none":
-            loss = loss.view(x.shape)
-        else:
-            loss = loss.sum()
-            if reduction == "mean":
-                loss = loss / n  # an empty input gives NaN, as Tensor.mean does
-    return loss, None if grad is None else grad.view(x.shape)
-
-
-class _BinaryFocalCPU(torch.autograd.Function):
-    """Binary focal loss whose forward also computes the gradient; see the design note above."""
-
-    @staticmethod
-    def forward(
-        ctx, x: Tensor, t: Tensor, gamma: float, alpha: float | None, reduction: str,
-        need_grad: bool,
-    ) -> Tensor:
-        loss, grad = _binary_focal_chunks(x, t, gamma, alpha, reduction, need_grad)
-        if grad is not None:
-            ctx.save_for_backward(grad, x, t)
-            ctx.grad_intact = True
-        ctx.gamma, ctx.alpha, ctx.reduction = gamma, alpha, reduction
-        assert loss is not None
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        grad, x, t = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
-            reduce = {"none": lambda v: v, "sum": torch.sum, "mean": torch.mean}[ctx.reduction]
-            grad = _graph_grad(
-                lambda z: reduce(_binary_focal_plain(z, t, ctx.gamma, ctx.alpha)), x, grad_out
-            )
-            return grad, None, None, None, None, None
-        if ctx.reduction == "mean":
-            grad_out = grad_out / max(x.numel(), 1)
-        if ctx.grad_intact:
-            ctx.grad_intact = False
-            # Scaled in place through .data, so the saved tensor's version is unchanged and
-            # its unpacking in a second backward does not raise; grad_intact sends that
-            # backward to the recomputation instead.
-            grad = grad.data.mul_(grad_out)
-        else:
-            grad = _binary_focal_chunks(x, t, ctx.gamma, ctx.alpha, None, True)[1]
-            assert grad is not None
-            grad.mul_(grad_out)
-        return grad, None, None, None, None, None
+    return K.binary_focal(x, target.to(x.dtype).detach(), gamma, alpha, reduction)
 
 
 # ----------------------------------------------------------------------------- margins
 
-
-def _check_margin_settings(kind: str, against: str, margin: float) -> None:
-    if kind not in MARGIN_KINDS:
-        raise ValueError(
-            f"kind should be one of {MARGIN_KINDS}, but got kind={kind!r}; pick one of those."
-        )
-    if against not in MARGIN_AGAINST:
-        raise ValueError(
-            f"against should be one of {MARGIN_AGAINST}, but got against={against!r}; "
-            "'most_offending' uses the best wrong class, 'all' sums over every wrong class."
-        )
-    _check_finite(margin, "margin", "1.0")
 
 
 def margin_loss(
@@ -768,10 +387,12 @@ def margin_loss(
         class_margins: per-class margins of length C replacing ``margin`` (e.g. LDAM's
             :math:`\propto n_c^{-1/4}`), or None.
         weight: per-class weights of length C, or None.
+        ignore_index, reduction, normalization: as in :func:`weighted_nll_loss`.
 
     ``class_margins`` and ``weight`` are tensors on the device of ``scores`` or sequences
-    (copied there on every call; tensors already on the device avoid that transfer).
-        ignore_index, reduction, normalization: as in :func:`weighted_nll_loss`.
+    (copied there on every call; tensors already on the device avoid that transfer). Hinge and
+    square-square are piecewise polynomial: their second derivatives (``create_graph=True``)
+    are those of the formula away from its kinks, e.g. 0 almost everywhere for the hinge.
 
     Shape:
         - scores: (N, C) or (N, C, d1, ...), C >= 2
@@ -793,18 +414,9 @@ def margin_loss(
         tensor(0.5000)
     """
     _check_common(reduction, normalization)
-    _check_margin_settings(kind, against, margin)
-    if kind == "log" and class_margins is not None:
-        raise ValueError(
-            "class_margins has no effect with kind='log' (the soft hinge has no margin); "
-            "use kind='hinge' or kind='square_square', or drop class_margins."
-        )
+    V.check_margin_settings(kind, against, margin, class_margins)
     target = V.check_index_target(scores, target, ignore_index, name="scores")
-    num_classes = scores.shape[1]
-    if num_classes < 2:
-        raise ValueError(
-            f"margin losses need C >= 2 classes, but got scores of shape {tuple(scores.shape)}."
-        )
+    V.check_at_least_two_classes(scores)
     class_margins = V.class_vector(
         class_margins, scores, name="class_margins", like_name="scores", nonnegative=False
     )
@@ -813,7 +425,7 @@ def margin_loss(
     safe, valid = _safe_target(target, ignore_index)
     idx = safe.unsqueeze(1)
     cm = _cast(class_margins, s)
-    m_y: Tensor | float = float(margin) if cm is None else cm.take(safe)
+    m_y: Tensor | float = float(margin) if cm is None else cm[safe]
 
     if against == "most_offending":
         # The best wrong class is the first of the top two that is not the target. Finding it
@@ -823,6 +435,9 @@ def margin_loss(
         first = top.narrow(1, 0, 1)
         bar = torch.where(first == idx, top.narrow(1, 1, 1), first)
         s_y, s_bar = s.gather(1, torch.cat([idx, bar], dim=1)).unbind(1)
+        # An ignored row's scores may be -inf or NaN (padding): 0 in their place keeps its
+        # (discarded) loss and its zero gradient finite.
+        s_y, s_bar = torch.where(valid, s_y, 0.0), torch.where(valid, s_bar, 0.0)
         if kind == "hinge":
             loss = F.relu(m_y - s_y + s_bar)
         elif kind == "log":
@@ -830,95 +445,37 @@ def margin_loss(
         else:
             loss = s_y.square() + F.relu(m_y + s_bar).square()
     else:
-        s_y = s.gather(1, idx).squeeze(1)
         m_b = m_y if cm is None else m_y.unsqueeze(1)
         if kind == "hinge":
-            loss = _HingeAll.apply(s, idx, m_b)
-        elif kind == "log":
-            loss = F.softplus(s - s_y.unsqueeze(1)).sum(dim=1) - math.log(2.0)
+            loss = K.hinge_all(scores, s, idx, m_b, valid.unsqueeze(1))
         else:
-            # The j == y term relu(m + s_y)^2 can dwarf the rest; mask it instead of
-            # subtracting it, which would cancel catastrophically.
-            wrong = F.relu(s + m_b).square().scatter(1, idx, 0.0)
-            loss = s_y.square() + wrong.sum(dim=1)
-
-    w = _cast(weight, s)
-    w_y = valid.to(s.dtype) if w is None else w.take(safe) * valid
-    return _reduce(loss * w_y, reduction, valid, None if w is None else w_y, normalization)
-
-
-class _HingeAll(torch.autograd.Function):
-    r"""Hinge summed over every wrong class, :math:`\sum_{j \ne y} \max(0, m - s_y + s_j)`.
-
-    Design note: the j == y term is exactly :math:`\max(0, m)` (:math:`s_y - s_y` is exactly 0),
-    so it is subtracted instead of masked. On CPU a fresh (N, C) buffer costs about three
-    in-place passes (page faults), so this allocates one buffer in forward (the clamped terms,
-    saved like cross-entropy saves its log-softmax) and one in backward (their sign, which is
-    the gradient up to the count of active terms at the target), against five for the autograd
-    graph of ``relu(s - s_y + m).sum(1)``.
-    """
-
-    @staticmethod
-    def forward(ctx, s: Tensor, idx: Tensor, m_b: Tensor | float) -> Tensor:
-        terms = torch.sub(s, s.gather(1, idx) - m_b).clamp_min_(0)
-        ctx.save_for_backward(terms, idx)
-        m_self = max(m_b, 0.0) if isinstance(m_b, float) else F.relu(m_b).squeeze(1)
-        return terms.sum(dim=1) - m_self
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor):
-        terms, idx = ctx.saved_tensors
-        g = grad_out.unsqueeze(1)
-        grad = torch.sign(terms)
-        # d/ds_y of every active term j != y is -1; the j == y term's own +1 and -1 cancel,
-        # so the target entry becomes sign_y - count = -(number of active j != y).
-        count = grad.sum(dim=1, keepdim=True)
-        grad.scatter_add_(1, idx, -count)
-        return grad.mul_(g), None, None
+            s_y = torch.where(valid, s.gather(1, idx).squeeze(1), 0.0)
+            if kind == "log":  # minus the j == y term, softplus(0) = log 2 exactly
+                loss = F.softplus(s - s_y.unsqueeze(1)).sum(dim=1) - math.log(2.0)
+            else:
+                # The j == y term relu(m + s_y)^2 can dwarf the rest; mask it instead of
+                # subtracting it, which would cancel catastrophically.
+                wrong = F.relu(s + m_b).square().scatter(1, idx, 0.0)
+                loss = s_y.square() + wrong.sum(dim=1)
+    return _weight_and_reduce(loss, safe, valid, _cast(weight, s), reduction, normalization)
 
 
 # ----------------------------------------------------------------------------- LDAM
 
 
-def _check_positive(value: float, name: str, example: str) -> float:
-    """A positive, finite Python number: TypeError for another type, ValueError for the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name} should be a positive float, but got {name}={value!r} "
-            f"({type(value).__name__}); pass a number such as {name}={example}."
-        )
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(
-            f"{name} should be a positive, finite float, but got {name}={value!r}; pass a number "
-            f"such as {name}={example}."
-        )
-    return float(value)
-
-
 def _ldam_margins(
     counts: Tensor | Sequence[float], max_margin: float, *, always_check: bool,
     like: Tensor | None = None,
-):
-    """LDAM margins from counts. With ``like`` (the functional form), a counts tensor must be on
-    like's device, and margins from a sequence are computed on the host and copied there."""
-    if like is not None and isinstance(counts, Tensor):
-        V.check_device(counts, like, name="counts")
-    n = V.as_vector(counts, name="counts", dtype=torch.float64)
-    assert n is not None
-    max_margin = _check_positive(max_margin, "max_margin", "0.5")
-    if always_check or V.values_checkable(n):
-        V.check_finite_values(
-            n, name="counts", fix="pass a positive, finite count for every class."
-        )
-        zero = (n <= 0).nonzero().flatten()
-        if zero.numel():
-            c = int(zero[0])
-            raise ValueError(
-                f"counts has {n[c].item():g} for class {c}; LDAM's margin n^(-1/4) would be "
-                "infinite. Every class needs a positive count: add a pseudo-count (counts + 1)."
-            )
-    m = n.to(torch.float64).pow(-0.25)
+) -> Tensor:
+    r"""float32 margins :math:`m_c = \text{max\_margin} (n_c / \min_k n_k)^{-1/4}`. With
+    ``like`` (the functional form), a counts tensor must be on like's device, and margins from a
+    sequence are computed on the host and copied there."""
+    n = V.positive_counts(
+        counts, name="counts", always_check=always_check, like=like,
+        why="LDAM's margin n^(-1/4) would be infinite",
+    )
+    max_margin = V.check_positive(max_margin, "max_margin", "0.5")
+    m = n.pow(-0.25)
     m = (m * (max_margin / m.max())).to(torch.float32)
     return m if like is None else m.to(like.device)
 
@@ -927,127 +484,15 @@ def _ldam_from_margins(
     logits: Tensor, target: Tensor, margins: Tensor, scale: float, weight: Tensor | None,
     ignore_index: int, reduction: str, normalization: str,
 ) -> Tensor:
+    r"""Cross-entropy on :math:`s\,z - s\,m_y e_y` (the shift is added at the target only)."""
     V.check_device(margins, logits, name="margins")
     if weight is not None:
         V.check_device(weight, logits, name="weight")
     x = _upcast(logits)
     safe, valid = _safe_target(target, ignore_index)
-    idx = safe.unsqueeze(1)
-    shift = _cast(margins, x).take(idx).mul_(-scale)
-    if _use_fast_cpu(x):
-        nll = _LDAMSoftmaxCPU.apply(x, idx, scale, shift, _source(logits, x))
-        return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
-    # Not _ShiftedNLL: its backward's torch.exp of scale-30 log-probabilities (down to about
-    # -1e3) is slower on CPU than the exp inside cross-entropy's fused backward kernel.
-    # x * scale is a fresh tensor that mul does not save, so the in-place scatter is safe.
-    adjusted = torch.mul(x, scale).scatter_add_(1, idx, shift)
-    return _torch_ce_like(
-        F.cross_entropy, adjusted, target, _cast(weight, x), ignore_index, reduction, normalization
-    )
-
-
-class _ShiftedNLL(torch.autograd.Function):
-    r"""Per-element :math:`-\log \mathrm{softmax}(a\,z + b + c\,e_y)_y` (logit adjustment).
-
-    Design note: ``F.cross_entropy`` on a shifted copy of the logits allocates four (N, C)
-    buffers (the copy, the log-softmax, and two in backward); on CPU each fresh buffer costs
-    about three in-place passes (page faults). This allocates three: the shifted copy (freed
-    after forward), the log-softmax (saved, as cross-entropy saves it) and the gradient
-    :math:`a\,(\mathrm{softmax} - e_y)`, written in place.
-    """
-
-    @staticmethod
-    def forward(
-        ctx, x: Tensor, idx: Tensor, scale: float, class_shift: Tensor | None,
-        target_shift: Tensor | None, source: Tensor | None,
-    ) -> Tensor:
-        adjusted = torch.mul(x, scale) if class_shift is None else torch.add(x, class_shift)
-        if class_shift is not None and scale != 1.0:
-            adjusted.mul_(scale)
-        if target_shift is not None:
-            adjusted.scatter_add_(1, idx, target_shift)
-        log_probs = torch.log_softmax(adjusted, dim=1)
-        del adjusted
-        # For a double backward only: the caller's logits (x itself, or what x was upcast
-        # from, passed as source). Usually no extra memory (the caller's tensor), but like any
-        # saved input they make an in-place change of the logits before backward an error
-        # (as with F.binary_cross_entropy_with_logits), and saved-tensor hooks such as
-        # save_on_cpu copy them.
-        ctx.save_for_backward(log_probs, idx, x if source is None else source, class_shift,
-                              target_shift)
-        ctx.scale = scale
-        return log_probs.gather(1, idx).squeeze(1).neg_()
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        log_probs, idx, source, class_shift, target_shift = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
-            return _shifted_nll_graph_backward(ctx, grad_out, idx, source, class_shift,
-                                               target_shift)
-        grad = log_probs.exp()
-        grad.scatter_add_(1, idx, torch.full_like(idx, -1, dtype=grad.dtype))
-        return grad.mul_(grad_out.unsqueeze(1) * ctx.scale), None, None, None, None, None
-
-
-# LDAM on CPU (design note)
-# -------------------------
-# LDAM is cross-entropy on s * (z - m_y e_y) with s = 30: shifted by their row maximum, most
-# of those logits lie far below -87, where torch.exp on CPU leaves its vectorised path (its
-# result is subnormal or zero) and runs many times slower, so F.cross_entropy on them costs
-# about three times F.cross_entropy on z. On CPU a fresh (N, C) buffer also costs about ten
-# in-place passes (page faults). _LDAMSoftmaxCPU allocates one buffer in forward and one in
-# backward, against four for cross-entropy on a scaled copy, and clamps the shifted logits at
-# _LDAM_FLOOR before exp. Every clamped term contributes e^floor instead of less, while the
-# row maximum contributes exactly 1, so the softmax denominator has relative error below
-# (C - 1) e^floor, i.e. C * 8.8e-27 (far below float64 rounding for any C < 10^9), the loss
-# the same absolute error, and each gradient entry an absolute error below s * 8.8e-27. The
-# target's own shifted logit enters the loss unclamped, so badly misclassified targets keep
-# their exact, large loss. -60 rather than -87 keeps e^floor times the backward's scale
-# (s * upstream / denominator) clear of subnormal numbers, which are slow too.
-_LDAM_FLOOR = -60.0
-
-
-class _LDAMSoftmaxCPU(torch.autograd.Function):
-    r"""Per-element :math:`-\log \mathrm{softmax}(s z + b\,e_y)_y` along dim 1 (LDAM: b = -s m_y),
-    with the shifted logits clamped at ``_LDAM_FLOOR`` inside the denominator only; see the
-    design note above for the bound."""
-
-    @staticmethod
-    def forward(
-        ctx, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor, source: Tensor | None
-    ) -> Tensor:
-        a = torch.mul(x, scale).scatter_add_(1, idx, target_shift)
-        a.sub_(a.amax(dim=1, keepdim=True))
-        a_y = a.gather(1, idx)
-        denom = a.clamp_min_(_LDAM_FLOOR).exp_().sum(dim=1, keepdim=True)
-        # For a double backward only: the caller's logits (see _ShiftedNLL).
-        ctx.save_for_backward(a, denom, idx, x if source is None else source, target_shift)
-        ctx.scale = scale
-        return denom.log().sub_(a_y).squeeze(1)
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        exp_a, denom, idx, source, target_shift = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
-            return _shifted_nll_graph_backward(ctx, grad_out, idx, source, None, target_shift)
-        g = grad_out.unsqueeze(1) * ctx.scale
-        grad = torch.mul(exp_a, g / denom)  # s * softmax * upstream
-        grad.scatter_add_(1, idx, g.neg_())
-        return grad, None, None, None, None
-
-
-def _weight_and_reduce(
-    loss: Tensor, safe: Tensor, valid: Tensor, weight: Tensor | None, reduction: str,
-    normalization: str,
-) -> Tensor:
-    """Multiply a per-element loss by its target's weight (0 where ignored) and reduce.
-
-    Ignored positions are zeroed with ``where``, not only multiplied by 0: their loss was
-    computed for a stand-in class and is inf or NaN when their logits are (padding).
-    """
-    w_y = valid.to(loss.dtype) if weight is None else weight.take(safe) * valid
-    loss = torch.where(valid, loss * w_y, 0.0)
-    return _reduce(loss, reduction, valid, None if weight is None else w_y, normalization)
+    shift = _cast(margins, x)[safe.unsqueeze(1)].mul_(-scale)
+    return K.ldam(logits, x, target, safe, valid, scale, shift, _cast(weight, x), ignore_index,
+                  reduction, normalization)
 
 
 def ldam_loss(
@@ -1079,14 +524,12 @@ def ldam_loss(
     every call, so in a training loop pass tensors already on the device, or use
     :class:`losses.LDAMLoss`, which computes the margins once.
 
-    On CUDA (and under ``torch.compile``) this is ``F.cross_entropy`` on the adjusted logits.
-    On CPU a dedicated kernel computes the same softmax, except that inside its denominator
-    each term below :math:`e^{-60}` times the row's largest term counts as :math:`e^{-60}`
-    times it: the denominator's relative error is below :math:`(C - 1)\,e^{-60} \approx C
-    \cdot 8.8 \times 10^{-27}` (below float64 rounding for any :math:`C < 10^9`), and so is the
-    loss's absolute error; the target's own term is never clamped. This keeps ``exp`` off its
-    slow CPU path for arguments below about -87, which ``scale=30`` otherwise hits often.
-    A double backward (``create_graph=True``) differentiates the unclamped formula instead.
+    On CUDA and under ``torch.compile`` this is ``F.cross_entropy`` on the adjusted logits. On
+    CPU a dedicated kernel (see :mod:`losses._kernels`) counts each term of the softmax
+    denominator below :math:`e^{-60}` times the row's largest as :math:`e^{-60}` times it (the
+    target's own term is never clamped): the loss's absolute error is below
+    :math:`(C - 1)\,e^{-60} \approx C \cdot 8.8 \times 10^{-27}`. A double backward
+    (``create_graph=True``) differentiates the unclamped formula.
 
     Shape:
         - logits: (N, C) or (N, C, d1, ...)
@@ -1103,7 +546,7 @@ def ldam_loss(
     """
     _check_common(reduction, normalization)
     target = V.check_index_target(logits, target, ignore_index)
-    scale = _check_positive(scale, "scale", "30.0")
+    scale = V.check_positive(scale, "scale", "30.0")
     margins = _ldam_margins(counts, max_margin, always_check=False, like=logits)
     V.check_class_vector(margins, logits.shape[1], name="counts")
     weight = V.class_vector(weight, logits, name="weight")
@@ -1119,6 +562,7 @@ def _logit_adjusted_from_log_prior(
     logits: Tensor, target: Tensor, log_prior: Tensor, tau: float, weight: Tensor | None,
     ignore_index: int, reduction: str, normalization: str,
 ) -> Tensor:
+    r"""Cross-entropy on :math:`z + \tau \log \pi` (plain cross-entropy for ``tau=0``)."""
     V.check_device(log_prior, logits, name="log_prior")
     if weight is not None:
         V.check_device(weight, logits, name="weight")
@@ -1129,30 +573,8 @@ def _logit_adjusted_from_log_prior(
         )
     safe, valid = _safe_target(target, ignore_index)
     shift = _class_view(_cast(log_prior, x) * tau, x.dim())
-    if _functorch_active():
-        nll = _shifted_nll_plain(x, safe.unsqueeze(1), 1.0, shift, None)
-    else:
-        nll = _ShiftedNLL.apply(x, safe.unsqueeze(1), 1.0, shift, None, _source(logits, x))
+    nll = K.logit_adjusted_nll(logits, x, safe.unsqueeze(1), shift)
     return _weight_and_reduce(nll, safe, valid, _cast(weight, x), reduction, normalization)
-
-
-def _check_finite(value: float, name: str, example: str) -> float:
-    """A finite Python number: TypeError for another type, ValueError for inf or NaN."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name} should be a finite float, but got {name}={value!r} "
-            f"({type(value).__name__}); pass a number such as {name}={example}."
-        )
-    if not math.isfinite(value):
-        raise ValueError(
-            f"{name} should be finite, but got {name}={value!r}; pass a number such as "
-            f"{name}={example}."
-        )
-    return float(value)
-
-
-def _check_tau(tau: float) -> float:
-    return _check_finite(tau, "tau", "1.0")
 
 
 def logit_adjusted_cross_entropy(
@@ -1198,7 +620,7 @@ def logit_adjusted_cross_entropy(
         tensor(0.6931)
     """
     _check_common(reduction, normalization)
-    tau = _check_tau(tau)
+    tau = V.check_tau(tau)
     target = V.check_index_target(logits, target, ignore_index)
     lp = V.log_prior(prior_or_counts, like=logits)
     V.check_class_vector(lp, logits.shape[1], name="prior_or_counts")
@@ -1228,9 +650,276 @@ def posthoc_adjust(
         >>> posthoc_adjust(logits, torch.tensor([90.0, 10.0]))  # 2 + 0.1054, 0.5 + 2.3026
         tensor([[2.1054, 2.8026]])
     """
-    tau = _check_tau(tau)
+    tau = V.check_tau(tau)
     V.check_logits(logits)
     lp = V.log_prior(prior_or_counts, like=logits)
     V.check_class_vector(lp, logits.shape[1], name="prior_or_counts")
     x = _upcast(logits)
     return x - tau * _class_view(_cast(lp, x), x.dim())
+
+
+# ----------------------------------------------------------------------------- multi-label
+# Multi-label losses take logits and 0/1 float targets of shape (N, L), one column per label.
+# Those built on label counts take ``counts`` (positives per label, each in (0, num_samples))
+# and ``num_samples``; :math:`\pi_k = n_k / N` is label k's prior.
+
+
+def _multilabel_input(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(upcast logits, target in their dtype, detached: no gradient flows to targets)."""
+    V.check_multilabel_target(logits, target)
+    x = _upcast(logits)
+    return x, target.to(x.dtype).detach()
+
+
+def _label_stats(
+    counts: Tensor | Sequence[float], num_samples: int, num_labels: int, like: Tensor
+) -> Tensor:
+    """Label counts as float64 on the host or like's device, checked against L."""
+    n = V.label_counts(counts, num_samples, always_check=False, like=like)
+    V.check_label_vector(n, num_labels, name="counts")
+    return n
+
+
+def _log_odds(n: Tensor, num_samples: int) -> Tensor:
+    r""":math:`\log(\pi / (1 - \pi)) = \log n - \log(N - n)`, in n's dtype (float64)."""
+    return n.log() - (num_samples - n).log()
+
+
+def asymmetric_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 0.0,
+    clip: float = 0.05,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Asymmetric loss for multi-label classification (ASL, Ridnik et al. 2021,
+    https://arxiv.org/abs/2009.14119).
+
+    Per element, with :math:`p = \sigma(z)` and the shifted probability
+    :math:`p_m = \max(p - m, 0)` (``clip`` :math:`= m`):
+
+    .. math::
+        l = -t\,(1 - p)^{\gamma_+} \log p \;-\; (1 - t)\, p_m^{\gamma_-} \log(1 - p_m)
+
+    Focusing the negatives harder (:math:`\gamma_- > \gamma_+`) and discarding easy negatives
+    (:math:`p \le m` contributes nothing) keeps the many negatives of each label from
+    dominating. ``reduction="mean"`` averages over all N * L elements (the paper sums: use
+    ``"sum"``). ``gamma_neg=gamma_pos=clip=0`` is ``F.binary_cross_entropy_with_logits``,
+    values and gradients. Both powers act on values clamped at the smallest normal float, so
+    exponents below 1 keep gradients finite; the gradient of the focusing factors is kept
+    (the authors' code can detach them). Target values are not checked (see
+    :func:`binary_focal_loss`).
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits = torch.tensor([[2.0, -1.0, -3.0]])  # p = 0.8808, 0.2689, 0.0474
+        >>> target = torch.tensor([[1.0, 0.0, 0.0]])
+        >>> asymmetric_loss(logits, target, reduction="none")  # p <= 0.05: the clip zeroes it
+        tensor([[0.1269, 0.0006, 0.0000]])
+        >>> # 0.0006 = (0.2689 - 0.05)^4 * -log(1 - 0.2189)
+        >>> asymmetric_loss(logits, target, gamma_neg=0.0, clip=0.0, reduction="none")  # BCE
+        tensor([[0.1269, 0.3133, 0.0486]])
+    """
+    V.check_reduction(reduction)
+    gamma_neg = V.check_nonnegative(gamma_neg, "gamma_neg", "4.0")
+    gamma_pos = V.check_nonnegative(gamma_pos, "gamma_pos", "0.0")
+    clip = V.check_clip(clip)
+    x, t = _multilabel_input(logits, target)
+    spec = S.Asymmetric(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip)
+    return S.sigmoid_loss(spec, x, t, reduction)
+
+
+def _pos_weight(n: Tensor, num_samples: int) -> Tensor:
+    return (num_samples - n) / n
+
+
+def pos_weighted_bce(
+    logits: Tensor,
+    target: Tensor,
+    counts: Tensor | Sequence[float],
+    *,
+    num_samples: int,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Binary cross-entropy with a per-label positive weight from label counts.
+
+    With :math:`n_k` positives of label k among :math:`N` samples, the positives are weighted
+    by :math:`c_k = (N - n_k) / n_k`, so each label's positives and negatives weigh alike:
+
+    .. math::
+        l_{ik} = -c_k\, t_{ik} \log \sigma(z_{ik}) - (1 - t_{ik}) \log \sigma(-z_{ik})
+
+    Equal to ``F.binary_cross_entropy_with_logits(logits, target, pos_weight=c)``, values and
+    gradients (the ``pos_weight`` of ``nn.BCEWithLogitsLoss``), computed without the temporary
+    buffers torch's own keeps on CPU. ``counts`` is a tensor on the logits' device or a sequence
+    (copied there on every call; :class:`losses.PosWeightedBCELoss` stores ``c`` once).
+    ``reduction="mean"`` averages over all N * L elements.
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1; counts: (L,)
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits, target = torch.zeros(1, 2), torch.tensor([[1.0, 1.0]])
+        >>> pos_weighted_bce(logits, target, [10, 50], num_samples=100, reduction="none")
+        tensor([[6.2383, 0.6931]])
+        >>> # label 0: c = 90 / 10 = 9, 9 log 2; label 1: c = 1, log 2
+    """
+    V.check_reduction(reduction)
+    x, t = _multilabel_input(logits, target)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    spec = S.ShiftedBCE(pos_weight=_pos_weight(n, num_samples).to(x))
+    return S.sigmoid_loss(spec, x, t, reduction)
+
+
+def sigmoid_logit_adjusted_bce(
+    logits: Tensor,
+    target: Tensor,
+    counts: Tensor | Sequence[float],
+    *,
+    num_samples: int,
+    tau: float = 1.0,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Sigmoid logit adjustment: BCE on logits shifted by each label's prior log-odds, the
+    per-label sigmoid form of Menon et al. 2021 (https://arxiv.org/abs/2007.07314).
+
+    With :math:`\pi_k = n_k / N` the prior of label k and
+    :math:`b_k = \log(\pi_k / (1 - \pi_k))`:
+
+    .. math::
+        l_{ik} = \mathrm{BCE}\big(z_{ik} + \tau\, b_k,\; t_{ik}\big)
+
+    The model is trained through logits that already carry the prior, so its own logits
+    :math:`z` learn the prior-free part (the optimum of :math:`\sigma(z + \tau b)` is the label's
+    posterior); evaluate on the raw logits. For a model trained with plain BCE, use
+    :func:`sigmoid_posthoc_adjust` instead. ``tau=0`` is plain BCE. ``counts`` is a tensor on
+    the logits' device or a sequence (copied there on every call).
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1; counts: (L,)
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits, target = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])
+        >>> # b = log(10 / 90) = -2.1972 for both labels
+        >>> sigmoid_logit_adjusted_bce(logits, target, [10, 10], num_samples=100,
+        ...                            reduction="none")
+        tensor([[2.3026, 0.1054]])
+    """
+    V.check_reduction(reduction)
+    tau = V.check_tau(tau)
+    x, t = _multilabel_input(logits, target)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    spec = S.ShiftedBCE(shift=None if tau == 0.0 else (tau * _log_odds(n, num_samples)).to(x))
+    return S.sigmoid_loss(spec, x, t, reduction)
+
+
+def sigmoid_posthoc_adjust(
+    logits: Tensor, counts: Tensor | Sequence[float], *, num_samples: int, tau: float = 1.0
+) -> Tensor:
+    r"""Post-hoc sigmoid logit adjustment: :math:`z_{ik} - \tau \log(\pi_k / (1 - \pi_k))`.
+
+    For a model trained with plain BCE on imbalanced labels, thresholding the adjusted logits
+    at 0 removes each label's prior (a rare label's logits move up). Returned in the compute
+    dtype (float32 for half logits).
+
+    Shape:
+        - logits: (N, L); counts: (L,); output: (N, L)
+
+    Example::
+
+        >>> import torch
+        >>> sigmoid_posthoc_adjust(torch.zeros(1, 2), [10, 50], num_samples=100)
+        tensor([[2.1972, 0.0000]])
+    """
+    tau = V.check_tau(tau)
+    V.check_logits_any_shape(logits)
+    if logits.dim() != 2:
+        raise ValueError(
+            f"logits should have shape (N, L), one column per label, but got shape "
+            f"{tuple(logits.shape)}."
+        )
+    x = _upcast(logits)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    return x - tau * _log_odds(n, num_samples).to(x)
+
+
+def distribution_balanced_loss(
+    logits: Tensor,
+    target: Tensor,
+    counts: Tensor | Sequence[float],
+    *,
+    num_samples: int,
+    alpha: float = 0.1,
+    beta: float = 10.0,
+    mu: float = 0.2,
+    kappa: float = 0.05,
+    neg_scale: float = 2.0,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Distribution-balanced loss (DB, Wu et al. 2020, https://arxiv.org/abs/2007.09654):
+    re-balanced weights and negative-tolerant regularisation, without the focal term.
+
+    **Re-balancing.** A sample is drawn for label k about as often as its rarest label's
+    frequency says, so label k's share is over-counted by the sample's other labels. With
+    :math:`P^C_k \propto 1 / n_k` and :math:`P^I_i \propto \sum_{j : t_{ij} = 1} 1 / n_j`, the
+    ratio :math:`r_{ik} = P^C_k / P^I_i` is smoothed to
+    :math:`\hat r_{ik} = \alpha + \sigma(\beta (r_{ik} - \mu))`. A sample with no positive label
+    has :math:`P^I_i = 0`: it gets the limit :math:`r \to \infty`, :math:`\hat r = \alpha + 1`
+    (for :math:`\beta > 0`).
+
+    **Negative-tolerant regularisation.** Logits are shifted by
+    :math:`\nu_k = \kappa\, b_k / \lambda` with :math:`b_k = \log(\pi_k / (1 - \pi_k))` (the
+    convention of the authors' code), and the negatives' term is sharpened by
+    :math:`\lambda` (``neg_scale``) but scaled by :math:`1 / \lambda`, so easy negatives stop
+    pulling rare labels' logits down:
+
+    .. math::
+        l_{ik} = \hat r_{ik} \Big( t_{ik} \log\big(1 + e^{-(z_{ik} + \nu_k)}\big)
+            + \frac{1 - t_{ik}}{\lambda} \log\big(1 + e^{\lambda (z_{ik} + \nu_k)}\big) \Big)
+
+    ``alpha=0.5, beta=0, kappa=0, neg_scale=1`` is plain BCE, values and gradients. The
+    defaults are the paper's (:math:`\alpha = 0.1, \beta = 10, \mu = 0.2, \kappa = 0.05,
+    \lambda = 2`). ``reduction="mean"`` averages over all N * L elements.
+
+    Shape:
+        - logits: (N, L); target: (N, L), floating 0/1; counts: (L,)
+        - output: scalar, or (N, L) for ``reduction="none"``
+
+    Example::
+
+        >>> import torch
+        >>> logits, target = torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+        >>> distribution_balanced_loss(logits, target, [50, 10], num_samples=100,
+        ...                            reduction="none")
+        tensor([[0.7622, 0.3518],
+                [0.3587, 0.7918]])
+        >>> # row 0: r = (1, 5), r_hat = (1.0997, 1.1000); row 1: r = (1/6, 5/6),
+        >>> # r_hat = (0.5175, 1.0982); nu = (0, 0.05 * log(1/9) / 2) = (0, -0.0549)
+    """
+    V.check_reduction(reduction)
+    alpha = V.check_nonnegative(alpha, "alpha", "0.1")
+    beta = V.check_nonnegative(beta, "beta", "10.0")
+    mu = V.check_finite(mu, "mu", "0.2")
+    kappa = V.check_finite(kappa, "kappa", "0.05")
+    neg_scale = V.check_positive(neg_scale, "neg_scale", "2.0")
+    x, t = _multilabel_input(logits, target)
+    n = _label_stats(counts, num_samples, x.shape[1], logits)
+    shift = (kappa / neg_scale) * _log_odds(n, num_samples)
+    spec = S.ShiftedBCE(
+        shift=None if kappa == 0.0 else shift.to(x), neg_scale=neg_scale,
+        weight=S.RebalanceWeight((1.0 / n).to(x), alpha=alpha, beta=beta, mu=mu),
+    )
+    return S.sigmoid_loss(spec, x, t, reduction)

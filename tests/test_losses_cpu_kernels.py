@@ -1,6 +1,6 @@
 """The CPU kernels of LDAM and the binary focal loss against the device-independent paths.
 
-``losses.functional._FAST_CPU`` selects the kernels; with it False the same calls take the
+``losses._kernels._FAST_CPU`` selects the kernels; with it False the same calls take the
 paths used on CUDA (cross-entropy on shifted logits, the recomputing ``_BinaryFocal``). Every
 comparison also checks which autograd node ran, so that a dispatch bug cannot make both sides
 take the same path and pass trivially.
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import losses
+from losses import _kernels as K
 from losses import functional as LF
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
@@ -27,12 +28,12 @@ FOCAL_NODE = "_BinaryFocalCPUBackward"
 
 @contextlib.contextmanager
 def fast_cpu(enabled: bool):
-    old = LF._FAST_CPU
-    LF._FAST_CPU = enabled
+    old = K._FAST_CPU
+    K._FAST_CPU = enabled
     try:
         yield
     finally:
-        LF._FAST_CPU = old
+        K._FAST_CPU = old
 
 
 def node_names(t: torch.Tensor) -> set[str]:
@@ -156,7 +157,7 @@ def test_ldam_kernel_clamp_error_is_within_its_bound():
         fast = LF.ldam_loss(logits, target, counts, reduction="none")
     with fast_cpu(False):
         exact = LF.ldam_loss(logits, target, counts, reduction="none")
-    bound = (c - 1) * math.exp(LF._LDAM_FLOOR)
+    bound = (c - 1) * math.exp(K._LDAM_FLOOR)
     diff = (fast - exact).abs()
     assert (diff <= bound + 1e-13 * exact.abs()).all(), diff
 
@@ -244,7 +245,7 @@ def test_binary_focal_kernel_half_logits(dtype, reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_binary_focal_kernel_chunking_and_shapes(shape, chunk_bytes, reduction, monkeypatch):
     """64-byte chunks (8 float64 elements) split every shape, with a ragged last chunk."""
-    monkeypatch.setattr(LF, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(K, "_CHUNK_BYTES", chunk_bytes)
     logits, target = focal_inputs(2, torch.float64, shape)
     assert_paths_agree(
         lambda x: LF.binary_focal_loss(x, target, gamma=2.0, reduction=reduction),
@@ -253,7 +254,7 @@ def test_binary_focal_kernel_chunking_and_shapes(shape, chunk_bytes, reduction, 
 
 
 def test_binary_focal_kernel_non_contiguous_logits(monkeypatch):
-    monkeypatch.setattr(LF, "_CHUNK_BYTES", 64)
+    monkeypatch.setattr(K, "_CHUNK_BYTES", 64)
     logits, target = focal_inputs(3, torch.float64, (5, 12))
 
     def fn(x):
@@ -329,7 +330,7 @@ def test_binary_focal_kernel_without_grad():
 @pytest.mark.parametrize("alpha", [None, 0.25])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.5])
 def test_binary_focal_kernel_gradcheck(alpha, gamma, monkeypatch):
-    monkeypatch.setattr(LF, "_CHUNK_BYTES", 40)  # 5 float64 elements: several chunks
+    monkeypatch.setattr(K, "_CHUNK_BYTES", 40)  # 5 float64 elements: several chunks
     g = torch.Generator().manual_seed(6)
     x = (3 * torch.randn(4, 3, generator=g, dtype=torch.float64)).requires_grad_(True)
     t = torch.rand(4, 3, generator=g, dtype=torch.float64)
@@ -347,7 +348,7 @@ def test_one_minus_pt_is_exact_for_hard_targets():
     """1 - p_t for confidently right 0/1 targets, where sigma(-z) - p + p would give 0."""
     x = torch.tensor([20.0, 30.0, -20.0, -30.0])
     t = torch.tensor([1.0, 1.0, 0.0, 0.0])
-    q = LF._one_minus_pt(x, t, torch.sigmoid(x))
+    q = K._one_minus_pt(x, t, torch.sigmoid(x))
     assert_close(q, torch.sigmoid(-x.abs()), rtol=1e-6, atol=0)
 
 
@@ -379,7 +380,7 @@ def test_binary_focal_kernel_against_float64_reference():
 def test_binary_focal_confident_elements_keep_relative_precision(monkeypatch, fast, gamma, shift):
     """Confidently right elements have tiny losses; summing -BCE as log sigma(-z) + t z lost
     them to cancellation (58% low at z ~ 16, t = 1). Relative error against float64 now."""
-    monkeypatch.setattr(LF, "_FAST_CPU", fast)
+    monkeypatch.setattr(K, "_FAST_CPU", fast)
     z = torch.randn(20000, generator=torch.Generator().manual_seed(0)) + shift
     t = torch.full_like(z, 1.0 if shift > 0 else 0.0)
     got = LF.binary_focal_loss(z, t, gamma=gamma, alpha=0.25)
@@ -388,7 +389,7 @@ def test_binary_focal_confident_elements_keep_relative_precision(monkeypatch, fa
             else F.binary_cross_entropy_with_logits(z, t, reduction="none") * 0.25
         assert_close(got, want.mean())
         return
-    want = LF._binary_focal_plain(z.double(), t.double(), gamma, 0.25).mean()
+    want = K._binary_focal_plain(z.double(), t.double(), gamma, 0.25).mean()
     assert want > 0
     assert abs(got.double() / want - 1) < 1e-5
     single = LF.binary_focal_loss(torch.tensor([abs(shift)]), torch.ones(1), gamma=gamma,

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from losses import _kernels as K
 from losses import functional as LF
 
 PRIOR = torch.tensor([0.6, 0.25, 0.15], dtype=torch.float64)
@@ -21,7 +22,7 @@ COUNTS = torch.tensor([60.0, 25.0, 15.0], dtype=torch.float64)
 
 @pytest.fixture(params=[True, False], ids=["cpu-kernels", "plain-paths"])
 def fast_cpu(request, monkeypatch):
-    monkeypatch.setattr(LF, "_FAST_CPU", request.param)
+    monkeypatch.setattr(K, "_FAST_CPU", request.param)
     return request.param
 
 
@@ -44,13 +45,13 @@ CASES = [
     ("ldam", lambda z, t: LF.ldam_loss(z, t, COUNTS), reference_ldam),
     ("binary_focal_g2_a25", lambda z, t: LF.binary_focal_loss(
         z, binary_target(z.shape), gamma=2.0, alpha=0.25),
-     lambda z, t: LF._binary_focal_plain(z, binary_target(z.shape), 2.0, 0.25).mean()),
+     lambda z, t: K._binary_focal_plain(z, binary_target(z.shape), 2.0, 0.25).mean()),
     ("binary_focal_g0_sum", lambda z, t: LF.binary_focal_loss(
         z, binary_target(z.shape), gamma=0.0, reduction="sum"),
      lambda z, t: F.binary_cross_entropy_with_logits(z, binary_target(z.shape), reduction="sum")),
     ("binary_focal_g05_none", lambda z, t: LF.binary_focal_loss(
         z, binary_target(z.shape), gamma=0.5, reduction="none").sum(),
-     lambda z, t: LF._binary_focal_plain(z, binary_target(z.shape), 0.5, None).sum()),
+     lambda z, t: K._binary_focal_plain(z, binary_target(z.shape), 0.5, None).sum()),
 ]
 
 

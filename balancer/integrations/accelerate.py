@@ -1,0 +1,159 @@
+"""Balanced batches under Hugging Face Accelerate: ``balancer.integrations.accelerate.prepare``.
+
+``accelerator.prepare(loader)`` shards whatever batch sampler it finds with its own
+``BatchSamplerShard`` (process ``p`` takes batches ``p, p + P, ...``) and never calls a batch
+sampler's ``set_epoch``. Given an already sharded balanced loader it shards a second time, and
+the phase never changes. :func:`prepare` hands Accelerate the *global* plan instead, laid out so
+that Accelerate's own sharding gives every process exactly its balanced shard, and it reaches
+the sampler's ``set_epoch`` the way Accelerate drives epochs.
+
+Example::
+
+    from accelerate import Accelerator
+    from balancer import FineTuneSchedule
+    from balancer.integrations.accelerate import prepare
+
+    accelerator = Accelerator()
+    loader = prepare(accelerator, DataLoader(train_set, batch_size=32, shuffle=True),
+                     schedule=FineTuneSchedule(10, 2))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    for epoch in range(loader.iteration, 10):  # 0, or the epoch load_state restored
+        loader.set_epoch(epoch)
+        for batch in loader:
+            ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from balancer._distributed import shared_seed
+from balancer._labels import labels_of
+from balancer._loader import _settings_of
+from balancer._sampler import BalancedBatchSampler
+
+__all__ = ["GlobalPlan", "prepare"]
+
+
+class GlobalPlan:
+    """The global balanced plan, position by position, as Accelerate's ``BatchSamplerShard`` reads it.
+
+    ``BatchSamplerShard`` gives global batch ``g`` to process ``g % P``, the rule the balanced
+    sampler shards by, so this yields, at every position ``g`` that belongs to this process, its
+    next balanced batch, and at the other positions the same list again as a stand-in that
+    ``BatchSamplerShard`` skips (it never copies a batch of another position: with several
+    processes every epoch is a whole number of full rounds of ``P`` full batches, so its
+    end-of-epoch padding never runs). Nothing is generated for other processes' batches.
+
+    ``set_epoch`` and ``sampler.set_epoch`` both reach the balanced sampler: Accelerate's
+    ``DataLoaderShard.set_epoch`` (called by the loader itself at every iteration) looks for
+    ``batch_sampler.batch_sampler.sampler.set_epoch``.
+    """
+
+    def __init__(self, sampler: BalancedBatchSampler) -> None:
+        self.balanced = sampler
+        self.sampler = self  # where DataLoaderShard.set_epoch looks, through BatchSamplerShard
+        self.batch_size = sampler.batch_size
+        self.drop_last = sampler.drop_last
+
+    def set_epoch(self, epoch: int) -> None:
+        self.balanced.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.balanced) * self.balanced.num_replicas
+
+    def __iter__(self) -> Iterator[list[int]]:
+        replicas = self.balanced.num_replicas
+        for batch in self.balanced:
+            # Position `rank` of each round is this process's batch; BatchSamplerShard serves
+            # only that one and skips the stand-ins at the other positions.
+            for _ in range(replicas):
+                yield batch
+
+
+class _EpochState:
+    """Registered with ``accelerator.register_for_checkpointing``: the epoch a checkpoint is in.
+
+    Accelerate checkpoints the position inside the epoch (with a ``StatefulDataLoader``) but not
+    which epoch it is, so ``load_state`` alone would restart the plan at epoch 0.
+    """
+
+    def __init__(self, prepared: Any, plan: GlobalPlan) -> None:
+        self._prepared = prepared
+        self._plan = plan
+
+    def state_dict(self) -> dict[str, int]:
+        # DataLoaderShard counts finished passes in `iteration` and sets it from set_epoch.
+        return {"epoch": int(getattr(self._prepared, "iteration", self._plan.balanced.epoch))}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch = int(state["epoch"])
+        self._plan.set_epoch(epoch)
+        self._prepared.iteration = epoch
+
+
+def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedule: Any = None,
+            seed: int | None = 0, samples_per_epoch: int | None = None,
+            drop_last: bool | None = None) -> Any:
+    """``accelerator.prepare`` for a plain ``DataLoader``, with balanced batches.
+
+    Builds one :class:`~balancer.BalancedBatchSampler` per process (``num_replicas`` and ``rank``
+    from the accelerator) over ``loader.dataset`` with ``loader``'s batch size and settings, and
+    returns Accelerate's prepared loader (device placement, ``skip_first_batches``,
+    ``save_state``/``load_state`` all as usual). Every process gets an equal number of full
+    batches; together they are the global plan, each batch on exactly one process.
+
+    The returned loader also has ``balanced_sampler`` (this process's sampler) and
+    ``total_batches(epochs=None)`` (batches per process over the run, for LR schedules); its
+    ``iteration`` (Accelerate's epoch counter) is the epoch to start from: 0, or the epoch
+    ``accelerator.load_state`` restored.
+
+    Resume: ``accelerator.save_state(dir)`` records the epoch; with
+    ``Accelerator(dataloader_config=DataLoaderConfiguration(use_stateful_dataloader=True))`` it also
+    records the position inside the epoch, and after ``accelerator.load_state(dir)`` the loader
+    serves exactly the batches that were left. Without a stateful loader use
+    ``accelerator.skip_first_batches(loader, steps_done_in_epoch)`` on the resumed epoch.
+
+    Args:
+        accelerator: an ``accelerate.Accelerator``.
+        loader: a ``DataLoader`` with a ``batch_size`` over a map-style dataset (see
+            :func:`balancer.balance`).
+        labels, schedule, seed, samples_per_epoch, drop_last: as for :func:`balancer.balance`.
+    """
+    if not isinstance(loader, DataLoader):
+        raise TypeError(f"loader should be a torch.utils.data.DataLoader, but got "
+                        f"{type(loader).__name__}; pass the DataLoader you would give "
+                        f"accelerator.prepare")
+    if getattr(loader, "_is_accelerate_prepared", False):
+        raise ValueError("loader was already prepared by Accelerate; pass the plain DataLoader, "
+                         "before accelerator.prepare")
+    if loader.batch_sampler is None or loader.batch_sampler.batch_size is None:
+        raise ValueError("loader has no batch_size; build the DataLoader with batch_size=N")
+    if getattr(loader, "in_order", True) is False:
+        raise ValueError("loader has in_order=False, with which a resumed run cannot know which "
+                         "batches were served; build the DataLoader with in_order=True")
+    if accelerator.split_batches:
+        raise ValueError("Accelerator(split_batches=True) splits each batch across processes, "
+                         "which breaks the per-process class balance; use the default "
+                         "split_batches=False")
+    if getattr(accelerator, "dispatch_batches", None):
+        raise ValueError("Accelerator(dispatch_batches=True) builds batches on process 0 only; "
+                         "use dispatch_batches=False with a map-style dataset")
+    if drop_last is None:
+        drop_last = loader.batch_sampler.drop_last
+    sampler = BalancedBatchSampler(
+        labels_of(loader.dataset, labels), loader.batch_sampler.batch_size,
+        seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
+        samples_per_epoch=samples_per_epoch, num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index,
+    )
+    plan = GlobalPlan(sampler)
+    prepared = accelerator.prepare(DataLoader(loader.dataset, batch_sampler=plan,
+                                              **_settings_of(loader)))
+    prepared.balanced_sampler = sampler
+    prepared.total_batches = sampler.total_batches
+    accelerator.register_for_checkpointing(_EpochState(prepared, plan))
+    return prepared

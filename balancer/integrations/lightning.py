@@ -1,0 +1,111 @@
+"""Balanced batches in PyTorch Lightning 2.x: return ``balance(trainer, loader, ...)`` from
+``train_dataloader()``.
+
+Lightning, with its default ``use_distributed_sampler=True``, rebuilds every training loader whose
+``sampler`` is not a ``DistributedSampler`` and calls ``sampler.set_epoch(epoch)`` at the start of
+every epoch. A balanced loader built where the process group exists (the ``train_dataloader``
+hook of a ``LightningModule`` or ``LightningDataModule``; Lightning starts the group before it
+calls the hook) shards itself and shows Lightning a ``DistributedSampler`` holding its shard, so
+Lightning leaves it as it is and drives its epochs, phases included. It has ``state_dict`` and
+``load_state_dict``, so Lightning stores its position in every checkpoint and
+``trainer.fit(model, ckpt_path=...)`` resumes mid-epoch with exactly the remaining batches.
+
+Example::
+
+    import lightning as L
+    from balancer.integrations import lightning as balancer_lightning
+
+    class Classifier(L.LightningModule):
+        def train_dataloader(self):
+            return balancer_lightning.balance(
+                self.trainer, DataLoader(train_set, batch_size=64, shuffle=True, num_workers=4),
+                finetune_epochs=2)
+
+Epoch lengths follow the phase, which ``trainer.estimated_stepping_batches`` does not know: size
+an LR schedule with :func:`total_steps` (the loader's :meth:`~balancer.BalancedDataLoader.total_batches`).
+
+    L.Trainer(max_epochs=10, strategy="ddp", devices=2).fit(Classifier())
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from balancer._distributed import is_distributed
+from balancer._loader import BalancedDataLoader
+from balancer._loader import balance as _balance
+from balancer._schedule import FineTuneSchedule
+from balancer._validation import check_int
+
+__all__ = ["LightningBalancedDataLoader", "balance", "total_steps"]
+
+
+class LightningBalancedDataLoader(BalancedDataLoader):
+    """A :class:`~balancer.BalancedDataLoader` whose ``len()`` is always the whole epoch.
+
+    A plain balanced loader restored mid-epoch reports the batches left (what its next
+    iteration yields); Lightning instead restores its own count of the batches already done and
+    adds the loader's length to it, so it needs the whole epoch's length to end the resumed
+    epoch at the right batch.
+    """
+
+    def __len__(self) -> int:
+        sampler = self.batch_sampler
+        return sampler._batches_per_replica(sampler.epoch)
+
+
+def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_epochs: int = 0,
+            seed: int | None = 0, samples_per_epoch: int | None = None,
+            drop_last: bool | None = None) -> BalancedDataLoader:
+    """:func:`balancer.balance` with a :class:`~balancer.FineTuneSchedule` sized from ``trainer``.
+
+    The schedule runs ``trainer.max_epochs`` epochs, the last ``finetune_epochs`` of them at the
+    true class frequencies. Call it from the ``train_dataloader`` hook, where Lightning has
+    started the process group (so the loader shards itself across ``trainer.world_size`` ranks).
+
+    Args:
+        trainer: the ``lightning.Trainer`` (``self.trainer`` inside the hook); its
+            ``max_epochs`` must be set.
+        loader: the ``DataLoader`` the hook would otherwise return.
+        labels, seed, samples_per_epoch, drop_last: as for :func:`balancer.balance`.
+        finetune_epochs: final epochs at the true frequencies, in ``[0, max_epochs]``.
+    """
+    max_epochs = getattr(trainer, "max_epochs", None)
+    if max_epochs is None or max_epochs < 1:
+        raise ValueError(
+            f"trainer.max_epochs={max_epochs!r}; the fine-tune schedule needs the run's number of "
+            f"epochs: build the Trainer with max_epochs=N"
+        )
+    finetune_epochs = check_int("finetune_epochs", finetune_epochs, minimum=0,
+                                maximum=max_epochs,
+                                fix=f"it must lie in [0, trainer.max_epochs={max_epochs}]")
+    world_size = int(getattr(trainer, "world_size", 1))
+    if world_size > 1 and not is_distributed():
+        raise RuntimeError(
+            f"the trainer runs {world_size} processes but no process group is initialised yet; "
+            f"call balance() inside LightningModule.train_dataloader() (or a "
+            f"LightningDataModule's), where Lightning has started it"
+        )
+    balanced = _balance(loader, labels, schedule=FineTuneSchedule(max_epochs, finetune_epochs),
+                        seed=seed, samples_per_epoch=samples_per_epoch, drop_last=drop_last)
+    # The subclass only changes len(); it adds no state, so the built loader is re-typed.
+    balanced.__class__ = LightningBalancedDataLoader
+    return balanced
+
+
+def total_steps(trainer: Any, loader: BalancedDataLoader) -> int:
+    """Optimizer steps per rank over the whole run: batches per epoch, phase by phase, over
+    ``trainer.max_epochs`` epochs, divided by ``accumulate_grad_batches`` (per epoch, rounded up,
+    as Lightning steps on an epoch's last batch). Use it for ``OneCycleLR(total_steps=...)``."""
+    if not isinstance(loader, BalancedDataLoader):  # LightningBalancedDataLoader too
+        raise TypeError(f"loader should be a balancer.BalancedDataLoader, but got "
+                        f"{type(loader).__name__}")
+    accumulate = int(getattr(trainer, "accumulate_grad_batches", 1))
+    steps = done = 0
+    for epoch in range(1, trainer.max_epochs + 1):
+        total = loader.total_batches(epoch)
+        steps += -(-(total - done) // accumulate)
+        done = total
+    return steps

@@ -1,0 +1,68 @@
+"""Balanced batches as the batch source of torchdata's ``StatefulDataLoader``.
+
+``StatefulDataLoader`` checkpoints its position by asking its batch sampler for ``state_dict()``
+(when it has one) at the batch the loop has received, workers included, and restores it with
+``load_state_dict``; a :class:`~balancer.BalancedBatchSampler` has both, so a restored loader
+continues with exactly the remaining batches of the saved epoch.
+
+Example::
+
+    from balancer.integrations.torchdata import stateful_loader
+
+    loader = stateful_loader(DataLoader(train_set, batch_size=64, shuffle=True, num_workers=4),
+                             schedule=FineTuneSchedule(10, 2))
+    state = loader.state_dict()          # in a checkpoint, mid-epoch
+    ...
+    loader.load_state_dict(state)        # a new process: build it the same way, then load
+    for epoch in range(loader.batch_sampler.epoch, 10):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from balancer._loader import _settings_of
+from balancer._loader import balance as _balance
+
+__all__ = ["stateful_loader"]
+
+
+def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> Any:
+    """A ``torchdata.stateful_dataloader.StatefulDataLoader`` with ``loader``'s settings whose
+    batches come from a :class:`~balancer.BalancedBatchSampler`.
+
+    Args:
+        loader: a ``DataLoader`` as :func:`balancer.balance` takes it.
+        labels, **options: :func:`balancer.balance`'s ``labels`` and keywords (``schedule``,
+            ``seed``, ``samples_per_epoch``, ``drop_last``).
+
+    The returned loader's ``set_epoch(epoch)`` is the sampler's: call it at every epoch. After
+    ``load_state_dict(state)``, ``loader.batch_sampler.epoch`` is the epoch to resume.
+    """
+    from torchdata.stateful_dataloader import StatefulDataLoader  # only when asked for
+
+    if getattr(loader, "in_order", True) is False:
+        raise ValueError("loader has in_order=False, with which a restored loader cannot know "
+                         "which batches were served; build the DataLoader with in_order=True")
+    sampler = _balance(loader, labels, **options).batch_sampler
+    stateful = StatefulDataLoader(loader.dataset, batch_sampler=sampler, **_settings_of(loader))
+    stateful.set_epoch = sampler.set_epoch
+    restore = stateful.load_state_dict
+
+    def load_state_dict(state: dict[str, Any]) -> None:
+        # StatefulDataLoader applies a state at its next iteration; the sampler's part is applied
+        # now as well, so that `batch_sampler.epoch` says which epoch to resume before the loop
+        # calls set_epoch (the later, second application is the same state again).
+        restore(state)
+        inner = state.get("_index_sampler_state") or state.get("_snapshot", {}).get(
+            "_main_snapshot", {}).get("_index_sampler_state")
+        if inner is not None:
+            sampler.load_state_dict(inner)
+
+    stateful.load_state_dict = load_state_dict
+    return stateful

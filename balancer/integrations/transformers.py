@@ -1,0 +1,169 @@
+"""Balanced batches in the Hugging Face ``Trainer``: ``BalancedTrainer(..., finetune_epochs=k)``.
+
+The ``Trainer`` sizes a run from the length of the first epoch's loader: ``max_steps`` (and so
+the LR schedule), the number of steps in every epoch, and on resume which epoch and batch a
+global step falls in. Balanced epochs (``C * n_max`` samples) and fine-tune epochs (``N``) differ
+in length, so a plain ``Trainer`` given a balanced loader cuts or stretches epochs, stops early or
+late, and never finishes its LR schedule. :class:`BalancedTrainer` is a ``Trainer`` whose
+training loader is balanced (through :func:`balancer.integrations.accelerate.prepare`, which the
+Trainer's Accelerate sharding needs) and whose step counts come from
+:meth:`~balancer.BalancedBatchSampler.total_batches`, epoch by epoch.
+
+Example::
+
+    from balancer.integrations.transformers import BalancedTrainer
+
+    trainer = BalancedTrainer(model=model, args=TrainingArguments(num_train_epochs=10, ...),
+                              train_dataset=train_set, finetune_epochs=2)
+    trainer.train()  # or trainer.train(resume_from_checkpoint=True)
+
+Labels are read as :func:`balancer.labels_of` reads them (a ``datasets.Dataset``'s
+``label``/``labels`` column, without decoding any row), or given with ``labels=``.
+
+Written against the ``Trainer`` of transformers 5.x: it overrides the private
+``set_initial_training_values``, ``_init_training_state`` and ``_run_epoch`` steps of the
+training loop (the places that assume equal epochs), and the public ``get_train_dataloader``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import partial
+from typing import Any
+
+import transformers
+from torch.utils.data import DataLoader
+
+from balancer._labels import labels_of
+from balancer._schedule import FineTuneSchedule
+from balancer._validation import check_int
+from balancer.integrations.accelerate import prepare
+
+__all__ = ["BalancedTrainer"]
+
+_LOOP_STEPS = ("set_initial_training_values", "_init_training_state", "_run_epoch")
+
+
+class BalancedTrainer(transformers.Trainer):
+    """A ``transformers.Trainer`` that trains on balanced batches, then ``finetune_epochs`` epochs
+    at the true class frequencies, with every epoch's real length.
+
+    Args:
+        *args, **kwargs: as for ``transformers.Trainer``. ``args.num_train_epochs`` must be a
+            whole number and ``args.max_steps`` unset: the run is whole epochs of the schedule.
+        finetune_epochs: final epochs at the true frequencies, in ``[0, num_train_epochs]``.
+        labels: where the class of every training item is; see :func:`balancer.labels_of`.
+        samples_per_epoch: optional length of a balanced epoch; see the sampler.
+
+    The plan's seed is ``args.seed``. ``trainer.balanced_sampler`` is this process's sampler once
+    training has started.
+    """
+
+    def __init__(self, *args: Any, finetune_epochs: int = 0, labels: Any = None,
+                 samples_per_epoch: int | None = None, **kwargs: Any) -> None:
+        missing = [name for name in _LOOP_STEPS if not callable(getattr(transformers.Trainer,
+                                                                         name, None))]
+        if missing:
+            # An older Trainer runs its loop in one method: overriding nothing, the run would
+            # silently keep the first epoch's length.
+            raise ImportError(
+                f"BalancedTrainer needs transformers>=5 (its Trainer splits the training loop "
+                f"into {', '.join(_LOOP_STEPS)}); transformers {transformers.__version__} lacks "
+                f"{', '.join(missing)}: pip install 'balancer[hf]'"
+            )
+        super().__init__(*args, **kwargs)
+        epochs = self.args.num_train_epochs
+        if epochs != int(epochs) or epochs < 1:
+            raise ValueError(f"args.num_train_epochs={epochs!r}; a balanced run is whole epochs of "
+                             f"its schedule: pass a positive whole number")
+        if self.args.max_steps > 0:
+            raise ValueError(f"args.max_steps={self.args.max_steps}; BalancedTrainer computes the "
+                             f"run's steps from its epochs (balanced and fine-tune differ in "
+                             f"length): leave max_steps unset and set num_train_epochs")
+        finetune_epochs = check_int("finetune_epochs", finetune_epochs, minimum=0,
+                                    maximum=int(epochs),
+                                    fix=f"it must lie in [0, num_train_epochs={int(epochs)}]")
+        self.balanced_schedule = FineTuneSchedule(int(epochs), finetune_epochs)
+        self.balanced_sampler = None
+        self._balanced_labels = labels
+        self._balanced_samples_per_epoch = samples_per_epoch
+
+    # ------------------------------------------------------------------ the loader
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("BalancedTrainer needs a train_dataset")
+        dataset = self.train_dataset
+        # Labels from the dataset as given: column removal below may drop the label column.
+        labels = labels_of(dataset, self._balanced_labels)
+        collator = self.data_collator
+        if hasattr(dataset, "column_names"):  # a datasets.Dataset: the Trainer's own preparation
+            dataset = self._remove_unused_columns(dataset, description="Training")
+        else:
+            collator = self._get_collator_with_removed_columns(collator, description="Training")
+        args = self.args
+        settings: dict[str, Any] = {
+            "collate_fn": collator, "num_workers": args.dataloader_num_workers,
+            "pin_memory": args.dataloader_pin_memory,
+            "persistent_workers": args.dataloader_persistent_workers,
+            "worker_init_fn": partial(transformers.trainer_utils.seed_worker,
+                                      num_workers=args.dataloader_num_workers,
+                                      rank=args.process_index),
+        }
+        if args.dataloader_num_workers > 0:
+            settings["prefetch_factor"] = args.dataloader_prefetch_factor
+            settings["multiprocessing_context"] = args.dataloader_multiprocessing_context
+        plain = DataLoader(dataset, batch_size=self._train_batch_size,
+                           drop_last=args.dataloader_drop_last, **settings)
+        loader = prepare(self.accelerator, plain, labels, schedule=self.balanced_schedule,
+                         seed=args.seed, samples_per_epoch=self._balanced_samples_per_epoch)
+        self.balanced_sampler = loader.balanced_sampler
+        return loader
+
+    # ------------------------------------------------------------------ step counts
+    def _epoch_lengths(self) -> list[int]:
+        sampler = self.balanced_sampler
+        totals = [sampler.total_batches(e) for e in range(self.balanced_schedule.total_epochs + 1)]
+        return [after - before for before, after in itertools.pairwise(totals)]
+
+    def _update_steps(self, batches: int) -> int:
+        accumulate = self.args.gradient_accumulation_steps
+        return max(math.ceil(batches / accumulate), 1)
+
+    def set_initial_training_values(self, args: Any, dataloader: Any) -> tuple:
+        values = list(super().set_initial_training_values(args, dataloader))
+        lengths = self._epoch_lengths()
+        # (num_train_epochs, num_update_steps_per_epoch, num_examples, num_train_samples,
+        #  total_train_batch_size, steps_in_epoch, max_steps): the run is the schedule's epochs,
+        # and max_steps -- which sizes the LR schedule and ends the run -- their update steps.
+        values[0] = len(lengths)
+        values[3] = sum(lengths) * values[4] // max(args.gradient_accumulation_steps, 1)
+        values[6] = sum(self._update_steps(length) for length in lengths)
+        return tuple(values)
+
+    def _init_training_state(self, max_steps: int, num_update_steps_per_epoch: int,
+                             num_train_epochs: int, resume_from_checkpoint: Any,
+                             trial: Any) -> tuple[int, int]:
+        epochs_trained, steps_in_epoch = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial)
+        if resume_from_checkpoint is None or self.state.global_step == 0:
+            return epochs_trained, steps_in_epoch
+        # The Trainer divides the global step by the first epoch's length; walk the real ones.
+        remaining = self.state.global_step
+        for epoch, length in enumerate(self._epoch_lengths()):
+            updates = self._update_steps(length)
+            if remaining < updates:
+                done = 0 if self.args.ignore_data_skip else remaining
+                return epoch, done * self.args.gradient_accumulation_steps
+            remaining -= updates
+        return len(self._epoch_lengths()), 0
+
+    def _run_epoch(self, **kwargs: Any) -> Any:
+        epoch = kwargs["epoch"]
+        length = self._epoch_lengths()[epoch]
+        kwargs["steps_in_epoch"] = length
+        kwargs["num_update_steps_per_epoch"] = self._update_steps(length)
+        # Before the Trainer wraps the loader in skip_first_batches (on resume), whose
+        # set_epoch does not reach the sampler.
+        self.balanced_sampler.set_epoch(epoch)
+        return super()._run_epoch(**kwargs)

@@ -1,0 +1,100 @@
+"""Lightning job for ``test_integrations.py``: ``Trainer(strategy="ddp", devices=2,
+accelerator="cpu")`` with the default ``use_distributed_sampler=True``.
+
+    python tests/_job_lightning.py --out DIR                         # the whole run
+    python tests/_job_lightning.py --out DIR --stop-after K --ckpt C  # K steps, checkpoint, stop
+    python tests/_job_lightning.py --out DIR --resume C               # trainer.fit(ckpt_path=C)
+    python tests/_job_lightning.py --out DIR --plain --epochs 1       # a shuffled DataLoader
+    python tests/_job_lightning.py --out DIR --epochs 1 --finetune-epochs 0  # one balanced epoch
+
+Lightning's DDP launcher starts rank 1 by running this script again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import lightning as L
+import torch
+from _frameworks import BATCH_SIZE, COUNTS, FEATURES, FINETUNE, SEED, Points, Recorder
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader
+
+from balancer.integrations import lightning as balancer_lightning
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, out: str, plain: bool, finetune_epochs: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(FEATURES, len(COUNTS))
+        self.out, self.plain, self.finetune_epochs = out, plain, finetune_epochs
+        self.recorder: Recorder | None = None
+        self.epoch_times: list[tuple[int, float]] = []
+
+    def train_dataloader(self):
+        plain = DataLoader(Points(), batch_size=BATCH_SIZE, shuffle=True)
+        if self.plain:
+            return plain
+        return balancer_lightning.balance(self.trainer, plain,
+                                          finetune_epochs=self.finetune_epochs, seed=SEED)
+
+    def on_train_start(self) -> None:
+        self.recorder = Recorder(self.out, self.global_rank)
+        self._epoch_start = time.perf_counter()  # a run resumed mid-epoch starts no epoch
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        batches = len(self.trainer.train_dataloader)
+        self.epoch_times.append((batches, time.perf_counter() - self._epoch_start))
+
+    def training_step(self, batch, batch_idx):
+        features, targets, indices = batch
+        self.recorder.add(self.current_epoch, indices.tolist())
+        return nn.functional.cross_entropy(self.net(features), targets)
+
+    def on_train_end(self) -> None:
+        self.recorder.extra["epoch_times"] = self.epoch_times
+        self.recorder.save()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--stop-after", type=int)
+    parser.add_argument("--ckpt")
+    parser.add_argument("--resume")
+    parser.add_argument("--plain", action="store_true")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--finetune-epochs", type=int, default=FINETUNE)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    callbacks = []
+    if args.stop_after:
+        directory, name = os.path.split(args.ckpt)
+        callbacks.append(ModelCheckpoint(dirpath=directory, filename=name.removesuffix(".ckpt"),
+                                         every_n_train_steps=args.stop_after, save_top_k=-1))
+    trainer = L.Trainer(
+        max_epochs=args.epochs, max_steps=args.stop_after or -1, strategy="ddp", devices=2,
+        accelerator="cpu", callbacks=callbacks, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=bool(args.stop_after),
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(Classifier(args.out, args.plain, args.finetune_epochs), ckpt_path=args.resume)
+
+
+if __name__ == "__main__":
+    main()
