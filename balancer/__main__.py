@@ -5,7 +5,9 @@ Examples::
     balancer study                                   # the default study on shipped RetinaMNIST
     balancer study --dataset pneumoniamnist --seeds 0,1,2
     balancer study --data my_medmnist_layout.npz --strategies plain,balanced+finetune
-    balancer study --csv manifest.csv --image-col path --label-col dx
+    balancer study --csv manifest.csv --image-col path --label-col dx --group-col patient_id
+    balancer study --table features.csv --label-col y     # a small MLP on numeric features
+    balancer study --resume --out runs/mine          # continue an interrupted study
     balancer study --quick --out /tmp/smoke          # seconds: one seed, two short epochs
 """
 
@@ -18,12 +20,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from balancer.study import QUICK, STRATEGIES, StudyConfig, format_table, prepare_data, run_study
-from balancer.study import write_outputs as _write_outputs
+# Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
+# matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
+from balancer.study._config import QUICK, StudyConfig
+from balancer.study._strategies import STRATEGIES
 
 __all__ = ["main"]
 
 _DEFAULTS = StudyConfig(progress=False)
+
+# Options that only mean something with one kind of data: given without it, they are an error
+# rather than silently ignored.
+_APPLIES = {
+    "image_col": ("csv",), "image_size": ("csv",), "label_col": ("csv", "table"),
+    "split_col": ("csv", "table"), "group_col": ("csv", "table"),
+}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -36,6 +47,24 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _name_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors print the one useful line first, then where to find the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help' for every "
+                     f"option)\n")
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, but got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, but got {text!r}")
+    return value
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -58,23 +87,38 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                     "the same number of optimizer steps each; select on validation, report test "
                     "metrics (CSV, Markdown, plots, config JSON) in a run folder.",
         formatter_class=_HelpFormatter)
-    data = parser.add_argument_group("data (at most one of --dataset, --data, --csv)")
+    data = parser.add_argument_group("data (at most one of --dataset, --data, --csv, --table)")
     source = data.add_mutually_exclusive_group()
     source.add_argument("--dataset", default=None,
                         help="a shipped data set: retinamnist, pneumoniamnist, breastmnist "
-                             "(default: retinamnist, unless --data or --csv is given)")
+                             "(default: retinamnist, unless --data or --csv is given); several, "
+                             "comma-separated, run one study each (in --out/<name>) and rank "
+                             "the strategies across them (across.md)")
     source.add_argument("--data", default=None, metavar="PATH.npz",
-                        help="any .npz file in the MedMNIST layout")
+                        help="an .npz file: images in the MedMNIST layout, or a table as arrays "
+                             "X (samples x features) and y (class indices)")
     source.add_argument("--csv", default=None, metavar="MANIFEST.csv",
                         help="a CSV manifest of image files (paths relative to the CSV)")
-    data.add_argument("--image-col", default=_DEFAULTS.image_col,
-                      help="with --csv: the column of image paths")
-    data.add_argument("--label-col", default=_DEFAULTS.label_col,
-                      help="with --csv: the column of class labels")
-    data.add_argument("--split-col", default=_DEFAULTS.split_col,
-                      help="train/val/test per row; without it, a seeded 70/10/20 split per class")
-    data.add_argument("--image-size", type=int, default=_DEFAULTS.image_size,
-                      help="with --csv: images are resized to this many pixels square")
+    source.add_argument("--table", default=None, metavar="DATA.csv",
+                        help="a CSV table: every column but --label-col/--split-col/--group-col "
+                             "is a feature (text columns one-hot encoded), trained with a small "
+                             "MLP; features standardised on the train split")
+    data.add_argument("--image-col", default=None,
+                      help=f"with --csv: the column of image paths (default: "
+                           f"{_DEFAULTS.image_col})")
+    data.add_argument("--label-col", default=None,
+                      help=f"with --csv or --table: the column of class labels (default: "
+                           f"{_DEFAULTS.label_col})")
+    data.add_argument("--split-col", default=None,
+                      help=f"with --csv or --table: train/val/test per row; without that column, "
+                           f"a seeded 70/10/20 split per class (default: {_DEFAULTS.split_col})")
+    data.add_argument("--group-col", default=None,
+                      help="with --csv or --table: a group id per row (e.g. patient_id); no "
+                           "group is in two splits, and the automatic split deals whole groups, "
+                           "stratified by class")
+    data.add_argument("--image-size", type=int, default=None,
+                      help=f"with --csv: images are resized to this many pixels square (default: "
+                           f"{_DEFAULTS.image_size})")
     data.add_argument("--train-limit", type=int, default=None,
                       help="train on a stratified slice of this many samples (default: all)")
 
@@ -89,8 +133,8 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                           f"{_DEFAULTS.epochs})")
     run.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
                      help="samples per optimizer step")
-    run.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="AdamW learning rate")
-    run.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay,
+    run.add_argument("--lr", type=_finite, default=_DEFAULTS.lr, help="AdamW learning rate")
+    run.add_argument("--weight-decay", type=_finite, default=_DEFAULTS.weight_decay,
                      help="AdamW weight decay")
     run.add_argument("--finetune-epochs", type=int, default=None,
                      help=f"balanced+finetune's epochs at true frequencies (default: "
@@ -98,8 +142,16 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     run.add_argument("--drw-epochs", type=int, default=None,
                      help=f"ldam-drw's last epochs with class-balanced weights (default: "
                           f"min({_DEFAULTS.drw_epochs}, epochs))")
-    run.add_argument("--finetune-lr-scale", type=float, default=_DEFAULTS.finetune_lr_scale,
+    run.add_argument("--finetune-lr-scale", type=_finite, default=_DEFAULTS.finetune_lr_scale,
                      help="balanced+finetune's learning-rate factor in the fine-tune phase")
+    run.add_argument("--focal-gamma", type=_finite, default=_DEFAULTS.focal_gamma,
+                     help="focal's gamma (0 is cross-entropy)")
+    run.add_argument("--la-tau", type=_finite, default=_DEFAULTS.la_tau,
+                     help="logit-adjusted's tau (0 is cross-entropy)")
+    run.add_argument("--effective-beta", type=_finite, default=_DEFAULTS.effective_beta,
+                     help="effective's beta of the effective number of samples, in [0, 1)")
+    run.add_argument("--drw-beta", type=_finite, default=_DEFAULTS.drw_beta,
+                     help="ldam-drw's beta of the deferred class-balanced weights")
     run.add_argument("--finetune-freeze", action=argparse.BooleanOptionalAction,
                      default=_DEFAULTS.finetune_freeze,
                      help="freeze the backbone in balanced+finetune's fine-tune phase")
@@ -110,6 +162,19 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                      help="random shifts of up to 2 pixels and horizontal flips in training")
     run.add_argument("--width", type=int, default=_DEFAULTS.width,
                      help="channels of the CNN's first block")
+    run.add_argument("--reference", default=None,
+                     help="the row the paired statistics compare every strategy with (default: "
+                          "plain)")
+    run.add_argument("--bootstrap", type=int, default=_DEFAULTS.bootstrap,
+                     help="replicates of the paired bootstrap over seeds and test samples")
+    run.add_argument("--posthoc", action=argparse.BooleanOptionalAction,
+                     default=_DEFAULTS.posthoc,
+                     help="add plain+posthoc and balanced+posthoc (post-hoc logit adjustment) "
+                          "and, for two classes, plain+threshold, each tuned on validation "
+                          "after training")
+    run.add_argument("--ordinal", action=argparse.BooleanOptionalAction, default=None,
+                     help="the classes are ordered grades: report the quadratic weighted kappa "
+                          "(default: on for retinamnist, off otherwise)")
     run.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=_DEFAULTS.threads,
                      help="torch CPU threads (1 is fastest for this small CNN)")
@@ -117,20 +182,38 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                      help="seconds-long smoke run: "
                           + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     run.add_argument("--out", default=None, metavar="DIR",
-                     help="run folder (default: a new runs/<timestamp>-<data>)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+                     help="run folder (default: a new runs/<timestamp>-<data>); checked before "
+                          "training, each finished run saved there at once")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace a previous study in --out (refused without it)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the study in --out: train only the runs it does not hold")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bars (they are off anyway when stderr is not a terminal)")
     parser.set_defaults(handler=study, parser=parser)
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="balancer", description="balancer command line")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="balancer", description="balancer command line")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=_Parser)
     _study_parser(subparsers)
     return parser
 
 
-def _config(args: argparse.Namespace) -> StudyConfig:
+def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig:
+    source = next((name for name in ("dataset", "data", "csv", "table")
+                   if getattr(args, name) is not None), None)
+    for option, kinds in _APPLIES.items():
+        if getattr(args, option) is not None and source not in kinds:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} applies only with {' or '.join('--' + k for k in kinds)}, "
+                             f"but the data is {('--' + source) if source else 'the default '}"
+                             f"{'' if source else '(shipped retinamnist)'}; remove {flag} or "
+                             f"pass {' or '.join('--' + k for k in kinds)}")
+    if args.resume and args.out is None:
+        raise ValueError("--resume continues the study in a run folder; pass it with --out DIR")
     chosen = {"seeds": args.seeds, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
               "drw_epochs": args.drw_epochs, "train_limit": args.train_limit}
     for key, value in chosen.items():
@@ -141,19 +224,27 @@ def _config(args: argparse.Namespace) -> StudyConfig:
         elif key not in ("finetune_epochs", "drw_epochs"):
             chosen[key] = getattr(_DEFAULTS, key)
         # else left None: StudyConfig defaults a phase length to at most `epochs`
+    columns = {key: getattr(args, key) if getattr(args, key) is not None
+               else getattr(_DEFAULTS, key)
+               for key in ("image_col", "label_col", "split_col", "group_col", "image_size")}
     return StudyConfig(
-        dataset=args.dataset, data=args.data, csv=args.csv, image_col=args.image_col,
-        label_col=args.label_col, split_col=args.split_col, image_size=args.image_size,
+        dataset=dataset or args.dataset, data=args.data, csv=args.csv, table=args.table,
+        **columns,
         strategies=args.strategies if args.strategies is not None else tuple(STRATEGIES),
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         finetune_lr_scale=args.finetune_lr_scale, finetune_freeze=args.finetune_freeze,
+        focal_gamma=args.focal_gamma, la_tau=args.la_tau, effective_beta=args.effective_beta,
+        drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
+        ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
-        threads=args.threads, quick=args.quick, progress=not args.no_progress, **chosen)
+        threads=args.threads, quick=args.quick,
+        # Progress bars only on a terminal: redirected to a file they are noise.
+        progress=not args.no_progress and sys.stderr.isatty(), **chosen)
 
 
-def _default_out(config: StudyConfig) -> Path:
-    name = config.dataset or (Path(config.data).stem if config.data else
-                              Path(config.csv).stem if config.csv else "retinamnist")
+def _default_out(config: StudyConfig, name: str | None = None) -> Path:
+    given = config.data or config.csv or config.table
+    name = name or config.dataset or (Path(given).stem if given else "retinamnist")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path("runs") / f"{stamp}-{name}{'-quick' if config.quick else ''}"
     suffix = 1
@@ -164,25 +255,50 @@ def _default_out(config: StudyConfig) -> Path:
 
 
 def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> int:
+    from balancer.study._outputs import prepare_out
+    from balancer.study._report import format_table, write_across, write_outputs
+    from balancer.study._study import prepare_data, run_study
+
+    names = ([n.strip() for n in args.dataset.split(",") if n.strip()]
+             if args.dataset is not None and "," in args.dataset else [None])
     try:
-        config = _config(args)
-        out = Path(args.out) if args.out is not None else _default_out(config)
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset={args.dataset!r} names a data set twice; name each once")
+        configs = {name: _config(args, name) for name in names}
+        first = configs[names[0]]
+        out = Path(args.out) if args.out is not None else _default_out(
+            first, "across" if len(names) > 1 else None)
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={str(out)!r} is a file; pass a folder for the run's outputs")
-        data = prepare_data(config)  # every input error surfaces before any training
+        # Every input error surfaces before any training, for every data set.
+        data = {name: prepare_data(config) for name, config in configs.items()}
+        folders = {name: prepare_out(out if len(names) == 1 else out / name,
+                                     config=config.to_dict(), overwrite=args.overwrite,
+                                     resume=args.resume)
+                   for name, config in configs.items()}
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         parser.error(str(message))
-    results = run_study(config, data)
-    paths = _write_outputs(results, config, out, command=command, info=results.attrs)
-    print()
-    print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
-          f"{list(config.seeds)}:")
-    print()
-    print(format_table(results))
-    print()
-    print(f"Report: {paths['report.md']}")
-    print(f"Run folder: {out} ({', '.join(p.name for p in paths.values())})")
+    per_dataset = {}
+    for name, config in configs.items():
+        folder = folders[name]
+        if folder.done:
+            print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept",
+                  file=sys.stderr)
+        results = run_study(config, data[name], folder=folder)
+        paths = write_outputs(results, config, folder.path, command=command, info=results.attrs)
+        per_dataset[name or "retinamnist"] = results
+        print()
+        print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
+              f"{list(config.seeds)}:")
+        print()
+        print(format_table(results))
+        print()
+        print(f"Report: {paths['report.md']}")
+        print(f"Run folder: {folder.path} ({', '.join(p.name for p in paths.values())})")
+    if len(names) > 1:
+        across = write_across(per_dataset, first, out, command=command)
+        print(f"Across data sets: {across['across.md']}")
     return 0
 
 

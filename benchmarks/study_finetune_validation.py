@@ -31,8 +31,9 @@ def main() -> None:
     parser.add_argument("--lr-scales", default="0.1,1.0")
     args = parser.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
+    # No post-hoc rows: each variant's validation means must be its trained row's alone.
     base = StudyConfig(dataset=args.dataset, seeds=seeds, epochs=args.epochs, select="last",
-                       progress=False)
+                       progress=False, posthoc=False)
     data = prepare_data(base)
 
     variants: list[tuple[str, StudyConfig]] = [

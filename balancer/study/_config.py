@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,6 +18,9 @@ __all__ = ["QUICK", "StudyConfig"]
 QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_epochs": 1,
                          "train_limit": 256}
 
+#: Shipped data sets whose classes are ordered grades (quadratic weighted kappa applies).
+_ORDINAL = {"retinamnist"}
+
 # Phase lengths when not given, capped at ``epochs``.
 _FINETUNE_EPOCHS = 1
 _DRW_EPOCHS = 3
@@ -27,6 +31,9 @@ def _check_float(name: str, value: Any, *, low: float, high: float | None = None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} should be a number, but got {name}={value!r}")
     value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} should be a finite number, but got {name}={value}"
+                         f"{fix and '; ' + fix}")
     bad_low = value <= low if low_open else value < low
     if bad_low or (high is not None and value > high):
         bound = f"> {low}" if low_open else f">= {low}"
@@ -40,11 +47,15 @@ def _check_float(name: str, value: Any, *, low: float, high: float | None = None
 class StudyConfig:
     """Everything that defines a study run; saved as ``config.json`` next to the results.
 
-    Data (at most one of ``dataset``, ``data``, ``csv``; none means the shipped RetinaMNIST):
+    Data (at most one of ``dataset``, ``data``, ``csv``, ``table``; none means the shipped
+    RetinaMNIST):
         dataset: a shipped name (``retinamnist``, ``pneumoniamnist``, ``breastmnist``).
-        data: a ``.npz`` file in the MedMNIST layout.
-        csv: a CSV manifest (``image_col``, ``label_col``, optional ``split_col``), images
-            resized to ``image_size``.
+        data: a ``.npz`` file in the MedMNIST layout, or with arrays ``X`` and ``y``.
+        csv: a CSV manifest (``image_col``, ``label_col``, optional ``split_col`` and
+            ``group_col``), images resized to ``image_size``.
+        table: a CSV table of features (``label_col``, optional ``split_col``, ``group_col``);
+            trained with a small MLP.
+        group_col: a column of group ids (e.g. patient id) kept within one split.
         train_limit: use only a stratified slice of this many training samples (for ``--quick``).
 
     Training (identical for every strategy):
@@ -63,6 +74,14 @@ class StudyConfig:
             ``"best"`` keeps the epoch with the highest validation balanced accuracy.
         augment: random shifts of up to 2 pixels and horizontal flips.
         width: channels of the CNN's first block.
+        reference: the row every other strategy is compared with in the paired statistics
+            (default ``plain``, or the first strategy when ``plain`` is not run).
+        bootstrap: replicates of the paired bootstrap over seeds and test samples.
+        ordinal: the classes are ordered grades, so the quadratic weighted kappa is reported
+            (default: a property of the data set, True for RetinaMNIST's grades only).
+        posthoc: add the rows derived after training with a shift chosen on validation:
+            ``plain+posthoc``, ``balanced+posthoc`` (logit adjustment) and, for two classes,
+            ``plain+threshold`` (see :mod:`balancer.study._posthoc`).
         device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU.
         ece_bins: bins of the expected calibration error.
     """
@@ -70,6 +89,8 @@ class StudyConfig:
     dataset: str | None = None
     data: str | None = None
     csv: str | None = None
+    table: str | None = None
+    group_col: str | None = None
     image_col: str = "path"
     label_col: str = "label"
     split_col: str = "split"
@@ -97,6 +118,11 @@ class StudyConfig:
     drw_beta: float = 0.99
     la_tau: float = 1.0
     hinge_margin: float = 1.0
+
+    reference: str | None = None
+    bootstrap: int = 1000
+    ordinal: bool | None = None
+    posthoc: bool = True
 
     device: str = "cpu"
     threads: int = 1
@@ -170,12 +196,25 @@ class StudyConfig:
         self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
         self.hinge_margin = _check_float("hinge_margin", self.hinge_margin, low=0.0,
                                          low_open=True)
+        # reference and ordinal stay None when not given (resolved by reference_row() and
+        # is_ordinal()), so a config copied with other strategies or data does not carry a
+        # choice that was only a default.
+        if self.reference is not None and self.reference not in self.strategies:
+            known = "" if self.reference in STRATEGIES else " (not a strategy at all)"
+            raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
+                             f"it must be one of the strategies run, {list(self.strategies)}; "
+                             f"pass one of those or add it to strategies")
+        if self.ordinal is not None and not isinstance(self.ordinal, bool):
+            raise TypeError(f"ordinal should be True, False or None, but got "
+                            f"ordinal={self.ordinal!r}")
+        self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
+                                   fix="a 95% interval needs at least 100 replicates, e.g. 1000")
         if self.select not in ("best", "last"):
             raise ValueError(f"select should be 'best' (highest validation balanced accuracy) or "
                              f"'last', but got select={self.select!r}")
-        given = [n for n in ("dataset", "data", "csv") if getattr(self, n) is not None]
+        given = [n for n in ("dataset", "data", "csv", "table") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"pass only one of dataset, data and csv, but got {given}")
+            raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
                              f"device={self.device!r}")
@@ -183,6 +222,20 @@ class StudyConfig:
             raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
                              f"is False on this machine (torch {torch.__version__}); pass "
                              f"--device cpu, or install a CUDA build of torch on a GPU machine")
+
+    def reference_row(self) -> str:
+        """``reference``, or ``plain`` when it is run, else the first strategy."""
+        if self.reference is not None:
+            return self.reference
+        return "plain" if "plain" in self.strategies else self.strategies[0]
+
+    def is_ordinal(self) -> bool:
+        """``ordinal``, or whether the shipped data set's classes are ordered grades."""
+        if self.ordinal is not None:
+            return self.ordinal
+        shipped = self.dataset or ("retinamnist" if all(
+            getattr(self, n) is None for n in ("data", "csv", "table")) else None)
+        return (shipped or "").lower() in _ORDINAL
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SmallCNN"]
+__all__ = ["MLP", "SmallCNN", "init_from"]
 
 
 class CosineHead(nn.Module):
@@ -24,6 +24,20 @@ class CosineHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).t()
+
+
+@torch.no_grad()
+def init_from(model: nn.Module, generator: torch.Generator) -> None:
+    """Kaiming-uniform weights (torch's default rule) and zero biases, drawn from ``generator``.
+
+    torch's own initialisation draws from the global RNG; this draws from ``generator`` so that
+    a run is a function of its seed alone.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear, CosineHead)):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
 
 
 class SmallCNN(nn.Module):
@@ -62,15 +76,34 @@ class SmallCNN(nn.Module):
                                 else nn.Linear(4 * width, num_classes))
         self._init(generator)
 
-    @torch.no_grad()
     def _init(self, generator: torch.Generator) -> None:
-        # torch's own initialisation draws from the global RNG; ours draws from ``generator``
-        # so that a run is a function of its seed alone.
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear, CosineHead)):
-                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+        init_from(self, generator)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.backbone(images))
+
+
+class MLP(nn.Module):
+    """The default model for tabular data: two hidden layers of ``width`` units (batch norm, ReLU).
+
+    Args:
+        in_features: feature columns (after one-hot encoding).
+        num_classes: outputs.
+        width: units per hidden layer.
+        cosine_head: use :class:`CosineHead` (for LDAM) instead of ``nn.Linear``.
+        generator: the source of the initial weights.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, *, width: int = 64,
+                 cosine_head: bool = False, generator: torch.Generator) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Linear(in_features, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True),
+            nn.Linear(width, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True),
+        )
+        self.head: nn.Module = (CosineHead(width, num_classes) if cosine_head
+                                else nn.Linear(width, num_classes))
+        init_from(self, generator)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.head(self.backbone(features))

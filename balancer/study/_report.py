@@ -13,12 +13,14 @@ import torch
 
 from balancer.study._config import StudyConfig
 from balancer.study._metrics import HEADLINE
+from balancer.study._outputs import atomic_text, atomic_write
 from balancer.study._strategies import STRATEGIES
 
 __all__ = ["OUTPUT_FILES", "format_table", "summarize", "write_outputs"]
 
 #: The files a run folder holds.
-OUTPUT_FILES = ("results.csv", "summary.csv", "report.md", "recall_by_class.png",
+OUTPUT_FILES = ("results.csv", "summary.csv", "paired.csv", "report.md", "recall_by_class.png",
+                "confusion_matrices.png", "reliability.png",
                 "balanced_vs_accuracy.png", "config.json")
 
 _LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
@@ -82,7 +84,8 @@ def _recall_metrics(results: pd.DataFrame) -> list[str]:
     return sorted(names, key=lambda m: int(m[len("recall["):-1]))
 
 
-def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path) -> None:
+def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path,
+                 counts: dict[str, list[int]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,15 +100,15 @@ def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path) -> N
     for k, metric in enumerate(recalls):
         axes.bar(x + (k - (len(recalls) - 1) / 2) * width, summary[(metric, "mean")],
                  width, yerr=summary[(metric, "std")].fillna(0.0), capsize=2,
-                 label=f"class {class_names[k]}")
+                 label=f"class {class_names[k]}" + (
+                     f" (train {counts['train'][k]}, test {counts['test'][k]})" if counts else ""))
     axes.set_xticks(x, strategies, rotation=30, ha="right")
     axes.set_ylabel("test recall (mean ± std over seeds)")
     axes.set_ylim(0, 1.05)
     axes.set_title("Per-class recall by strategy")
     axes.legend(fontsize="small", ncol=min(5, len(recalls)))
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
@@ -115,30 +118,215 @@ def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summary = summarize(results)
-    figure, axes = plt.subplots(figsize=(7, 5.5))
+    figure, axes = plt.subplots(figsize=(9, 5.5))
     colours = plt.get_cmap("tab20").colors  # 20 distinct colours: no two strategies share one
+    # One marker shape (shapes would suggest groups that do not exist); the legend names the
+    # rows, so no labels on the points to collide with each other.
     for k, strategy in enumerate(summary.index):
         row = summary.loc[strategy]
         axes.errorbar(row[("accuracy", "mean")], row[("balanced_accuracy", "mean")],
                       xerr=np.nan_to_num(row[("accuracy", "std")]),
                       yerr=np.nan_to_num(row[("balanced_accuracy", "std")]),
-                      fmt="os^D"[k % 4], color=colours[k % len(colours)], capsize=3,
-                      label=strategy)
-        axes.annotate(strategy, (row[("accuracy", "mean")], row[("balanced_accuracy", "mean")]),
-                      textcoords="offset points", xytext=(4, 4), fontsize=7)
+                      fmt="o", color=colours[k % len(colours)], capsize=3, label=strategy)
+    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5),
+                title="strategy")
     axes.set_xlabel("test accuracy")
     axes.set_ylabel("test balanced accuracy")
     axes.set_title("Balanced accuracy vs accuracy (mean ± std over seeds)")
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    _save(figure, path)
+
+
+def _grid(count: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows),
+                                squeeze=False)
+    for extra in axes.ravel()[count:]:
+        extra.axis("off")
+    return figure, axes.ravel()
+
+
+def _plot_confusions(predictions, strategies: list[str], class_names: list[str],
+                     path: Path) -> None:
+    """Row-normalised test confusion matrices, pooled over seeds, one panel per strategy."""
+    labels = predictions.labels["test"]
+    c = len(class_names)
+    figure, axes = _grid(len(strategies))
+    for ax, name in zip(axes, strategies, strict=False):
+        matrix = np.zeros((c, c))
+        for (strategy, _seed), probs in predictions.probs.items():
+            if strategy == name:
+                np.add.at(matrix, (labels, probs["test"].argmax(1)), 1)
+        rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+        ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
+        for i in range(c):
+            for j in range(c):
+                ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.6 else "black")
+        ax.set_xticks(range(c), class_names, fontsize=7)
+        ax.set_yticks(range(c), class_names, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+        ax.set_title(name, fontsize=8)
+    figure.suptitle("Test confusion matrices (rows: true class, share of its samples; "
+                    "pooled over seeds)", fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _plot_reliability(predictions, strategies: list[str], bins: int, path: Path) -> None:
+    """Top-label reliability diagrams on the test split, pooled over seeds."""
+    labels = predictions.labels["test"]
+    figure, axes = _grid(len(strategies))
+    edges = np.linspace(0, 1, bins + 1)
+    for ax, name in zip(axes, strategies, strict=False):
+        runs = [p["test"] for (s, _), p in predictions.probs.items() if s == name]
+        probs = np.concatenate(runs)
+        truth = np.concatenate([labels] * len(runs))
+        confidence = probs.max(1)
+        correct = probs.argmax(1) == truth
+        which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+        size = np.bincount(which, minlength=bins)
+        accuracy = np.bincount(which, correct, minlength=bins) / np.maximum(size, 1)
+        centres = (edges[:-1] + edges[1:]) / 2
+        filled = size > 0
+        ax.bar(centres[filled], accuracy[filled], width=1 / bins, edgecolor="black",
+               linewidth=0.3, alpha=0.8)
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("confidence", fontsize=7)
+        ax.set_ylabel("accuracy", fontsize=7)
+        ax.tick_params(labelsize=6)
+    figure.suptitle(f"Reliability diagrams (test, {bins} bins, pooled over seeds; the dashed "
+                    f"line is perfect calibration)", fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _save(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
     plt.close(figure)
+
+
+def _posthoc_lines(chosen: pd.DataFrame) -> list[str]:
+    from balancer.study._posthoc import TAU_GRID, THRESHOLDS
+
+    lines = []
+    for name, group in chosen.groupby("strategy", sort=False):
+        values = ", ".join(f"seed {int(s)}: {v:g}" for s, v in zip(group["seed"], group["value"],
+                                                                     strict=True))
+        if name.endswith("+posthoc"):
+            lines.append(f"- `{name}`: `{name.split('+')[0]}`'s trained runs, logits shifted "
+                         f"by -tau log(train prior) (post-hoc logit adjustment, Menon et al. "
+                         f"2021); tau from {list(TAU_GRID)} by validation balanced accuracy "
+                         f"(chosen: {values}). No training, no test label.")
+        else:
+            lines.append(f"- `{name}`: `plain`'s trained runs, class 1 predicted when p1 >= t; t "
+                         f"from {THRESHOLDS[0]}..{THRESHOLDS[-1]} in steps of 0.05 by validation "
+                         f"balanced accuracy (chosen: {values}). No training, no test label.")
+    return lines
+
+
+def _task_section(results: pd.DataFrame) -> list[str]:
+    from balancer.study._metrics import TASK_METRICS
+
+    present = [m for m in TASK_METRICS if m in set(results["metric"])]
+    if not present:
+        return []
+    labels = {"auprc": "AUPRC", "sens@95spec": "sensitivity at 95% specificity",
+              "qwk": "quadratic weighted kappa"}
+    return ["## Task metrics (test split)", "",
+            "AUPRC: average precision of class 1 (binary) or the one-vs-rest macro mean; "
+            "sensitivity at 95% specificity: binary tasks only; quadratic weighted kappa: "
+            "ordinal classes only (`--ordinal`).", "",
+            format_table(results, present, labels), ""]
+
+
+_METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                 "macro_f1": "macro-F1", "macro_auc": "macro AUC", "nll": "NLL", "ece": "ECE"}
+
+
+def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, Any],
+                    csv_path: Path) -> list[str]:
+    """The paired differences to the reference row, as a table and in words."""
+    from balancer.study._stats import BOOTSTRAP_METRICS, MIN_SEEDS, paired_differences
+
+    predictions = info.get("predictions")
+    strategies = list(dict.fromkeys(results["strategy"]))
+    reference = config.reference_row()
+    if predictions is None or len(strategies) < 2 or reference not in strategies:
+        return []
+    seeds = sorted(results["seed"].unique().tolist())
+    table = paired_differences({key: value["test"] for key, value in predictions.probs.items()},
+                               predictions.labels["test"], strategies=strategies, seeds=seeds,
+                               reference=reference, resamples=config.bootstrap,
+                               ece_bins=config.ece_bins)
+    atomic_write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    cells = {}
+    for row in table.itertuples(index=False):
+        p = "" if np.isnan(row.p_value) else f", p={row.p_value:.3f}"
+        mark = " **sig.**" if row.significant else ""
+        cells[(row.strategy, row.metric)] = (f"{row.difference:+.3f} [{row.ci_low:+.3f}, "
+                                             f"{row.ci_high:+.3f}]{p}{mark}")
+    frame = pd.DataFrame({"strategy": [s for s in strategies if s != reference]})
+    for metric in BOOTSTRAP_METRICS:
+        frame[_LABELS[metric]] = [cells[(s, metric)] for s in frame["strategy"]]
+    k = len(seeds)
+    lines = [f"## Paired differences to `{reference}` (test split)", "",
+             f"Each cell: strategy minus `{reference}`, mean over the {k} seed(s) of the paired "
+             f"difference; in brackets a 95% paired-bootstrap interval ({config.bootstrap} "
+             f"replicates drawing seeds and test samples with replacement, both rows on the same "
+             f"draws); p: paired t-test over seeds. **sig.**: the interval excludes 0 and "
+             f"p < 0.05. For NLL and ECE lower is better, so a negative difference favours the "
+             f"strategy.", "", _markdown(frame), ""]
+    if k < MIN_SEEDS:
+        excluded = table[(table["ci_low"] > 0) | (table["ci_high"] < 0)]
+        lines += [f"**Too few seeds for a test.** With {k} seed(s) the paired test over seeds "
+                  f"cannot run (it needs at least {MIN_SEEDS}), so no difference is called "
+                  f"significant here. The intervals reflect the test samples"
+                  f"{' only' if k == 1 else ' and the seeds drawn'}; "
+                  f"{len(excluded)} of {len(table)} exclude 0. Run more seeds "
+                  f"(e.g. --seeds 0,1,2,3,4) before reading anything into this table.", ""]
+        return lines
+    words = []
+    for metric in BOOTSTRAP_METRICS:
+        rows = table[table["metric"] == metric]
+        better = rows[rows["significant"] & rows["better"]]["strategy"].tolist()
+        worse = rows[rows["significant"] & ~rows["better"]]["strategy"].tolist()
+        text = f"- {_METRIC_WORDS[metric]}: "
+        if not better and not worse:
+            text += f"no strategy differs significantly from `{reference}`."
+        else:
+            parts = []
+            if better:
+                parts.append("significantly better than "
+                             f"`{reference}`: {', '.join(f'`{s}`' for s in better)}")
+            if worse:
+                parts.append(f"significantly worse: {', '.join(f'`{s}`' for s in worse)}")
+            text += "; ".join(parts) + f"; the other {len(rows) - len(better) - len(worse)} are " \
+                                       f"not distinguishable from `{reference}` with {k} seeds."
+        words.append(text)
+    return [*lines, "In words (interval excludes 0 and p < 0.05, no correction for the "
+                    f"{len(BOOTSTRAP_METRICS)} metrics and {len(frame)} comparisons):", "",
+            *words, ""]
 
 
 def _settings_lines(config: StudyConfig) -> list[str]:
     keys = ("epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
             "finetune_freeze", "drw_epochs", "select", "augment", "width", "focal_gamma", "effective_beta",
             "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau", "hinge_margin", "ece_bins",
+            "reference", "bootstrap",
             "device", "threads", "train_limit", "quick")
     return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
 
@@ -153,24 +341,38 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in OUTPUT_FILES}
-    results.to_csv(paths["results.csv"], index=False)
+    atomic_write(paths["results.csv"], lambda tmp: results.to_csv(tmp, index=False))
     summary = summarize(results)
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
-    summary.to_csv(paths["summary.csv"])
+    atomic_write(paths["summary.csv"], summary.to_csv)
 
     class_names = list(info["class_names"])
-    _plot_recall(results, class_names, paths["recall_by_class.png"])
+    _plot_recall(results, class_names, paths["recall_by_class.png"], info.get("counts"))
     _plot_tradeoff(results, paths["balanced_vs_accuracy.png"])
+    predictions = info.get("predictions")
+    strategies = list(dict.fromkeys(results["strategy"]))
+    extra_plots = []
+    if predictions is not None:
+        for name, plot in (("confusion_matrices.png", lambda p: _plot_confusions(
+                predictions, strategies, class_names, p)),
+                ("reliability.png", lambda p: _plot_reliability(
+                    predictions, strategies, config.ece_bins, p))):
+            paths[name] = out / name
+            plot(paths[name])
+            extra_plots.append(name)
 
     seeds = sorted(results["seed"].unique().tolist())
     recalls = _recall_metrics(results)
     recall_table = format_table(results, recalls, {metric: f"recall {class_names[k]}"
                                                    for k, metric in enumerate(recalls)})
-    runs = results[results["split"] == "run"].pivot_table(
+    run_rows = results[results["split"] == "run"]
+    chosen = run_rows[run_rows["metric"].isin(["posthoc_tau", "threshold"])]
+    runs = run_rows[run_rows["metric"].isin(["selected_epoch", "steps", "seconds"])].pivot_table(
         index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
     run_frame = pd.DataFrame({
         "strategy": runs.index,
-        "selected epoch (mean)": [f"{v:.1f}" for v in runs["selected_epoch"]],
+        f"epoch evaluated (1-based, of {config.epochs}; mean)":
+            [f"{v + 1:.1f}" for v in runs["selected_epoch"]],
         "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
         "seconds per run": [f"{v:.1f}" for v in runs["seconds"]],
     })
@@ -179,9 +381,14 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
                                                for c, n in enumerate(counts[split]))
                    for split in ("train", "val", "test")]
     reference = REFERENCE_ACCURACY.get(info.get("dataset_key") or "")
+    banner = ([f"> **Smoke run (`--quick`)**: {len(seeds)} seed, {config.epochs} epochs on "
+               f"{sum(counts['train'])} training samples. These numbers only show that the study "
+               f"runs; they are not evidence for or against any strategy.", ""]
+              if config.quick else [])
     lines = [
         "# Comparison study: weighting vs resampling",
         "",
+        *banner,
         f"Data: {info['source']}; {len(class_names)} classes; "
         f"{len(seeds)} seed(s) {seeds}; test-split metrics, mean ± sample std (ddof=1) over seeds.",
         "",
@@ -195,10 +402,19 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         "",
         format_table(results),
         "",
+        "![balanced accuracy vs accuracy](balanced_vs_accuracy.png)",
+        "",
+        *_task_section(results),
+        *_paired_section(results, config, info, paths["paired.csv"]),
         "## Per-class recall (test split)",
         "",
         recall_table,
         "",
+        "![per-class recall](recall_by_class.png)",
+        "",
+        *(["## Confusion matrices and calibration (test split)", "",
+           "![confusion matrices](confusion_matrices.png)", "",
+           "![reliability diagrams](reliability.png)", ""] if extra_plots else []),
         "## Validation split (the selected weights; the only split any choice looked at)",
         "",
         format_table(results, split="val"),
@@ -247,6 +463,7 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         "## Strategies",
         "",
         *[f"- `{name}`: {STRATEGIES[name].description}" for name in config.strategies],
+        *_posthoc_lines(chosen),
         "",
         "## Settings",
         "",
@@ -256,11 +473,121 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         f"{', '.join(OUTPUT_FILES)}.",
         "",
     ]
-    paths["report.md"].write_text("\n".join(lines), encoding="utf-8")
     payload = {"command": command, "config": config.to_dict(),
                "data": {"source": info["source"], "class_names": class_names,
                         "counts": {s: [int(n) for n in counts[s]] for s in counts}},
                "torch": torch.__version__}
-    paths["config.json"].write_text(json.dumps(payload, indent=2, default=str) + "\n",
-                                    encoding="utf-8")
+    atomic_text(paths["config.json"], json.dumps(payload, indent=2, default=str) + "\n")
+    # The report last: its presence says the folder holds a finished study.
+    atomic_text(paths["report.md"], "\n".join(lines))
+    return paths
+
+
+def _plot_critical_difference(ranks: pd.Series, cd: float, path: Path, title: str) -> None:
+    """Demšar's critical-difference diagram: mean ranks on an axis (1 = best), a bar of length
+    CD, and a thick line joining each maximal group of rows whose ranks differ by less."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(ranks)
+    figure, axes = plt.subplots(figsize=(8, 1.6 + 0.28 * k))
+    axes.set_xlim(0.5, k + 0.5)
+    axes.set_ylim(-(k + 2), 2.2)
+    axes.hlines(0, 1, k, color="black")
+    for r in range(1, k + 1):
+        axes.vlines(r, -0.1, 0.1, color="black")
+        axes.text(r, 0.25, str(r), ha="center", va="bottom", fontsize=8)
+    axes.plot([1, 1 + cd], [1.4, 1.4], color="black", linewidth=2)
+    axes.text(1 + cd / 2, 1.55, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8)
+    for position, (name, rank) in enumerate(ranks.items()):
+        y = -(position + 1) * 0.9
+        left = position < (k + 1) // 2
+        end = 0.6 if left else k + 0.4
+        axes.plot([rank, rank, end], [0, y, y], color="tab:blue", linewidth=0.8)
+        axes.text(end, y, f"{name} ({rank:.2f})", ha="left" if not left else "right",
+                  va="center", fontsize=8)
+    values = ranks.to_numpy()
+    groups = []
+    for i in range(k):
+        j = max(j for j in range(i, k) if values[j] - values[i] < cd)
+        if j > i and not any(a <= i and j <= b for a, b in groups):
+            groups.append((i, j))
+    for level, (i, j) in enumerate(groups):
+        axes.plot([values[i] - 0.03, values[j] + 0.03], [-0.3 - 0.2 * level] * 2,
+                  color="tab:red", linewidth=3)
+    axes.axis("off")
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out: str | Path, *,
+                 command: str) -> dict[str, Path]:
+    """Mean ranks, Friedman and Holm-adjusted Wilcoxon tests over data sets (``across.md``,
+    ``across.csv``, ``critical_difference.png``); each data set is one unit, its score the mean
+    over seeds of the test metric."""
+    from balancer.study._stats import MIN_DATASETS, rank_datasets
+
+    out = Path(out)
+    reference = config.reference_row()
+    records, sections = [], []
+    names = list(per_dataset)
+    for metric, higher in HEADLINE.items():
+        scores = pd.DataFrame({name: summarize(frame)[(metric, "mean")]
+                               for name, frame in per_dataset.items()}).T
+        result = rank_datasets(scores, reference=reference, higher=higher)
+        wilcoxon = result["wilcoxon"].set_index("strategy")
+        for strategy, rank in result["ranks"].items():
+            row = wilcoxon.loc[strategy] if strategy in wilcoxon.index else None
+            records.append({"metric": metric, "strategy": strategy, "mean_rank": rank,
+                            "p_wilcoxon": None if row is None else row["p_value"],
+                            "p_holm": None if row is None else row["p_holm"]})
+        friedman = result["friedman"]
+        test = (f"Friedman chi2 = {friedman[0]:.2f}, p = {friedman[1]:.3f}" if friedman else
+                f"no Friedman test: it needs at least {MIN_DATASETS} data sets, this run has "
+                f"{result['datasets']}")
+        ranked = ", ".join(f"`{s}` {r:.2f}" for s, r in result["ranks"].items())
+        sections += [f"- **{_LABELS[metric]}**: mean ranks {ranked}; {test}; Nemenyi CD = "
+                     f"{result['critical_difference']:.2f}."]
+        if metric == "balanced_accuracy":
+            headline = result
+    frame = pd.DataFrame.from_records(records)
+    paths = {"across.csv": out / "across.csv", "across.md": out / "across.md",
+             "critical_difference.png": out / "critical_difference.png"}
+    atomic_write(paths["across.csv"], lambda tmp: frame.to_csv(tmp, index=False))
+    _plot_critical_difference(headline["ranks"], headline["critical_difference"],
+                              paths["critical_difference.png"],
+                              f"Balanced accuracy: mean rank over {len(names)} data sets")
+    table = headline["wilcoxon"]
+    significant = table[table["significant"]]["strategy"].tolist()
+    if headline["friedman"] is None:
+        verdict = (f"With {len(names)} data set(s) no test over data sets can run (Friedman and "
+                   f"Wilcoxon need at least {MIN_DATASETS}); the ranks below are descriptive "
+                   f"only.")
+    elif not significant:
+        verdict = (f"On balanced accuracy no strategy differs from `{reference}` after Holm's "
+                   f"adjustment (Friedman p = {headline['friedman'][1]:.3f}). With "
+                   f"{len(names)} data sets the Wilcoxon test's smallest possible two-sided p "
+                   f"is {2 / 2 ** len(names):.3f}.")
+    else:
+        verdict = (f"On balanced accuracy, after Holm's adjustment, these differ from "
+                   f"`{reference}`: {', '.join(f'`{s}`' for s in significant)}.")
+    wilcoxon_rows = pd.DataFrame({
+        "strategy": table["strategy"],
+        "p (Wilcoxon)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_value"]],
+        "p (Holm)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_holm"]],
+    })
+    lines = ["# Comparison study across data sets", "", "Command:", "", "```bash", command,
+             "```", "", f"Data sets: {', '.join(names)} (each one unit: its test metric's mean "
+             f"over seeds {list(config.seeds)}). Per-data-set reports: "
+             + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".", "", verdict, "",
+             "## Mean ranks (1 = best)", "", *sections, "",
+             f"## Balanced accuracy: Wilcoxon signed-rank against `{reference}`, Holm-adjusted",
+             "", _markdown(wilcoxon_rows), "",
+             "![critical-difference diagram](critical_difference.png)", "",
+             "Critical-difference diagram (Demšar 2006): rows joined by a red line are within "
+             "the Nemenyi critical difference of each other.", ""]
+    atomic_text(paths["across.md"], "\n".join(lines))
     return paths

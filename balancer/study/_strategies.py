@@ -85,7 +85,7 @@ def seeded_generator(seed: int, *words: int) -> torch.Generator:
 
 
 # Purposes: the second word of every seeded generator of a run.
-INIT, UNDERSAMPLE, PASSES, WRS, AUGMENT = 1, 2, 3, 4, 5
+INIT, UNDERSAMPLE, PASSES, WRS, AUGMENT, GLOBAL = 1, 2, 3, 4, 5, 6
 
 
 class _ShuffledPasses(Sampler[list[int]]):

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from balancer.study._config import StudyConfig
 from balancer.study._data import StudyData
 from balancer.study._metrics import classification_metrics
-from balancer.study._model import SmallCNN
+from balancer.study._model import MLP, SmallCNN
 from balancer.study._strategies import (
     AUGMENT,
+    GLOBAL,
     INIT,
     Strategy,
     make_batch_sampler,
@@ -25,7 +27,8 @@ from balancer.study._strategies import (
     seeded_generator,
 )
 
-__all__ = ["RunResult", "augment", "train_and_evaluate"]
+__all__ = ["DatasetSource", "RunResult", "augment", "default_model", "train_and_evaluate",
+           "train_run"]
 
 _SHIFT = 2  # augmentation: random translations of up to this many pixels
 
@@ -40,6 +43,8 @@ class RunResult:
         selected_epoch: the epoch (0-based) whose weights were evaluated on test.
         steps: optimizer steps taken (the same for every strategy).
         seconds: wall time of training and evaluation.
+        probs: per split (``"val"``, ``"test"``), the ``(N, C)`` predicted probabilities, kept
+            for the paired statistics over test samples.
     """
 
     test: dict[str, float]
@@ -47,6 +52,7 @@ class RunResult:
     selected_epoch: int
     steps: int
     seconds: float
+    probs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class _Indices(Dataset):
@@ -103,13 +109,96 @@ class _Normalise:
         return (images.float().div(255.0) - mean) / std
 
 
+class _TensorSource:
+    """Batches gathered from tensors already on the device (the study's own data): images are
+    normalised with the train split's statistics and, if asked, augmented; features (already
+    standardised on train) are used as they are."""
+
+    def __init__(self, data: StudyData, config: StudyConfig, device: torch.device) -> None:
+        self.inputs = {split: data.images[split].to(device) for split in data.images}
+        self.labels = {split: data.labels[split].numpy() for split in data.labels}
+        self.targets = data.labels["train"].to(device)
+        self.normalise = (_identity if data.tabular else _Normalise(data.images["train"]))
+        self.augment = config.augment and not data.tabular
+        self.device = device
+
+    def loader(self, sampler: Sampler[list[int]]) -> DataLoader:
+        return DataLoader(_Indices(len(self.labels["train"])), batch_sampler=sampler,
+                          collate_fn=_keep)
+
+    def batch(self, batch: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        batch = batch.to(self.device)
+        inputs = self.normalise(self.inputs["train"][batch])
+        if self.augment:
+            inputs = augment(inputs, generator)
+        return inputs, self.targets[batch]
+
+    def logits(self, model: nn.Module, split: str, batch_size: int = 512) -> Tensor:
+        inputs = self.inputs[split]
+        return torch.cat([model(self.normalise(inputs[i: i + batch_size]))
+                          for i in range(0, len(inputs), batch_size)])
+
+
+def _identity(inputs: Tensor) -> Tensor:
+    return inputs
+
+
+class _Indexed(Dataset):
+    """``(input, index)`` for each item of a user's dataset: the targets come from the labels
+    found once by ``labels_of`` (encoded to class indices), whatever form the item's own label
+    has."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[object, int]:
+        item = self.dataset[index]
+        if isinstance(item, (tuple, list)) and len(item) >= 1:
+            return item[0], index
+        if isinstance(item, dict):
+            for key in ("image", "input", "inputs", "x", "features"):
+                if key in item:
+                    return item[key], index
+        raise TypeError(f"dataset[{index}] should be an (input, label) pair or a dict with an "
+                        f"'image'/'input'/'x' key, but got {type(item).__name__}")
+
+
+class DatasetSource:
+    """Batches from map-style datasets through a ``DataLoader`` (the user's transforms and
+    normalisation apply; the study adds none)."""
+
+    def __init__(self, datasets: dict[str, Dataset], labels: dict[str, np.ndarray], *,
+                 device: torch.device, num_workers: int = 0, eval_batch_size: int = 256) -> None:
+        self.datasets = {split: _Indexed(ds) for split, ds in datasets.items()}
+        self.labels = labels
+        self.targets = torch.as_tensor(labels["train"], dtype=torch.long)
+        self.device = device
+        self.num_workers = num_workers
+        self.eval_batch_size = eval_batch_size
+
+    def loader(self, sampler: Sampler[list[int]]) -> DataLoader:
+        return DataLoader(self.datasets["train"], batch_sampler=sampler,
+                          num_workers=self.num_workers)
+
+    def batch(self, batch: tuple[Tensor, Tensor], generator: torch.Generator
+              ) -> tuple[Tensor, Tensor]:
+        inputs, index = batch
+        return inputs.to(self.device), self.targets[index].to(self.device)
+
+    def logits(self, model: nn.Module, split: str) -> Tensor:
+        loader = DataLoader(self.datasets[split], batch_size=self.eval_batch_size,
+                            num_workers=self.num_workers)
+        return torch.cat([model(inputs.to(self.device)) for inputs, _ in loader])
+
+
 @torch.no_grad()
-def predict(model: SmallCNN, images: Tensor, normalise: _Normalise, logit_scale: float,
-            batch_size: int = 512) -> np.ndarray:
+def predict(model: nn.Module, source, split: str, logit_scale: float) -> np.ndarray:
     """Class probabilities ``(N, C)`` in float64."""
     model.eval()
-    logits = torch.cat([model(normalise(images[i: i + batch_size]))
-                        for i in range(0, len(images), batch_size)])
+    logits = source.logits(model, split)
     return torch.softmax(logits.double() * logit_scale, dim=1).cpu().numpy()
 
 
@@ -119,21 +208,52 @@ def _balanced_accuracy(probs: np.ndarray, labels: np.ndarray, num_classes: int) 
     return float(np.mean(recall))
 
 
+def default_model(data: StudyData, strategy: Strategy, seed: int, config: StudyConfig
+                  ) -> nn.Module:
+    """The study's own model: :class:`SmallCNN` for images, :class:`MLP` for tables."""
+    generator = seeded_generator(seed, INIT)
+    if data.tabular:
+        return MLP(data.channels, data.num_classes, width=4 * config.width,
+                   cosine_head=strategy.cosine_head, generator=generator)
+    return SmallCNN(data.channels, data.num_classes, width=config.width,
+                    cosine_head=strategy.cosine_head, generator=generator)
+
+
 def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: StudyConfig, *,
                        device: torch.device, position: int = 1) -> RunResult:
-    """Train ``strategy`` with ``seed`` for ``config.epochs`` epochs, select on validation,
-    evaluate on test."""
-    start = time.perf_counter()
-    train_labels = data.labels["train"].numpy()
-    counts = data.counts("train")
-    num_classes = data.num_classes
-    images = {split: data.images[split].to(device) for split in data.images}
-    targets = data.labels["train"].to(device)
-    normalise = _Normalise(data.images["train"])
+    """Train ``strategy`` with ``seed`` for ``config.epochs`` epochs on the study's own model,
+    select on validation, evaluate on test."""
+    return train_run(_TensorSource(data, config, device),
+                     lambda: default_model(data, strategy, seed, config), data.num_classes,
+                     strategy, seed, config, device=device, position=position)
 
-    model = SmallCNN(data.channels, num_classes, width=config.width,
-                     cosine_head=strategy.cosine_head,
-                     generator=seeded_generator(seed, INIT)).to(device)
+
+def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, strategy: Strategy,
+              seed: int, config: StudyConfig, *, device: torch.device,
+              position: int = 1) -> RunResult:
+    """The one training loop of every run: ``config.epochs`` epochs of
+    ``ceil(N / batch_size)`` steps from the strategy's batch sampler, then validation
+    selection and evaluation on val and test.
+
+    The run is a function of ``seed``: anything that draws from torch's global generator (a
+    ``DataLoader``'s base seed, a user's random transforms, dropout) draws from a forked copy
+    seeded from ``seed``, and the caller's generator state is left as it was.
+    """
+    state = int(torch.randint(2**62, (1,), generator=seeded_generator(seed, GLOBAL)))
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(state)
+        return _train_run(source, make_model, num_classes, strategy, seed, config,
+                          device=device, position=position)
+
+
+def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
+               strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
+               position: int) -> RunResult:
+    start = time.perf_counter()
+    train_labels = source.labels["train"]
+    counts = np.bincount(train_labels, minlength=num_classes)
+    model = make_model().to(device)
     # LDAM's loss scales the cosines by s; probabilities use the same scale.
     logit_scale = config.ldam_scale if strategy.cosine_head else 1.0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
@@ -141,7 +261,7 @@ def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: S
     sampler = make_batch_sampler(strategy, train_labels, batch_size=config.batch_size,
                                  epochs=config.epochs, finetune_epochs=config.finetune_epochs,
                                  seed=seed)
-    loader = DataLoader(_Indices(len(train_labels)), batch_sampler=sampler, collate_fn=_keep)
+    loader = source.loader(sampler)
     settings = {name: getattr(config, name) for name in (
         "focal_gamma", "effective_beta", "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau",
         "hinge_margin")}
@@ -159,7 +279,7 @@ def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: S
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (config.finetune_lr_scale if finetuning else 1.0)
         freeze = finetuning and config.finetune_freeze
-        for parameter in model.backbone.parameters():
+        for parameter in model.backbone.parameters() if freeze or config.finetune_freeze else ():
             parameter.requires_grad_(not freeze)
         model.train()
         if freeze:
@@ -167,18 +287,15 @@ def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: S
         criterion = make_loss(strategy, counts, late_phase=reweighting, settings=settings).to(device)
         generator = seeded_generator(seed, AUGMENT, epoch)
         for batch in loader:
-            batch = batch.to(device)
-            inputs = normalise(images["train"][batch])
-            if config.augment:
-                inputs = augment(inputs, generator)
-            loss = criterion(model(inputs), targets[batch])
+            inputs, targets = source.batch(batch, generator)
+            loss = criterion(model(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             steps += 1
 
-        val_probs = predict(model, images["val"], normalise, logit_scale)
-        score = _balanced_accuracy(val_probs, data.labels["val"].numpy(), num_classes)
+        val_probs = predict(model, source, "val", logit_scale)
+        score = _balanced_accuracy(val_probs, source.labels["val"], num_classes)
         bar.set_postfix(val_bacc=f"{score:.3f}")
         if config.select == "last" or score >= best_score:
             best_score, best_epoch = score, epoch
@@ -187,10 +304,11 @@ def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: S
 
     assert best_state is not None
     model.load_state_dict(best_state)
+    probs = {split: predict(model, source, split, logit_scale) for split in ("val", "test")}
     evaluated = {
-        split: classification_metrics(predict(model, images[split], normalise, logit_scale),
-                                      data.labels[split].numpy(), num_classes=num_classes,
-                                      ece_bins=config.ece_bins)
+        split: classification_metrics(probs[split], source.labels[split],
+                                      num_classes=num_classes, ece_bins=config.ece_bins,
+                                      ordinal=config.is_ordinal())
         for split in ("val", "test")}
     return RunResult(test=evaluated["test"], val=evaluated["val"], selected_epoch=best_epoch,
-                     steps=steps, seconds=time.perf_counter() - start)
+                     steps=steps, seconds=time.perf_counter() - start, probs=probs)
