@@ -74,9 +74,6 @@ import numpy as np, sys
 sys.path.insert(0, {sys.path[0]!r})
 from bench_sampler import long_tailed_labels
 from balancer import BalancedBatchSampler
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_plan import reference_epoch  # noqa: E402
 labels = long_tailed_labels({num_samples}, {num_classes}, 100.0)
 def rss(field):
     for line in open('/proc/self/status'):
