@@ -1,6 +1,6 @@
 # Two entry points, both self-contained on a fresh machine:
 #   make demo  - create .venv, install, run the default comparison study (balancer study) on the
-#                shipped RetinaMNIST: 11 strategies x 3 seeds, about 2 minutes on 2 CPU cores
+#                shipped RetinaMNIST: 11 strategies x 3 seeds, about 2.5 minutes on 2 CPU cores
 #   make test  - create .venv, install, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
