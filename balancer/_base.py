@@ -26,7 +26,7 @@ from balancer._distributed import shared_seed
 from balancer._schedule import Phase
 from balancer._validation import check_bool, check_int
 
-__all__ = ["BatchType", "PlanBatchSampler"]
+__all__ = ["BatchType", "GroupedCycles", "PlanBatchSampler"]
 
 _STATE_VERSION = 1
 _MAX_EPOCH = 2**32 - 1  # keeps every position of the plan within int64 arithmetic
@@ -481,6 +481,32 @@ class PlanBatchSampler(Sampler[list[int]]):
         self._resume_from = self._started_at = self._yielded = done
         self._generation += 1
         self._finished_epoch = None
+
+
+class GroupedCycles:
+    """Circular buffers whose draws live in groups of whole cycles, one group held per buffer.
+
+    Subclasses hold ``lengths[k]`` (draws per group), ``groups[k]`` / ``group_ids[k]`` (the
+    group held and its number) and ``_load(k, group)``, which builds and holds a group.
+    """
+
+    lengths: list[int]
+    groups: list[np.ndarray | None]
+    group_ids: list[int]
+
+    def _load(self, k: int, group: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def draw(self, k: int, start: int, count: int, out: np.ndarray) -> None:
+        """Write draws ``start .. start + count - 1`` of buffer ``k`` into ``out``."""
+        length = self.lengths[k]
+        done = 0
+        while done < count:
+            group, offset = divmod(start + done, length)
+            draws = self.groups[k] if self.group_ids[k] == group else self._load(k, group)
+            take = min(count - done, length - offset)
+            out[done: done + take] = draws[offset: offset + take]
+            done += take
 
 
 def _as_lists(rows: np.ndarray) -> list[list[int]]:

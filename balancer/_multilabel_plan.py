@@ -35,6 +35,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from balancer import _rng
+from balancer._base import GroupedCycles
 from balancer._multilabel_labels import MultiLabels
 
 __all__ = ["Buckets", "CircularBuffers", "balanced_pattern", "repeat_factors", "rfs_copies"]
@@ -116,7 +117,7 @@ def balanced_pattern(shares: np.ndarray, length: int, min_share: float = 0.0) ->
     return pattern
 
 
-class CircularBuffers:
+class CircularBuffers(GroupedCycles):
     """Each bucket's endless stream of draws: seeded permutation after permutation.
 
     The ``c``-th permutation of bucket ``k`` is one row of group ``c // cycles[k]``, generated
@@ -154,16 +155,6 @@ class CircularBuffers:
         self.group_ids[k], self.groups[k] = group, draws
         return draws
 
-    def draw(self, k: int, start: int, count: int, out: np.ndarray) -> None:
-        """Write draws ``start .. start + count - 1`` of bucket ``k`` into ``out``."""
-        length = self.lengths[k]
-        done = 0
-        while done < count:
-            group, offset = divmod(start + done, length)
-            draws = self.groups[k] if self.group_ids[k] == group else self._load(k, group)
-            take = min(count - done, length - offset)
-            out[done: done + take] = draws[offset: offset + take]
-            done += take
 
 
 class PatternPlan:

@@ -10,7 +10,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from balancer import _rng
-from balancer._base import BatchType, PlanBatchSampler
+from balancer._base import BatchType, GroupedCycles, PlanBatchSampler
 from balancer._validation import check_int, encode_labels
 
 __all__ = ["BalancedBatchSampler"]
@@ -316,7 +316,7 @@ def _linked(start: int, end: int, size: int) -> bool:
     return bool(start % size and end % size and end // size == start // size + 1)
 
 
-class _CircularBuffers:
+class _CircularBuffers(GroupedCycles):
     """Each class's endless stream of draws: cycle after cycle of its indices.
 
     The ``k``-th cycle of class ``c`` lives in group ``k // cycles[c]``, generated whole by the
@@ -440,13 +440,3 @@ class _CircularBuffers:
         keys |= np.arange(size, dtype=np.uint64)
         return keys <= np.partition(keys, head - 1)[head - 1]
 
-    def draw(self, cls: int, start: int, count: int, out: np.ndarray) -> None:
-        """Write draws ``start .. start + count - 1`` of class ``cls`` into ``out``."""
-        length = self.lengths[cls]
-        done = 0
-        while done < count:
-            group, offset = divmod(start + done, length)
-            draws = self.groups[cls] if self.group_ids[cls] == group else self._load(cls, group)
-            take = min(count - done, length - offset)
-            out[done: done + take] = draws[offset: offset + take]
-            done += take
