@@ -66,6 +66,20 @@ class Points(Dataset):
         return self.features[index], int(self.labels[index]), index
 
 
+def save_record(record, out_dir: str, rank: int) -> None:
+    """Save a rank's record atomically: the test reads complete records only."""
+    partial = Path(out_dir) / f"rank{rank}.pt.partial"
+    torch.save(record, partial)
+    os.replace(partial, partial.with_suffix(""))
+
+
+def exit_rank() -> None:
+    """Leave a finished rank without interpreter finalisation (see :func:`run_rank`)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def run_rank(rank: int, world_size: int, port: int, out_dir: str, num_workers: int) -> None:
     """One rank: build the loaders with balance(), train DDP for 2 epochs, save what it saw.
 
@@ -81,16 +95,12 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str, num_workers: i
                             world_size=world_size, timeout=timedelta(seconds=120))
     try:
         record = train_settings(num_workers)
-        partial = Path(out_dir) / f"rank{rank}.pt.partial"
-        torch.save(record, partial)
-        os.replace(partial, partial.with_suffix(""))  # complete records only, never half-written
+        save_record(record, out_dir, rank)
         dist.barrier()
     finally:
         gc.collect()
         dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_rank()
 
 
 def disagreeing_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
@@ -115,15 +125,11 @@ def disagreeing_rank(rank: int, world_size: int, port: int, out_dir: str) -> Non
                 errors[name] = None
             except ValueError as error:
                 errors[name] = str(error)
-        partial = Path(out_dir) / f"rank{rank}.pt.partial"
-        torch.save(errors, partial)
-        os.replace(partial, partial.with_suffix(""))
+        save_record(errors, out_dir, rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_rank()
 
 
 def train_settings(num_workers: int) -> dict:

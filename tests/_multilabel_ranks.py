@@ -5,14 +5,12 @@ and saves what it served."""
 from __future__ import annotations
 
 import os
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from _distributed import loopback_env
+from _distributed import exit_rank, loopback_env, save_record
 from torch.utils.data import DataLoader, Dataset
 
 from balancer import FineTuneSchedule, balance
@@ -70,12 +68,8 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
             except ValueError as error:
                 errors[plan] = str(error)
         record["errors"] = errors
-        partial = Path(out_dir) / f"rank{rank}.pt.partial"
-        torch.save(record, partial)
-        os.replace(partial, partial.with_suffix(""))
+        save_record(record, out_dir, rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_rank()
