@@ -91,6 +91,7 @@ class PlanBatchSampler(Sampler[list[int]]):
         # epoch, load_state_dict): that iteration then stops counting and refuses to go on.
         self._generation = 0
         self._finished_epoch: int | None = None  # epoch last iterated to its end
+        self._iterated_epoch: int | None = None  # epoch of the last iteration that yielded
         self._warned_repeat = False
         self._fingerprint_cache: str | None = None
 
@@ -131,7 +132,7 @@ class PlanBatchSampler(Sampler[list[int]]):
         elif self._finished_epoch == epoch:  # the same epoch again, from its start
             self._started_at = self._yielded = 0
         self.epoch = epoch
-        self._finished_epoch = None
+        self._finished_epoch = self._iterated_epoch = None
 
     @property
     def phase(self) -> Phase:
@@ -186,7 +187,7 @@ class PlanBatchSampler(Sampler[list[int]]):
         samples = self._balanced_length(epoch) if phase == "balanced" else self._num_samples
         return (phase, *self._layout_of(samples, phase))
 
-    def _check_layouts(self, balanced_samples: int) -> None:
+    def _check_layouts(self) -> None:
         """Refuse settings under which an epoch would yield no batch at all."""
         if self.schedule is not None and self._layout_of(self._num_samples, "finetune")[1] == 0:
             raise ValueError(
@@ -194,7 +195,6 @@ class PlanBatchSampler(Sampler[list[int]]):
                 f"with batch_size={self.batch_size}, num_replicas={self.num_replicas} and "
                 f"drop_last=True; lower batch_size, or pass drop_last=False"
             )
-        del balanced_samples  # a balanced epoch always has at least one batch
 
     def _batches_per_replica(self, epoch: int) -> int:
         return self._layout(epoch)[2] // self.num_replicas
@@ -227,7 +227,7 @@ class PlanBatchSampler(Sampler[list[int]]):
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[list[int]]:
         epoch, start = self.epoch, self._resume_from
-        if self._finished_epoch == epoch and not self._warned_repeat and start == 0:
+        if self._iterated_epoch == epoch and not self._warned_repeat and start == 0:
             self._warned_repeat = True
             warnings.warn(
                 f"{type(self).__name__}: epoch {epoch} is being iterated again without "
@@ -271,12 +271,12 @@ class PlanBatchSampler(Sampler[list[int]]):
                 self._check_generation(generation, epoch)
                 self._yielded += 1
                 # Started is enough: a loop that breaks early every epoch repeats them too.
-                self._finished_epoch = epoch
+                self._iterated_epoch = epoch
                 yield batch
             if tail.size and (base + full) % replicas == rank and base + full >= first_global:
                 self._check_generation(generation, epoch)
                 self._yielded += 1
-                self._finished_epoch = epoch
+                self._iterated_epoch = epoch
                 yield convert(tail[None])[0]
             group += 1
         if self._generation == generation:
@@ -480,7 +480,7 @@ class PlanBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
         self._resume_from = self._started_at = self._yielded = done
         self._generation += 1
-        self._finished_epoch = None
+        self._finished_epoch = self._iterated_epoch = None
 
 
 class GroupedCycles:

@@ -150,7 +150,7 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
             planned = self._plan.draws_in(self._samples) @ shares / self._samples
             self.label_positive_rate: np.ndarray = planned[: targets.num_labels]
             self.no_finding_rate: float = float(planned[-1]) if buckets.has_no_finding else 0.0
-            self._check_layouts(self._samples)
+            self._check_layouts()
         self._agree_across_ranks()
 
     def _buffers(self) -> CircularBuffers:
@@ -271,7 +271,7 @@ class RepeatFactorSampler(PlanBatchSampler):
             order = generator.permutation(targets.num_samples).astype(self._index_dtype())
             self._rounding = RepeatRounding(factors, order, float(generator.random()))
             self._cache: tuple[int, np.ndarray] | None = None
-            self._check_layouts(self.samples_per_epoch)
+            self._check_layouts()
         self._agree_across_ranks()
 
     def copies(self, epoch: int) -> np.ndarray:

@@ -199,7 +199,7 @@ class BalancedBatchSampler(PlanBatchSampler):
                         f"(the full balanced epoch here is C * n_max = {full_epoch})",
                 )
                 self._balanced_samples = self.samples_per_epoch
-            self._check_layouts(self._balanced_samples)
+            self._check_layouts()
 
             # Sample indices grouped by class (a stable sort keeps each group in dataset order, so
             # the plan does not depend on how the labels were sorted internally).
@@ -229,14 +229,9 @@ class BalancedBatchSampler(PlanBatchSampler):
     def _plan_settings(self) -> dict[str, Any]:
         return {"samples_per_epoch": self.samples_per_epoch}
 
-    def _draws_before(self, balanced_epochs: int) -> np.ndarray:
-        """Draws every class made in the first ``balanced_epochs`` balanced epochs."""
-        handed_out = balanced_epochs * self._extras
-        return balanced_epochs * self._rounds + np.maximum(
-            0, -((self._rank_of - handed_out) // len(self.classes)))
-
     def _class_draws_before(self, cls: int, balanced_epochs: int) -> int:
-        """:meth:`_draws_before` for one class, in plain integers (cheap to call often)."""
+        """Draws class ``cls`` made in the first ``balanced_epochs`` balanced epochs: ``rounds``
+        per epoch plus its turns at the extras (closed form)."""
         owed = balanced_epochs * self._extras - self._rank_list[cls]
         return balanced_epochs * self._rounds + max(0, -(-owed // self._num_classes))
 
@@ -246,12 +241,11 @@ class BalancedBatchSampler(PlanBatchSampler):
         streams = _rng.Streams(self.seed)
         before = self._balanced_epochs_before(epoch)
         handed_out = before * self._extras
-        drawn = self._draws_before(before)
+        drawn = [self._class_draws_before(cls, before) for cls in range(num_classes)]
         takes_extra = (self._rank_of - handed_out) % num_classes < self._extras
         generator = streams.get(_rng.ORDER, epoch)
         order = np.concatenate((generator.permutation(np.flatnonzero(takes_extra)),
                                 generator.permutation(np.flatnonzero(~takes_extra)))).tolist()
-        drawn = drawn.tolist()
 
         buffers = self._buffers()
         groups, group_ids, lengths = buffers.groups, buffers.group_ids, buffers.lengths

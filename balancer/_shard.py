@@ -73,7 +73,7 @@ class RankShardSampler(DistributedSampler):
         # iteration counters untouched (the copy shares only caches of pure functions).
         sampler = copy.copy(self._loader.batch_sampler)
         sampler._resume_from = sampler._started_at = sampler._yielded = 0
-        sampler._finished_epoch = None  # a read is no repeated epoch: no warning about it
+        sampler._finished_epoch = sampler._iterated_epoch = None  # a read repeats no epoch
         return sampler
 
     def __iter__(self) -> Iterator[int]:

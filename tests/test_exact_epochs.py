@@ -382,3 +382,16 @@ def test_total_batches_is_what_the_epochs_yield(num_replicas):
         BalancedBatchSampler(labels, 5).total_batches()
     with pytest.raises(ValueError, match=r"epochs should be an integer >= 0, but got epochs=-1"):
         samplers[0].total_batches(-1)
+
+
+def test_set_epoch_to_the_running_epoch_keeps_the_position():
+    labels = make_labels([20, 5])
+    sampler = BalancedBatchSampler(labels, 4)
+    full = list(sampler)
+    sampler.set_epoch(0)
+    iterator = iter(sampler)
+    next(iterator)
+    next(iterator)
+    sampler.set_epoch(0)  # the running epoch: nothing changes, the iteration goes on
+    assert sampler.state_dict()["batches_done"] == 2
+    assert list(iterator) == full[2:]
