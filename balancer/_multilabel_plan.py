@@ -272,16 +272,19 @@ class RepeatRounding:
             edges[-1] = self.extras  # the last edge is exactly M: every epoch has M extras
             self._edges = edges
 
-    def laid_copies(self, epoch: int) -> np.ndarray:
+    def laid_copies(self, epoch: int, dtype: type = np.int32) -> np.ndarray:
         """Copies in the laid-out order: sample ``order[j]`` gets entry ``j``."""
-        copies = self.whole[self._order] if self._laid_whole is None else self._laid_whole.copy()
         if self._edges is None:
-            return copies
+            return self.whole[self._order].astype(dtype, copy=False)
         phase = (self._offset + epoch * _GOLDEN) % 1.0
         # Increments of the edges are below 1, so each sample's stretch holds 0 or 1 point.
         points = self._edges - phase
         np.floor(points, out=points)
-        copies += np.diff(points).astype(np.int32)
+        # The differences of whole floats are exact: cast straight into the integer output
+        # (one pass; a float diff and then a cast cost four times as much at N = 10M).
+        copies = np.empty(len(points) - 1, dtype=dtype)
+        np.subtract(points[1:], points[:-1], out=copies, casting="unsafe")
+        copies += self._laid_whole
         return copies
 
     def copies(self, epoch: int) -> np.ndarray:
@@ -291,8 +294,12 @@ class RepeatRounding:
         return copies
 
     def plan(self, epoch: int) -> np.ndarray:
-        """The epoch's copies as dataset indices (unshuffled): sum(copies) of them."""
-        return np.repeat(self._order, self.laid_copies(epoch))
+        """The epoch's copies as dataset indices (unshuffled), int64: sum(copies) of them.
+
+        8-byte items on purpose: ``np.repeat`` with int64 counts and ``Generator.shuffle`` on
+        int64 items take their fast paths (3x and 1.3x faster than int32 at 10M samples); a
+        shuffle's swaps depend only on the length and the stream, not on the item type."""
+        return np.repeat(self._order.astype(np.int64), self.laid_copies(epoch, np.int64))
 
 
 def rfs_copies(factors: np.ndarray, order: np.ndarray, offset: float, epoch: int) -> np.ndarray:
