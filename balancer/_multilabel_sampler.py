@@ -288,11 +288,12 @@ class RepeatFactorSampler(PlanBatchSampler):
             # An epoch's copies, in an order drawn from its own stream: O(samples_per_epoch).
             plan = self._rounding.plan(self._balanced_epochs_before(epoch))
             _rng.Streams(self.seed).get(_rng.RFS_EPOCH, epoch).shuffle(plan)
-            self._cache = (epoch, plan.astype(self._index_dtype()))  # int64 only to shuffle
+            self._cache = (epoch, plan)  # int64 (see RepeatRounding.plan)
         plan = self._cache[1]
         if slot_end > len(plan):  # padding for whole batches per rank: wrap around
             plan = np.resize(plan, slot_end)
-        yield plan[slot_start:slot_end].copy()  # the caller may shuffle what it gets in place
+        # A copy in the index dtype: the caller may shuffle what it gets in place.
+        yield plan[slot_start:slot_end].astype(self._index_dtype())
 
     def _labels_digest(self) -> bytes:
         return _digest(self._targets)
