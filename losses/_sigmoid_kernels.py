@@ -54,24 +54,31 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss.sum() if reduction == "sum" else loss.mean()
 
 
-def _neg_log_sigmoid(u: Tensor, s: Tensor) -> Tensor:
-    """-log sigma(u) = softplus(-u) from s = sigma(u): -log(s), or -u where s is no longer a
-    normal float (there the two differ by less than e^u, below 1e-35 in float32). Built from
-    vectorised ops: on CPU torch's log_sigmoid, softplus and log1p are not vectorised and cost
-    several times as much. Precision: relative to the loss for every element except confident
-    ones (loss below float epsilon), whose tiny loss is exact only in absolute terms."""
-    floor = _SIGMOID_FLOOR[u.dtype]
-    return torch.where(u < floor, u, torch.log(s)).neg_()
-
-
-# Below these, sigma(u) is subnormal or 0 in float32 / float64 (e^-87.3, e^-708.4 = tiny).
+# Below these, sigma(u) is subnormal or 0 in float32 / float64 (e^-87.3, e^-708.4 = tiny), and
+# log(sigma(u)) from the sigmoid would lose u; _log_sigmoid then adds the clamped-off part back.
 _SIGMOID_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
 
 
-def _blend(neg: Tensor, pos: Tensor, t: Tensor, one_minus_t: Tensor) -> Tensor:
-    """t * pos + (1 - t) * neg, exact at t in {0, 1} (a lerp is too, but not vectorised on CPU);
-    written into neg."""
-    return neg.mul_(one_minus_t).add_(torch.mul(pos, t))
+def _log_sigmoid(u: Tensor, extreme: bool) -> tuple[Tensor, Tensor]:
+    r"""(sigma(u), log sigma(u)) from one sigmoid and one log: both vectorised on CPU, where
+    torch's log_sigmoid and softplus are not and cost three times as much together.
+
+    ``extreme``: some element may lie below the floor (the caller knows from one min over the
+    whole input). Then u is clamped at the floor F first and log sigma(u) is
+    log sigma(F) + (u - F), off by less than e^F (1e-38 in float32), and sigma(u) is returned as
+    sigma(F), off by less than that too. Precision: log sigma(u) to one rounding of the sigmoid,
+    i.e. relative for every element whose loss exceeds float epsilon and absolute (below
+    epsilon) for confident ones, as torch's own BCE with logits."""
+    if not extreme:
+        s = torch.sigmoid(u)
+        return s, torch.log(s)
+    clamped = torch.clamp_min(u, _SIGMOID_FLOOR[u.dtype])
+    s = torch.sigmoid(clamped)
+    return s, torch.log(s).add_(u).sub_(clamped)
+
+
+def _below_floor(lowest: float, dtype: torch.dtype) -> bool:
+    return lowest < _SIGMOID_FLOOR[dtype]
 
 
 class ShiftedBCE:
@@ -86,6 +93,11 @@ class ShiftedBCE:
 
     with per-label ``shift`` :math:`b` and ``pos_weight`` :math:`c^{+}` (None: 0 and 1),
     ``neg_scale`` :math:`\lambda` and a per-element weight :math:`w` = ``weight(t)`` (None: 1).
+
+    The CPU kernel takes both softplus terms from log-sigmoids (see :func:`_log_sigmoid`):
+    :math:`\mathrm{softplus}(-u) = -\log\sigma(u)` and
+    :math:`\tfrac{1}{\lambda}\mathrm{softplus}(\lambda u) = u - \tfrac{1}{\lambda}\log\sigma(\lambda u)`,
+    so the sigmoids the gradient needs are the only transcendental passes besides two logs.
     """
 
     def __init__(
@@ -96,22 +108,30 @@ class ShiftedBCE:
             shift, pos_weight, neg_scale, weight
         )
 
-    def for_blocks(self, rows: int, width: int) -> ShiftedBCE:
-        """This spec with its per-label vectors expanded to contiguous (rows, L) blocks: an
-        elementwise op that broadcasts an (L,) vector runs its inner loop over L elements
-        only, several times slower for L = 14 than over a contiguous block."""
-        if width >= 256:
-            return self
+    def prepared(self, lowest: float, highest: float, rows: int, width: int) -> ShiftedBCE:
+        """This spec for the CPU kernel: per-label vectors expanded to contiguous (rows, L)
+        blocks (an elementwise op that broadcasts an (L,) vector runs its inner loop over L
+        elements only, several times slower for L = 14 than over a contiguous block), and
+        whether the logits' range (``lowest``, ``highest``) reaches a log-sigmoid's floor."""
+        shift, pos_weight, blocked = self.shift, self.pos_weight, False
+        if width < 256:
+            def block(v: Tensor | None) -> Tensor | None:
+                return None if v is None else v.expand(rows, width).contiguous()
 
-        def block(v: Tensor | None) -> Tensor | None:
-            return None if v is None else v.expand(rows, width).contiguous()
-
-        spec = ShiftedBCE(shift=block(self.shift), pos_weight=block(self.pos_weight),
-                          neg_scale=self.neg_scale, weight=self.weight)
-        spec._blocked = True
+            shift, pos_weight, blocked = block(shift), block(pos_weight), True
+        spec = ShiftedBCE(shift=shift, pos_weight=pos_weight, neg_scale=self.neg_scale,
+                          weight=self.weight)
+        # -c+ once per call, not once per block: the loss takes -c+, the gradient c+.
+        spec._minus_pos_weight = None if pos_weight is None else pos_weight.neg()
+        spec._blocked = blocked
+        # The lowest shifted logit: below the floor, the log-sigmoids need their clamp.
+        spec._u_low = lowest + (0.0 if self.shift is None or not self.shift.numel()
+                                else float(self.shift.min()))
         return spec
 
     _blocked = False
+    _minus_pos_weight: Tensor | None = None
+    _u_low = 0.0
 
     def _fit(self, v: Tensor | None, rows: int) -> Tensor | None:
         return v[:rows] if self._blocked and v is not None else v
@@ -124,34 +144,46 @@ class ShiftedBCE:
         loss = torch.lerp(neg, pos, t)  # t * pos + (1 - t) * neg, exact at t in {0, 1}
         return loss if self.weight is None else loss * self.weight(t)
 
-    def chunk(self, z: Tensor, t: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-        shift, pos_weight = self._fit(self.shift, len(z)), self._fit(self.pos_weight, len(z))
-        u = z if shift is None else z + shift
+    def chunk(self, z: Tensor, t: Tensor, loss_out: Tensor | None, grad_out: Tensor | None,
+              want_sum: bool) -> Tensor | None:
+        """The loss of a block of rows: its sum (``want_sum``) or written into ``loss_out``;
+        its gradient for a unit upstream gradient written into ``grad_out`` (if given)."""
+        rows = len(z)
+        shift = self._fit(self.shift, rows)
+        c, minus_c = self._fit(self.pos_weight, rows), self._fit(self._minus_pos_weight, rows)
         lam = self.neg_scale
-        # softplus(u, beta) = log1p(exp(beta u)) / beta, one fused op: beta = -1 gives
-        # -softplus(-u) = log sigma(u), beta = lam the scaled negative term.
-        neg = F.softplus(u) if lam == 1.0 else F.softplus(u, beta=lam)
-        pos = F.softplus(u, beta=-1.0)
-        if pos_weight is None:
-            pos.neg_()
+        u = z if shift is None else torch.add(z, shift)
+        s, log_s = _log_sigmoid(u, _below_floor(self._u_low, z.dtype))  # log s = -softplus(-u)
+        if lam == 1.0:
+            s_neg = s  # sigma(lam u)
+            neg = torch.sub(u, log_s)  # softplus(u) = u - log sigma(u)
         else:
-            pos.mul_(-pos_weight)
-        loss = torch.lerp(neg, pos, t)  # exact at t in {0, 1}
+            # softplus(lam u) / lam = u - log sigma(lam u) / lam; lam > 0.
+            s_neg, log_neg = _log_sigmoid(torch.mul(u, lam),
+                                          _below_floor(self._u_low * lam, z.dtype))
+            neg = log_neg.mul_(-1.0 / lam).add_(u)
+        pos = log_s.neg_() if minus_c is None else log_s.mul_(minus_c)
         w = None if self.weight is None else self.weight(t)
-        if w is not None:
-            loss.mul_(w)
-        if not with_grad:
-            return loss, None
-        s = torch.sigmoid(u)
-        if lam == 1.0 and pos_weight is None:
-            grad = s.sub_(t)  # torch's own BCE gradient, sigma(u) - t
-        else:
-            s_neg = s if lam == 1.0 else torch.sigmoid(u * lam)
-            minus_q = torch.sub(s, 1.0)  # -sigma(-u), as torch's BCE gradient rounds it
-            if pos_weight is not None:
-                minus_q.mul_(pos_weight)
-            grad = torch.lerp(s_neg, minus_q, t)
-        return loss, grad if w is None else grad.mul_(w)
+        total = None
+        if loss_out is not None or want_sum:
+            loss = torch.lerp(neg, pos, t, out=loss_out)  # exact at t in {0, 1}
+            if w is None:
+                total = loss.sum() if want_sum else None
+            elif want_sum:
+                total = torch.dot(loss.view(-1), w.view(-1))
+            else:
+                loss.mul_(w)
+        if grad_out is not None:
+            if lam == 1.0 and minus_c is None:
+                torch.sub(s, t, out=grad_out)  # torch's own BCE gradient, sigma(u) - t
+            else:
+                minus_q = torch.sub(s, 1.0)  # -sigma(-u), as torch's BCE gradient rounds it
+                if c is not None:
+                    minus_q.mul_(c)
+                torch.lerp(s_neg, minus_q, t, out=grad_out)
+            if w is not None:
+                grad_out.mul_(w)
+        return total
 
 
 class Asymmetric:
@@ -160,19 +192,29 @@ class Asymmetric:
     .. math::
         l = -t\,(1 - p)^{\gamma_+} \log p - (1 - t)\, p_m^{\gamma_-} \log(1 - p_m)
 
-    Gradient, with :math:`q^{\pm}` the focusing factors and :math:`[p > m]` the clip's gate:
+    Gradient, with :math:`[p > m]` the clip's gate:
 
     .. math::
-        \frac{\partial l}{\partial z} = -t\,(1-p)^{\gamma_+}\big((1 - p) - \gamma_+ p \log p\big)
+        \frac{\partial l}{\partial z} = (1 - p)^{\gamma_+}\big(\gamma_+ p \log p - (1 - p)\big)\,t
             + (1 - t)\,[p > m]\; p (1 - p) \Big( \frac{p_m^{\gamma_-}}{1 - p_m}
             - \gamma_-\, p_m^{\gamma_- - 1} \log(1 - p_m) \Big)
 
-    :math:`1 - p_m = \min(1 - p + m, 1)`; both powers act on values clamped at the smallest normal
-    float so that exponents below 1 keep gradients finite (as in the focal losses).
+    :math:`1 - p_m = \min(1 - p + m, 1)`. The plain formula clamps both powers' bases at the
+    smallest normal float so that exponents below 1 keep autograd's gradients finite (as in
+    the focal losses); the closed form needs no negative power. In the CPU kernel
+    :math:`1 - p` is :math:`1 - \sigma(z)`, absolute precision as in torch's BCE gradient
+    (only ``clip=0`` needs :math:`\log \sigma(-z)` itself, and takes a second sigmoid).
     """
 
     def __init__(self, *, gamma_neg: float, gamma_pos: float, clip: float) -> None:
         self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
+
+    def prepared(self, lowest: float, highest: float, rows: int, width: int) -> Asymmetric:
+        spec = Asymmetric(gamma_neg=self.gamma_neg, gamma_pos=self.gamma_pos, clip=self.clip)
+        spec._lowest, spec._highest = lowest, highest
+        return spec
+
+    _lowest = _highest = 0.0
 
     def _negative_log_terms(self, z: Tensor, s: Tensor, sn: Tensor):
         """(p_m clamped at tiny, 1 - p_m, log(1 - p_m))."""
@@ -193,54 +235,91 @@ class Asymmetric:
             neg = p_m.pow(self.gamma_neg) * neg
         return 0.0 - torch.lerp(neg, pos, t)  # 0.0, not -0.0, where both terms vanish
 
-    def chunk(self, z: Tensor, t: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
+    def chunk(self, z: Tensor, t: Tensor, loss_out: Tensor | None, grad_out: Tensor | None,
+              want_sum: bool) -> Tensor | None:
+        """As :meth:`ShiftedBCE.chunk`."""
         tiny = torch.finfo(z.dtype).tiny
         gp, gn, m = self.gamma_pos, self.gamma_neg, self.clip
-        one_minus_t = torch.sub(1.0, t)
-        s = torch.sigmoid(z)
-        sn = torch.sigmoid(-z)
-        log_p = _neg_log_sigmoid(z, s).neg_()
-        f_pos = None if gp == 0.0 else sn.clamp_min(tiny).pow_(gp)
+        s, log_p = _log_sigmoid(z, _below_floor(self._lowest, z.dtype))
+        # Both terms with the loss's sign flipped (<= 0): pos = (1-p)^gp log p,
+        # neg = p_m^gn log(1 - p_m).
+        q = None if gp == 0.0 else torch.rsub(s, 1.0)  # 1 - p
+        f_pos = None if gp == 0.0 else _power(q, gp, tiny)
+        pos = log_p if f_pos is None else torch.mul(f_pos, log_p)
         if m == 0.0:
-            log_neg = _neg_log_sigmoid(torch.neg(z), sn).neg_()  # log(1 - p), stable
+            # log(1 - p) = log sigma(-z) needs its own sigmoid: 1 - p rounds to 0 for z > 17.
+            sn, log_neg = _log_sigmoid(torch.neg(z), _below_floor(-self._highest, z.dtype))
             p_m = s if gn >= 1.0 else s.clamp_min(tiny)
             one_minus = None
         else:
-            one_minus = torch.add(sn, m).clamp_max_(1.0)  # 1 - p_m
-            log_neg = torch.log(one_minus)
             # For gn >= 1, p_m = 0 zeroes the negative term and its gradient exactly; below 1 the
             # power's derivative needs p_m > 0 and the gate below instead.
             p_m = torch.sub(s, m).clamp_min_(0.0 if gn >= 1.0 else tiny)
+            if m >= _CLIP_FROM_ONE_MINUS_P:
+                # 1 - p_m = min(1 - p + m, 1) >= m: the rounding of 1 - p (one epsilon) costs at
+                # most epsilon / m relative, so the second sigmoid is not needed.
+                one_minus = torch.rsub(p_m, 1.0)
+            else:
+                one_minus = torch.sigmoid(torch.neg(z)).add_(m).clamp_max_(1.0)
+            log_neg = torch.log(one_minus)
         d_neg, f_neg = _powers(p_m, gn)
-        neg_term = log_neg.clone() if f_neg is None else torch.mul(f_neg, log_neg)
-        pos_term = log_p if f_pos is None else torch.mul(f_pos, log_p)
-        loss = torch.rsub(_blend(neg_term, pos_term, t, one_minus_t), 0.0)  # 0.0, never -0.0
-        if not with_grad:
-            return loss, None
-        # positive part: -(1-p)^gp ((1-p) - gp p log p)
+        neg = log_neg if f_neg is None else torch.mul(f_neg, log_neg)
+        total = None
+        if want_sum:
+            total = torch.lerp(neg, pos, t).sum().neg_().add_(0.0)  # 0.0, never -0.0
+        elif loss_out is not None:
+            torch.lerp(neg, pos, t, out=loss_out).neg_().add_(0.0)
+        if grad_out is None:
+            return total
+        # positive part: (1-p)^gp (gp p log p - (1-p)); -(1-p) = p - 1 for gp = 0.
         if gp == 0.0:
-            g_pos = sn.neg()
+            g_pos = torch.sub(s, 1.0)
         else:
-            g_pos = torch.mul(s, log_p).mul_(-gp).add_(sn).mul_(f_pos).neg_()
+            g_pos = torch.mul(s, log_p)
+            if gp != 1.0:
+                g_pos.mul_(gp)
+            g_pos.sub_(q).mul_(f_pos)
         # negative part: p (1-p) (p_m^gn / (1 - p_m) - gn p_m^(gn-1) log(1 - p_m))
         if one_minus is None:  # p (1-p) / (1 - p_m) is p exactly (and 1 - p may underflow)
             if f_neg is None:
                 g_neg = s
             else:
-                g_neg = f_neg.clone()
+                g_neg = f_neg if f_neg is not p_m else f_neg.clone()
                 if d_neg is not None:
                     g_neg.sub_(torch.mul(d_neg, sn).mul_(log_neg).mul_(gn))
+                elif gn == 1.0:
+                    g_neg.sub_(torch.mul(sn, log_neg))
                 g_neg.mul_(s)
         else:
             g_neg = one_minus.reciprocal_() if f_neg is None else f_neg.div_(one_minus)
             if d_neg is not None:
-                g_neg.sub_(torch.mul(d_neg, log_neg).mul_(gn))
+                g_neg.addcmul_(d_neg, log_neg, value=-gn)
             elif gn == 1.0:
                 g_neg.sub_(log_neg)
-            g_neg.mul_(s).mul_(sn)
+            # times p (1 - p) = -p (p - 1)
+            g_neg.mul_(s).mul_(g_pos if gp == 0.0 else q)
+            if gp == 0.0:
+                g_neg.neg_()
             if gn < 1.0:
                 g_neg.mul_(s > m)  # the clip's gate: p <= m contributes nothing
-        return loss, _blend(g_neg, g_pos, t, one_minus_t)
+        torch.lerp(g_neg, g_pos, t, out=grad_out)
+        return total
+
+
+# The smallest clip taken as 1 - sigma(z) + clip (see Asymmetric.chunk); the paper's is 0.05.
+_CLIP_FROM_ONE_MINUS_P = 0.01
+
+
+def _power(v: Tensor, gamma: float, tiny: float) -> Tensor:
+    """v^gamma: small integer powers multiply; others clamp at tiny first, as the plain
+    formula does."""
+    if gamma == 1.0:
+        return v
+    if gamma == 2.0:
+        return torch.mul(v, v)
+    if gamma == 4.0:
+        return torch.mul(v, v).square_()
+    return v.clamp_min(tiny).pow_(gamma)
 
 
 def _powers(p: Tensor, gamma: float) -> tuple[Tensor | None, Tensor | None]:
@@ -298,25 +377,21 @@ def _run_chunks(
     gradient, or None), over blocks of whole rows of x (N, L)."""
     n, width = x.shape
     rows = max(1, K._CHUNK_BYTES // (x.element_size() * max(width, 1)))
-    starts = range(0, n, rows)
-    loss = None
-    if reduction == "none":
-        loss = torch.empty_like(x)
-    elif reduction is not None:
-        loss = x.new_zeros(len(starts))  # one partial sum per block
+    loss = torch.empty_like(x) if reduction == "none" else None
     grad = torch.empty_like(x) if with_grad else None
-    spec = spec.for_blocks(min(rows, n), width) if hasattr(spec, "for_blocks") else spec
-    for i, start in enumerate(starts):
+    want_sum = reduction in ("mean", "sum")
+    # One pass for the logits' range: whether any log-sigmoid needs its floor clamp.
+    lowest, highest = (0.0, 0.0) if not x.numel() else (float(v) for v in torch.aminmax(x))
+    spec = spec.prepared(lowest, highest, min(rows, n), width)
+    sums = []
+    for start in range(0, n, rows):
         block = slice(start, start + rows)
-        value, g = spec.chunk(x[block], t[block], with_grad)
-        if reduction == "none":
-            loss[block] = value
-        elif loss is not None:
-            loss[i] = value.sum()
-        if grad is not None:
-            grad[block] = g
-    if loss is not None and reduction != "none":
-        loss = loss.sum()
+        total = spec.chunk(x[block], t[block], None if loss is None else loss[block],
+                           None if grad is None else grad[block], want_sum)
+        if total is not None:
+            sums.append(total)
+    if want_sum:
+        loss = torch.stack(sums).sum() if sums else x.new_zeros(())
         if reduction == "mean":
             loss = loss / x.numel()  # an empty input gives NaN, as Tensor.mean does
     return loss, grad
