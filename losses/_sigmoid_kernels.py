@@ -411,7 +411,12 @@ class RebalanceWeight:
         # finite (<= 1 / tiny), so beta = 0 gives sigma(0) instead of 0 * inf = NaN, and
         # beta > 0 gives sigma(inf) = 1, the limit.
         p = torch.mv(t, self.inv_counts).clamp_min_(torch.finfo(t.dtype).tiny)
-        # beta * r as an outer product by matmul: a broadcasting division would run its inner
-        # loop over L elements only, slow for small L.
-        r = torch.mm(p.reciprocal_().unsqueeze(1), (self.inv_counts * self.beta).unsqueeze(0))
-        return r.sub_(self.beta * self.mu).sigmoid_().add_(self.alpha)
+        # beta * (r - mu) as an outer product plus a row by addmm: a broadcasting division would
+        # run its inner loop over L elements only, slow for small L.
+        scaled = (self.inv_counts * self.beta).unsqueeze(0)
+        arg = torch.addmm(scaled.new_full((1, 1), -self.beta * self.mu),
+                          p.reciprocal_().unsqueeze(1), scaled)
+        # sigma(50) is 1 in float32 and float64 alike, so the clamp changes no weight; without it
+        # arguments near 90 (empty rows' huge r included) send the sigmoid through subnormals,
+        # ten times slower.
+        return arg.clamp_max_(50.0).sigmoid_().add_(self.alpha)
