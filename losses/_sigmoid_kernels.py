@@ -161,7 +161,7 @@ class ShiftedBCE:
             # softplus(lam u) / lam = u - log sigma(lam u) / lam; lam > 0.
             s_neg, log_neg = _log_sigmoid(torch.mul(u, lam),
                                           _below_floor(self._u_low * lam, z.dtype))
-            neg = log_neg.mul_(-1.0 / lam).add_(u)
+            neg = torch.add(u, log_neg, alpha=-1.0 / lam)
         pos = log_s.neg_() if minus_c is None else log_s.mul_(minus_c)
         w = None if self.weight is None else self.weight(t)
         total = None
