@@ -156,12 +156,14 @@ class ShiftedBCE:
         s, log_s = _log_sigmoid(u, _below_floor(self._u_low, z.dtype))  # log s = -softplus(-u)
         if lam == 1.0:
             s_neg = s  # sigma(lam u)
-            neg = torch.sub(u, log_s)  # softplus(u) = u - log sigma(u)
+            # softplus(u) = u - log sigma(u); the clamp: for u << 0 the two round to within an
+            # ulp of each other, and a loss must not come out an ulp below 0.
+            neg = torch.sub(u, log_s).clamp_min_(0.0)
         else:
             # softplus(lam u) / lam = u - log sigma(lam u) / lam; lam > 0.
             s_neg, log_neg = _log_sigmoid(torch.mul(u, lam),
                                           _below_floor(self._u_low * lam, z.dtype))
-            neg = torch.add(u, log_neg, alpha=-1.0 / lam)
+            neg = torch.add(u, log_neg, alpha=-1.0 / lam).clamp_min_(0.0)  # as for lam = 1
         pos = log_s.neg_() if minus_c is None else log_s.mul_(minus_c)
         w = None if self.weight is None else self.weight(t)
         total = None
