@@ -431,3 +431,21 @@ def test_loss_is_nonnegative_on_a_dense_grid_of_logits(fast_cpu, name, dtype):
         out.sum().backward()
         assert torch.isfinite(out).all() and (out >= 0).all(), name
         assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize(("gamma_neg", "gamma_pos", "clip"), [
+    (1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 0.0, 0.0), (3.0, 2.0, 0.0), (4.0, 0.0, 0.005),
+    (0.5, 0.0, 0.001), (1.0, 0.0, 0.3), (0.0, 1.5, 0.2), (2.0, 4.0, 0.05), (4.0, 0.0, 0.05),
+])
+def test_asl_kernel_gradient_equals_the_plain_formula_for_every_branch(
+        monkeypatch, gamma_neg, gamma_pos, clip):
+    """Each (gamma, clip) branch of the closed-form gradient against autograd on the formula;
+    gamma_neg=1 with clip=0 once lost its -p (1 - p) log(1 - p) term (off by 0.26 here)."""
+    z, t = batch(11, n=50, labels=6, scale=3.0)
+    grads = []
+    for fast in (True, False):
+        monkeypatch.setattr(K, "_FAST_CPU", fast)
+        grads.append(value_and_grad(lambda x, y: LF.asymmetric_loss(
+            x, y, gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, reduction="sum"), z, t))
+    assert_close(grads[0][0], grads[1][0])
+    assert_close(grads[0][1], grads[1][1])
