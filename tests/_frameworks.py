@@ -134,3 +134,83 @@ def check_resumed(full: list[dict], first: list[dict], second: list[dict], stop:
 
 def _freeze(value):
     return tuple(value) if isinstance(value, list) else value
+
+
+# --------------------------------------------------------------------- multi-label runs
+# The same launchers with the multi-label samplers (balance(..., sampler=KIND)): 300 items with
+# ChestX-ray-like findings (and "No Finding"), 2 epochs, the second at the true frequencies.
+MULTILABEL_SAMPLERS = {"label-balanced": {}, "repeat-factor": {"threshold": 0.2}}
+ML_EPOCHS, ML_FINETUNE = 2, 1
+ML_NAMES = ("Effusion", "Mass", "Hernia", "Nodule")
+
+
+def make_findings(num_samples: int = 300) -> list[str]:
+    rng = np.random.default_rng(1)
+    rows = rng.random((num_samples, len(ML_NAMES))) < np.array([0.3, 0.15, 0.03, 0.1])
+    rows[0, 2] = True  # Hernia has at least one positive
+    return ["|".join(np.array(ML_NAMES)[row]) or "No Finding" for row in rows]
+
+
+class Findings(Dataset):
+    """Item ``i`` is ``(features, multi-hot target, i)``; the findings, one ``|``-joined string
+    per item, in ``.findings`` (``balance(loader, "findings", sampler=...)``)."""
+
+    def __init__(self) -> None:
+        self.findings = make_findings()
+        self.target = torch.tensor([[float(name in f.split("|")) for name in ML_NAMES]
+                                    for f in self.findings])
+        generator = torch.Generator().manual_seed(0)
+        self.features = self.target @ torch.randn(len(ML_NAMES), FEATURES, generator=generator) \
+            + torch.randn(len(self.findings), FEATURES, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def __getitem__(self, index: int):
+        return self.features[index], self.target[index], index
+
+
+def multilabel_sampler(kind: str, *, num_replicas: int, rank: int, seed: int = SEED):
+    """The sampler a framework run with ``kind`` builds on ``rank``, built here directly."""
+    from balancer import FineTuneSchedule, MultiLabelBalancedSampler, RepeatFactorSampler
+
+    plan = {"label-balanced": MultiLabelBalancedSampler, "repeat-factor": RepeatFactorSampler}
+    return plan[kind](make_findings(), BATCH_SIZE, seed=seed, num_replicas=num_replicas,
+                      rank=rank, schedule=FineTuneSchedule(ML_EPOCHS, ML_FINETUNE),
+                      **MULTILABEL_SAMPLERS[kind])
+
+
+def check_multilabel_epochs(records: list[dict], kind: str, *, seed: int = SEED) -> None:
+    """Per epoch: every rank trained as many batches, all full, exactly its shard of the plan;
+    and the shards are disjoint: laid out position by position (global batch ``g`` on rank
+    ``g % WORLD_SIZE``) they are the single-process plan's batches, the last one completed by
+    the padding, so no position was served twice and none lost."""
+    ranks = [by_epoch(record) for record in records]
+    assert [sorted(r) for r in ranks] == [list(range(ML_EPOCHS))] * WORLD_SIZE, "epochs trained"
+    for epoch in range(ML_EPOCHS):
+        shards = [r[epoch] for r in ranks]
+        assert len({len(shard) for shard in shards}) == 1, (epoch, [len(s) for s in shards])
+        assert all(len(batch) == BATCH_SIZE for shard in shards for batch in shard)
+        for rank, shard in enumerate(shards):
+            reference = multilabel_sampler(kind, num_replicas=WORLD_SIZE, rank=rank, seed=seed)
+            reference.set_epoch(epoch)
+            assert shard == list(reference), f"{kind} rank {rank}, epoch {epoch}: not its shard"
+        laid_out = [shards[g % WORLD_SIZE][g // WORLD_SIZE]
+                    for g in range(WORLD_SIZE * len(shards[0]))]
+        single = multilabel_sampler(kind, num_replicas=1, rank=0, seed=seed)
+        single.set_epoch(epoch)
+        plan = list(single)
+        assert len(laid_out) - len(plan) < WORLD_SIZE, (epoch, len(laid_out), len(plan))
+        for position, batch in enumerate(plan):  # order inside a batch is shuffled per rank
+            missing = collections.Counter(batch) - collections.Counter(laid_out[position])
+            assert not missing, f"{kind} epoch {epoch}: batch {position} lacks {missing}"
+        served = collections.Counter(i for b in laid_out for i in b)
+        padding = sum(served.values()) - sum(len(b) for b in plan)
+        assert 0 <= padding < WORLD_SIZE * BATCH_SIZE
+        if epoch >= ML_EPOCHS - ML_FINETUNE:  # one pass at the true frequencies
+            assert set(served) == set(range(len(make_findings())))
+            assert sum(count - 1 for count in served.values()) == padding
+        elif kind == "repeat-factor":  # each sample its epoch's copies, plus the padding
+            copies = single.copies(epoch)
+            assert all(served[i] >= copies[i] for i in range(len(copies)))
+            assert sum(served.values()) - int(copies.sum()) == padding

@@ -6,6 +6,7 @@ accelerator="cpu")`` with the default ``use_distributed_sampler=True``.
     python tests/_job_lightning.py --out DIR --resume C               # trainer.fit(ckpt_path=C)
     python tests/_job_lightning.py --out DIR --plain --epochs 1       # a shuffled DataLoader
     python tests/_job_lightning.py --out DIR --epochs 1 --finetune-epochs 0  # one balanced epoch
+    python tests/_job_lightning.py --out DIR --multilabel repeat-factor  # a multi-label plan
 
 Lightning's DDP launcher starts rank 1 by running this script again.
 """
@@ -22,7 +23,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lightning as L
 import torch
-from _frameworks import BATCH_SIZE, COUNTS, FEATURES, FINETUNE, SEED, Points, Recorder
+from _frameworks import (
+    BATCH_SIZE,
+    COUNTS,
+    FEATURES,
+    FINETUNE,
+    ML_EPOCHS,
+    ML_FINETUNE,
+    ML_NAMES,
+    MULTILABEL_SAMPLERS,
+    SEED,
+    Findings,
+    Points,
+    Recorder,
+)
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader
@@ -31,15 +45,22 @@ from balancer.integrations import lightning as balancer_lightning
 
 
 class Classifier(L.LightningModule):
-    def __init__(self, out: str, plain: bool, finetune_epochs: int) -> None:
+    def __init__(self, out: str, plain: bool, finetune_epochs: int,
+                 multilabel: str | None = None) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Linear(FEATURES, len(COUNTS))
+        self.net = nn.Linear(FEATURES, len(ML_NAMES) if multilabel else len(COUNTS))
         self.out, self.plain, self.finetune_epochs = out, plain, finetune_epochs
+        self.multilabel = multilabel
         self.recorder: Recorder | None = None
         self.epoch_times: list[tuple[int, float]] = []
 
     def train_dataloader(self):
+        if self.multilabel:
+            return balancer_lightning.balance(
+                self.trainer, DataLoader(Findings(), batch_size=BATCH_SIZE, shuffle=True),
+                "findings", finetune_epochs=self.finetune_epochs, seed=SEED,
+                sampler=self.multilabel, **MULTILABEL_SAMPLERS[self.multilabel])
         plain = DataLoader(Points(), batch_size=BATCH_SIZE, shuffle=True)
         if self.plain:
             return plain
@@ -60,6 +81,8 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         features, targets, indices = batch
         self.recorder.add(self.current_epoch, indices.tolist())
+        if self.multilabel:
+            return nn.functional.binary_cross_entropy_with_logits(self.net(features), targets)
         return nn.functional.cross_entropy(self.net(features), targets)
 
     def on_train_end(self) -> None:
@@ -79,7 +102,10 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=FINETUNE)
+    parser.add_argument("--multilabel", choices=sorted(MULTILABEL_SAMPLERS))
     args = parser.parse_args()
+    if args.multilabel:
+        args.epochs, args.finetune_epochs = ML_EPOCHS, ML_FINETUNE
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     callbacks = []
@@ -93,7 +119,8 @@ def main() -> None:
         enable_model_summary=False, enable_checkpointing=bool(args.stop_after),
         num_sanity_val_steps=0,
     )
-    trainer.fit(Classifier(args.out, args.plain, args.finetune_epochs), ckpt_path=args.resume)
+    trainer.fit(Classifier(args.out, args.plain, args.finetune_epochs, args.multilabel),
+                ckpt_path=args.resume)
 
 
 if __name__ == "__main__":

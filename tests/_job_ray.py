@@ -5,6 +5,7 @@ resumes from it (a run of the same name and storage: ``ray.train.get_checkpoint(
 to the end.
 
     python tests/_job_ray.py --out DIR --stop-after K
+    python tests/_job_ray.py --out DIR --multilabel   # one training, both multi-label plans
 """
 
 from __future__ import annotations
@@ -20,7 +21,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ray
 import ray.train
 import torch
-from _frameworks import BATCH_SIZE, COUNTS, EPOCHS, FEATURES, FINETUNE, SEED, Points, Recorder
+from _frameworks import (
+    BATCH_SIZE,
+    COUNTS,
+    EPOCHS,
+    FEATURES,
+    FINETUNE,
+    ML_EPOCHS,
+    ML_FINETUNE,
+    ML_NAMES,
+    MULTILABEL_SAMPLERS,
+    SEED,
+    Findings,
+    Points,
+    Recorder,
+)
 from ray.train.torch import TorchConfig, TorchTrainer
 from torch import nn
 from torch.utils.data import DataLoader
@@ -75,10 +90,40 @@ def train_func(config: dict) -> None:
     ray.train.report({"step": step})
 
 
+def multilabel_train_func(config: dict) -> None:
+    """Both multi-label plans in one run of the two workers, ``ML_EPOCHS`` epochs each."""
+    from balancer import FineTuneSchedule, balance
+    from balancer.integrations.ray import prepare_data_loader
+
+    torch.set_num_threads(1)
+    rank = ray.train.get_context().get_world_rank()
+    for kind, options in MULTILABEL_SAMPLERS.items():
+        torch.manual_seed(0)
+        model = ray.train.torch.prepare_model(nn.Linear(FEATURES, len(ML_NAMES)))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        loader = prepare_data_loader(balance(
+            DataLoader(Findings(), batch_size=BATCH_SIZE, shuffle=True), "findings",
+            schedule=FineTuneSchedule(ML_EPOCHS, ML_FINETUNE), seed=SEED, sampler=kind,
+            **options))
+        recorder = Recorder(os.path.join(config["out"], kind), rank)
+        for epoch in range(ML_EPOCHS):
+            loader.set_epoch(epoch)
+            for features, targets, indices in loader:
+                loss = nn.functional.binary_cross_entropy_with_logits(model(features), targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                recorder.add(epoch, indices.tolist())
+        recorder.extra["total_batches"] = loader.total_batches()
+        recorder.save()
+    ray.train.report({"done": 1})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--stop-after", type=int, required=True)
+    parser.add_argument("--stop-after", type=int)
+    parser.add_argument("--multilabel", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -87,6 +132,15 @@ def main() -> None:
     scaling = ray.train.ScalingConfig(num_workers=2, use_gpu=False,
                                       resources_per_worker={"CPU": 1})
     storage = os.path.join(os.path.abspath(args.out), "ray")
+    if args.multilabel:
+        result = TorchTrainer(
+            multilabel_train_func, train_loop_config={"out": args.out},
+            scaling_config=scaling, torch_config=TorchConfig(backend="gloo"),
+            run_config=ray.train.RunConfig(storage_path=storage, name="multilabel"),
+        ).fit()
+        assert result.error is None
+        ray.shutdown()
+        return
     first = TorchTrainer(
         train_func, train_loop_config={"out": os.path.join(args.out, "first"),
                                        "stop_after": args.stop_after},

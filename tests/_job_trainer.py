@@ -2,6 +2,7 @@
 
     torchrun ... tests/_job_trainer.py --out DIR --stop-after K   # K steps, checkpoint-K, stop
     torchrun ... tests/_job_trainer.py --out DIR --resume         # train(resume_from_checkpoint)
+    torchrun ... tests/_job_trainer.py --out DIR --multilabel     # both multi-label plans
 
 The training set is a ``datasets.Dataset`` whose ``labels`` column the sampler reads directly.
 """
@@ -19,23 +20,39 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets
 import torch
 import transformers
-from _frameworks import BATCH_SIZE, COUNTS, EPOCHS, FEATURES, FINETUNE, SEED, Points, Recorder
+from _frameworks import (
+    BATCH_SIZE,
+    COUNTS,
+    EPOCHS,
+    FEATURES,
+    FINETUNE,
+    ML_EPOCHS,
+    ML_FINETUNE,
+    ML_NAMES,
+    MULTILABEL_SAMPLERS,
+    SEED,
+    Findings,
+    Points,
+    Recorder,
+)
 from torch import nn
 
 from balancer.integrations.transformers import BalancedTrainer
 
 
 class Tiny(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, multilabel: bool = False) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Linear(FEATURES, len(COUNTS))
+        self.net = nn.Linear(FEATURES, len(ML_NAMES) if multilabel else len(COUNTS))
+        self.loss = (nn.functional.binary_cross_entropy_with_logits if multilabel
+                     else nn.functional.cross_entropy)
         self.seen: list[list[int]] = []
 
     def forward(self, features, labels, index):
         self.seen.append(index.tolist())
         logits = self.net(features)
-        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+        return {"loss": self.loss(logits, labels), "logits": logits}
 
 
 class Stop(transformers.TrainerCallback):
@@ -68,9 +85,13 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--stop-after", type=int)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--multilabel", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
+    if args.multilabel:
+        multilabel(args.out)
+        return
     points = Points()
     train_set = datasets.Dataset.from_dict({
         "features": points.features.tolist(), "labels": points.targets.tolist(),
@@ -103,6 +124,38 @@ def main() -> None:
                            "total_batches": trainer.balanced_sampler.total_batches()})
     recorder.save()
     sys.stdout.write(json.dumps(recorder.extra) + "\n")
+
+
+def multilabel(out: str) -> None:
+    """Both multi-label plans, one ``BalancedTrainer.train()`` after the other in these two
+    processes, ``ML_EPOCHS`` epochs each; the findings are given with ``labels=``."""
+    findings = Findings()
+    train_set = datasets.Dataset.from_dict({
+        "features": findings.features.tolist(), "labels": findings.target.tolist(),
+        "index": list(range(len(findings))),
+    }).with_format("torch")
+    rank = int(os.environ.get("RANK", 0))
+    for kind, options in MULTILABEL_SAMPLERS.items():
+        checkpoints = os.path.join(os.path.dirname(os.path.abspath(out)), f"checkpoints-{kind}")
+        training_args = transformers.TrainingArguments(
+            output_dir=checkpoints, num_train_epochs=ML_EPOCHS,
+            per_device_train_batch_size=BATCH_SIZE, learning_rate=0.05, seed=SEED,
+            use_cpu=True, save_strategy="no", report_to=[], logging_strategy="no",
+            disable_tqdm=True, dataloader_num_workers=0, ddp_backend="gloo",
+        )
+        model = Tiny(multilabel=True)
+        recorder = Recorder(os.path.join(out, kind), rank)
+        trainer_ref: list = []
+        trainer = BalancedTrainer(model=model, args=training_args, train_dataset=train_set,
+                                  finetune_epochs=ML_FINETUNE, labels=findings.findings,
+                                  sampler=kind, sampler_options=options,
+                                  callbacks=[Record(trainer_ref, model, recorder)])
+        trainer_ref.append(trainer)
+        trainer.train()
+        recorder.extra.update({"max_steps": trainer.state.max_steps,
+                               "global_step": trainer.state.global_step,
+                               "total_batches": trainer.balanced_sampler.total_batches()})
+        recorder.save()
 
 
 if __name__ == "__main__":

@@ -28,12 +28,16 @@ from _frameworks import (
     BATCH_SIZE,
     EPOCHS,
     FINETUNE,
+    ML_EPOCHS,
+    MULTILABEL_SAMPLERS,
     SEED,
     WORLD_SIZE,
     Points,
     by_epoch,
     check_epochs,
+    check_multilabel_epochs,
     load_records,
+    multilabel_sampler,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -140,6 +144,56 @@ def test_ray_torchtrainer_two_workers_and_checkpoint_resume(tmp_path):
     first, second = load_records(tmp_path / "first"), load_records(tmp_path / "second")
     check_first_and_rest(first, second)
     assert [record["total_batches"] for record in second] == [71, 71]
+
+
+# --------------------------------------------------------------------- multi-label plans
+# The same launchers with balance(..., sampler="label-balanced" / "repeat-factor"): 300 items,
+# 2 epochs (the second at the true frequencies), checked by check_multilabel_epochs.
+def planned_lengths(kind: str) -> tuple[dict[int, int], int]:
+    """Batches per rank in each epoch, and over the run, from a sampler built here."""
+    reference = multilabel_sampler(kind, num_replicas=WORLD_SIZE, rank=0)
+    lengths = {}
+    for epoch in range(ML_EPOCHS):
+        reference.set_epoch(epoch)
+        lengths[epoch] = len(reference)
+    return lengths, reference.total_batches()
+
+
+@pytest.mark.parametrize("kind", sorted(MULTILABEL_SAMPLERS))
+def test_lightning_ddp_two_processes_multilabel_samplers(tmp_path, kind):
+    run_job([sys.executable, str(TESTS / "_job_lightning.py"), "--out", str(tmp_path),
+             "--multilabel", kind])
+    check_multilabel_epochs(load_records(tmp_path), kind)
+
+
+def test_accelerate_torchrun_two_processes_multilabel_samplers(tmp_path):
+    run_job(torchrun("_job_accelerate.py", "--out", str(tmp_path), "--multilabel"))
+    for kind in MULTILABEL_SAMPLERS:
+        records = load_records(tmp_path / kind)
+        check_multilabel_epochs(records, kind)
+        lengths, total = planned_lengths(kind)
+        # len() of Accelerate's prepared loader is this rank's epoch, and total_batches the run.
+        assert [{int(k): v for k, v in r["lengths"].items()} for r in records] == [lengths] * 2
+        assert [r["total_batches"] for r in records] == [total] * WORLD_SIZE
+
+
+def test_hf_trainer_torchrun_two_processes_multilabel_samplers(tmp_path):
+    run_job(torchrun("_job_trainer.py", "--out", str(tmp_path / "out"), "--multilabel"))
+    for kind in MULTILABEL_SAMPLERS:
+        records = load_records(tmp_path / "out" / kind)
+        check_multilabel_epochs(records, kind)
+        _, total = planned_lengths(kind)
+        for record in records:  # the Trainer planned and ran the plan's real number of steps
+            assert record["max_steps"] == record["global_step"] == record["total_batches"] == total
+
+
+def test_ray_torchtrainer_two_workers_multilabel_samplers(tmp_path):
+    run_job([sys.executable, str(TESTS / "_job_ray.py"), "--out", str(tmp_path),
+             "--multilabel"], timeout=RAY_TIMEOUT)
+    for kind in MULTILABEL_SAMPLERS:
+        records = load_records(tmp_path / kind)
+        check_multilabel_epochs(records, kind)
+        assert [r["total_batches"] for r in records] == [planned_lengths(kind)[1]] * WORLD_SIZE
 
 
 # --------------------------------------------------------------------- in-process checks

@@ -30,9 +30,10 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from balancer._base import PlanBatchSampler
 from balancer._distributed import shared_seed
 from balancer._labels import labels_of
-from balancer._loader import _settings_of
+from balancer._loader import _sampler_class, _settings_of
 from balancer._sampler import BalancedBatchSampler
 
 __all__ = ["GlobalPlan", "prepare"]
@@ -53,7 +54,7 @@ class GlobalPlan:
     ``batch_sampler.batch_sampler.sampler.set_epoch``.
     """
 
-    def __init__(self, sampler: BalancedBatchSampler) -> None:
+    def __init__(self, sampler: PlanBatchSampler) -> None:
         self.balanced = sampler
         self.sampler = self  # where DataLoaderShard.set_epoch looks, through BatchSamplerShard
         self.batch_size = sampler.batch_size
@@ -97,11 +98,12 @@ class _EpochState:
 
 def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedule: Any = None,
             seed: int | None = 0, samples_per_epoch: int | None = None,
-            drop_last: bool | None = None) -> Any:
+            drop_last: bool | None = None, sampler: str | type = "balanced",
+            **sampler_options: Any) -> Any:
     """``accelerator.prepare`` for a plain ``DataLoader``, with balanced batches.
 
-    Builds one :class:`~balancer.BalancedBatchSampler` per process (``num_replicas`` and ``rank``
-    from the accelerator) over ``loader.dataset`` with ``loader``'s batch size and settings, and
+    Builds one balanced batch sampler per process (``num_replicas`` and ``rank`` from the
+    accelerator) over ``loader.dataset`` with ``loader``'s batch size and settings, and
     returns Accelerate's prepared loader (device placement, ``skip_first_batches``,
     ``save_state``/``load_state`` all as usual). Every process gets an equal number of full
     batches; together they are the global plan, each batch on exactly one process.
@@ -122,6 +124,10 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
         loader: a ``DataLoader`` with a ``batch_size`` over a map-style dataset (see
             :func:`balancer.balance`).
         labels, schedule, seed, samples_per_epoch, drop_last: as for :func:`balancer.balance`.
+        sampler, **sampler_options: the plan, as for :func:`balancer.balance`:
+            ``"balanced"`` (one class per item), ``"label-balanced"`` or ``"repeat-factor"``
+            (multi-label targets, read with ``labels_of(..., multilabel=True)``), and further
+            keywords of that sampler (e.g. ``threshold=0.1``).
     """
     if not isinstance(loader, DataLoader):
         raise TypeError(f"loader should be a torch.utils.data.DataLoader, but got "
@@ -142,18 +148,32 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     if getattr(accelerator, "dispatch_batches", None):
         raise ValueError("Accelerator(dispatch_batches=True) builds batches on process 0 only; "
                          "use dispatch_batches=False with a map-style dataset")
+    plan_class = _sampler_class(sampler)  # a bad name fails before any label is read
     if drop_last is None:
         drop_last = loader.batch_sampler.drop_last
-    sampler = BalancedBatchSampler(
-        labels_of(loader.dataset, labels), loader.batch_sampler.batch_size,
+    if samples_per_epoch is not None:
+        sampler_options["samples_per_epoch"] = samples_per_epoch
+    balanced = plan_class(
+        plan_labels(plan_class, loader.dataset, labels), loader.batch_sampler.batch_size,
         seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
-        samples_per_epoch=samples_per_epoch, num_replicas=accelerator.num_processes,
-        rank=accelerator.process_index,
+        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
+        **sampler_options,
     )
-    plan = GlobalPlan(sampler)
+    plan = GlobalPlan(balanced)
     prepared = accelerator.prepare(DataLoader(loader.dataset, batch_sampler=plan,
                                               **_settings_of(loader)))
-    prepared.balanced_sampler = sampler
-    prepared.total_batches = sampler.total_batches
+    prepared.balanced_sampler = balanced
+    prepared.total_batches = balanced.total_batches
     accelerator.register_for_checkpointing(_EpochState(prepared, plan))
     return prepared
+
+
+def plan_labels(plan_class: type, dataset: Any, labels: Any) -> Any:
+    """The targets ``plan_class`` reads, found as :func:`balancer.balance` finds them: one class
+    per item for the balanced sampler, multi-label targets for the others (repeat-factor
+    sampling also takes one class per item)."""
+    if plan_class is BalancedBatchSampler:
+        return labels_of(dataset, labels)
+    from balancer._multilabel_labels import multilabels_of
+
+    return multilabels_of(dataset, labels, classes=plan_class.__name__ == "RepeatFactorSampler")

@@ -58,7 +58,8 @@ class LightningBalancedDataLoader(BalancedDataLoader):
 
 def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_epochs: int = 0,
             seed: int | None = 0, samples_per_epoch: int | None = None,
-            drop_last: bool | None = None) -> BalancedDataLoader:
+            drop_last: bool | None = None, sampler: str | type = "balanced",
+            **sampler_options: Any) -> BalancedDataLoader:
     """:func:`balancer.balance` with a :class:`~balancer.FineTuneSchedule` sized from ``trainer``.
 
     The schedule runs ``trainer.max_epochs`` epochs, the last ``finetune_epochs`` of them at the
@@ -71,6 +72,8 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
         loader: the ``DataLoader`` the hook would otherwise return.
         labels, seed, samples_per_epoch, drop_last: as for :func:`balancer.balance`.
         finetune_epochs: final epochs at the true frequencies, in ``[0, max_epochs]``.
+        sampler, **sampler_options: the plan, as for :func:`balancer.balance`
+            (``"label-balanced"`` or ``"repeat-factor"`` for multi-label targets).
     """
     max_epochs = getattr(trainer, "max_epochs", None)
     if max_epochs is None or max_epochs < 1:
@@ -89,7 +92,8 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
             f"LightningDataModule's), where Lightning has started it"
         )
     balanced = _balance(loader, labels, schedule=FineTuneSchedule(max_epochs, finetune_epochs),
-                        seed=seed, samples_per_epoch=samples_per_epoch, drop_last=drop_last)
+                        seed=seed, samples_per_epoch=samples_per_epoch, drop_last=drop_last,
+                        sampler=sampler, **sampler_options)
     # The subclass only changes len(); it adds no state, so the built loader is re-typed.
     balanced.__class__ = LightningBalancedDataLoader
     return balanced

@@ -35,10 +35,10 @@ from typing import Any
 import transformers
 from torch.utils.data import DataLoader
 
-from balancer._labels import labels_of
+from balancer._loader import _sampler_class
 from balancer._schedule import FineTuneSchedule
 from balancer._validation import check_int
-from balancer.integrations.accelerate import prepare
+from balancer.integrations.accelerate import plan_labels, prepare
 
 __all__ = ["BalancedTrainer"]
 
@@ -55,13 +55,17 @@ class BalancedTrainer(transformers.Trainer):
         finetune_epochs: final epochs at the true frequencies, in ``[0, num_train_epochs]``.
         labels: where the class of every training item is; see :func:`balancer.labels_of`.
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
+        sampler: the plan, as for :func:`balancer.balance`: ``"balanced"``, or
+            ``"label-balanced"`` / ``"repeat-factor"`` for multi-label targets.
+        sampler_options: further keywords of that sampler, e.g. ``{"threshold": 0.1}``.
 
     The plan's seed is ``args.seed``. ``trainer.balanced_sampler`` is this process's sampler once
     training has started.
     """
 
     def __init__(self, *args: Any, finetune_epochs: int = 0, labels: Any = None,
-                 samples_per_epoch: int | None = None, **kwargs: Any) -> None:
+                 samples_per_epoch: int | None = None, sampler: str | type = "balanced",
+                 sampler_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         missing = [name for name in _LOOP_STEPS if not callable(getattr(transformers.Trainer,
                                                                          name, None))]
         if missing:
@@ -88,6 +92,8 @@ class BalancedTrainer(transformers.Trainer):
         self.balanced_sampler = None
         self._balanced_labels = labels
         self._balanced_samples_per_epoch = samples_per_epoch
+        self._balanced_plan = _sampler_class(sampler)  # a bad name fails here, not in train()
+        self._balanced_options = dict(sampler_options or {})
 
     # ------------------------------------------------------------------ the loader
     def get_train_dataloader(self) -> DataLoader:
@@ -95,7 +101,7 @@ class BalancedTrainer(transformers.Trainer):
             raise ValueError("BalancedTrainer needs a train_dataset")
         dataset = self.train_dataset
         # Labels from the dataset as given: column removal below may drop the label column.
-        labels = labels_of(dataset, self._balanced_labels)
+        labels = plan_labels(self._balanced_plan, dataset, self._balanced_labels)
         collator = self.data_collator
         if hasattr(dataset, "column_names"):  # a datasets.Dataset: the Trainer's own preparation
             dataset = self._remove_unused_columns(dataset, description="Training")
@@ -116,7 +122,8 @@ class BalancedTrainer(transformers.Trainer):
         plain = DataLoader(dataset, batch_size=self._train_batch_size,
                            drop_last=args.dataloader_drop_last, **settings)
         loader = prepare(self.accelerator, plain, labels, schedule=self.balanced_schedule,
-                         seed=args.seed, samples_per_epoch=self._balanced_samples_per_epoch)
+                         seed=args.seed, samples_per_epoch=self._balanced_samples_per_epoch,
+                         sampler=self._balanced_plan, **self._balanced_options)
         self.balanced_sampler = loader.balanced_sampler
         return loader
 
