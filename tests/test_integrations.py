@@ -29,9 +29,11 @@ from _frameworks import (
     EPOCHS,
     FINETUNE,
     ML_EPOCHS,
+    ML_FINETUNE,
     MULTILABEL_SAMPLERS,
     SEED,
     WORLD_SIZE,
+    Findings,
     Points,
     by_epoch,
     check_epochs,
@@ -390,6 +392,49 @@ def test_transformers_trainer_refuses_settings_it_cannot_honour(tmp_path):
                                           num_train_epochs=3)
     with pytest.raises(ValueError, match=r"finetune_epochs"):
         BalancedTrainer(model=model, args=args, train_dataset=Points(), finetune_epochs=5)
+
+
+def test_adapters_build_the_multilabel_samplers_in_one_process_and_name_a_bad_sampler(tmp_path):
+    """lightning.balance, accelerate.prepare and BalancedTrainer take sampler= and its options
+    as balance() does (the same plan as the sampler built directly), and refuse an unknown one
+    before reading any label."""
+    import transformers
+    from accelerate import Accelerator
+
+    from balancer.integrations import lightning as balancer_lightning
+    from balancer.integrations.accelerate import prepare
+    from balancer.integrations.transformers import BalancedTrainer
+
+    def plain():
+        return DataLoader(Findings(), batch_size=BATCH_SIZE, shuffle=True)
+
+    trainer = SimpleNamespace(max_epochs=ML_EPOCHS, world_size=1, accumulate_grad_batches=1)
+    accelerator = Accelerator(cpu=True)
+    for kind, options in MULTILABEL_SAMPLERS.items():
+        reference = multilabel_sampler(kind, num_replicas=1, rank=0)
+        lightning_loader = balancer_lightning.balance(
+            trainer, plain(), "findings", finetune_epochs=ML_FINETUNE, seed=SEED, sampler=kind,
+            **options)
+        accelerate_loader = prepare(accelerator, plain(), "findings",
+                                    schedule=FineTuneSchedule(ML_EPOCHS, ML_FINETUNE), seed=SEED,
+                                    sampler=kind, **options)
+        assert type(accelerate_loader.balanced_sampler) is type(reference)
+        for epoch in range(ML_EPOCHS):
+            reference.set_epoch(epoch)
+            lightning_loader.set_epoch(epoch)
+            accelerate_loader.set_epoch(epoch)
+            expected = list(reference)
+            assert [batch[2].tolist() for batch in lightning_loader] == expected
+            assert [batch[2].tolist() for batch in accelerate_loader] == expected
+    with pytest.raises(ValueError, match=r"sampler should be one of .*sampler='nope'"):
+        balancer_lightning.balance(trainer, plain(), "findings", sampler="nope")
+    with pytest.raises(ValueError, match=r"sampler should be one of .*sampler='nope'"):
+        prepare(accelerator, plain(), "findings", sampler="nope")
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[],
+                                          num_train_epochs=2)
+    with pytest.raises(ValueError, match=r"sampler should be one of .*sampler='nope'"):
+        BalancedTrainer(model=torch.nn.Linear(2, 2), args=args, train_dataset=Findings(),
+                        sampler="nope")
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
