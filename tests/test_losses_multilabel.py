@@ -431,6 +431,13 @@ def test_loss_is_nonnegative_on_a_dense_grid_of_logits(fast_cpu, name, dtype):
         out.sum().backward()
         assert torch.isfinite(out).all() and (out >= 0).all(), name
         assert torch.isfinite(x.grad).all()
+        # The reduced loss skips the logits' range check and redoes the blocks it must: the same
+        # sum and gradient as the elementwise loss.
+        y = z.clone().requires_grad_()
+        total = ALL[name](y, t, "sum")
+        total.backward()
+        assert_close(total, out.sum())
+        assert_close(y.grad, x.grad)
 
 
 @pytest.mark.parametrize(("gamma_neg", "gamma_pos", "clip"), [
