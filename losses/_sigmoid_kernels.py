@@ -3,7 +3,7 @@ autograd formulas it is tested against.
 
 Each loss in :mod:`losses.functional` builds a *spec*, a small object with the loss's settings
 and three methods: ``plain(z, t)``, the elementwise loss from autograd primitives;
-``prepared(lowest, highest, rows, width)``, the spec for one call of the CPU kernel (given the
+``prepared(lowest, highest, rows, width, dtype)``, the spec for one call of the CPU kernel (given the
 logits' range, or none for a reduced loss; see :func:`_run_chunks`); and
 ``chunk(z, t, loss_out, grad_out, want_sum)``, the loss (its sum, or written into ``loss_out``)
 and its closed-form gradient (written into ``grad_out``) for a block of rows.
@@ -96,6 +96,12 @@ def _log_sigmoid(u: Tensor, extreme: bool) -> tuple[Tensor, Tensor]:
     return s, torch.log(s).add_(u).sub_(clamped)
 
 
+def _constant(value: float, dtype: torch.dtype) -> Tensor:
+    """A 0-dim tensor for an op's scalar operand: a Python float is wrapped into a tensor and
+    converted on every call, about 2 us a block (a tenth of a pass over it)."""
+    return torch.tensor(value, dtype=dtype)
+
+
 def _below_floor(lowest: float, dtype: torch.dtype) -> bool:
     return lowest < _SIGMOID_FLOOR[dtype]
 
@@ -127,7 +133,8 @@ class ShiftedBCE:
             shift, pos_weight, neg_scale, weight
         )
 
-    def prepared(self, lowest: float, highest: float, rows: int, width: int) -> ShiftedBCE:
+    def prepared(self, lowest: float, highest: float, rows: int, width: int,
+                 dtype: torch.dtype) -> ShiftedBCE:
         """This spec for the CPU kernel: per-label vectors expanded to contiguous (rows, L)
         blocks (an elementwise op that broadcasts an (L,) vector runs its inner loop over L
         elements only, several times slower for L = 14 than over a contiguous block), and
@@ -143,6 +150,7 @@ class ShiftedBCE:
         # -c+ once per call, not once per block: the loss takes -c+, the gradient c+.
         spec._minus_pos_weight = None if pos_weight is None else pos_weight.neg()
         spec._blocked = blocked
+        spec._one, spec._lam = _constant(1.0, dtype), _constant(self.neg_scale, dtype)
         # The lowest shifted logit: below the floor, the log-sigmoids need their clamp.
         spec._u_low = lowest + (0.0 if self.shift is None or not self.shift.numel()
                                 else float(self.shift.min()))
@@ -180,7 +188,7 @@ class ShiftedBCE:
             neg = torch.sub(u, log_s).clamp_min_(0.0)
         else:
             # softplus(lam u) / lam = u - log sigma(lam u) / lam; lam > 0.
-            s_neg, log_neg = _log_sigmoid(torch.mul(u, lam),
+            s_neg, log_neg = _log_sigmoid(torch.mul(u, self._lam),
                                           _below_floor(self._u_low * lam, z.dtype))
             neg = torch.add(u, log_neg, alpha=-1.0 / lam).clamp_min_(0.0)  # as for lam = 1
         pos = log_s.neg_() if minus_c is None else log_s.mul_(minus_c)
@@ -198,7 +206,7 @@ class ShiftedBCE:
             if lam == 1.0 and minus_c is None:
                 torch.sub(s, t, out=grad_out)  # torch's own BCE gradient, sigma(u) - t
             else:
-                minus_q = torch.sub(s, 1.0)  # -sigma(-u), as torch's BCE gradient rounds it
+                minus_q = torch.sub(s, self._one)  # -sigma(-u), as torch's BCE gradient rounds it
                 if c is not None:
                     minus_q.mul_(c)
                 torch.lerp(s_neg, minus_q, t, out=grad_out)
@@ -230,9 +238,11 @@ class Asymmetric:
     def __init__(self, *, gamma_neg: float, gamma_pos: float, clip: float) -> None:
         self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
 
-    def prepared(self, lowest: float, highest: float, rows: int, width: int) -> Asymmetric:
+    def prepared(self, lowest: float, highest: float, rows: int, width: int,
+                 dtype: torch.dtype) -> Asymmetric:
         spec = Asymmetric(gamma_neg=self.gamma_neg, gamma_pos=self.gamma_pos, clip=self.clip)
         spec._lowest, spec._highest = lowest, highest
+        spec._one, spec._clip = _constant(1.0, dtype), _constant(self.clip, dtype)
         return spec
 
     _lowest = _highest = 0.0
@@ -264,7 +274,7 @@ class Asymmetric:
         s, log_p = _log_sigmoid(z, _below_floor(self._lowest, z.dtype))
         # Both terms with the loss's sign flipped (<= 0): pos = (1-p)^gp log p,
         # neg = p_m^gn log(1 - p_m).
-        q = None if gp == 0.0 else torch.rsub(s, 1.0)  # 1 - p
+        q = None if gp == 0.0 else torch.sub(self._one, s)  # 1 - p
         f_pos = None if gp == 0.0 else _power(q, gp, tiny)
         pos = log_p if f_pos is None else torch.mul(f_pos, log_p)
         if m == 0.0:
@@ -275,11 +285,11 @@ class Asymmetric:
         else:
             # For gn >= 1, p_m = 0 zeroes the negative term and its gradient exactly; below 1 the
             # power's derivative needs p_m > 0 and the gate below instead.
-            p_m = torch.sub(s, m).clamp_min_(0.0 if gn >= 1.0 else tiny)
+            p_m = torch.sub(s, self._clip).clamp_min_(0.0 if gn >= 1.0 else tiny)
             if m >= _CLIP_FROM_ONE_MINUS_P:
                 # 1 - p_m = min(1 - p + m, 1) >= m: the rounding of 1 - p (one epsilon) costs at
                 # most epsilon / m relative, so the second sigmoid is not needed.
-                one_minus = torch.rsub(p_m, 1.0)
+                one_minus = torch.sub(self._one, p_m)
             else:
                 one_minus = torch.sigmoid(torch.neg(z)).add_(m).clamp_max_(1.0)
             log_neg = torch.log(one_minus)
@@ -294,7 +304,7 @@ class Asymmetric:
             return total
         # positive part: (1-p)^gp (gp p log p - (1-p)); -(1-p) = p - 1 for gp = 0.
         if gp == 0.0:
-            g_pos = torch.sub(s, 1.0)
+            g_pos = torch.sub(s, self._one)
         else:
             g_pos = torch.mul(s, log_p)
             if gp != 1.0:
@@ -409,7 +419,7 @@ def _run_chunks(
         lowest = highest = 0.0
     else:
         lowest, highest = (float(v) for v in torch.aminmax(x))
-    fast = spec.prepared(lowest, highest, min(rows, n), width)
+    fast = spec.prepared(lowest, highest, min(rows, n), width, x.dtype)
     blocks = [slice(start, start + rows) for start in range(0, n, rows)]
 
     def run(spec_, block):
@@ -419,12 +429,14 @@ def _run_chunks(
     sums = [run(fast, block) for block in blocks]
     if want_sum:
         totals = torch.stack(sums) if sums else x.new_zeros(1)
-        redo = torch.isfinite(totals).logical_not_().nonzero().flatten().tolist()
-        if redo:  # rare (|logit| > 87 in float32); NaN logits come back NaN again
-            safe = spec.prepared(-math.inf, math.inf, min(rows, n), width)
-            for i in redo:
-                totals[i] = run(safe, blocks[i])
-        loss = totals.sum()
+        total = totals.sum()
+        if not math.isfinite(total.item()):  # rare (|logit| > 87 in float32), or NaN logits
+            safe = spec.prepared(-math.inf, math.inf, min(rows, n), width, x.dtype)
+            for i, value in enumerate(totals.tolist()):
+                if not math.isfinite(value):
+                    totals[i] = run(safe, blocks[i])
+            total = totals.sum()
+        loss = total
         if reduction == "mean":
             loss = loss / x.numel()  # an empty input gives NaN, as Tensor.mean does
     return loss, grad
@@ -438,6 +450,10 @@ class RebalanceWeight:
 
     def __init__(self, inv_counts: Tensor, *, alpha: float, beta: float, mu: float) -> None:
         self.inv_counts, self.alpha, self.beta, self.mu = inv_counts, alpha, beta, mu
+        # Once per call, not per block: the scaled row and the scalar operands as tensors.
+        self._scaled = (inv_counts * beta).unsqueeze(0)
+        self._shift = _constant(beta * mu, inv_counts.dtype)
+        self._alpha = _constant(alpha, inv_counts.dtype)
 
     def __call__(self, t: Tensor) -> Tensor:
         # A row without positives has P = 0: clamped at the smallest normal float, r stays
@@ -447,9 +463,10 @@ class RebalanceWeight:
         # beta * r as an outer product by matmul: a broadcasting division would run its inner
         # loop over L elements only, slow for small L (and addmm's broadcast bias costs three
         # times the product at L = 14).
-        arg = torch.mm(p.reciprocal_().unsqueeze(1), (self.inv_counts * self.beta).unsqueeze(0))
-        arg.sub_(self.beta * self.mu)
+        arg = torch.mm(p.reciprocal_().unsqueeze(1), self._scaled)
+        cpu = t.device.type == "cpu"  # elsewhere Python scalars, as everywhere on CUDA
+        arg.sub_(self._shift if cpu else self.beta * self.mu)
         # sigma(50) is 1 in float32 and float64 alike, so the clamp changes no weight; without it
         # arguments near 90 (empty rows' huge r included) send the sigmoid through subnormals,
         # ten times slower.
-        return arg.clamp_max_(50.0).sigmoid_().add_(self.alpha)
+        return arg.clamp_max_(50.0).sigmoid_().add_(self._alpha if cpu else self.alpha)
