@@ -238,6 +238,8 @@ class Asymmetric:
     def __init__(self, *, gamma_neg: float, gamma_pos: float, clip: float) -> None:
         self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
 
+    negated_sum = True  # chunk() returns the sum of -l (see _run_chunks)
+
     def prepared(self, lowest: float, highest: float, rows: int, width: int,
                  dtype: torch.dtype) -> Asymmetric:
         spec = Asymmetric(gamma_neg=self.gamma_neg, gamma_pos=self.gamma_pos, clip=self.clip)
@@ -297,7 +299,7 @@ class Asymmetric:
         neg = log_neg if f_neg is None else torch.mul(f_neg, log_neg)
         total = None
         if want_sum:
-            total = torch.lerp(neg, pos, t).sum().neg_().add_(0.0)  # 0.0, never -0.0
+            total = torch.lerp(neg, pos, t).sum()  # <= 0: _run_chunks flips the sign once
         elif loss_out is not None:
             torch.lerp(neg, pos, t, out=loss_out).neg_().add_(0.0)
         if grad_out is None:
@@ -327,10 +329,8 @@ class Asymmetric:
                 g_neg.addcmul_(d_neg, log_neg, value=-gn)
             elif gn == 1.0:
                 g_neg.sub_(log_neg)
-            # times p (1 - p) = -p (p - 1)
-            g_neg.mul_(s).mul_(g_pos if gp == 0.0 else q)
-            if gp == 0.0:
-                g_neg.neg_()
+            # times p (1 - p), as p - p^2 in one op: absolute precision, as p - 1 in g_pos
+            g_neg.mul_(torch.addcmul(s, s, s, value=-1.0))
             if gn < 1.0:
                 g_neg.mul_(s > m)  # the clip's gate: p <= m contributes nothing
         torch.lerp(g_neg, g_pos, t, out=grad_out)
@@ -436,7 +436,8 @@ def _run_chunks(
                 if not math.isfinite(value):
                     totals[i] = run(safe, blocks[i])
             total = totals.sum()
-        loss = total
+        # 0.0 - x, not -x: a loss of 0 stays +0.0.
+        loss = torch.rsub(total, 0.0) if getattr(spec, "negated_sum", False) else total
         if reduction == "mean":
             loss = loss / x.numel()  # an empty input gives NaN, as Tensor.mean does
     return loss, grad
