@@ -123,8 +123,8 @@ def choose_thresholds(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     Example:
         >>> probs = np.array([[0.9, 0.2], [0.6, 0.3], [0.4, 0.8], [0.1, 0.1]])
         >>> targets = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
-        >>> choose_thresholds(probs, targets).tolist()
-        [0.6, 0.1]
+        >>> choose_thresholds(probs, targets).tolist()  # b: 0.8 and 0.1 both give F1 = 2/3
+        [0.6, 0.8]
     """
     thresholds = np.full(probs.shape[1], 0.5)
     for label in range(probs.shape[1]):
@@ -208,8 +208,8 @@ def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, thresholds: np.nd
         >>> probs = np.array([[0.9, 0.2], [0.6, 0.3], [0.4, 0.8], [0.1, 0.1]])
         >>> targets = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
         >>> metrics = multilabel_metrics(probs, targets, np.array([0.5, 0.5]), ["a", "b"])
-        >>> metrics["macro_auroc"], metrics["f1[a]"], round(metrics["micro_f1"], 4)
-        (0.625, 1.0, 0.8571)
+        >>> metrics["macro_auroc"], metrics["f1[a]"], round(metrics["micro_f1"], 4)  # (1 + 0.5) / 2
+        (0.75, 1.0, 0.8571)
     """
     values = _Run(probs, targets, thresholds, names).metrics(np.ones((1, len(probs))))
     return {key: float(value[0]) for key, value in values.items()}
