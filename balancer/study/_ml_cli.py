@@ -61,7 +61,10 @@ def add_multilabel_options(parser: argparse.ArgumentParser) -> None:
         "multi-label study (--multilabel)",
         f"strategies: {', '.join(ML_STRATEGIES)}. Data: --data X/Y .npz or .arff[.gz], "
         f"--table CSV with --label-cols or --label-col; without either, the semi-synthetic "
-        f"ChestX-ray14 set (real label rows and patient ids, generated features)")
+        f"ChestX-ray14 set (real label rows and patient ids, generated features). Defaults "
+        f"that differ with --multilabel: --epochs {MultiLabelStudyConfig.epochs}, --batch-size "
+        f"{MultiLabelStudyConfig.batch_size}, --width {MultiLabelStudyConfig.width} (units of "
+        f"the MLP's hidden layers)")
     group.add_argument("--multilabel", action="store_true",
                        help="run the multi-label study (per-label AUROC, AUPRC, F1)")
     group.add_argument("--label-cols", type=_names, default=None, metavar="A,B,...",

@@ -293,7 +293,8 @@ def run_multilabel_study(config: MultiLabelStudyConfig, data: MultiLabelData | N
 def _positive_rates(data: MultiLabelData, config: MultiLabelStudyConfig) -> pd.DataFrame:
     """Per label: its share of the train rows and of the slots each sampler plans."""
     targets = data.targets["train"].numpy()
-    frame = pd.DataFrame({"label": list(data.label_names), "plain": targets.mean(0)})
+    frame = pd.DataFrame({"label": list(data.label_names),
+                          "plain": targets.mean(0, dtype=np.float64)})
     if any(ML_STRATEGIES[s].sampling == "label-balanced" for s in config.strategies):
         frame["label-balanced"] = MultiLabelBalancedSampler(
             targets, config.batch_size, seed=0, samples_per_epoch=len(targets)
@@ -420,7 +421,8 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
         lines += ["## Planned share of training slots carrying each label", "",
                   "`plain` is the label's frequency in the train split; the samplers' columns are "
                   "their planned rates (`label_positive_rate`).", "",
-                  _markdown(rates.round(3)), ""]
+                  _markdown(rates.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)),
+                  ""]
     lines += [f"Total time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
               f"per_label.csv.", ""]
     atomic_text(paths["report.md"], "\n".join(lines))
