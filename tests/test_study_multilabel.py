@@ -446,6 +446,27 @@ def test_repeat_factor_study_epochs_tile_the_samplers_epochs(chest):
     assert cut == stream[: 4 * n]
 
 
+def test_select_best_keeps_the_epoch_with_the_best_validation_auprc(chest, monkeypatch):
+    scores = []
+    original = ml.multilabel_metrics
+
+    def spy(*args, **kwargs):
+        values = original(*args, **kwargs)
+        scores.append(values["macro_auprc"])
+        return values
+
+    monkeypatch.setattr(ml, "multilabel_metrics", spy)
+    config = MultiLabelStudyConfig(strategies=("plain",), seeds=(0,), epochs=4, select="best",
+                                   progress=False, lr=0.05)
+    run = ml.train_multilabel_run(chest, ML_STRATEGIES["plain"], 0, config,
+                                  device=torch.device("cpu"))
+    per_epoch = scores[:4]  # then the selected weights on val and on test
+    best = max(per_epoch)
+    assert run["selected_epoch"] == max(e for e, v in enumerate(per_epoch) if v == best)
+    assert run["metrics"]["val"]["macro_auprc"] == pytest.approx(best)
+    assert run["steps"] == 4 * -(-5608 // 128)
+
+
 def test_loss_of_each_strategy(chest):
     config = MultiLabelStudyConfig()
     counts = chest.counts("train")

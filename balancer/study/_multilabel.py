@@ -136,6 +136,15 @@ def prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
     if train < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
                          f"({train} rows); pass a smaller --batch-size")
+    # Build every strategy's sampler and loss once (milliseconds): whatever they refuse is
+    # refused now, not after the first runs have trained.
+    targets = data.targets["train"].numpy()
+    for name in config.strategies:
+        strategy = ML_STRATEGIES[name]
+        make_multilabel_sampler(strategy, targets, batch_size=config.batch_size,
+                                epochs=config.epochs, finetune_epochs=config.finetune_epochs,
+                                seed=0, rfs_threshold=config.rfs_threshold)
+        make_multilabel_loss(strategy, targets.sum(0), train, config)
     return data
 
 
