@@ -604,3 +604,12 @@ def test_cli_keeps_multilabel_defaults_unless_given(extra, expected, monkeypatch
     assert (config.lr, config.batch_size, config.epochs, config.bootstrap,
             config.rfs_threshold) == expected
     assert config.quick == ("--quick" in extra)
+
+
+def test_the_study_package_exports_the_multilabel_study():
+    import balancer.study as study
+
+    assert study.run_multilabel_study is ml.run_multilabel_study
+    assert study.MultiLabelStudyConfig is MultiLabelStudyConfig
+    assert {"MultiLabelStudyConfig", "run_multilabel_study",
+            "write_multilabel_outputs"} <= set(study.__all__)
