@@ -73,6 +73,12 @@ def test_areas_are_nan_without_positives_or_negatives():
     assert np.isnan(weighted_auroc(scores, np.zeros(3, bool), np.ones((1, 3))))[0]
     assert np.isnan(weighted_auroc(scores, np.ones(3, bool), np.ones((1, 3))))[0]
     assert np.isnan(weighted_auprc(scores, np.zeros(3, bool), np.ones((1, 3))))[0]
+    positive = np.array([True, False, False])
+    weights = np.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])  # a resample without the positive
+    assert np.isnan(weighted_auroc(scores, positive, weights)[0])
+    assert np.isnan(weighted_auprc(scores, positive, weights)[0])
+    assert weighted_auroc(scores, positive, weights)[1] == 0.0
+    assert weighted_auprc(scores, positive, weights)[1] == pytest.approx(1 / 3)
 
 
 @settings(max_examples=30, deadline=None)
@@ -156,6 +162,26 @@ def test_paired_differences_are_the_mean_of_seed_differences():
         assert row["difference"] == pytest.approx(np.mean(per_seed))
         assert row["ci_low"] <= row["ci_high"]
     assert paired.loc[paired["metric"] == "macro_auroc", "better"].item()
+    again = paired_multilabel(predictions, targets, thresholds, strategies=["a", "b"],
+                              seeds=[0, 1, 2], reference="a", resamples=200,
+                              metrics=["macro_auroc", "auprc[z]", "micro_f1"], names=names)
+    pd.testing.assert_frame_equal(paired, again)  # the bootstrap is a function of its seed
+
+
+def test_bootstrap_draws_the_same_kept_or_drawn_again(monkeypatch):
+    import balancer.study._ml_metrics as metrics_module
+
+    rng = np.random.default_rng(2)
+    targets = (rng.random((80, 2)) < 0.4).astype(int)
+    predictions = {(s, k): rng.random((80, 2)) for s in "ab" for k in (0, 1)}
+    thresholds = {key: np.full(2, 0.5) for key in predictions}
+    options = dict(strategies=["a", "b"], seeds=[0, 1], reference="a", resamples=300,
+                   metrics=["macro_auroc", "micro_f1"], names=["p", "q"])
+    kept = paired_multilabel(predictions, targets, thresholds, **options)
+    monkeypatch.setattr(metrics_module, "_CACHE_BYTES", 0)
+    monkeypatch.setattr(metrics_module, "_CHUNK", 7)
+    redrawn = paired_multilabel(predictions, targets, thresholds, **options)
+    pd.testing.assert_frame_equal(kept, redrawn)
 
 
 def test_identical_rows_differ_by_exactly_zero():

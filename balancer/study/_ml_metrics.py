@@ -26,6 +26,7 @@ __all__ = ["HEADLINE", "choose_thresholds", "multilabel_metrics", "paired_multil
 HEADLINE = ("macro_auroc", "macro_auprc", "macro_f1", "micro_f1")
 
 _CHUNK = 256  # resamples computed together (bounds memory at _CHUNK x N floats)
+_CACHE_BYTES = 256 << 20  # keep every bootstrap draw when they fit in this many bytes
 
 
 def _tie_ends(sorted_scores: np.ndarray) -> np.ndarray:
@@ -35,34 +36,46 @@ def _tie_ends(sorted_scores: np.ndarray) -> np.ndarray:
 
 
 class _Sorted:
-    r"""One label's scores sorted once (ascending), with the ends of the runs of equal scores,
-    so that many weightings are evaluated without sorting again.
+    r"""One label's scores sorted once (ascending), so that many weightings are evaluated
+    without sorting again.
 
-    Both areas come from the cumulative positive and negative weight at the run ends, in one
-    pass: with :math:`P_g, N_g` the weight of the runs up to and including run :math:`g`
-    (ascending) and :math:`p_g, n_g` that of run :math:`g` alone, the ROC area sums
-    :math:`p_g (N_{g} - n_g + n_g / 2)` and average precision, scanning thresholds from the
-    top, sums :math:`p_g \cdot \mathrm{prec}_g` with
-    :math:`\mathrm{prec}_g = (P - P_g + p_g) / (P - P_g + p_g + N - N_g + n_g)`."""
+    Both areas need, per run :math:`g` of equal scores that holds a positive, its positive
+    weight :math:`p_g`, the cumulative positive weight :math:`P_g` up to and including it, and
+    the total weight :math:`A^{<}_g` below it and :math:`A^{\le}_g` up to its end (one
+    cumulative sum over all samples; every other step touches the positive runs only). With
+    :math:`N_g = A^{\le}_g - P_g` and :math:`n_g = A^{\le}_g - A^{<}_g - p_g`, the ROC area sums
+    :math:`p_g (N_g - n_g / 2)` over :math:`P N`, and average precision, thresholds scanned
+    from the top, sums :math:`p_g \cdot (P - P_g + p_g) / (A - A^{<}_g)` over :math:`P`."""
 
     def __init__(self, scores: np.ndarray, positive: np.ndarray) -> None:
         self.order = np.argsort(scores, kind="stable")
-        self.ends = _tie_ends(scores[self.order])
-        self.positive = positive[self.order][:, None]
+        ends = _tie_ends(scores[self.order])
+        starts = np.append(0, ends[:-1] + 1)
+        run_of = np.repeat(np.arange(len(ends)), ends - starts + 1)
+        self.positives = np.flatnonzero(positive[self.order])  # sorted positions
+        runs, self.first = np.unique(run_of[self.positives], return_index=True)
+        self.end_rows = ends[runs]
+        self.before_rows = starts[runs] - 1  # -1: nothing below the run
 
     def areas(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(B,)`` AUROC and ``(B,)`` AUPRC of the ``(B, N)`` weightings."""
-        w = weights.T[self.order]  # (N, B): the cumulative sums run down contiguous rows
-        cum_pos = np.cumsum(w * self.positive.astype(w.dtype), axis=0)[self.ends]
-        cum_neg = np.cumsum(w, axis=0)[self.ends] - cum_pos
-        pos_g = np.diff(cum_pos, axis=0, prepend=0.0)
-        neg_g = np.diff(cum_neg, axis=0, prepend=0.0)
-        total_pos, total_neg = cum_pos[-1], cum_neg[-1]
-        wins = (pos_g * (cum_neg - 0.5 * neg_g)).sum(axis=0)
-        tp = total_pos - cum_pos + pos_g  # called positive at this run's threshold and above
-        called = tp + total_neg - cum_neg + neg_g
+        if self.positives.size == 0:
+            missing = np.full(weights.shape[0], np.nan)
+            return missing, missing
+        w = weights.T[self.order]  # (N, B): the cumulative sum runs down contiguous rows
+        cum = np.cumsum(w, axis=0)
+        total = cum[-1]
+        pos_g = np.add.reduceat(w[self.positives], self.first, axis=0)
+        cum_pos = np.cumsum(pos_g, axis=0)
+        total_pos = cum_pos[-1]
+        upto = cum[self.end_rows]
+        below = cum[np.maximum(self.before_rows, 0)] * (self.before_rows >= 0)[:, None]
+        neg_g = upto - below - pos_g
+        total_neg = total - total_pos
+        wins = (pos_g * (upto - cum_pos - 0.5 * neg_g)).sum(axis=0)
+        called = total - below  # weight at or above the run's score
         with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(called > 0, tp / called, 0.0)
+            precision = np.where(called > 0, (total_pos - cum_pos + pos_g) / called, 0.0)
             auroc = np.where(total_pos * total_neg > 0, wins / (total_pos * total_neg), np.nan)
             auprc = np.where(total_pos > 0, (pos_g * precision).sum(axis=0) / total_pos, np.nan)
         return auroc, auprc
@@ -245,10 +258,25 @@ def paired_multilabel(predictions: dict, targets: np.ndarray, thresholds: dict, 
     generator = np.random.Generator(np.random.Philox(key=[seed, 0x626F6F74]))  # "boot"
     n, k = len(targets), len(seeds)
     seed_draw = generator.integers(0, k, size=(resamples, k))
-    # Sample draws per (replicate, slot), the same for every strategy (counts fit in int32).
-    sample_weights = np.stack([
-        np.stack([np.bincount(generator.integers(0, n, n), minlength=n) for _ in range(k)])
-        for _ in range(resamples)]).astype(np.int32)  # (B, k slots, N)
+
+    def draw(replicate: int, slot: int) -> np.ndarray:
+        # The test samples of (replicate, slot) come from a generator of their own, the same
+        # for every strategy, so they can be drawn once for all or again when needed.
+        generator = np.random.Generator(np.random.Philox(
+            np.random.SeedSequence([seed, 0x626F6F74, replicate, slot])))
+        return np.bincount(generator.integers(0, n, n), minlength=n).astype(np.int32)
+
+    # Counts in float32 sum exactly (integers below 2**24) at half the traffic of float64.
+    if resamples * k * n * 4 <= _CACHE_BYTES:  # every draw kept: drawn once, not per strategy
+        cache = np.stack([np.stack([draw(b, c) for c in range(k)]) for b in range(resamples)])
+
+        def sample_weights(replicate: np.ndarray, slot: np.ndarray) -> np.ndarray:
+            return cache[replicate, slot].astype(np.float32)
+    else:  # memory O(_CHUNK x N) instead of O(resamples x seeds x N)
+        def sample_weights(replicate: np.ndarray, slot: np.ndarray) -> np.ndarray:
+            return np.stack([draw(int(b), int(c)) for b, c in zip(replicate, slot, strict=True)
+                             ]).astype(np.float32)
+
     point: dict[str, dict[str, np.ndarray]] = {}
     boot: dict[str, dict[str, np.ndarray]] = {}
     ones = np.ones((1, n))
@@ -263,9 +291,7 @@ def paired_multilabel(predictions: dict, targets: np.ndarray, thresholds: dict, 
             replicate, slot = np.nonzero(seed_draw == j)  # every draw of this seed
             for begin in range(0, len(replicate), _CHUNK):
                 b, sl = replicate[begin: begin + _CHUNK], slot[begin: begin + _CHUNK]
-                # Counts in float32 sum exactly (integers below 2**24), at half the memory
-                # traffic of float64.
-                values = run.metrics(sample_weights[b, sl].astype(np.float32))
+                values = run.metrics(sample_weights(b, sl))
                 for m in metrics:
                     draws[m][b, sl] = values[m]
         boot[name] = {m: draws[m].mean(axis=1) for m in metrics}
