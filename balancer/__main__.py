@@ -23,6 +23,11 @@ from pathlib import Path
 # Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
 # matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
 from balancer.study._config import QUICK, StudyConfig
+from balancer.study._ml_cli import (
+    add_multilabel_options,
+    multilabel_study,
+    reject_multilabel_options,
+)
 from balancer.study._strategies import STRATEGIES
 
 __all__ = ["main"]
@@ -190,6 +195,7 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                      help="continue the study in --out: train only the runs it does not hold")
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bars (they are off anyway when stderr is not a terminal)")
+    add_multilabel_options(parser)  # --multilabel and its options (balancer/study/_ml_cli.py)
     parser.set_defaults(handler=study, parser=parser)
     return parser
 
@@ -255,6 +261,9 @@ def _default_out(config: StudyConfig, name: str | None = None) -> Path:
 
 
 def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> int:
+    if args.multilabel:  # the multi-label study: its own settings, data and report
+        return multilabel_study(args, parser, command)
+    reject_multilabel_options(args, parser)
     from balancer.study._outputs import prepare_out
     from balancer.study._report import format_table, write_across, write_outputs
     from balancer.study._study import prepare_data, run_study

@@ -16,10 +16,10 @@ from balancer import (
     datasets,
     transforms,
 )
-from balancer.study import _metrics
+from balancer.study import _metrics, _ml_data, _ml_metrics
 
 MODULES = [_labels, _loader, _multilabel_labels, _multilabel_sampler, _sampler, _schedule,
-           datasets, transforms, _metrics]
+           datasets, transforms, _metrics, _ml_data, _ml_metrics]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

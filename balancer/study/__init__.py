@@ -31,6 +31,9 @@ _EXPORTS = {
     "RunFolder": "_outputs", "prepare_out": "_outputs",
     "compare": "_compare",
 }
+# The multi-label study (``balancer study --multilabel``).
+_EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_multilabel",
+                 "write_multilabel_outputs": "_multilabel"})
 
 __all__ = sorted(name for name in _EXPORTS if name not in ("seeded_generator",
                                                            "train_and_evaluate"))

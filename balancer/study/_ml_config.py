@@ -1,0 +1,222 @@
+"""The multi-label study's settings and strategies, checked before any data is loaded."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from balancer._validation import check_int
+from balancer.study._config import _check_float
+
+__all__ = ["ML_QUICK", "ML_STRATEGIES", "MultiLabelStrategy", "MultiLabelStudyConfig"]
+
+
+@dataclass(frozen=True)
+class MultiLabelStrategy:
+    """How one row of the multi-label study trains.
+
+    Attributes:
+        name: the row's name.
+        sampling: ``"shuffle"`` (one shuffled pass per epoch), ``"label-balanced"``
+            (:class:`~balancer.MultiLabelBalancedSampler`) or ``"repeat-factor"``
+            (:class:`~balancer.RepeatFactorSampler`).
+        loss: ``"bce"``, ``"pos-weight"``, ``"asl"``, ``"db"`` or ``"sigmoid-la"``.
+        finetune: the last ``finetune_epochs`` are one pass at the true frequencies
+            (:class:`~balancer.FineTuneSchedule`) at the fine-tune learning rate.
+        description: one line for the report.
+    """
+
+    name: str
+    sampling: str
+    loss: str
+    description: str
+    finetune: bool = False
+
+
+ML_STRATEGIES: dict[str, MultiLabelStrategy] = {s.name: s for s in (
+    MultiLabelStrategy("plain", "shuffle", "bce", "shuffled batches, binary cross-entropy"),
+    MultiLabelStrategy("label-balanced", "label-balanced", "bce",
+                       "MultiLabelBalancedSampler: every label's positives as close to equal as "
+                       "co-occurrence allows, BCE"),
+    MultiLabelStrategy("label-balanced+finetune", "label-balanced", "bce",
+                       "label-balanced, then the last epochs at the true frequencies "
+                       "(FineTuneSchedule)", finetune=True),
+    MultiLabelStrategy("repeat-factor", "repeat-factor", "bce",
+                       "RepeatFactorSampler (LVIS repeat factors), BCE"),
+    MultiLabelStrategy("pos-weight", "shuffle", "pos-weight",
+                       "BCE with per-label pos_weight (N - n_j) / n_j, shuffled batches"),
+    MultiLabelStrategy("asl", "shuffle", "asl",
+                       "asymmetric loss (Ridnik et al. 2021), shuffled batches"),
+    MultiLabelStrategy("db", "shuffle", "db",
+                       "distribution-balanced loss (Wu et al. 2020), shuffled batches"),
+    MultiLabelStrategy("sigmoid-la", "shuffle", "sigmoid-la",
+                       "BCE on logits shifted by each label's prior log-odds (sigmoid logit "
+                       "adjustment), shuffled batches"),
+)}
+
+#: What ``--quick`` changes in the multi-label study: one seed, two epochs, fewer bootstrap replicates.
+ML_QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1,
+                            "bootstrap": 200}
+
+
+@dataclass(kw_only=True)
+class MultiLabelStudyConfig:
+    """Everything that defines a multi-label study; saved as ``study.json`` and ``config.json``.
+
+    Data (at most one of ``data`` and ``table``; neither means the semi-synthetic ChestX-ray14
+    set of ``samples`` rows, see :func:`~balancer.study._ml_data.semisynthetic_chestxray14`):
+        data: an ``.npz`` with ``X`` and ``Y`` (optional ``names``, ``groups``, ``split``), or an
+            ``.arff``/``.arff.gz`` file (MULAN layout).
+        table: a CSV table; its labels are ``label_cols`` (0/1 columns) or ``label_col`` (one
+            ``|``-separated column).
+        split_col, group_col: a train/val/test column and a group (patient) column of the table.
+
+    Training (identical for every strategy; every strategy takes ``epochs * ceil(N /
+    batch_size)`` optimizer steps, ``N`` the training rows):
+        strategies, seeds, epochs, batch_size, lr, weight_decay: as in the single-label study.
+        finetune_epochs, finetune_lr_scale, finetune_freeze: label-balanced+finetune's last
+            epochs at the true frequencies, their learning-rate factor, a frozen backbone.
+        rfs_threshold: repeat-factor sampling's ``t`` (labels rarer than ``t`` are repeated).
+        asl_gamma_neg, asl_gamma_pos, asl_clip: the asymmetric loss's settings (the paper's).
+        la_tau: sigmoid-la's ``tau``.
+        width: units per hidden layer of the MLP.
+        select: ``"last"`` (final weights) or ``"best"`` (highest validation macro AUPRC).
+        reference, bootstrap: the row of the paired statistics, and its bootstrap replicates.
+        rarest: how many of the rarest labels (by train positives) the report lists.
+    """
+
+    data: str | None = None
+    table: str | None = None
+    label_cols: tuple[str, ...] | None = None
+    label_col: str | None = None
+    split_col: str = "split"
+    group_col: str | None = None
+    samples: int = 8000
+
+    strategies: tuple[str, ...] = tuple(ML_STRATEGIES)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    finetune_epochs: int | None = None
+    finetune_lr_scale: float = 0.1
+    finetune_freeze: bool = False
+    rfs_threshold: float = 0.1
+    asl_gamma_neg: float = 4.0
+    asl_gamma_pos: float = 0.0
+    asl_clip: float = 0.05
+    la_tau: float = 1.0
+    width: int = 64
+    select: str = "last"
+    reference: str | None = None
+    bootstrap: int = 1000
+    rarest: int = 3
+
+    device: str = "cpu"
+    threads: int = 1
+    quick: bool = False
+    progress: bool = True
+    multilabel: bool = True  # marks the saved settings as a multi-label study's
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the setting, its value and the fix."""
+        if isinstance(self.strategies, str):
+            self.strategies = tuple(s.strip() for s in self.strategies.split(",") if s.strip())
+        self.strategies = tuple(self.strategies)
+        if not self.strategies:
+            raise ValueError(f"strategies is empty; choose from {list(ML_STRATEGIES)}")
+        unknown = [s for s in self.strategies if s not in ML_STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown multi-label strategy {unknown[0]!r} in "
+                             f"strategies={list(self.strategies)}; valid multi-label strategies "
+                             f"are {', '.join(ML_STRATEGIES)}")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies={list(self.strategies)} lists a strategy twice; "
+                             f"name each once")
+        self.seeds = tuple(self.seeds)
+        if not self.seeds:
+            raise ValueError("seeds is empty; pass at least one seed, e.g. --seeds 0,1,2")
+        for seed in self.seeds:
+            check_int("seeds", seed, minimum=0, maximum=2**63 - 1, fix="seeds are integers >= 0")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={list(self.seeds)} repeats a seed; repeated seeds give "
+                             f"identical runs, pass distinct seeds")
+        self.epochs = check_int("epochs", self.epochs, minimum=1,
+                                fix="pass the number of epochs to train, e.g. --epochs 10")
+        self.batch_size = check_int("batch_size", self.batch_size, minimum=1,
+                                    fix="pass samples per batch, e.g. --batch-size 128")
+        if self.finetune_epochs is None:
+            self.finetune_epochs = min(1, self.epochs)
+        self.finetune_epochs = check_int("finetune_epochs", self.finetune_epochs, minimum=0,
+                                         maximum=self.epochs,
+                                         fix=f"it must lie in [0, epochs={self.epochs}]")
+        self.samples = check_int("samples", self.samples, minimum=500,
+                                 fix="the semi-synthetic set needs at least 500 rows so that "
+                                     "rare findings reach every split, e.g. 8000")
+        self.width = check_int("width", self.width, minimum=1,
+                               fix="pass the MLP's hidden units, e.g. --width 64")
+        self.threads = check_int("threads", self.threads, minimum=1,
+                                 fix="pass the number of CPU threads torch may use, e.g. 1")
+        self.rarest = check_int("rarest", self.rarest, minimum=0,
+                                fix="pass how many of the rarest labels to list, e.g. 3")
+        self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
+                                   fix="a 95% interval needs at least 100 replicates, e.g. 1000")
+        self.lr = _check_float("lr", self.lr, low=0.0, low_open=True)
+        self.weight_decay = _check_float("weight_decay", self.weight_decay, low=0.0)
+        self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
+                                              low=0.0, low_open=True)
+        self.rfs_threshold = _check_float("rfs_threshold", self.rfs_threshold, low=0.0,
+                                          high=1.0, low_open=True,
+                                          fix="labels rarer than this share are repeated, "
+                                              "e.g. 0.1")
+        self.asl_gamma_neg = _check_float("asl_gamma_neg", self.asl_gamma_neg, low=0.0)
+        self.asl_gamma_pos = _check_float("asl_gamma_pos", self.asl_gamma_pos, low=0.0)
+        self.asl_clip = _check_float("asl_clip", self.asl_clip, low=0.0, high=1.0)
+        self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
+        if self.select not in ("best", "last"):
+            raise ValueError(f"select should be 'best' (highest validation macro AUPRC) or "
+                             f"'last', but got select={self.select!r}")
+        if self.data is not None and self.table is not None:
+            raise ValueError(f"pass only one of data and table, but got data={self.data!r} and "
+                             f"table={self.table!r}")
+        if self.label_cols is not None:
+            if isinstance(self.label_cols, str):
+                self.label_cols = tuple(c.strip() for c in self.label_cols.split(",")
+                                        if c.strip())
+            self.label_cols = tuple(self.label_cols)
+        if self.table is not None and (self.label_cols is None) == (self.label_col is None):
+            raise ValueError("a multi-label table needs its labels: pass label_cols (--label-cols "
+                             "A,B,C, 0/1 columns) or label_col (--label-col NAME, one "
+                             "'|'-separated column), exactly one")
+        if self.table is None and self.label_col is not None:
+            raise ValueError(f"label_col={self.label_col!r} applies only to a CSV table; pass "
+                             f"--table, or remove --label-col")
+        if self.table is None and (self.group_col is not None or self.split_col != "split"):
+            raise ValueError("group_col and split_col apply only to a CSV table (an .npz holds "
+                             "them as the arrays 'groups' and 'split'; the semi-synthetic set is "
+                             "split by patient); pass --table, or remove them")
+        if self.reference is not None and self.reference not in self.strategies:
+            raise ValueError(f"unknown reference strategy reference={self.reference!r}: it must "
+                             f"be one of the strategies run, {list(self.strategies)}; pass one "
+                             f"of those or add it to strategies")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
+                             f"device={self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
+                             f"is False on this machine; pass --device cpu")
+
+    def reference_row(self) -> str:
+        """``reference``, or ``plain`` when it is run, else the first strategy."""
+        if self.reference is not None:
+            return self.reference
+        return "plain" if "plain" in self.strategies else self.strategies[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
