@@ -82,8 +82,8 @@ def _log_sigmoid(u: Tensor, extreme: bool) -> tuple[Tensor, Tensor]:
     r"""(sigma(u), log sigma(u)) from one sigmoid and one log: both vectorised on CPU, where
     torch's log_sigmoid and softplus are not and cost three times as much together.
 
-    ``extreme``: some element may lie below the floor (the caller knows from one min over the
-    whole input). Then u is clamped at the floor F first and log sigma(u) is
+    ``extreme``: some element may lie below the floor (see :func:`_run_chunks` for how the
+    caller knows). Then u is clamped at the floor F first and log sigma(u) is
     log sigma(F) + (u - F), off by less than e^F (1e-38 in float32), and sigma(u) is returned as
     sigma(F), off by less than that too. Precision: log sigma(u) to one rounding of the sigmoid,
     i.e. relative for every element whose loss exceeds float epsilon and absolute (below
@@ -122,7 +122,7 @@ class ShiftedBCE:
     The CPU kernel takes both softplus terms from log-sigmoids (see :func:`_log_sigmoid`):
     :math:`\mathrm{softplus}(-u) = -\log\sigma(u)` and
     :math:`\tfrac{1}{\lambda}\mathrm{softplus}(\lambda u) = u - \tfrac{1}{\lambda}\log\sigma(\lambda u)`,
-    so the sigmoids the gradient needs are the only transcendental passes besides two logs.
+    so the sigmoids the gradient needs, and their logs, are the only transcendental passes.
     """
 
     def __init__(
