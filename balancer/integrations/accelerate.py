@@ -154,7 +154,7 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     if samples_per_epoch is not None:
         sampler_options["samples_per_epoch"] = samples_per_epoch
     balanced = plan_class(
-        plan_labels(plan_class, loader.dataset, labels), loader.batch_sampler.batch_size,
+        _plan_labels(plan_class, loader.dataset, labels), loader.batch_sampler.batch_size,
         seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
         num_replicas=accelerator.num_processes, rank=accelerator.process_index,
         **sampler_options,
@@ -168,7 +168,7 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     return prepared
 
 
-def plan_labels(plan_class: type, dataset: Any, labels: Any) -> Any:
+def _plan_labels(plan_class: type, dataset: Any, labels: Any) -> Any:
     """The targets ``plan_class`` reads, found as :func:`balancer.balance` finds them: one class
     per item for the balanced sampler, multi-label targets for the others (repeat-factor
     sampling also takes one class per item)."""

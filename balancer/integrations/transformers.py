@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from balancer._loader import _sampler_class
 from balancer._schedule import FineTuneSchedule
 from balancer._validation import check_int
-from balancer.integrations.accelerate import plan_labels, prepare
+from balancer.integrations.accelerate import _plan_labels, prepare
 
 __all__ = ["BalancedTrainer"]
 
@@ -101,7 +101,7 @@ class BalancedTrainer(transformers.Trainer):
             raise ValueError("BalancedTrainer needs a train_dataset")
         dataset = self.train_dataset
         # Labels from the dataset as given: column removal below may drop the label column.
-        labels = plan_labels(self._balanced_plan, dataset, self._balanced_labels)
+        labels = _plan_labels(self._balanced_plan, dataset, self._balanced_labels)
         collator = self.data_collator
         if hasattr(dataset, "column_names"):  # a datasets.Dataset: the Trainer's own preparation
             dataset = self._remove_unused_columns(dataset, description="Training")
