@@ -245,13 +245,17 @@ class RepeatFactorSampler(PlanBatchSampler):
                     f"category frequency below which samples are repeated (LVIS: 0.001)")
             self.threshold = threshold
             factors, per_category = repeat_factors(targets, threshold)
-            if schedule is not None and not (factors > 1.0).any():
+            # A schedule without fine-tune epochs only counts epochs (framework adapters pass
+            # one for total_batches()), so it applies whatever the factors are.
+            finetunes = getattr(schedule, "finetune_epochs", 0) > 0
+            if finetunes and not (factors > 1.0).any():
                 rarest = float(targets.counts.min() / targets.num_samples)
                 raise ValueError(
                     f"a fine-tune schedule does not apply here: with threshold={threshold} no "
                     f"category is rarer than the threshold (the rarest has frequency {rarest:.4g}), "
                     f"so no sample is repeated and every epoch is already at the true frequencies. "
-                    f"Raise threshold above {rarest:.4g}, or drop schedule="
+                    f"Raise threshold above {rarest:.4g}, or use a schedule with "
+                    f"finetune_epochs=0 (or none)"
                 )
             super().__init__(num_samples=targets.num_samples, batch_size=batch_size, seed=seed,
                              drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,

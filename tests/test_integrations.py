@@ -426,6 +426,11 @@ def test_adapters_build_the_multilabel_samplers_in_one_process_and_name_a_bad_sa
             expected = list(reference)
             assert [batch[2].tolist() for batch in lightning_loader] == expected
             assert [batch[2].tolist() for batch in accelerate_loader] == expected
+    # Nothing rarer than the threshold and no fine-tune epoch: the schedule lightning.balance
+    # always builds only counts epochs, so it must not be refused.
+    flat = balancer_lightning.balance(trainer, plain(), "findings", seed=SEED,
+                                      sampler="repeat-factor", threshold=1e-9)
+    assert len(list(flat)) == flat.total_batches() // ML_EPOCHS
     with pytest.raises(ValueError, match=r"sampler should be one of .*sampler='nope'"):
         balancer_lightning.balance(trainer, plain(), "findings", sampler="nope")
     with pytest.raises(ValueError, match=r"sampler should be one of .*sampler='nope'"):

@@ -344,9 +344,17 @@ def test_finetune_schedule_on_rfs_where_it_does_not_apply():
     labels = ["a"] * 10 + ["b"] * 10
     with pytest.raises(ValueError, match=r"a fine-tune schedule does not apply here: with "
                        r"threshold=0.1 no category is rarer than the threshold \(the rarest has "
-                       r"frequency 0.5\).*Raise threshold above 0.5, or drop schedule="):
+                       r"frequency 0.5\).*Raise threshold above 0.5, or use a schedule with "
+                       r"finetune_epochs=0"):
         RepeatFactorSampler(labels, 2, threshold=0.1, schedule=FineTuneSchedule(3, 1))
     RepeatFactorSampler(labels, 2, threshold=0.1)  # without a schedule: a plain shuffled pass
+    # A schedule with no fine-tune epoch only counts epochs: accepted, and every epoch is one
+    # shuffled pass (what a framework adapter builds with finetune_epochs=0).
+    counted = RepeatFactorSampler(labels, 2, threshold=0.1, schedule=FineTuneSchedule(3, 0))
+    assert counted.total_batches() == 3 * 10
+    for epoch in range(3):
+        counted.set_epoch(epoch)
+        assert sorted(i for batch in counted for i in batch) == list(range(20))
 
 
 def test_state_from_another_plan_or_labels_is_refused():
