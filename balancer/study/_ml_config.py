@@ -96,7 +96,7 @@ class MultiLabelStudyConfig:
     samples: int = 8000
 
     strategies: tuple[str, ...] = tuple(ML_STRATEGIES)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-3
