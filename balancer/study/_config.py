@@ -14,7 +14,7 @@ import torch
 from balancer._validation import check_int
 from balancer.study._strategies import STRATEGIES
 
-__all__ = ["BUDGET", "LIBRARY_DEFAULTS", "QUICK", "TUNABLE", "TUNED_DIR", "StudyConfig",
+__all__ = ["BUDGET", "LIBRARY_DEFAULTS", "QUICK", "TUNABLE", "TUNED_DIR", "TUNE_SEEDS", "StudyConfig",
            "load_tuned"]
 
 #: What ``--quick`` changes: one seed, two short epochs on a 256-sample slice of the train split.
@@ -56,6 +56,9 @@ LIBRARY_DEFAULTS: dict[str, Any] = {
 #: same ones (a phase length tuned for 12 epochs means nothing for 6).
 BUDGET = ("epochs", "batch_size", "lr", "weight_decay", "width", "augment", "select",
           "train_limit", "finetune_freeze")
+
+#: The seeds of the tuning runs (``balancer study --tune``), apart from the study's own 0..4.
+TUNE_SEEDS = (100, 101)
 
 #: Where the shipped tuned settings live, one ``<dataset>.json`` per shipped data set.
 TUNED_DIR = Path(__file__).with_name("tuned")
@@ -143,7 +146,7 @@ class StudyConfig:
     train_limit: int | None = None
 
     strategies: tuple[str, ...] = tuple(STRATEGIES)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     epochs: int = 12
     batch_size: int = 64
     lr: float = 2e-3

@@ -146,12 +146,15 @@ def _init_worker(data: StudyData, config: StudyConfig) -> None:
     _WORKER.update(data=data, config=config)
 
 
-def _train_in_worker(name: str, seed: int) -> RunResult:
+def _train_in_worker(name: str, seed: int, overrides: dict | None = None,
+                     evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
     from balancer.study._train import train_and_evaluate
 
     config = _WORKER["config"]
+    if overrides:
+        config = StudyConfig(**{**config.to_dict(), **overrides})
     return train_and_evaluate(_WORKER["data"], STRATEGIES[name], seed, config,
-                              device=torch.device(config.device))
+                              device=torch.device(config.device), evaluate=evaluate)
 
 
 def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray],
@@ -169,7 +172,7 @@ def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray
     return pd.concat([results, derived], ignore_index=True), {**probs, **derived_probs}
 
 
-def _pool(data: StudyData, config: StudyConfig):
+def make_pool(data: StudyData, config: StudyConfig):
     """``config.jobs`` fresh processes (spawned: nothing of this process's torch state, threads
     or generators is inherited), each with ``config.threads`` torch threads. A run is a
     function of its seed alone, so the results are those of ``jobs=1``."""
@@ -214,7 +217,7 @@ def run_study(config: StudyConfig, data: StudyData | None = None, *,
     pool = None
     try:
         if config.jobs > 1:
-            pool = _pool(data, config)
+            pool = make_pool(data, config)
         results, probs = run_strategies(
             config, lambda name, seed: train_and_evaluate(data, STRATEGIES[name], seed, config,
                                                           device=device),

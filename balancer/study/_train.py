@@ -214,17 +214,20 @@ def default_model(data: StudyData, strategy: Strategy, seed: int, config: StudyC
 
 
 def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: StudyConfig, *,
-                       device: torch.device, position: int = 1) -> RunResult:
+                       device: torch.device, position: int = 1,
+                       evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
     """Train ``strategy`` with ``seed`` for ``config.epochs`` epochs on the study's own model,
-    select on validation, evaluate on test."""
+    select on validation, evaluate on the ``evaluate`` splits (the tuning mode passes
+    ``("val",)`` and data without a test split)."""
     return train_run(_TensorSource(data, config, device),
                      lambda: default_model(data, strategy, seed, config), data.num_classes,
-                     strategy, seed, config, device=device, position=position)
+                     strategy, seed, config, device=device, position=position,
+                     evaluate=evaluate)
 
 
 def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, strategy: Strategy,
               seed: int, config: StudyConfig, *, device: torch.device,
-              position: int = 1) -> RunResult:
+              position: int = 1, evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
     """The one training loop of every run: ``config.epochs`` epochs of
     ``ceil(N / batch_size)`` steps from the strategy's batch sampler, then validation
     selection and evaluation on val and test.
@@ -238,12 +241,12 @@ def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, str
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(state)
         return _train_run(source, make_model, num_classes, strategy, seed, config,
-                          device=device, position=position)
+                          device=device, position=position, evaluate=evaluate)
 
 
 def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
                strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
-               position: int) -> RunResult:
+               position: int, evaluate: tuple[str, ...]) -> RunResult:
     start = time.perf_counter()
     train_labels = source.labels["train"]
     counts = np.bincount(train_labels, minlength=num_classes)
@@ -308,11 +311,12 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
 
     assert best_state is not None
     model.load_state_dict(best_state)
-    probs = {split: predict(model, source, split, logit_scale) for split in ("val", "test")}
+    probs = {split: predict(model, source, split, logit_scale) for split in evaluate}
     evaluated = {
         split: classification_metrics(probs[split], source.labels[split],
                                       num_classes=num_classes, ece_bins=config.ece_bins,
                                       ordinal=config.is_ordinal())
-        for split in ("val", "test")}
-    return RunResult(test=evaluated["test"], val=evaluated["val"], selected_epoch=best_epoch,
+        for split in evaluate}
+    return RunResult(test=evaluated.get("test", {}), val=evaluated["val"],
+                     selected_epoch=best_epoch,
                      steps=steps, seconds=time.perf_counter() - start, probs=probs)
