@@ -519,7 +519,7 @@ def test_study_help_gives_every_option_help_and_its_default_once(capsys, monkeyp
         assert help_text, f"{name} has no help text"
         assert block.count("(default:") <= 1, f"{name} shows its default twice: {block!r}"
     defaults = {"--lr": "0.002", "--batch-size": "64", "--image-col": "path",
-                "--seeds": "0,1,2", "--strategies": "all", "--epochs": "12",
+                "--seeds": "0,1,2,3,4", "--strategies": "all", "--epochs": "12",
                 "--augment": "True", "--train-limit": "all"}
     for name, default in defaults.items():
         (block,) = [b for n, b in zip(names, blocks, strict=True) if n == name]

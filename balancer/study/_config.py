@@ -110,14 +110,22 @@ class StudyConfig:
         strategies, seeds: the rows and the repetitions.
         epochs: the budget, in epochs of ``ceil(N / batch_size)`` optimizer steps each.
         batch_size, lr, weight_decay: AdamW settings.
-        finetune_epochs: balanced+finetune's last epochs at the true frequencies (default
-            ``min(1, epochs)``).
+        finetune_epochs: balanced+finetune's last epochs at the true frequencies.
         finetune_lr_scale, finetune_freeze: learning-rate factor and frozen backbone in
-            balanced+finetune's fine-tune phase. The defaults (1 epoch, x0.1, all layers
-            trained) were chosen on the validation split of RetinaMNIST
-            (``benchmarks/study_finetune_validation.py``).
+            balanced+finetune's fine-tune phase.
         drw_epochs: ldam-drw's last epochs with class-balanced weights (the paper re-weights the
-            last 20% of training; default ``min(3, epochs)``, 3 of 12 here).
+            last 20% of training).
+        drs_epochs: drs's last epochs on BalancedBatchSampler batches (shuffled before).
+        crt_epochs: crt's last epochs: classifier re-initialised and retrained alone on
+            balanced batches, backbone frozen (plain training before).
+        posthoc_tau, balanced_posthoc_tau, threshold: the settings of the post-hoc rows
+            (``None``: chosen per seed on validation, see :mod:`balancer.study._posthoc`).
+        tuned: fill the tunable settings left unset (:data:`TUNABLE`: the ones above, ``la_tau``,
+            ``focal_gamma`` and ``effective_beta``) from the shipped tuning record of the data
+            set (``balancer/study/tuned/<dataset>.json``, written by ``balancer study --tune``)
+            when its budget (:data:`BUDGET`) is this config's; otherwise, and with
+            ``tuned=False``, from :data:`LIBRARY_DEFAULTS` (phase lengths capped at
+            ``epochs``). ``tuned_from`` records the file, the tuning run and the values taken.
         select: ``"last"`` evaluates the final weights (a fixed budget for everyone);
             ``"best"`` keeps the epoch with the highest validation balanced accuracy.
         augment: random shifts of up to 2 pixels and horizontal flips.
@@ -130,7 +138,10 @@ class StudyConfig:
         posthoc: add the rows derived after training with a shift chosen on validation:
             ``plain+posthoc``, ``balanced+posthoc`` (logit adjustment) and, for two classes,
             ``plain+threshold`` (see :mod:`balancer.study._posthoc`).
-        device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU.
+        device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU (per
+            process with ``jobs``).
+        jobs: train this many runs at once in spawned processes (CPU only); every run is a
+            function of its seed, so the results are those of ``jobs=1``.
         ece_bins: bins of the expected calibration error.
     """
 
