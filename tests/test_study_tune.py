@@ -252,3 +252,31 @@ def test_tune_with_options_that_make_no_sense_fails_before_training(tmp_path, ca
         main(["study", "--tune", "--quick", *args, "--out", str(tmp_path / "t")])
     assert match in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+# ----------------------------------------------------------------------------- the advice
+def test_shipped_records_exist_and_the_library_advice_follows_their_finetune_choice():
+    """The FineTuneSchedule default and examples/medical_imaging.py use the fine-tune phase the
+    shipped tuning records chose for balanced+finetune (1 epoch, learning rate x0.1, all layers
+    trained): change one and the other must follow."""
+    import runpy
+    from pathlib import Path
+
+    from balancer import FineTuneSchedule
+    from balancer.study._config import load_tuned
+
+    choices = set()
+    for name in ("retinamnist", "pneumoniamnist", "breastmnist"):
+        record = load_tuned(name)
+        assert record is not None, name
+        assert record["budget"] == {key: getattr(StudyConfig(tuned=False), key)
+                                    for key in BUDGET}, name
+        assert record["grid_points"] == GRID_POINTS
+        assert set(GRID) - set(record["choices"]) <= {"plain+threshold"}  # binary data only
+        choice = record["choices"]["balanced+finetune"]
+        choices.add((choice["finetune_epochs"], choice["finetune_lr_scale"]))
+    assert choices == {(1, 0.1)}
+    assert FineTuneSchedule(12).finetune_epochs == 1
+    example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "medical_imaging.py"))
+    assert (example["finetune_epochs"], example["finetune_lr_factor"],
+            example["freeze_backbone"]) == (1, 0.1, 0)
