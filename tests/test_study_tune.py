@@ -138,10 +138,23 @@ def _poisoned(data):
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_tuning_reads_no_test_label_and_chooses_the_best_mean_validation_point(breast, jobs):
+def test_tuning_reads_no_test_label_and_chooses_the_best_mean_validation_point(
+        breast, jobs, monkeypatch):
+    import balancer.study._study as study_module
+
+    pools = []
+    make_pool = study_module.make_pool
+
+    def recording(*args, **kwargs):
+        pools.append(make_pool(*args, **kwargs))
+        return pools[-1]
+
+    monkeypatch.setattr(study_module, "make_pool", recording)
     config = StudyConfig(**FAST, strategies=("plain", "focal", "crt"), seeds=(100, 101),
                          jobs=jobs)
     record = tune(config, _poisoned(breast))
+    # --jobs N trains on N processes (one pool of N workers), --jobs 1 in this process.
+    assert [pool._max_workers for pool in pools] == ([jobs] if jobs > 1 else [])
     # The grids: the same number of points for every strategy with a setting, none otherwise.
     assert set(record["scores"]) == {"focal", "crt", "plain+posthoc", "plain+threshold"}
     assert record["untuned"] == ["plain"]

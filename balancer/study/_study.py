@@ -172,15 +172,15 @@ def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray
     return pd.concat([results, derived], ignore_index=True), {**probs, **derived_probs}
 
 
-def make_pool(data: StudyData, config: StudyConfig):
-    """``config.jobs`` fresh processes (spawned: nothing of this process's torch state, threads
+def make_pool(data: StudyData, config: StudyConfig, jobs: int | None = None):
+    """``jobs`` (default ``config.jobs``) fresh processes (spawned: nothing of this process's torch state, threads
     or generators is inherited), each with ``config.threads`` torch threads. A run is a
     function of its seed alone, so the results are those of ``jobs=1``."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     quiet = StudyConfig(**{**config.to_dict(), "progress": False, "jobs": 1})
-    return ProcessPoolExecutor(max_workers=config.jobs,
+    return ProcessPoolExecutor(max_workers=config.jobs if jobs is None else jobs,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(data, quiet))
 

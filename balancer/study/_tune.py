@@ -125,7 +125,7 @@ def tune(config: StudyConfig, data: StudyData, *, command: str = "(python)",
         if config.jobs > 1:
             from balancer.study._study import _train_in_worker
 
-            pool = make_pool(data, base)
+            pool = make_pool(data, base, config.jobs)
             try:
                 futures = {(name, i, seed): pool.submit(_train_in_worker, name, seed, point,
                                                         ("val",))
