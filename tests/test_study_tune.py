@@ -293,3 +293,20 @@ def test_shipped_records_exist_and_the_library_advice_follows_their_finetune_cho
     example = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "medical_imaging.py"))
     assert (example["finetune_epochs"], example["finetune_lr_factor"],
             example["freeze_backbone"]) == (1, 0.1, 0)
+
+
+def test_across_data_sets_ranks_only_rows_run_on_every_data_set(tmp_path):
+    """plain+threshold exists for the two binary data sets only: it used to turn every
+    Friedman statistic into NaN; it is now left out of the ranks, and the report says so."""
+    out = tmp_path / "across"
+    assert main(["study", "--quick", "--no-progress", "--dataset",
+                 "retinamnist,pneumoniamnist,breastmnist", "--strategies", "plain,balanced",
+                 "--seeds", "0", "--train-limit", "64", "--batch-size", "32",
+                 "--bootstrap", "100", "--out", str(out)]) == 0
+    across = pd.read_csv(out / "across.csv")
+    assert "plain+threshold" not in set(across["strategy"])
+    assert set(across["strategy"]) == {"plain", "balanced", "plain+posthoc", "balanced+posthoc"}
+    assert across["mean_rank"].notna().all()
+    report = (out / "across.md").read_text()
+    assert "Left out of the ranks (not run on every data set): `plain+threshold`." in report
+    assert "nan" not in report

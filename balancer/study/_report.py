@@ -578,9 +578,15 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
     reference = config.reference_row()
     records, sections = [], []
     names = list(per_dataset)
+    left_out: set[str] = set()
     for metric, higher in HEADLINE.items():
         scores = pd.DataFrame({name: summarize(frame)[(metric, "mean")]
                                for name, frame in per_dataset.items()}).T
+        # A rank needs a score on every data set: rows that exist on some only (plain+threshold,
+        # two classes only) are left out of the ranking rather than poisoning it with NaN.
+        missing = scores.columns[scores.isna().any()]
+        left_out.update(missing)
+        scores = scores.drop(columns=missing)
         result = rank_datasets(scores, reference=reference, higher=higher)
         wilcoxon = result["wilcoxon"].set_index("strategy")
         for strategy, rank in result["ranks"].items():
@@ -626,7 +632,10 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
     lines = ["# Comparison study across data sets", "", "Command:", "", "```bash", command,
              "```", "", f"Data sets: {', '.join(names)} (each one unit: its test metric's mean "
              f"over seeds {list(config.seeds)}). Per-data-set reports: "
-             + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".", "", verdict, "",
+             + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".", "",
+             *([f"Left out of the ranks (not run on every data set): "
+                f"{', '.join(f'`{s}`' for s in sorted(left_out))}.", ""] if left_out else []),
+             verdict, "",
              "## Mean ranks (1 = best)", "", *sections, "",
              f"## Balanced accuracy: Wilcoxon signed-rank against `{reference}`, Holm-adjusted",
              "", _markdown(wilcoxon_rows), "",
