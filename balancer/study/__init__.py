@@ -30,6 +30,7 @@ _EXPORTS = {
     "prepare_data": "_study", "run_study": "_study",
     "RunFolder": "_outputs", "prepare_out": "_outputs",
     "compare": "_compare",
+    "tune": "_tune", "write_tuning": "_tune",
 }
 
 __all__ = sorted(name for name in _EXPORTS if name not in ("seeded_generator",

@@ -32,7 +32,8 @@ from balancer.study._data import StudyData
 from balancer.study._posthoc import POSTHOC, logit_shift
 from balancer.study._strategies import STRATEGIES
 
-__all__ = ["GRID", "GRID_POINTS", "TUNE_SEEDS", "tune", "tune_markdown", "without_test"]
+__all__ = ["GRID", "GRID_POINTS", "TUNE_SEEDS", "tune", "tune_markdown", "without_test",
+           "write_tuning"]
 
 #: Grid points per strategy: the same for every strategy that has a key setting.
 GRID_POINTS = 3
