@@ -487,11 +487,15 @@ def test_cli_out_is_a_file_and_bad_seeds(tmp_path, monkeypatch, capsys):
 def test_phase_lengths_default_to_at_most_the_budget(epochs, drw, finetune):
     # `balancer study --epochs 2 --strategies plain` must not trip over a default never set.
     from balancer.__main__ import _config, build_parser
-    args = build_parser().parse_args(["study", "--epochs", str(epochs), "--strategies", "plain"])
+    # The library defaults (--no-tuned: at 12 epochs the shipped RetinaMNIST tuning record
+    # would set them, see tests/test_study_tune.py).
+    args = build_parser().parse_args(["study", "--epochs", str(epochs), "--strategies", "plain",
+                                      "--no-tuned"])
     config = _config(args)
     assert (config.epochs, config.drw_epochs, config.finetune_epochs) == (epochs, drw, finetune)
-    config = StudyConfig(epochs=epochs)
+    config = StudyConfig(epochs=epochs, tuned=False)
     assert (config.drw_epochs, config.finetune_epochs) == (drw, finetune)
+    assert config.drs_epochs == config.crt_epochs == min(3, epochs)
 
 
 def test_explicit_phase_lengths_beyond_the_budget_are_still_refused():
