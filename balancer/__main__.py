@@ -9,6 +9,7 @@ Examples::
     balancer study --table features.csv --label-col y     # a small MLP on numeric features
     balancer study --resume --out runs/mine          # continue an interrupted study
     balancer study --quick --out /tmp/smoke          # seconds: one seed, two short epochs
+    balancer study --tune --dataset breastmnist --jobs 2   # choose key settings on validation
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 # Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
 # matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
-from balancer.study._config import QUICK, StudyConfig
+from balancer.study._config import LIBRARY_DEFAULTS, QUICK, TUNABLE, TUNE_SEEDS, StudyConfig
 from balancer.study._ml_cli import (
     add_multilabel_options,
     multilabel_study,
@@ -141,20 +142,51 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     run.add_argument("--lr", type=_finite, default=_DEFAULTS.lr, help="AdamW learning rate")
     run.add_argument("--weight-decay", type=_finite, default=_DEFAULTS.weight_decay,
                      help="AdamW weight decay")
+    tuned = ("(default: the shipped tuned value for a shipped data set at the default budget, "
+             "else {})")
     run.add_argument("--finetune-epochs", type=int, default=None,
-                     help=f"balanced+finetune's epochs at true frequencies (default: "
-                          f"min({_DEFAULTS.finetune_epochs}, epochs))")
+                     help="balanced+finetune's epochs at true frequencies "
+                          + tuned.format(f"min({LIBRARY_DEFAULTS['finetune_epochs']}, epochs)"))
     run.add_argument("--drw-epochs", type=int, default=None,
-                     help=f"ldam-drw's last epochs with class-balanced weights (default: "
-                          f"min({_DEFAULTS.drw_epochs}, epochs))")
-    run.add_argument("--finetune-lr-scale", type=_finite, default=_DEFAULTS.finetune_lr_scale,
-                     help="balanced+finetune's learning-rate factor in the fine-tune phase")
-    run.add_argument("--focal-gamma", type=_finite, default=_DEFAULTS.focal_gamma,
-                     help="focal's gamma (0 is cross-entropy)")
-    run.add_argument("--la-tau", type=_finite, default=_DEFAULTS.la_tau,
-                     help="logit-adjusted's tau (0 is cross-entropy)")
-    run.add_argument("--effective-beta", type=_finite, default=_DEFAULTS.effective_beta,
-                     help="effective's beta of the effective number of samples, in [0, 1)")
+                     help="ldam-drw's last epochs with class-balanced weights "
+                          + tuned.format(f"min({LIBRARY_DEFAULTS['drw_epochs']}, epochs)"))
+    run.add_argument("--drs-epochs", type=int, default=None,
+                     help="drs's last epochs on balanced batches "
+                          + tuned.format(f"min({LIBRARY_DEFAULTS['drs_epochs']}, epochs)"))
+    run.add_argument("--crt-epochs", type=int, default=None,
+                     help="crt's last epochs retraining the classifier on balanced batches "
+                          + tuned.format(f"min({LIBRARY_DEFAULTS['crt_epochs']}, epochs)"))
+    run.add_argument("--finetune-lr-scale", type=_finite, default=None,
+                     help="balanced+finetune's learning-rate factor in the fine-tune phase "
+                          + tuned.format(LIBRARY_DEFAULTS["finetune_lr_scale"]))
+    run.add_argument("--focal-gamma", type=_finite, default=None,
+                     help="focal's gamma (0 is cross-entropy) "
+                          + tuned.format(LIBRARY_DEFAULTS["focal_gamma"]))
+    run.add_argument("--la-tau", type=_finite, default=None,
+                     help="logit-adjusted's tau (0 is cross-entropy) "
+                          + tuned.format(LIBRARY_DEFAULTS["la_tau"]))
+    run.add_argument("--effective-beta", type=_finite, default=None,
+                     help="effective's beta of the effective number of samples, in [0, 1) "
+                          + tuned.format(LIBRARY_DEFAULTS["effective_beta"]))
+    run.add_argument("--posthoc-tau", type=_finite, default=None,
+                     help="plain+posthoc's tau " + tuned.format("chosen per seed on validation"))
+    run.add_argument("--balanced-posthoc-tau", type=_finite, default=None,
+                     help="balanced+posthoc's tau "
+                          + tuned.format("chosen per seed on validation"))
+    run.add_argument("--threshold", type=_finite, default=None,
+                     help="plain+threshold's threshold on p(class 1) "
+                          + tuned.format("chosen per seed on validation"))
+    run.add_argument("--tuned", action=argparse.BooleanOptionalAction, default=True,
+                     help="use the shipped tuned settings (balancer/study/tuned/<dataset>.json) "
+                          "for the settings not given, where their budget is this run's")
+    run.add_argument("--tune", action="store_true",
+                     help="tuning mode: train every strategy's key setting on a small grid "
+                          "(the same number of points and seeds for each) and choose it by "
+                          "validation balanced accuracy; writes tuned.json and tune.md, reads "
+                          "no test label (seeds default to 100,101)")
+    run.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
+                     help="train this many runs at once in parallel processes (one torch "
+                          "thread each by default); the results are those of --jobs 1")
     run.add_argument("--drw-beta", type=_finite, default=_DEFAULTS.drw_beta,
                      help="ldam-drw's beta of the deferred class-balanced weights")
     run.add_argument("--finetune-freeze", action=argparse.BooleanOptionalAction,
@@ -225,7 +257,9 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
     for key, value in chosen.items():
         if value is not None:
             continue
-        if args.quick:
+        if key == "seeds" and args.tune:
+            chosen[key] = TUNE_SEEDS
+        elif args.quick:
             chosen[key] = QUICK[key]  # phase lengths of 1 fit any budget
         elif key not in ("finetune_epochs", "drw_epochs"):
             chosen[key] = getattr(_DEFAULTS, key)
@@ -241,11 +275,30 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         finetune_lr_scale=args.finetune_lr_scale, finetune_freeze=args.finetune_freeze,
         focal_gamma=args.focal_gamma, la_tau=args.la_tau, effective_beta=args.effective_beta,
         drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
+        drs_epochs=args.drs_epochs, crt_epochs=args.crt_epochs, posthoc_tau=args.posthoc_tau,
+        balanced_posthoc_tau=args.balanced_posthoc_tau, threshold=args.threshold,
+        tuned=args.tuned, jobs=args.jobs,
         ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
         threads=args.threads, quick=args.quick,
         # Progress bars only on a terminal: redirected to a file they are noise.
         progress=not args.no_progress and sys.stderr.isatty(), **chosen)
+
+
+def _check_tune(args: argparse.Namespace, names: list[str | None]) -> None:
+    """--tune with options that mean nothing in the tuning mode is an error, not ignored."""
+    if len(names) > 1:
+        raise ValueError(f"--tune chooses the settings of one data set, but got "
+                         f"--dataset {args.dataset}; run --tune once per data set")
+    given = {"--resume": args.resume, "--reference": args.reference is not None,
+             "--ordinal/--no-ordinal": args.ordinal is not None}
+    given.update({"--" + field.replace("_", "-"): getattr(args, field) is not None
+                  for fields in TUNABLE.values() for field in fields})
+    wrong = [flag for flag, on in given.items() if on]
+    if wrong:
+        raise ValueError(f"--tune does not take {wrong[0]}: the tuning mode chooses every "
+                         f"strategy's key setting from its grid and reports validation scores "
+                         f"only (no paired statistics, no test metrics); remove {wrong[0]}")
 
 
 def _default_out(config: StudyConfig, name: str | None = None) -> Path:
@@ -273,6 +326,8 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
     try:
         if len(set(names)) != len(names):
             raise ValueError(f"dataset={args.dataset!r} names a data set twice; name each once")
+        if args.tune:
+            _check_tune(args, names)
         configs = {name: _config(args, name) for name in names}
         first = configs[names[0]]
         out = Path(args.out) if args.out is not None else _default_out(
@@ -281,6 +336,11 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
             raise ValueError(f"out={str(out)!r} is a file; pass a folder for the run's outputs")
         # Every input error surfaces before any training, for every data set.
         data = {name: prepare_data(config) for name, config in configs.items()}
+        if args.tune:
+            if out.exists() and any(out.iterdir()) and not args.overwrite:
+                raise ValueError(f"out={str(out)!r} already holds files; pass --overwrite to "
+                                 f"replace them or choose another --out")
+            return _tune(first, data[names[0]], out, command)
         folders = {name: prepare_out(out if len(names) == 1 else out / name,
                                      config=config.to_dict(), overwrite=args.overwrite,
                                      resume=args.resume)
@@ -308,6 +368,19 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
     if len(names) > 1:
         across = write_across(per_dataset, first, out, command=command)
         print(f"Across data sets: {across['across.md']}")
+    return 0
+
+
+def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
+    from balancer.study._tune import tune, write_tuning
+
+    record = tune(config, data, command=command, run=out.name)
+    paths = write_tuning(record, out)
+    print(Path(paths["tune.md"]).read_text())
+    print(f"Chosen settings: {record['settings']}")
+    print(f"Tuning record: {paths['tuned.json']} (copy it to "
+          f"balancer/study/tuned/{record['dataset'] or '<dataset>'}.json to make it the default "
+          f"of this data set)")
     return 0
 
 

@@ -487,11 +487,15 @@ def test_cli_out_is_a_file_and_bad_seeds(tmp_path, monkeypatch, capsys):
 def test_phase_lengths_default_to_at_most_the_budget(epochs, drw, finetune):
     # `balancer study --epochs 2 --strategies plain` must not trip over a default never set.
     from balancer.__main__ import _config, build_parser
-    args = build_parser().parse_args(["study", "--epochs", str(epochs), "--strategies", "plain"])
+    # The library defaults (--no-tuned: at 12 epochs the shipped RetinaMNIST tuning record
+    # would set them, see tests/test_study_tune.py).
+    args = build_parser().parse_args(["study", "--epochs", str(epochs), "--strategies", "plain",
+                                      "--no-tuned"])
     config = _config(args)
     assert (config.epochs, config.drw_epochs, config.finetune_epochs) == (epochs, drw, finetune)
-    config = StudyConfig(epochs=epochs)
+    config = StudyConfig(epochs=epochs, tuned=False)
     assert (config.drw_epochs, config.finetune_epochs) == (drw, finetune)
+    assert config.drs_epochs == config.crt_epochs == min(3, epochs)
 
 
 def test_explicit_phase_lengths_beyond_the_budget_are_still_refused():
@@ -519,7 +523,7 @@ def test_study_help_gives_every_option_help_and_its_default_once(capsys, monkeyp
         assert help_text, f"{name} has no help text"
         assert block.count("(default:") <= 1, f"{name} shows its default twice: {block!r}"
     defaults = {"--lr": "0.002", "--batch-size": "64", "--image-col": "path",
-                "--seeds": "0,1,2", "--strategies": "all", "--epochs": "12",
+                "--seeds": "0,1,2,3,4", "--strategies": "all", "--epochs": "12",
                 "--augment": "True", "--train-limit": "all"}
     for name, default in defaults.items():
         (block,) = [b for n, b in zip(names, blocks, strict=True) if n == name]

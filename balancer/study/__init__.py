@@ -30,6 +30,7 @@ _EXPORTS = {
     "prepare_data": "_study", "run_study": "_study",
     "RunFolder": "_outputs", "prepare_out": "_outputs",
     "compare": "_compare",
+    "tune": "_tune", "write_tuning": "_tune",
 }
 # The multi-label study (``balancer study --multilabel``).
 _EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_multilabel",

@@ -20,7 +20,8 @@ from balancer.study._strategies import INIT, STRATEGIES
 __all__ = ["compare"]
 
 #: compare()'s default rows: every strategy except ldam-drw, which needs a cosine classifier.
-COMPARE_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if not s.cosine_head)
+COMPARE_STRATEGIES = tuple(name for name, s in STRATEGIES.items()
+                           if not s.cosine_head and not s.classifier_retrain)
 
 
 def _encode(labels: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
@@ -178,6 +179,12 @@ def compare(
     if config.finetune_freeze and not isinstance(getattr(probe, "backbone", None), nn.Module):
         raise ValueError("finetune_freeze=True freezes model.backbone, but model_fn's model has "
                          "no 'backbone' submodule; add one or pass finetune_freeze=False")
+    retrain = [name for name in config.strategies if STRATEGIES[name].classifier_retrain]
+    if retrain and not all(isinstance(getattr(probe, part, None), nn.Module)
+                           for part in ("backbone", "head")):
+        raise ValueError(f"strategies={list(config.strategies)} includes {retrain[0]!r}, which "
+                         f"freezes model.backbone and retrains model.head, but model_fn's model "
+                         f"lacks one of those submodules; add both or leave {retrain[0]!r} out")
     from torch.utils.data import default_collate
 
     inputs = default_collate([source.datasets["val"][0]])[0].to(device)

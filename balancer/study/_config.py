@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,7 +14,8 @@ import torch
 from balancer._validation import check_int
 from balancer.study._strategies import STRATEGIES
 
-__all__ = ["QUICK", "StudyConfig"]
+__all__ = ["BUDGET", "LIBRARY_DEFAULTS", "QUICK", "TUNABLE", "TUNED_DIR", "TUNE_SEEDS", "StudyConfig",
+           "load_tuned"]
 
 #: What ``--quick`` changes: one seed, two short epochs on a 256-sample slice of the train split.
 QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_epochs": 1,
@@ -21,9 +24,54 @@ QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_
 #: Shipped data sets whose classes are ordered grades (quadratic weighted kappa applies).
 _ORDINAL = {"retinamnist"}
 
-# Phase lengths when not given, capped at ``epochs``.
+# Phase lengths when not given (and not tuned), capped at ``epochs``.
 _FINETUNE_EPOCHS = 1
 _DRW_EPOCHS = 3
+_DEFERRED_EPOCHS = 3
+
+#: Every strategy's own key settings: the ones ``balancer study --tune`` chooses on validation.
+TUNABLE: dict[str, tuple[str, ...]] = {
+    "effective": ("effective_beta",),
+    "focal": ("focal_gamma",),
+    "logit-adjusted": ("la_tau",),
+    "balanced+finetune": ("finetune_epochs", "finetune_lr_scale"),
+    "drs": ("drs_epochs",),
+    "crt": ("crt_epochs",),
+    "ldam-drw": ("drw_epochs",),
+    "plain+posthoc": ("posthoc_tau",),
+    "balanced+posthoc": ("balanced_posthoc_tau",),
+    "plain+threshold": ("threshold",),
+}
+
+#: The values of the tunable settings without a tuned file (the papers' defaults; phase lengths
+#: capped at ``epochs``). ``None`` for a post-hoc setting: chosen per seed on validation.
+LIBRARY_DEFAULTS: dict[str, Any] = {
+    "effective_beta": 0.99, "focal_gamma": 2.0, "la_tau": 1.0,
+    "finetune_epochs": _FINETUNE_EPOCHS, "finetune_lr_scale": 0.1,
+    "drs_epochs": _DEFERRED_EPOCHS, "crt_epochs": _DEFERRED_EPOCHS, "drw_epochs": _DRW_EPOCHS,
+    "posthoc_tau": None, "balanced_posthoc_tau": None, "threshold": None,
+}
+
+#: The settings that define the training budget: tuned values apply only to a study with the
+#: same ones (a phase length tuned for 12 epochs means nothing for 6).
+BUDGET = ("epochs", "batch_size", "lr", "weight_decay", "width", "augment", "select",
+          "train_limit", "finetune_freeze")
+
+#: The seeds of the tuning runs (``balancer study --tune``), apart from the study's own 0..4.
+TUNE_SEEDS = (100, 101)
+
+#: Where the shipped tuned settings live, one ``<dataset>.json`` per shipped data set.
+TUNED_DIR = Path(__file__).with_name("tuned")
+
+
+def load_tuned(dataset: str | None) -> dict[str, Any] | None:
+    """The shipped tuning record of ``dataset`` (see ``balancer study --tune``), or None."""
+    if not dataset:
+        return None
+    path = TUNED_DIR / f"{dataset.lower()}.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
 
 
 def _check_float(name: str, value: Any, *, low: float, high: float | None = None,
@@ -62,14 +110,22 @@ class StudyConfig:
         strategies, seeds: the rows and the repetitions.
         epochs: the budget, in epochs of ``ceil(N / batch_size)`` optimizer steps each.
         batch_size, lr, weight_decay: AdamW settings.
-        finetune_epochs: balanced+finetune's last epochs at the true frequencies (default
-            ``min(1, epochs)``).
+        finetune_epochs: balanced+finetune's last epochs at the true frequencies.
         finetune_lr_scale, finetune_freeze: learning-rate factor and frozen backbone in
-            balanced+finetune's fine-tune phase. The defaults (1 epoch, x0.1, all layers
-            trained) were chosen on the validation split of RetinaMNIST
-            (``benchmarks/study_finetune_validation.py``).
+            balanced+finetune's fine-tune phase.
         drw_epochs: ldam-drw's last epochs with class-balanced weights (the paper re-weights the
-            last 20% of training; default ``min(3, epochs)``, 3 of 12 here).
+            last 20% of training).
+        drs_epochs: drs's last epochs on BalancedBatchSampler batches (shuffled before).
+        crt_epochs: crt's last epochs: classifier re-initialised and retrained alone on
+            balanced batches, backbone frozen (plain training before).
+        posthoc_tau, balanced_posthoc_tau, threshold: the settings of the post-hoc rows
+            (``None``: chosen per seed on validation, see :mod:`balancer.study._posthoc`).
+        tuned: fill the tunable settings left unset (:data:`TUNABLE`: the ones above, ``la_tau``,
+            ``focal_gamma`` and ``effective_beta``) from the shipped tuning record of the data
+            set (``balancer/study/tuned/<dataset>.json``, written by ``balancer study --tune``)
+            when its budget (:data:`BUDGET`) is this config's; otherwise, and with
+            ``tuned=False``, from :data:`LIBRARY_DEFAULTS` (phase lengths capped at
+            ``epochs``). ``tuned_from`` records the file, the tuning run and the values taken.
         select: ``"last"`` evaluates the final weights (a fixed budget for everyone);
             ``"best"`` keeps the epoch with the highest validation balanced accuracy.
         augment: random shifts of up to 2 pixels and horizontal flips.
@@ -82,7 +138,10 @@ class StudyConfig:
         posthoc: add the rows derived after training with a shift chosen on validation:
             ``plain+posthoc``, ``balanced+posthoc`` (logit adjustment) and, for two classes,
             ``plain+threshold`` (see :mod:`balancer.study._posthoc`).
-        device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU.
+        device, threads: where to train; ``threads`` is ``torch.set_num_threads`` on CPU (per
+            process with ``jobs``).
+        jobs: train this many runs at once in spawned processes (CPU only); every run is a
+            function of its seed, so the results are those of ``jobs=1``.
         ece_bins: bins of the expected calibration error.
     """
 
@@ -98,26 +157,33 @@ class StudyConfig:
     train_limit: int | None = None
 
     strategies: tuple[str, ...] = tuple(STRATEGIES)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     epochs: int = 12
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
     finetune_epochs: int | None = None
-    finetune_lr_scale: float = 0.1
+    finetune_lr_scale: float | None = None
     finetune_freeze: bool = False
     drw_epochs: int | None = None
+    drs_epochs: int | None = None
+    crt_epochs: int | None = None
     select: str = "last"
     augment: bool = True
     width: int = 16
 
-    focal_gamma: float = 2.0
-    effective_beta: float = 0.99
+    focal_gamma: float | None = None
+    effective_beta: float | None = None
     ldam_max_margin: float = 0.5
     ldam_scale: float = 30.0
     drw_beta: float = 0.99
-    la_tau: float = 1.0
+    la_tau: float | None = None
     hinge_margin: float = 1.0
+    posthoc_tau: float | None = None
+    balanced_posthoc_tau: float | None = None
+    threshold: float | None = None
+    tuned: bool = True
+    tuned_from: dict[str, Any] | None = None
 
     reference: str | None = None
     bootstrap: int = 1000
@@ -126,6 +192,7 @@ class StudyConfig:
 
     device: str = "cpu"
     threads: int = 1
+    jobs: int = 1
     ece_bins: int = 15
     quick: bool = False
     progress: bool = True
@@ -159,17 +226,23 @@ class StudyConfig:
                                 fix="pass the number of epochs to train, e.g. --epochs 12")
         self.batch_size = check_int("batch_size", self.batch_size, minimum=1,
                                     fix="pass samples per batch, e.g. --batch-size 64")
-        # Phase lengths not given follow the budget, so a short run never trips over a default.
-        if self.finetune_epochs is None:
-            self.finetune_epochs = min(_FINETUNE_EPOCHS, self.epochs)
-        if self.drw_epochs is None:
-            self.drw_epochs = min(_DRW_EPOCHS, self.epochs)
+        if not isinstance(self.tuned, bool):
+            raise TypeError(f"tuned should be True (use the shipped tuned settings where they "
+                            f"apply) or False, but got tuned={self.tuned!r}")
+        self._resolve_tunable()
         self.finetune_epochs = check_int(
             "finetune_epochs", self.finetune_epochs, minimum=0, maximum=self.epochs,
             fix=f"it must lie in [0, epochs={self.epochs}]")
-        self.drw_epochs = check_int(
-            "drw_epochs", self.drw_epochs, minimum=0, maximum=self.epochs,
-            fix=f"it must lie in [0, epochs={self.epochs}]")
+        for name in ("drw_epochs", "drs_epochs", "crt_epochs"):
+            setattr(self, name, check_int(name, getattr(self, name), minimum=0,
+                                          maximum=self.epochs,
+                                          fix=f"it must lie in [0, epochs={self.epochs}]"))
+        self.jobs = check_int("jobs", self.jobs, minimum=1,
+                              fix="pass the number of runs to train in parallel processes, "
+                                  "e.g. --jobs 2 on two cores")
+        if self.jobs > 1 and self.device != "cpu":
+            raise ValueError(f"jobs={self.jobs} trains runs in parallel CPU processes, but "
+                             f"device={self.device!r}; pass --jobs 1 on a GPU")
         self.width = check_int("width", self.width, minimum=1,
                                fix="pass the CNN's channel width, e.g. --width 16")
         self.threads = check_int("threads", self.threads, minimum=1,
@@ -196,6 +269,19 @@ class StudyConfig:
         self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
         self.hinge_margin = _check_float("hinge_margin", self.hinge_margin, low=0.0,
                                          low_open=True)
+        for name in ("posthoc_tau", "balanced_posthoc_tau"):
+            if getattr(self, name) is not None:
+                setattr(self, name, _check_float(name, getattr(self, name), low=0.0,
+                                                 fix="or leave it unset to choose it per seed "
+                                                     "on validation"))
+        if self.threshold is not None:
+            self.threshold = _check_float("threshold", self.threshold, low=0.0, low_open=True,
+                                          high=1.0, fix="a probability in (0, 1), or leave it "
+                                                        "unset to choose it per seed on "
+                                                        "validation")
+            if self.threshold == 1.0:
+                raise ValueError("threshold should be < 1 (class 1 would never be predicted), "
+                                 "but got threshold=1.0")
         # reference and ordinal stay None when not given (resolved by reference_row() and
         # is_ordinal()), so a config copied with other strategies or data does not carry a
         # choice that was only a default.
@@ -222,6 +308,39 @@ class StudyConfig:
             raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
                              f"is False on this machine (torch {torch.__version__}); pass "
                              f"--device cpu, or install a CUDA build of torch on a GPU machine")
+
+    def shipped_key(self) -> str | None:
+        """The shipped data set this config trains on (lower case), or None for the user's."""
+        if self.dataset is not None:
+            return self.dataset.lower()
+        if all(getattr(self, n) is None for n in ("data", "csv", "table")):
+            return "retinamnist"
+        return None
+
+    def _resolve_tunable(self) -> None:
+        """Fill every tunable setting left unset: from the shipped tuning record of the data set
+        when ``tuned`` and its budget matches this config's, else from :data:`LIBRARY_DEFAULTS`
+        (phase lengths capped at ``epochs``). ``tuned_from`` records which came from where."""
+        unset = [name for names in TUNABLE.values() for name in names
+                 if getattr(self, name) is None]
+        if not unset:
+            return  # everything given (or resolved by an earlier validate): tuned_from stays
+        record = load_tuned(self.shipped_key()) if self.tuned and not self.quick else None
+        applies = record is not None and all(
+            record["budget"].get(key) == getattr(self, key) for key in BUDGET)
+        taken = dict((self.tuned_from or {}).get("settings") or {})
+        for name in unset:
+            if applies and record["settings"].get(name) is not None:
+                setattr(self, name, record["settings"][name])
+                taken[name] = record["settings"][name]
+            elif LIBRARY_DEFAULTS[name] is not None:
+                default = LIBRARY_DEFAULTS[name]
+                setattr(self, name, min(default, self.epochs) if name.endswith("_epochs")
+                        else default)
+        self.tuned_from = {
+            "file": f"balancer/study/tuned/{self.shipped_key()}.json" if record else None,
+            "applies": bool(applies), "run": record.get("run") if record else None,
+            "settings": taken}
 
     def reference_row(self) -> str:
         """``reference``, or ``plain`` when it is run, else the first strategy."""

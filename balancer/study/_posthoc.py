@@ -9,6 +9,11 @@ validation split only (no training, so every one costs seconds and uses no test 
   the validation-balanced-accuracy-best of :data:`THRESHOLDS`; as probabilities, class 1's
   logit is shifted by :math:`-\\operatorname{logit}(t)`, so the argmax is the thresholded
   prediction.
+
+A setting given (``StudyConfig.posthoc_tau``, ``balanced_posthoc_tau``, ``threshold``, e.g. from
+the shipped tuning record of the data set) is used for every seed instead; the tuning mode
+(:mod:`balancer.study._tune`) chooses it from a grid of as many points as every other
+strategy's setting, on validation only.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pandas as pd
 
 from balancer.study._metrics import classification_metrics
 
-__all__ = ["TAU_GRID", "THRESHOLDS", "posthoc_rows"]
+__all__ = ["POSTHOC", "TAU_GRID", "THRESHOLDS", "logit_shift", "posthoc_rows"]
 
 TAU_GRID = tuple(np.round(np.linspace(0.0, 2.0, 9), 2).tolist())
 THRESHOLDS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2).tolist())
@@ -39,17 +44,39 @@ def _shifted(probs: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return _softmax(np.log(np.clip(probs, 1e-300, None)) + shift)
 
 
+def logit_shift(name: str, setting: float, prior: np.ndarray) -> np.ndarray:
+    """The shift of the log-probabilities that post-hoc row ``name`` applies with ``setting``."""
+    if name.endswith("+posthoc"):
+        return -setting * np.log(prior)
+    return np.array([0.0, -np.log(setting / (1 - setting))])  # plain+threshold
+
+
+#: The base row of each post-hoc row and the StudyConfig field that fixes its setting.
+POSTHOC = {"plain+posthoc": ("plain", "posthoc_tau"),
+           "balanced+posthoc": ("balanced", "balanced_posthoc_tau"),
+           "plain+threshold": ("plain", "threshold")}
+
+
 def posthoc_rows(predictions, train_counts: np.ndarray, seeds: list[int], *,
-                 ece_bins: int = 15, ordinal: bool = False) -> tuple[pd.DataFrame, dict]:
+                 ece_bins: int = 15, ordinal: bool = False,
+                 fixed: dict[str, float | None] | None = None) -> tuple[pd.DataFrame, dict]:
     """The derived rows for every base row present in ``predictions`` (``plain``,
-    ``balanced``), as results rows and as ``{(row, seed): {"val", "test"}}`` probabilities."""
+    ``balanced``), as results rows and as ``{(row, seed): {"val", "test"}}`` probabilities.
+
+    ``fixed`` maps a post-hoc row to its setting; a row without one chooses it per seed from
+    :data:`TAU_GRID` or :data:`THRESHOLDS` by validation balanced accuracy.
+    """
     prior = np.asarray(train_counts, dtype=np.float64) / np.sum(train_counts)
     c = len(prior)
-    candidates = {f"{base}+posthoc": (base, [(tau, -tau * np.log(prior)) for tau in TAU_GRID])
-                  for base in ("plain", "balanced")}
-    if c == 2:
-        candidates["plain+threshold"] = ("plain", [
-            (t, np.array([0.0, -np.log(t / (1 - t))])) for t in THRESHOLDS])
+    fixed = fixed or {}
+    names = [name for name in POSTHOC if c == 2 or name != "plain+threshold"]
+    candidates = {}
+    for name in names:
+        grid = (TAU_GRID if name.endswith("+posthoc") else THRESHOLDS)
+        if fixed.get(name) is not None:
+            grid = (fixed[name],)
+        candidates[name] = (POSTHOC[name][0],
+                            [(value, logit_shift(name, value, prior)) for value in grid])
     rows, probs = [], {}
     labels = predictions.labels
     for name, (base, grid) in candidates.items():

@@ -35,8 +35,9 @@ FAIRNESS_RULE = (
     "augmentation and batch size. Each sampler yields exactly `ceil(N_train / batch_size)` "
     "batches per epoch: one shuffled pass (plain and the loss-based strategies), `N_train` "
     "draws with replacement (oversample-wrs), `N_train` slots of the circular per-class buffers "
-    "(balanced, balanced+finetune) or repeated shuffled passes over the undersampled subset "
-    "(undersample). Phase changes (fine-tune, deferred re-weighting) happen inside this budget."
+    "(balanced, balanced+finetune, and the last phase of drs and crt) or repeated shuffled "
+    "passes over the undersampled subset (undersample). Phase changes (fine-tune, deferred "
+    "re-weighting, deferred re-sampling, classifier re-training) happen inside this budget."
 )
 
 
@@ -219,22 +220,66 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def _posthoc_lines(chosen: pd.DataFrame) -> list[str]:
-    from balancer.study._posthoc import TAU_GRID, THRESHOLDS
+def _posthoc_lines(chosen: pd.DataFrame, config: StudyConfig) -> list[str]:
+    from balancer.study._posthoc import POSTHOC, TAU_GRID, THRESHOLDS
 
     lines = []
     for name, group in chosen.groupby("strategy", sort=False):
-        values = ", ".join(f"seed {int(s)}: {v:g}" for s, v in zip(group["seed"], group["value"],
-                                                                     strict=True))
+        fixed = getattr(config, POSTHOC[name][1], None) if name in POSTHOC else None
+        if fixed is not None:
+            how = f"fixed at {fixed:g} for every seed (see Tuned settings)"
+        else:
+            grid = (str(list(TAU_GRID)) if name.endswith("+posthoc") else
+                    f"{THRESHOLDS[0]}..{THRESHOLDS[-1]} in steps of 0.05")
+            values = ", ".join(f"seed {int(s)}: {v:g}"
+                               for s, v in zip(group["seed"], group["value"], strict=True))
+            how = f"from {grid} by validation balanced accuracy per seed (chosen: {values})"
         if name.endswith("+posthoc"):
             lines.append(f"- `{name}`: `{name.split('+')[0]}`'s trained runs, logits shifted "
                          f"by -tau log(train prior) (post-hoc logit adjustment, Menon et al. "
-                         f"2021); tau from {list(TAU_GRID)} by validation balanced accuracy "
-                         f"(chosen: {values}). No training, no test label.")
+                         f"2021); tau {how}. No training, no test label.")
         else:
-            lines.append(f"- `{name}`: `plain`'s trained runs, class 1 predicted when p1 >= t; t "
-                         f"from {THRESHOLDS[0]}..{THRESHOLDS[-1]} in steps of 0.05 by validation "
-                         f"balanced accuracy (chosen: {values}). No training, no test label.")
+            lines.append(f"- `{name}`: `plain`'s trained runs, class 1 predicted when p1 >= t; "
+                         f"t {how}. No training, no test label.")
+    return lines
+
+
+def _tuned_lines(config: StudyConfig) -> list[str]:
+    """Which settings came from which tuning run, with its grid and choices."""
+    from balancer.study._config import TUNABLE, load_tuned
+
+    tuned = config.tuned_from or {}
+    taken = tuned.get("settings") or {}
+    record = load_tuned(config.shipped_key()) if tuned.get("file") else None
+    names = [n for n in TUNABLE if n in config.strategies or "+" in n]
+    if record is None or not taken:
+        why = ("the data set has no shipped tuning record" if record is None else
+               "the shipped tuning record was made for another budget "
+               f"({', '.join(f'{k}={v}' for k, v in record['budget'].items())})"
+               if not tuned.get("applies") else "every setting was given")
+        if not config.tuned:
+            why = "`--no-tuned` was given"
+        return ["## Tuned settings", "",
+                f"None of this run's settings came from a tuning run ({why}): the key settings "
+                f"are the ones given or the library defaults listed under Settings. "
+                f"`balancer study --tune` chooses them on the validation split.", ""]
+    lines = ["## Tuned settings", "",
+             f"From `{tuned['file']}`: the tuning run `{record.get('run')}` "
+             f"(`{record['command']}`, {record['date']}), on the validation split only, seeds "
+             f"{record['seeds']} (not this study's), {record['grid_points']} grid points for "
+             f"every strategy with a key setting; {record['criterion']}.", "",
+             "| strategy | grid | chosen | used here |", "|---|---|---|---|"]
+    for name in names:
+        if name not in record["grid"]:
+            continue
+        grid = "; ".join(", ".join(f"{k}={v}" for k, v in p.items())
+                         for p in record["grid"][name])
+        choice = ", ".join(f"{k}={v}" for k, v in record["choices"][name].items())
+        used = ", ".join(f"{k}={getattr(config, k)}" for k in TUNABLE[name])
+        lines.append(f"| {name} | {grid} | {choice} | {used} |")
+    untuned = [n for n in config.strategies if n not in TUNABLE]
+    lines += ["", f"Strategies without a key setting (no grid): {', '.join(untuned) or 'none'}.",
+              ""]
     return lines
 
 
@@ -324,10 +369,11 @@ def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, 
 
 def _settings_lines(config: StudyConfig) -> list[str]:
     keys = ("epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
-            "finetune_freeze", "drw_epochs", "select", "augment", "width", "focal_gamma", "effective_beta",
-            "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau", "hinge_margin", "ece_bins",
-            "reference", "bootstrap",
-            "device", "threads", "train_limit", "quick")
+            "finetune_freeze", "drw_epochs", "drs_epochs", "crt_epochs", "select", "augment",
+            "width", "focal_gamma", "effective_beta", "ldam_max_margin", "ldam_scale",
+            "drw_beta", "la_tau", "hinge_margin", "posthoc_tau", "balanced_posthoc_tau",
+            "threshold", "ece_bins", "reference", "bootstrap", "device", "threads", "jobs",
+            "train_limit", "quick")
     return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
 
 
@@ -442,11 +488,8 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
             "the test split." if config.select == "best" else
             "The weights after the last epoch are evaluated once on the test split; the "
             "validation split is only reported.")
-        + " No setting was chosen by looking at the test split: the defaults of "
-        "balanced+finetune's fine-tune phase (1 epoch, learning rate x0.1, all layers trained) "
-        "come from a grid on RetinaMNIST's validation split "
-        "(`benchmarks/study_finetune_validation.py`); the other strategies use their papers' "
-        "settings.",
+        + " No setting was chosen by looking at the test split: the key settings come from "
+        "the validation-only tuning run below, or are the library defaults.",
         "",
         f"**Metrics.** scikit-learn's accuracy, balanced accuracy (mean per-class recall), "
         f"macro-F1, per-class recall, macro AUC (one-vs-rest; the binary AUC for two classes) "
@@ -463,8 +506,9 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *
         "## Strategies",
         "",
         *[f"- `{name}`: {STRATEGIES[name].description}" for name in config.strategies],
-        *_posthoc_lines(chosen),
+        *_posthoc_lines(chosen, config),
         "",
+        *_tuned_lines(config),
         "## Settings",
         "",
         *_settings_lines(config),
@@ -534,9 +578,15 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
     reference = config.reference_row()
     records, sections = [], []
     names = list(per_dataset)
+    left_out: set[str] = set()
     for metric, higher in HEADLINE.items():
         scores = pd.DataFrame({name: summarize(frame)[(metric, "mean")]
                                for name, frame in per_dataset.items()}).T
+        # A rank needs a score on every data set: rows that exist on some only (plain+threshold,
+        # two classes only) are left out of the ranking rather than poisoning it with NaN.
+        missing = scores.columns[scores.isna().any()]
+        left_out.update(missing)
+        scores = scores.drop(columns=missing)
         result = rank_datasets(scores, reference=reference, higher=higher)
         wilcoxon = result["wilcoxon"].set_index("strategy")
         for strategy, rank in result["ranks"].items():
@@ -582,7 +632,10 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
     lines = ["# Comparison study across data sets", "", "Command:", "", "```bash", command,
              "```", "", f"Data sets: {', '.join(names)} (each one unit: its test metric's mean "
              f"over seeds {list(config.seeds)}). Per-data-set reports: "
-             + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".", "", verdict, "",
+             + ", ".join(f"[{n}]({n}/report.md)" for n in names) + ".", "",
+             *([f"Left out of the ranks (not run on every data set): "
+                f"{', '.join(f'`{s}`' for s in sorted(left_out))}.", ""] if left_out else []),
+             verdict, "",
              "## Mean ranks (1 = best)", "", *sections, "",
              f"## Balanced accuracy: Wilcoxon signed-rank against `{reference}`, Holm-adjusted",
              "", _markdown(wilcoxon_rows), "",

@@ -9,7 +9,8 @@
 # (balanced, through ``samples_per_epoch=N``) or consecutive shuffled passes over the fixed,
 # undersampled subset (undersample, which therefore cycles its small subset several times per
 # epoch). Phases (the last ``finetune_epochs`` of balanced+finetune, the last ``drw_epochs`` of
-# ldam-drw) happen inside those epochs.
+# ldam-drw, the balanced last ``drs_epochs`` of drs and ``crt_epochs`` of crt) happen inside those
+# epochs: a phase changes what a step does, never how many steps there are.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.utils.data import BatchSampler, Sampler, WeightedRandomSampler
 import losses
 from balancer import BalancedBatchSampler, FineTuneSchedule
 
-__all__ = ["STRATEGIES", "Strategy", "make_batch_sampler", "make_loss", "seeded_generator"]
+__all__ = ["DEFERRED_EPOCHS", "STRATEGIES", "Strategy", "make_batch_sampler", "make_loss", "seeded_generator"]
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,16 @@ class Strategy:
 
     Attributes:
         name: the row's name.
-        sampling: ``"shuffle"``, ``"undersample"``, ``"wrs"`` or ``"balanced"``.
+        sampling: ``"shuffle"``, ``"undersample"``, ``"wrs"``, ``"balanced"`` or
+            ``"deferred"`` (shuffled passes, then balanced batches for the last epochs).
         loss: ``"ce"``, ``"weighted"``, ``"effective"``, ``"focal"``, ``"ldam"``,
             ``"logit-adjusted"`` or ``"hinge"``.
         finetune: the last ``finetune_epochs`` run at the true frequencies, with the fine-tune
             learning rate and (optionally) a frozen backbone.
         deferred_reweighting: the last ``drw_epochs`` add class-balanced weights to the loss.
         cosine_head: the model's classifier is a cosine head (LDAM is defined on cosines).
+        classifier_retrain: when the deferred balanced phase starts, the classifier is
+            re-initialised and retrained alone, the backbone frozen (cRT).
         description: one line for the report.
     """
 
@@ -51,6 +55,7 @@ class Strategy:
     finetune: bool = False
     deferred_reweighting: bool = False
     cosine_head: bool = False
+    classifier_retrain: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -75,7 +80,17 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("logit-adjusted", "shuffle", "logit-adjusted",
              "logit-adjusted cross-entropy (Menon et al. 2021), shuffled batches"),
     Strategy("hinge", "shuffle", "hinge", "multi-class hinge (margin) loss, shuffled batches"),
+    Strategy("drs", "deferred", "ce",
+             "deferred re-sampling (Cao et al. 2019): shuffled batches, then BalancedBatchSampler "
+             "batches for the last epochs, cross-entropy"),
+    Strategy("crt", "deferred", "ce",
+             "classifier re-training (Kang et al. 2020): shuffled batches, then the classifier "
+             "re-initialised and retrained alone on BalancedBatchSampler batches, backbone frozen",
+             classifier_retrain=True),
 )}
+
+#: The strategies whose deferred phase length is which setting of :class:`StudyConfig`.
+DEFERRED_EPOCHS = {"drs": "drs_epochs", "crt": "crt_epochs"}
 
 
 def seeded_generator(seed: int, *words: int) -> torch.Generator:
@@ -85,7 +100,7 @@ def seeded_generator(seed: int, *words: int) -> torch.Generator:
 
 
 # Purposes: the second word of every seeded generator of a run.
-INIT, UNDERSAMPLE, PASSES, WRS, AUGMENT, GLOBAL = 1, 2, 3, 4, 5, 6
+INIT, UNDERSAMPLE, PASSES, WRS, AUGMENT, GLOBAL, RETRAIN = 1, 2, 3, 4, 5, 6, 7
 
 
 class _ShuffledPasses(Sampler[list[int]]):
@@ -146,6 +161,31 @@ class _WeightedBatches(Sampler[list[int]]):
         return -(-self.num_samples // self.batch_size)
 
 
+class _Deferred(Sampler[list[int]]):
+    """``first`` for epochs ``0 .. start - 1``, then ``second`` (its epochs counted from 0).
+
+    Both yield ``ceil(N / batch_size)`` batches per epoch, so the switch keeps the step budget.
+    """
+
+    def __init__(self, first: Sampler[list[int]], second: BalancedBatchSampler,
+                 start: int) -> None:
+        self.first, self.second, self.start = first, second, start
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if epoch < self.start:
+            self.first.set_epoch(epoch)  # type: ignore[attr-defined]
+        else:
+            self.second.set_epoch(epoch - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.first if self.epoch < self.start else self.second)
+
+    def __len__(self) -> int:
+        return len(self.first if self.epoch < self.start else self.second)
+
+
 def undersample_indices(labels: np.ndarray, seed: int) -> np.ndarray:
     """Every class cut to the smallest class's count, chosen by a generator seeded with ``seed``."""
     counts = np.bincount(labels)
@@ -159,8 +199,13 @@ def undersample_indices(labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def make_batch_sampler(strategy: Strategy, labels: np.ndarray, *, batch_size: int, epochs: int,
-                       finetune_epochs: int, seed: int) -> Sampler[list[int]]:
-    """The strategy's batch sampler: ``ceil(N / batch_size)`` batches per epoch (see the note)."""
+                       finetune_epochs: int, seed: int,
+                       deferred_epochs: int = 0) -> Sampler[list[int]]:
+    """The strategy's batch sampler: ``ceil(N / batch_size)`` batches per epoch (see the note).
+
+    ``deferred_epochs`` is the length of the balanced last phase of the ``"deferred"`` sampling
+    (drs, crt).
+    """
     n = len(labels)
     if strategy.sampling == "shuffle":
         return _ShuffledPasses(np.arange(n), batch_size, n, seed)
@@ -174,6 +219,10 @@ def make_batch_sampler(strategy: Strategy, labels: np.ndarray, *, batch_size: in
         schedule = FineTuneSchedule(epochs, finetune_epochs) if strategy.finetune else None
         return BalancedBatchSampler(labels, batch_size, seed=seed, samples_per_epoch=n,
                                     schedule=schedule)
+    if strategy.sampling == "deferred":
+        return _Deferred(_ShuffledPasses(np.arange(n), batch_size, n, seed),
+                         BalancedBatchSampler(labels, batch_size, seed=seed, samples_per_epoch=n),
+                         epochs - deferred_epochs)
     raise AssertionError(f"unknown sampling {strategy.sampling!r}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, as_completed
 
 import numpy as np
 import pandas as pd
@@ -85,45 +86,103 @@ def _rows(name: str, seed: int, result: RunResult) -> pd.DataFrame:
 
 
 def run_strategies(config: StudyConfig, train: Callable[[str, int], RunResult], *,
-                   folder: RunFolder | None = None) -> tuple[pd.DataFrame, dict]:
+                   folder: RunFolder | None = None,
+                   submit: Callable[[str, int], Future] | None = None
+                   ) -> tuple[pd.DataFrame, dict]:
     """Call ``train(strategy, seed)`` for every pair of ``config`` not already in ``folder``,
-    saving each finished run there; return the rows of all pairs and their probabilities."""
+    saving each finished run there; return the rows of all pairs and their probabilities.
+
+    With ``submit`` (``submit(strategy, seed)`` returns a future of the ``RunResult``, e.g. from
+    a process pool), every missing pair is submitted at once and saved as it finishes; the rows
+    come back in the same order as without it.
+    """
     from tqdm.auto import tqdm
 
-    frames, probs = [], {}
+    kept: dict[tuple[str, int], tuple[pd.DataFrame, dict]] = {}
     pairs = [(name, seed) for name in config.strategies for seed in config.seeds]
     bar = tqdm(total=len(pairs), desc="study", unit="run", position=0,
                disable=not config.progress)
-    for name, seed in pairs:
-        if folder is not None and folder.finished(name, seed):
-            frames.append(folder.rows(name, seed))
-            probs[(name, seed)] = folder.probs(name, seed)
-            bar.update()
-            continue
-        bar.set_postfix(strategy=name, seed=seed)
-        result = train(name, seed)
-        rows = _rows(name, seed, result)
+
+    def finish(pair: tuple[str, int], result: RunResult) -> None:
+        rows = _rows(*pair, result)
         if folder is not None:
-            folder.save_run(name, seed, rows, result.probs)
-        frames.append(rows)
-        probs[(name, seed)] = result.probs
+            folder.save_run(*pair, rows, result.probs)
+        kept[pair] = rows, result.probs
         bar.update()
-    bar.close()
+
+    missing = []
+    for pair in pairs:
+        if folder is not None and folder.finished(*pair):
+            kept[pair] = folder.rows(*pair), folder.probs(*pair)
+            bar.update()
+        else:
+            missing.append(pair)
+    try:
+        if submit is None:
+            for pair in missing:
+                bar.set_postfix(strategy=pair[0], seed=pair[1])
+                finish(pair, train(*pair))
+        else:
+            futures = {submit(*pair): pair for pair in missing}
+            try:
+                for future in as_completed(futures):
+                    finish(futures[future], future.result())
+            finally:
+                for future in futures:
+                    future.cancel()
+    finally:
+        bar.close()
+    frames = [kept[pair][0] for pair in pairs]
+    probs = {pair: kept[pair][1] for pair in pairs}
     return pd.concat(frames, ignore_index=True), probs
+
+
+# One process of a --jobs pool: the data and settings arrive once, in the initializer.
+_WORKER: dict = {}
+
+
+def _init_worker(data: StudyData, config: StudyConfig) -> None:
+    torch.set_num_threads(config.threads)
+    _WORKER.update(data=data, config=config)
+
+
+def _train_in_worker(name: str, seed: int, overrides: dict | None = None,
+                     evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
+    from balancer.study._train import train_and_evaluate
+
+    config = _WORKER["config"]
+    if overrides:
+        config = StudyConfig(**{**config.to_dict(), **overrides})
+    return train_and_evaluate(_WORKER["data"], STRATEGIES[name], seed, config,
+                              device=torch.device(config.device), evaluate=evaluate)
 
 
 def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray],
                 train_counts: np.ndarray, config: StudyConfig) -> tuple[pd.DataFrame, dict]:
     """Append the post-hoc rows (see :mod:`balancer.study._posthoc`), derived from the trained
     runs' validation and test probabilities; the settings are chosen on validation only."""
-    from balancer.study._posthoc import posthoc_rows
+    from balancer.study._posthoc import POSTHOC, posthoc_rows
 
-    derived, derived_probs = posthoc_rows(Predictions(labels, probs), train_counts,
-                                          list(config.seeds), ece_bins=config.ece_bins,
-                                          ordinal=config.is_ordinal())
+    derived, derived_probs = posthoc_rows(
+        Predictions(labels, probs), train_counts, list(config.seeds), ece_bins=config.ece_bins,
+        ordinal=config.is_ordinal(),
+        fixed={name: getattr(config, field) for name, (_, field) in POSTHOC.items()})
     if derived.empty:
         return results, probs
     return pd.concat([results, derived], ignore_index=True), {**probs, **derived_probs}
+
+
+def make_pool(data: StudyData, config: StudyConfig, jobs: int | None = None):
+    """``jobs`` (default ``config.jobs``) fresh processes (spawned: nothing of this process's torch state, threads
+    or generators is inherited), each with ``config.threads`` torch threads. A run is a
+    function of its seed alone, so the results are those of ``jobs=1``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    quiet = StudyConfig(**{**config.to_dict(), "progress": False, "jobs": 1})
+    return ProcessPoolExecutor(max_workers=config.jobs if jobs is None else jobs,
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(data, quiet))
 
 
 def run_study(config: StudyConfig, data: StudyData | None = None, *,
@@ -155,12 +214,18 @@ def run_study(config: StudyConfig, data: StudyData | None = None, *,
     else:  # the same seed, the same numbers on the GPU too
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     start = time.perf_counter()
+    pool = None
     try:
+        if config.jobs > 1:
+            pool = make_pool(data, config)
         results, probs = run_strategies(
             config, lambda name, seed: train_and_evaluate(data, STRATEGIES[name], seed, config,
                                                           device=device),
-            folder=folder)
+            folder=folder,
+            submit=None if pool is None else lambda n, s: pool.submit(_train_in_worker, n, s))
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     labels = {split: data.labels[split].numpy() for split in ("val", "test")}

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -16,16 +15,19 @@ from tqdm.auto import tqdm
 from balancer.study._config import StudyConfig
 from balancer.study._data import StudyData
 from balancer.study._metrics import classification_metrics
-from balancer.study._model import MLP, SmallCNN
+from balancer.study._model import MLP, SmallCNN, init_from
 from balancer.study._strategies import (
     AUGMENT,
+    DEFERRED_EPOCHS,
     GLOBAL,
     INIT,
+    RETRAIN,
     Strategy,
     make_batch_sampler,
     make_loss,
     seeded_generator,
 )
+from balancer.transforms import random_flip_shift
 
 __all__ = ["DatasetSource", "RunResult", "augment", "default_model", "train_and_evaluate",
            "train_run"]
@@ -78,22 +80,14 @@ def _keep(batch: Tensor) -> Tensor:
 
 
 def augment(images: Tensor, generator: torch.Generator, shift: int = _SHIFT) -> Tensor:
-    """Random horizontal flips and translations of up to ``shift`` pixels (zero padding).
+    """Random horizontal flips and translations of up to ``shift`` pixels (zero padding):
+    :func:`balancer.transforms.random_flip_shift`, one gather per batch.
 
     All draws come from ``generator`` (on the CPU), so the result is a function of its state.
+    It replaced a flip-then-pad-then-index version with the same draws in the same order, bit
+    for bit (``tests/test_transforms.py`` checks it against per-image slicing).
     """
-    b, _c, h, w = images.shape
-    device = images.device
-    flip = (torch.rand(b, generator=generator) < 0.5).to(device)
-    images = torch.where(flip[:, None, None, None], images.flip(3), images)
-    offsets = torch.randint(0, 2 * shift + 1, (2, b), generator=generator).to(device)
-    padded = F.pad(images, (shift, shift, shift, shift))
-    rows = offsets[0][:, None] + torch.arange(h, device=device)
-    cols = offsets[1][:, None] + torch.arange(w, device=device)
-    # Advanced indices around a slice put their broadcast dimensions first: (B, H, W, C).
-    moved = padded[torch.arange(b, device=device)[:, None, None], :, rows[:, :, None],
-                   cols[:, None, :]]
-    return moved.permute(0, 3, 1, 2).contiguous()
+    return random_flip_shift(images, generator, shift=shift)
 
 
 class _Normalise:
@@ -220,17 +214,20 @@ def default_model(data: StudyData, strategy: Strategy, seed: int, config: StudyC
 
 
 def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: StudyConfig, *,
-                       device: torch.device, position: int = 1) -> RunResult:
+                       device: torch.device, position: int = 1,
+                       evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
     """Train ``strategy`` with ``seed`` for ``config.epochs`` epochs on the study's own model,
-    select on validation, evaluate on test."""
+    select on validation, evaluate on the ``evaluate`` splits (the tuning mode passes
+    ``("val",)`` and data without a test split)."""
     return train_run(_TensorSource(data, config, device),
                      lambda: default_model(data, strategy, seed, config), data.num_classes,
-                     strategy, seed, config, device=device, position=position)
+                     strategy, seed, config, device=device, position=position,
+                     evaluate=evaluate)
 
 
 def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, strategy: Strategy,
               seed: int, config: StudyConfig, *, device: torch.device,
-              position: int = 1) -> RunResult:
+              position: int = 1, evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
     """The one training loop of every run: ``config.epochs`` epochs of
     ``ceil(N / batch_size)`` steps from the strategy's batch sampler, then validation
     selection and evaluation on val and test.
@@ -244,12 +241,12 @@ def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, str
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(state)
         return _train_run(source, make_model, num_classes, strategy, seed, config,
-                          device=device, position=position)
+                          device=device, position=position, evaluate=evaluate)
 
 
 def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
                strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
-               position: int) -> RunResult:
+               position: int, evaluate: tuple[str, ...]) -> RunResult:
     start = time.perf_counter()
     train_labels = source.labels["train"]
     counts = np.bincount(train_labels, minlength=num_classes)
@@ -258,9 +255,11 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
     logit_scale = config.ldam_scale if strategy.cosine_head else 1.0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
+    deferred = getattr(config, DEFERRED_EPOCHS[strategy.name], 0) if (
+        strategy.name in DEFERRED_EPOCHS) else 0
     sampler = make_batch_sampler(strategy, train_labels, batch_size=config.batch_size,
                                  epochs=config.epochs, finetune_epochs=config.finetune_epochs,
-                                 seed=seed)
+                                 seed=seed, deferred_epochs=deferred)
     loader = source.loader(sampler)
     settings = {name: getattr(config, name) for name in (
         "focal_gamma", "effective_beta", "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau",
@@ -275,11 +274,19 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
         finetuning = strategy.finetune and epoch >= config.epochs - config.finetune_epochs
         reweighting = (strategy.deferred_reweighting
                        and epoch >= config.epochs - config.drw_epochs)
+        retraining = strategy.classifier_retrain and epoch >= config.epochs - deferred
         sampler.set_epoch(epoch)
+        if retraining and epoch == config.epochs - deferred:
+            # cRT: a fresh classifier (seeded) and a fresh optimizer over it alone; the
+            # backbone's features stay as plain training left them.
+            init_from(model.head, seeded_generator(seed, RETRAIN))
+            optimizer = torch.optim.AdamW(model.head.parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (config.finetune_lr_scale if finetuning else 1.0)
-        freeze = finetuning and config.finetune_freeze
-        for parameter in model.backbone.parameters() if freeze or config.finetune_freeze else ():
+        freeze = (finetuning and config.finetune_freeze) or retraining
+        for parameter in (model.backbone.parameters()
+                          if freeze or config.finetune_freeze else ()):
             parameter.requires_grad_(not freeze)
         model.train()
         if freeze:
@@ -304,11 +311,12 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
 
     assert best_state is not None
     model.load_state_dict(best_state)
-    probs = {split: predict(model, source, split, logit_scale) for split in ("val", "test")}
+    probs = {split: predict(model, source, split, logit_scale) for split in evaluate}
     evaluated = {
         split: classification_metrics(probs[split], source.labels[split],
                                       num_classes=num_classes, ece_bins=config.ece_bins,
                                       ordinal=config.is_ordinal())
-        for split in ("val", "test")}
-    return RunResult(test=evaluated["test"], val=evaluated["val"], selected_epoch=best_epoch,
+        for split in evaluate}
+    return RunResult(test=evaluated.get("test", {}), val=evaluated["val"],
+                     selected_epoch=best_epoch,
                      steps=steps, seconds=time.perf_counter() - start, probs=probs)
