@@ -2,6 +2,7 @@
 patient-grouped splits, one step budget for every strategy, the paired statistics, the data
 sources, the run folder and the command line, each error path with its message."""
 
+import argparse
 import gzip
 import json
 
@@ -598,6 +599,26 @@ def test_cli_usage_errors_before_training(extra, match, tmp_path, capsys, no_tra
     out = [] if "--resume" in extra else ["--out", str(tmp_path / "o")]
     err = _error([*FAST, *extra, *out], capsys)
     assert match in err, err
+    assert not (tmp_path / "o" / "runs").exists()
+
+
+def test_every_single_label_option_is_used_or_refused_with_multilabel(tmp_path, capsys,
+                                                                       no_training):
+    """Each option of the study parser is either a setting the multi-label study reads, an
+    option that steers the run, or an error with --multilabel: none is silently ignored."""
+    from balancer.__main__ import build_parser
+    from balancer.study import _ml_cli
+
+    study = next(action for action in build_parser()._actions
+                 if isinstance(action, argparse._SubParsersAction)).choices["study"]
+    kept = set(_ml_cli._SHARED) | set(_ml_cli._ONLY_HERE) | set(_ml_cli._RUN) | {"help"}
+    refused = [action for action in study._actions if action.dest not in kept]
+    assert {"tune", "jobs", "drs_epochs", "crt_epochs", "threshold"} <= {a.dest for a in refused}
+    for action in refused:
+        flag = action.option_strings[0]
+        value = [] if action.nargs == 0 else ["1"]
+        err = _error([*FAST, flag, *value, "--out", str(tmp_path / "o")], capsys)
+        assert f"{flag.replace('--no-', '--')} does not apply with --multilabel" in err, (flag, err)
     assert not (tmp_path / "o" / "runs").exists()
 
 

@@ -41,7 +41,17 @@ _NOT_HERE = {
     "posthoc": "the multi-label study chooses per-label thresholds on validation instead",
     "ordinal": "multi-label findings are not ordered grades",
     "augment": "feature tables are not augmented",
+    "drs_epochs": "it belongs to the single-label drs strategy",
+    "crt_epochs": "it belongs to the single-label crt strategy",
+    "posthoc_tau": "the multi-label study has no post-hoc rows",
+    "balanced_posthoc_tau": "the multi-label study has no post-hoc rows",
+    "threshold": "the multi-label study chooses per-label thresholds on validation",
+    "tune": "the tuning mode covers the single-label strategies only",
+    "tuned": "tuning records hold settings of the single-label strategies only",
+    "jobs": "the multi-label study trains its runs in one process",
 }
+# Options that only steer the run (they mean the same with or without --multilabel).
+_RUN = ("multilabel", "quick", "out", "overwrite", "resume", "no_progress")
 # Options of the multi-label study only (their defaults are None, so "given" is "not None").
 _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest")
 # Shared options and the config field each one sets.
@@ -104,7 +114,9 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
     finally:
         for action, default in saved:
             action.default = default
-    return {dest for dest, value in vars(parsed).items() if value is not sentinel}
+    options = {action.dest for action in parser._actions if action.option_strings}
+    return {dest for dest, value in vars(parsed).items()
+            if value is not sentinel and dest in options}
 
 
 def build_multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelStudyConfig:
@@ -114,6 +126,10 @@ def build_multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiL
         if dest in given:
             raise ValueError(f"{_flag(dest)} does not apply with --multilabel ({why}); remove "
                              f"{_flag(dest)}")
+    # An option added to the single-label study later is refused here until it is sorted into
+    # one of the lists above, so it can never be silently ignored.
+    for dest in sorted(given - set(_SHARED) - set(_ONLY_HERE) - set(_RUN)):
+        raise ValueError(f"{_flag(dest)} does not apply with --multilabel; remove {_flag(dest)}")
     if "resume" in given and args.resume and args.out is None:
         raise ValueError("--resume continues the study in a run folder; pass it with --out DIR")
     settings = {dest: getattr(args, dest) for dest in _SHARED if dest in given}
