@@ -252,6 +252,12 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
                              f"pass {' or '.join('--' + k for k in kinds)}")
     if args.resume and args.out is None:
         raise ValueError("--resume continues the study in a run folder; pass it with --out DIR")
+    if not args.posthoc:
+        for field in ("posthoc_tau", "balanced_posthoc_tau", "threshold"):
+            if getattr(args, field) is not None:
+                flag = "--" + field.replace("_", "-")
+                raise ValueError(f"{flag} sets a post-hoc row, but --no-posthoc removes those "
+                                 f"rows; remove {flag} or --no-posthoc")
     chosen = {"seeds": args.seeds, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
               "drw_epochs": args.drw_epochs, "train_limit": args.train_limit}
     for key, value in chosen.items():
@@ -336,6 +342,14 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
             raise ValueError(f"out={str(out)!r} is a file; pass a folder for the run's outputs")
         # Every input error surfaces before any training, for every data set.
         data = {name: prepare_data(config) for name, config in configs.items()}
+        # plain+threshold exists for two classes only: a threshold for other data would be
+        # silently ignored, so it is refused before any training.
+        wider = [(name, d.num_classes) for name, d in data.items() if d.num_classes != 2]
+        if args.threshold is not None and wider:
+            name, classes = wider[0]
+            raise ValueError(f"--threshold sets plain+threshold, a row of two-class data only, "
+                             f"but {name or first.shipped_key() or 'the data'} has {classes} "
+                             f"classes; remove --threshold")
         if args.tune:
             if out.exists() and any(out.iterdir()) and not args.overwrite:
                 raise ValueError(f"out={str(out)!r} already holds files; pass --overwrite to "

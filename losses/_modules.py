@@ -427,8 +427,18 @@ class _LabelCountsLoss(nn.Module):
                 f"labels should be an (N, L) 0/1 label matrix, but got shape "
                 f"{tuple(labels.shape)}; stack the training targets into one tensor."
             )
-        counts = labels.detach().to(torch.float64).sum(dim=0)
-        return cls(counts, num_samples=int(labels.shape[0]), **kwargs)
+        labels = labels.detach().to(torch.float64)
+        # Counted once, at construction, so checking every entry is free; a -1 (CheXpert's
+        # "uncertain") or a 2 would otherwise turn into a wrong count without a word.
+        bad = ((labels != 0) & (labels != 1)).nonzero()
+        if bad.numel():
+            row, col = (int(v) for v in bad[0])
+            raise ValueError(
+                f"labels should hold only 0 and 1, but got labels[{row}, {col}] = "
+                f"{labels[row, col].item():g} ({bad.shape[0]} such entries); map uncertain or "
+                "missing labels to 0 or 1 (or drop those rows) before counting."
+            )
+        return cls(labels.sum(dim=0), num_samples=int(labels.shape[0]), **kwargs)
 
     def _check(self, logits: Tensor, target: Tensor, buffer: Tensor, name: str) -> None:
         V.check_multilabel_target(logits, target)

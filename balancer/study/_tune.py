@@ -111,6 +111,11 @@ def tune(config: StudyConfig, data: StudyData, *, command: str = "(python)",
                and (name != "plain+threshold" or data.num_classes == 2)]
     bases = [name for name in ("plain", "balanced")
              if any(POSTHOC[p][0] == name for p in posthoc)]
+    if not trained and not posthoc:
+        raise ValueError(
+            f"strategies={list(config.strategies)} have no key setting to tune (the tuned "
+            f"ones are {', '.join(GRID)}; the post-hoc rows need plain or balanced and "
+            f"posthoc=True); add such a strategy, or run the study without --tune")
     jobs: list[tuple[str, int, dict[str, Any]]] = []
     for name in trained:
         jobs += [(name, i, _capped(point, config.epochs)) for i in range(GRID_POINTS)

@@ -1,0 +1,115 @@
+"""Hostile checks of this session's README promises (multi-label losses, the tuning mode, the
+post-hoc settings, --jobs): each test was written against a break found by trying, and fails
+on the code before its fix (the last one guards a promise that held)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import balancer.study._train as train_module
+import losses
+from balancer.__main__ import main
+from balancer.study import StudyConfig, prepare_data
+from balancer.study._tune import tune
+
+FAST = {"dataset": "breastmnist", "train_limit": 160, "epochs": 2, "batch_size": 32,
+        "progress": False, "bootstrap": 100}
+
+
+@pytest.fixture(scope="module")
+def breast():
+    return prepare_data(StudyConfig(**FAST))
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the inputs were checked")
+
+    monkeypatch.setattr(train_module, "train_and_evaluate", refuse)
+
+
+def _error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("loss", [losses.PosWeightedBCELoss, losses.SigmoidLogitAdjustedLoss,
+                                  losses.DistributionBalancedLoss])
+@pytest.mark.parametrize(("value", "shown"), [(-1.0, "-1"), (2.0, "2"), (0.5, "0.5"),
+                                               (float("nan"), "nan")])
+def test_from_labels_refuses_a_label_matrix_that_is_not_0_1(loss, value, shown):
+    """README: "label counts from the training targets" of "0/1 float targets". A CheXpert
+    -1 ("uncertain") used to be summed into the count without a word (a wrong prior), a 2 was
+    blamed on num_samples, a 0.5 passed; now the entry is named with its position."""
+    labels = torch.tensor([[1.0, 0.0], [value, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(ValueError, match=rf"labels\[1, 0\] = {shown} .*map uncertain"):
+        loss.from_labels(labels)
+    ok = loss.from_labels(labels.nan_to_num(0.0).clamp(0, 1).round())
+    assert ok.num_samples == 4
+
+
+def test_from_labels_still_takes_bool_int_and_numpy_0_1_matrices():
+    rows = [[1, 0], [0, 1], [1, 1], [0, 0]]
+    expected = losses.PosWeightedBCELoss([2.0, 2.0], num_samples=4).pos_weight
+    for labels in (torch.tensor(rows), torch.tensor(rows).bool(), np.array(rows)):
+        torch.testing.assert_close(losses.PosWeightedBCELoss.from_labels(labels).pos_weight,
+                                   expected)
+
+
+# ----------------------------------------------------------------------------- --tune
+def test_tune_with_no_strategy_to_tune_is_an_error_before_training(breast, tmp_path, capsys,
+                                                                   no_training):
+    """--tune on strategies without a key setting (and no post-hoc row) used to train nothing
+    and write an empty tuned.json that "chose" nothing."""
+    config = StudyConfig(**FAST, strategies=("weighted", "hinge"), seeds=(100,))
+    with pytest.raises(ValueError, match=r"no key setting to tune.*without --tune"):
+        tune(config, breast)
+    err = _error(["study", "--tune", "--quick", "--dataset", "breastmnist", "--strategies",
+                  "plain,weighted", "--no-posthoc", "--out", str(tmp_path / "t")], capsys)
+    assert "have no key setting to tune" in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_tune_with_jobs_2_chooses_and_scores_exactly_as_jobs_1(breast):
+    """README: --jobs gives the results of --jobs 1; the tuning test only counted the pool."""
+    config = StudyConfig(**FAST, strategies=("focal",), seeds=(100,), posthoc=False)
+    serial = tune(config, breast)
+    parallel = tune(StudyConfig(**{**config.to_dict(), "jobs": 2}), breast)
+    assert serial["scores"] == parallel["scores"]
+    assert serial["settings"] == parallel["settings"]
+
+
+# ----------------------------------------------------------------------------- post-hoc
+@pytest.mark.parametrize("flag", ["--posthoc-tau", "--balanced-posthoc-tau", "--threshold"])
+def test_a_posthoc_setting_with_no_posthoc_is_refused(flag, tmp_path, capsys, no_training):
+    """README: options that do not apply are rejected; --no-posthoc removes the rows these
+    settings fix, and they used to be silently ignored."""
+    err = _error(["study", "--quick", "--dataset", "breastmnist", "--no-posthoc", flag, "0.5",
+                  "--out", str(tmp_path / "o")], capsys)
+    assert f"{flag} sets a post-hoc row, but --no-posthoc removes those rows; remove" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_threshold_on_data_with_more_than_two_classes_is_refused(tmp_path, capsys, no_training):
+    """plain+threshold is a row of two-class data only: --threshold on RetinaMNIST's 5 grades
+    used to be accepted and ignored."""
+    err = _error(["study", "--quick", "--dataset", "retinamnist", "--threshold", "0.3",
+                  "--out", str(tmp_path / "o")], capsys)
+    assert "--threshold sets plain+threshold, a row of two-class data only, but retinamnist " \
+           "has 5 classes; remove --threshold" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_threshold_on_two_class_data_is_still_used(tmp_path):
+    out = tmp_path / "o"
+    assert main(["study", "--quick", "--dataset", "breastmnist", "--strategies", "plain",
+                 "--threshold", "0.3", "--bootstrap", "100", "--no-progress",
+                 "--out", str(out)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    used = results[(results["strategy"] == "plain+threshold") & (results["metric"] == "threshold")]
+    assert used["value"].tolist() == [0.3]
