@@ -74,6 +74,36 @@ def load_tuned(dataset: str | None) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+
+def check_strategies(strategies: Any, valid: Any, kind: str = "") -> tuple[str, ...]:
+    """``strategies`` (names or one comma-separated string) as a tuple, each a key of ``valid``
+    and named once; ``kind`` qualifies the names in the messages (e.g. ``"multi-label "``)."""
+    if isinstance(strategies, str):
+        strategies = tuple(s.strip() for s in strategies.split(",") if s.strip())
+    strategies = tuple(strategies)
+    if not strategies:
+        raise ValueError(f"strategies is empty; choose from {list(valid)}")
+    unknown = [s for s in strategies if s not in valid]
+    if unknown:
+        raise ValueError(f"unknown {kind}strategy {unknown[0]!r} in strategies="
+                         f"{list(strategies)}; valid {kind}strategies are {', '.join(valid)}")
+    if len(set(strategies)) != len(strategies):
+        raise ValueError(f"strategies={list(strategies)} lists a strategy twice; name each once")
+    return strategies
+
+
+def check_seeds(seeds: Any) -> tuple[int, ...]:
+    """``seeds`` as a tuple of distinct integers >= 0."""
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one seed, e.g. --seeds 0,1,2")
+    for seed in seeds:
+        check_int("seeds", seed, minimum=0, maximum=2**63 - 1, fix="seeds are integers >= 0")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={list(seeds)} repeats a seed; repeated seeds give identical "
+                         f"runs, pass distinct seeds")
+    return seeds
+
 def _check_float(name: str, value: Any, *, low: float, high: float | None = None,
                  low_open: bool = False, fix: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -202,26 +232,8 @@ class StudyConfig:
 
     def validate(self) -> None:
         """Raise ``TypeError``/``ValueError`` naming the setting, its value and the fix."""
-        if isinstance(self.strategies, str):
-            self.strategies = tuple(s.strip() for s in self.strategies.split(",") if s.strip())
-        self.strategies = tuple(self.strategies)
-        if not self.strategies:
-            raise ValueError(f"strategies is empty; choose from {list(STRATEGIES)}")
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown strategy {unknown[0]!r} in strategies={list(self.strategies)}; "
-                             f"valid strategies are {', '.join(STRATEGIES)}")
-        if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"strategies={list(self.strategies)} lists a strategy twice; "
-                             f"name each once")
-        self.seeds = tuple(self.seeds)
-        if not self.seeds:
-            raise ValueError("seeds is empty; pass at least one seed, e.g. --seeds 0,1,2")
-        for seed in self.seeds:
-            check_int("seeds", seed, minimum=0, maximum=2**63 - 1, fix="seeds are integers >= 0")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds={list(self.seeds)} repeats a seed; repeated seeds give "
-                             f"identical runs, pass distinct seeds")
+        self.strategies = check_strategies(self.strategies, STRATEGIES)
+        self.seeds = check_seeds(self.seeds)
         self.epochs = check_int("epochs", self.epochs, minimum=1,
                                 fix="pass the number of epochs to train, e.g. --epochs 12")
         self.batch_size = check_int("batch_size", self.batch_size, minimum=1,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from balancer._validation import check_int
-from balancer.study._config import _check_float
+from balancer.study._config import _check_float, check_seeds, check_strategies
 
 __all__ = ["ML_QUICK", "ML_STRATEGIES", "MultiLabelStrategy", "MultiLabelStudyConfig"]
 
@@ -126,27 +126,8 @@ class MultiLabelStudyConfig:
 
     def validate(self) -> None:
         """Raise ``TypeError``/``ValueError`` naming the setting, its value and the fix."""
-        if isinstance(self.strategies, str):
-            self.strategies = tuple(s.strip() for s in self.strategies.split(",") if s.strip())
-        self.strategies = tuple(self.strategies)
-        if not self.strategies:
-            raise ValueError(f"strategies is empty; choose from {list(ML_STRATEGIES)}")
-        unknown = [s for s in self.strategies if s not in ML_STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown multi-label strategy {unknown[0]!r} in "
-                             f"strategies={list(self.strategies)}; valid multi-label strategies "
-                             f"are {', '.join(ML_STRATEGIES)}")
-        if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"strategies={list(self.strategies)} lists a strategy twice; "
-                             f"name each once")
-        self.seeds = tuple(self.seeds)
-        if not self.seeds:
-            raise ValueError("seeds is empty; pass at least one seed, e.g. --seeds 0,1,2")
-        for seed in self.seeds:
-            check_int("seeds", seed, minimum=0, maximum=2**63 - 1, fix="seeds are integers >= 0")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds={list(self.seeds)} repeats a seed; repeated seeds give "
-                             f"identical runs, pass distinct seeds")
+        self.strategies = check_strategies(self.strategies, ML_STRATEGIES, "multi-label ")
+        self.seeds = check_seeds(self.seeds)
         self.epochs = check_int("epochs", self.epochs, minimum=1,
                                 fix="pass the number of epochs to train, e.g. --epochs 10")
         self.batch_size = check_int("batch_size", self.batch_size, minimum=1,

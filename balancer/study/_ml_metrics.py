@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balancer.study._stats import MIN_SEEDS
+from balancer.study._stats import MIN_SEEDS, check_paired
 
 __all__ = ["HEADLINE", "choose_thresholds", "multilabel_metrics", "paired_multilabel",
            "weighted_auprc", "weighted_auroc", "weighted_f1"]
@@ -249,12 +249,7 @@ def paired_multilabel(predictions: dict, targets: np.ndarray, thresholds: dict, 
     """
     from scipy import stats
 
-    if reference not in strategies:
-        raise ValueError(f"reference={reference!r} is not one of the study's strategies "
-                         f"{strategies}; pass one of those (e.g. --reference plain)")
-    if resamples < 100:
-        raise ValueError(f"resamples should be at least 100 for a 95% interval, but got "
-                         f"resamples={resamples}")
+    check_paired(reference, strategies, resamples)
     generator = np.random.Generator(np.random.Philox(key=[seed, 0x626F6F74]))  # "boot"
     n, k = len(targets), len(seeds)
     seed_draw = generator.integers(0, k, size=(resamples, k))

@@ -17,6 +17,8 @@ sets (Demšar 2006, https://jmlr.org/papers/v7/demsar06a.html).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -33,6 +35,16 @@ BOOTSTRAP_METRICS: dict[str, bool] = {"accuracy": True, "balanced_accuracy": Tru
                                       "macro_f1": True, "macro_auc": True, "nll": False,
                                       "ece": False}
 
+
+
+def check_paired(reference: str, strategies: Sequence[str], resamples: int) -> None:
+    """The paired analysis needs its reference among the rows and enough replicates."""
+    if reference not in strategies:
+        raise ValueError(f"reference={reference!r} is not one of the study's strategies "
+                         f"{strategies}; pass one of those (e.g. --reference plain)")
+    if resamples < 100:
+        raise ValueError(f"resamples should be at least 100 for a 95% interval, but got "
+                         f"resamples={resamples}")
 
 def _confusion(labels: np.ndarray, predicted: np.ndarray, weights: np.ndarray,
                num_classes: int) -> np.ndarray:
@@ -127,12 +139,7 @@ def paired_differences(predictions, labels: np.ndarray, *, strategies: list[str]
     """
     from scipy import stats
 
-    if reference not in strategies:
-        raise ValueError(f"reference={reference!r} is not one of the study's strategies "
-                         f"{strategies}; pass one of those (e.g. --reference plain)")
-    if resamples < 100:
-        raise ValueError(f"resamples should be at least 100 for a 95% interval, but got "
-                         f"resamples={resamples}")
+    check_paired(reference, strategies, resamples)
     generator = np.random.Generator(np.random.Philox(key=[seed, 0x626F6F74]))  # "boot"
     n = len(labels)
     k = len(seeds)
