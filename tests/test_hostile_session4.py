@@ -113,3 +113,21 @@ def test_threshold_on_two_class_data_is_still_used(tmp_path):
     results = pd.read_csv(out / "results.csv")
     used = results[(results["strategy"] == "plain+threshold") & (results["metric"] == "threshold")]
     assert used["value"].tolist() == [0.3]
+
+
+# ----------------------------------------------------------------------------- --resume
+def test_a_multilabel_study_resumes_with_another_rarest_but_not_another_budget(tmp_path):
+    """README: "Resuming with other training settings is refused (seeds and strategies may
+    change)". --rarest only chooses which labels the report lists (every saved run holds the
+    metrics of every label), yet a resume with another --rarest used to be refused."""
+    from balancer.study._ml_config import MultiLabelStudyConfig
+    from balancer.study._outputs import prepare_out
+
+    config = MultiLabelStudyConfig(quick=True)
+    prepare_out(tmp_path, config=config.to_dict())
+    (tmp_path / "runs").mkdir()  # a started study
+    again = MultiLabelStudyConfig(**{**config.to_dict(), "rarest": 5})
+    assert prepare_out(tmp_path, config=again.to_dict(), resume=True).done == {}
+    longer = MultiLabelStudyConfig(**{**config.to_dict(), "epochs": 3})
+    with pytest.raises(ValueError, match=r"other settings \(epochs: 10 then, 3 now\)"):
+        prepare_out(tmp_path, config=longer.to_dict(), resume=True)

@@ -31,6 +31,7 @@ COLUMNS = ["strategy", "seed", "split", "metric", "value"]
 # Settings that may change between an interrupted study and its resumption: they do not change
 # any number (strategies and seeds only choose which runs exist).
 _RESUMABLE = {"strategies", "seeds", "progress", "threads", "jobs", "reference", "bootstrap",
+              "rarest",  # the multi-label report's list of labels: every run holds them all
               "posthoc"}
 
 
