@@ -292,7 +292,8 @@ def balance(
     if batch_type is None:
         batch_type = "numpy" if getattr(dataset, "supports_index_arrays", False) is True \
             else "list"
-    plan = _sampler_class(sampler)
+    plan = _sampler_class(sampler, {**sampler_options, **(
+        {} if samples_per_epoch is None else {"samples_per_epoch": samples_per_epoch})})
     if plan is BalancedBatchSampler:
         resolved = labels_of(dataset, labels)
     else:
@@ -353,19 +354,35 @@ def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
     return balance(plain, labels, **options)
 
 
-def _sampler_class(sampler: Any) -> type:
+def _sampler_class(sampler: Any, options: dict[str, Any] | None = None) -> type:
+    """The sampler class ``sampler`` names; ``options`` (its further keywords) are checked
+    against it, so an option of another sampler fails here, naming the one that takes it."""
+    import inspect
+
     from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactorSampler
 
     plans = {"balanced": BalancedBatchSampler, "label-balanced": MultiLabelBalancedSampler,
              "repeat-factor": RepeatFactorSampler}
     if isinstance(sampler, str) and sampler in plans:
-        return plans[sampler]
-    if sampler in plans.values():
-        return sampler
-    raise ValueError(
-        f"sampler should be one of {sorted(plans)} or one of those sampler classes, but got "
-        f"sampler={sampler!r}"
-    )
+        plan = plans[sampler]
+    elif sampler in plans.values():
+        plan = sampler
+    else:
+        raise ValueError(
+            f"sampler should be one of {sorted(plans)} or one of those sampler classes, but got "
+            f"sampler={sampler!r}"
+        )
+    takes = {name: set(inspect.signature(cls.__init__).parameters) for name, cls in plans.items()}
+    for option in options or {}:
+        if option not in takes[next(n for n, c in plans.items() if c is plan)]:
+            others = [name for name, keys in takes.items() if option in keys]
+            fix = (f"pass sampler={others[0]!r} or remove {option}=" if others
+                   else f"remove {option}=")
+            raise TypeError(
+                f"{option} is not an option of {plan.__name__} (sampler={sampler!r}), but got "
+                f"{option}={options[option]!r}; {fix}"
+            )
+    return plan
 
 
 def _settings_of(loader: DataLoader) -> dict[str, Any]:

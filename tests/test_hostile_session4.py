@@ -131,3 +131,54 @@ def test_a_multilabel_study_resumes_with_another_rarest_but_not_another_budget(t
     longer = MultiLabelStudyConfig(**{**config.to_dict(), "epochs": 3})
     with pytest.raises(ValueError, match=r"other settings \(epochs: 10 then, 3 now\)"):
         prepare_out(tmp_path, config=longer.to_dict(), resume=True)
+
+
+# ----------------------------------------------------------------------------- sampler options
+def _multilabel_loader():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    targets = torch.zeros(40, 3)
+    targets[:10, 0], targets[5:25, 1], targets[30:, 2] = 1, 1, 1
+    return DataLoader(TensorDataset(torch.randn(40, 2), targets), batch_size=8), targets
+
+
+@pytest.mark.parametrize(("sampler", "options", "match"), [
+    ("label-balanced", {"threshold": 0.1},
+     r"threshold is not an option of MultiLabelBalancedSampler \(sampler='label-balanced'\), "
+     r"but got threshold=0.1; pass sampler='repeat-factor' or remove threshold="),
+    ("repeat-factor", {"min_bucket_share": 0.1},
+     r"min_bucket_share is not an option of RepeatFactorSampler .*pass "
+     r"sampler='label-balanced'"),
+    ("repeat-factor", {"samples_per_epoch": 50},
+     r"samples_per_epoch is not an option of RepeatFactorSampler .*pass sampler='balanced'"),
+    ("label-balanced", {"gamma": 2}, r"gamma is not an option of MultiLabelBalancedSampler "
+                                     r".*got gamma=2; remove gamma="),
+])
+def test_an_option_of_another_sampler_names_the_sampler_that_takes_it(sampler, options, match):
+    """README: the adapters "take sampler=... and that sampler's options (threshold=...)".
+    An option of the other sampler used to surface as Python's bare "__init__() got an
+    unexpected keyword argument", with no fix."""
+    from balancer import balance
+
+    loader, targets = _multilabel_loader()
+    with pytest.raises(TypeError, match=match):
+        balance(loader, labels=targets, sampler=sampler, **options)
+
+
+def test_accelerate_prepare_checks_the_sampler_options_too():
+    pytest.importorskip("accelerate")
+    from accelerate import Accelerator
+
+    from balancer.integrations.accelerate import prepare
+
+    loader, targets = _multilabel_loader()
+    with pytest.raises(TypeError, match=r"threshold is not an option of "
+                                        r"MultiLabelBalancedSampler.*sampler='repeat-factor'"):
+        prepare(Accelerator(cpu=True), loader, labels=targets, sampler="label-balanced",
+                threshold=0.1)
+    prepared = prepare(Accelerator(cpu=True), loader, labels=targets, sampler="repeat-factor",
+                       threshold=0.5)
+    from balancer import RepeatFactorSampler
+
+    assert isinstance(prepared.balanced_sampler, RepeatFactorSampler)
+    assert prepared.balanced_sampler.threshold == 0.5

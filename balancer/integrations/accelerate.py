@@ -148,7 +148,9 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     if getattr(accelerator, "dispatch_batches", None):
         raise ValueError("Accelerator(dispatch_batches=True) builds batches on process 0 only; "
                          "use dispatch_batches=False with a map-style dataset")
-    plan_class = _sampler_class(sampler)  # a bad name fails before any label is read
+    # A bad name or an option of another sampler fails before any label is read.
+    plan_class = _sampler_class(sampler, {**sampler_options, **(
+        {} if samples_per_epoch is None else {"samples_per_epoch": samples_per_epoch})})
     if drop_last is None:
         drop_last = loader.batch_sampler.drop_last
     if samples_per_epoch is not None:

@@ -92,7 +92,7 @@ class BalancedTrainer(transformers.Trainer):
         self.balanced_sampler = None
         self._balanced_labels = labels
         self._balanced_samples_per_epoch = samples_per_epoch
-        self._balanced_plan = _sampler_class(sampler)  # a bad name fails here, not in train()
+        self._balanced_plan = _sampler_class(sampler, sampler_options)  # a bad name fails here, not in train()
         self._balanced_options = dict(sampler_options or {})
 
     # ------------------------------------------------------------------ the loader
