@@ -392,9 +392,15 @@ def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
     paths = write_tuning(record, out)
     print(Path(paths["tune.md"]).read_text())
     print(f"Chosen settings: {record['settings']}")
-    print(f"Tuning record: {paths['tuned.json']} (copy it to "
-          f"balancer/study/tuned/{record['dataset'] or '<dataset>'}.json to make it the default "
-          f"of this data set)")
+    if record["dataset"]:
+        print(f"Tuning record: {paths['tuned.json']} (copy it to "
+              f"balancer/study/tuned/{record['dataset']}.json to make it the default of this "
+              f"data set)")
+    else:  # only a shipped data set's record is read back; for other data the flags are the way
+        flags = " ".join(f"--{key.replace('_', '-')} {value}"
+                         for key, value in record["settings"].items())
+        print(f"Tuning record: {paths['tuned.json']}. Tuning records are read back for the "
+              f"shipped data sets only; to use these settings on this data, pass {flags}")
     return 0
 
 

@@ -182,3 +182,23 @@ def test_accelerate_prepare_checks_the_sampler_options_too():
 
     assert isinstance(prepared.balanced_sampler, RepeatFactorSampler)
     assert prepared.balanced_sampler.threshold == 0.5
+
+
+def test_tune_on_your_own_data_prints_the_flags_not_a_record_that_is_never_read(tmp_path,
+                                                                                capsys):
+    """The tuning run used to advise copying tuned.json to balancer/study/tuned/<dataset>.json
+    for any data; that file is read back only for a shipped data set (load_tuned(None) is
+    None), so for a --table the advice could never work. It now prints the flags."""
+    from balancer.study._config import load_tuned
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(240) < 0.25).astype(int)
+    frame = pd.DataFrame({"a": rng.standard_normal(240) + y, "b": rng.standard_normal(240),
+                          "y": y})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["study", "--tune", "--quick", "--table", str(tmp_path / "t.csv"),
+                 "--label-col", "y", "--strategies", "plain,focal", "--no-posthoc",
+                 "--no-progress", "--out", str(tmp_path / "tune")]) == 0
+    printed = capsys.readouterr().out
+    assert "<dataset>.json" not in printed and load_tuned(None) is None
+    assert "to use these settings on this data, pass --focal-gamma " in printed
