@@ -202,3 +202,22 @@ def test_tune_on_your_own_data_prints_the_flags_not_a_record_that_is_never_read(
     printed = capsys.readouterr().out
     assert "<dataset>.json" not in printed and load_tuned(None) is None
     assert "to use these settings on this data, pass --focal-gamma " in printed
+
+
+def test_label_cols_on_the_semisynthetic_set_is_refused(tmp_path, capsys, monkeypatch):
+    """README: multi-label options that do not apply are errors. --label-cols Hernia,Mass on
+    the default semi-synthetic set used to be ignored: the study trained all 14 findings."""
+    import balancer.study._multilabel as ml
+    from balancer.study._ml_config import MultiLabelStudyConfig
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the inputs were checked")
+
+    monkeypatch.setattr(ml, "train_multilabel_run", refuse)
+    with pytest.raises(ValueError, match=r"label_cols=\['Hernia', 'Mass'\] applies to a CSV "
+                                         r"table or an ARFF file.*remove --label-cols"):
+        MultiLabelStudyConfig(label_cols=("Hernia", "Mass"))
+    err = _error(["study", "--multilabel", "--quick", "--label-cols", "Hernia,Mass",
+                  "--out", str(tmp_path / "o")], capsys)
+    assert "semi-synthetic ChestX-ray14 set (all 14 findings)" in err
+    assert not (tmp_path / "o").exists()

@@ -175,6 +175,10 @@ class MultiLabelStudyConfig:
             raise ValueError("a multi-label table needs its labels: pass label_cols (--label-cols "
                              "A,B,C, 0/1 columns) or label_col (--label-col NAME, one "
                              "'|'-separated column), exactly one")
+        if self.table is None and self.data is None and self.label_cols is not None:
+            raise ValueError(f"label_cols={list(self.label_cols)} applies to a CSV table or an "
+                             f"ARFF file, but the data is the semi-synthetic ChestX-ray14 set "
+                             f"(all 14 findings); pass --table or --data, or remove --label-cols")
         if self.table is None and self.label_col is not None:
             raise ValueError(f"label_col={self.label_col!r} applies only to a CSV table; pass "
                              f"--table, or remove --label-col")
