@@ -291,13 +291,17 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         progress=not args.no_progress and sys.stderr.isatty(), **chosen)
 
 
-def _check_tune(args: argparse.Namespace, names: list[str | None]) -> None:
-    """--tune with options that mean nothing in the tuning mode is an error, not ignored."""
+def _check_tune(args: argparse.Namespace, names: list[str | None],
+                passed: set[str] = frozenset()) -> None:
+    """--tune with options that mean nothing in the tuning mode is an error, not ignored
+    (``passed``: the options given on the command line, for those with a default)."""
     if len(names) > 1:
         raise ValueError(f"--tune chooses the settings of one data set, but got "
                          f"--dataset {args.dataset}; run --tune once per data set")
     given = {"--resume": args.resume, "--reference": args.reference is not None,
-             "--ordinal/--no-ordinal": args.ordinal is not None}
+             "--ordinal/--no-ordinal": args.ordinal is not None,
+             # the bootstrap is of the paired statistics; tuning runs never read a record
+             "--bootstrap": "bootstrap" in passed, "--tuned/--no-tuned": "tuned" in passed}
     given.update({"--" + field.replace("_", "-"): getattr(args, field) is not None
                   for fields in TUNABLE.values() for field in fields})
     wrong = [flag for flag, on in given.items() if on]
@@ -333,7 +337,9 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         if len(set(names)) != len(names):
             raise ValueError(f"dataset={args.dataset!r} names a data set twice; name each once")
         if args.tune:
-            _check_tune(args, names)
+            from balancer.study._ml_cli import _given
+
+            _check_tune(args, names, _given(parser, shlex.split(command)[2:]))
         configs = {name: _config(args, name) for name in names}
         first = configs[names[0]]
         out = Path(args.out) if args.out is not None else _default_out(

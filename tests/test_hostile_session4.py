@@ -221,3 +221,16 @@ def test_label_cols_on_the_semisynthetic_set_is_refused(tmp_path, capsys, monkey
                   "--out", str(tmp_path / "o")], capsys)
     assert "semi-synthetic ChestX-ray14 set (all 14 findings)" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra", [["--bootstrap", "500"], ["--bootstrap", "1000"],
+                                   ["--no-tuned"], ["--tuned"]])
+def test_tune_refuses_the_bootstrap_and_the_tuned_switch(extra, tmp_path, capsys, no_training):
+    """--tune refused --reference because it has "no paired statistics", yet took (and
+    ignored) --bootstrap, their replicates; --tuned/--no-tuned mean nothing to tuning runs,
+    which never read a record. Given with their default values too."""
+    err = _error(["study", "--tune", "--quick", "--dataset", "breastmnist", *extra,
+                  "--out", str(tmp_path / "t")], capsys)
+    flag = "--tuned/--no-tuned" if "tuned" in extra[0] else "--bootstrap"
+    assert f"--tune does not take {flag}: the tuning mode" in err
+    assert not (tmp_path / "t").exists()
