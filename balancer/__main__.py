@@ -360,6 +360,10 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
             if out.exists() and any(out.iterdir()) and not args.overwrite:
                 raise ValueError(f"out={str(out)!r} already holds files; pass --overwrite to "
                                  f"replace them or choose another --out")
+            if args.overwrite and out.is_dir():
+                from balancer.study._outputs import clear_previous
+
+                clear_previous(out)  # as for a study: the folder never mixes two runs
             return _tune(first, data[names[0]], out, command)
         folders = {name: prepare_out(out if len(names) == 1 else out / name,
                                      config=config.to_dict(), overwrite=args.overwrite,

@@ -234,3 +234,32 @@ def test_tune_refuses_the_bootstrap_and_the_tuned_switch(extra, tmp_path, capsys
     flag = "--tuned/--no-tuned" if "tuned" in extra[0] else "--bootstrap"
     assert f"--tune does not take {flag}: the tuning mode" in err
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("files", [("tuned.json", "tune.md"), ("per_label.csv",)])
+def test_a_folder_of_a_tuning_run_or_a_multilabel_table_is_a_previous_study(files, tmp_path):
+    """README: a folder holding a previous study is refused unless --overwrite, "which first
+    removes the old study's files, so the folder never mixes two studies". A tuning run's
+    tuned.json/tune.md and the multi-label per_label.csv were not counted as such files."""
+    from balancer.study._outputs import prepare_out
+
+    for name in files:
+        (tmp_path / name).write_text("old")
+    config = StudyConfig(**FAST).to_dict()
+    with pytest.raises(ValueError, match=rf"already holds a study \({files[0]}"):
+        prepare_out(tmp_path, config=config)
+    prepare_out(tmp_path, config=config, overwrite=True)
+    assert not any((tmp_path / name).exists() for name in files)
+
+
+def test_tune_with_overwrite_replaces_a_previous_study(tmp_path, capsys):
+    """The tuning mode says "pass --overwrite to replace them", but it only wrote tuned.json
+    and tune.md next to the old study's results.csv and report.md."""
+    out = tmp_path / "t"
+    (out / "runs").mkdir(parents=True)
+    for name in ("results.csv", "report.md"):
+        (out / name).write_text("old study")
+    assert main(["study", "--tune", "--quick", "--dataset", "breastmnist", "--strategies",
+                 "focal", "--no-posthoc", "--no-progress", "--overwrite",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["tune.md", "tuned.json"]

@@ -93,8 +93,18 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def _previous_files(path: Path) -> list[str]:
     from balancer.study._report import OUTPUT_FILES
 
-    names = [name for name in (*OUTPUT_FILES, RUNS_DIR) if (path / name).exists()]
+    # The multi-label study's per-label table and a tuning run's record are a study's files too:
+    # left out, --overwrite kept them next to the new study's.
+    others = ("per_label.csv", "tuned.json", "tune.md")
+    names = [name for name in (*OUTPUT_FILES, *others, RUNS_DIR) if (path / name).exists()]
     return names
+
+
+def clear_previous(path: Path) -> None:
+    """Remove the files of a previous study (or tuning run) from the folder ``path``."""
+    for name in _previous_files(path):
+        target = path / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
 
 
 def prepare_out(out: str | os.PathLike, *, config: dict[str, Any], overwrite: bool = False,
@@ -128,9 +138,7 @@ def prepare_out(out: str | os.PathLike, *, config: dict[str, Any], overwrite: bo
         raise ValueError(f"out={str(out)!r} already holds a study ({', '.join(previous)}); pass "
                          f"--overwrite to replace it, --resume to continue it, or another --out")
     if previous and overwrite:
-        for name in previous:
-            target = path / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        clear_previous(path)
     if previous and resume:
         saved_file = path / "study.json"
         if not saved_file.is_file():
