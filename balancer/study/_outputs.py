@@ -29,8 +29,9 @@ __all__ = ["RunFolder", "atomic_write", "prepare_out"]
 RUNS_DIR = "runs"
 COLUMNS = ["strategy", "seed", "split", "metric", "value"]
 # Settings that may change between an interrupted study and its resumption: they do not change
-# any number (strategies and seeds only choose which runs exist).
-_RESUMABLE = {"strategies", "seeds", "progress", "threads", "jobs", "reference", "bootstrap",
+# any number (strategies and seeds only choose which runs exist). Not ``threads``: torch's CPU
+# kernels split their sums by thread count, so another count changes the last bits of a run.
+_RESUMABLE = {"strategies", "seeds", "progress", "jobs", "reference", "bootstrap",
               "rarest",  # the multi-label report's list of labels: every run holds them all
               "posthoc"}
 
