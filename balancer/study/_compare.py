@@ -143,8 +143,25 @@ def compare(
         if settings.get(name) is not None:
             raise ValueError(f"compare() takes the data as datasets; {name}={settings[name]!r} "
                              f"does not apply here (use balancer study --{name} for that)")
+    if settings.get("jobs", 1) != 1:
+        raise ValueError(f"compare() trains its runs one after another in this process "
+                         f"(model_fn and the datasets need not be picklable), so "
+                         f"jobs={settings['jobs']!r} does not apply; remove jobs (balancer "
+                         f"study --jobs trains the shipped data in parallel)")
+    if settings.get("augment"):
+        raise ValueError("compare() adds no augmentation (the datasets' own transforms apply), "
+                         "so augment=True does not apply; put it in the train dataset's transform")
+    if settings.get("tuned"):
+        raise ValueError("tuned=True fills settings from a shipped data set's tuning record "
+                         "(balancer/study/tuned/), which says nothing about your data; pass the "
+                         "settings themselves (e.g. focal_gamma=0.5)")
     settings.setdefault("strategies", COMPARE_STRATEGIES)
     settings.setdefault("progress", False)
+    # A config without data names the default shipped RetinaMNIST: without these, a user's
+    # datasets got RetinaMNIST's tuned settings and its ordinal-grade metric (kappa).
+    settings.setdefault("tuned", False)
+    settings.setdefault("ordinal", False)
+    settings.setdefault("augment", False)
     config = StudyConfig(**settings)
     cosine = [name for name in config.strategies if STRATEGIES[name].cosine_head]
     if cosine:
