@@ -404,6 +404,12 @@ def test_table_errors_name_the_argument_and_the_fix(tmp_path):
         load_multilabel_table(tmp_path / "t.csv", label_cols=("a", "b"), group_col="p")
     with pytest.raises(FileNotFoundError, match="table='/none.csv' does not exist"):
         load_multilabel_table("/none.csv", label_cols=("a", "b"))
+    grouped = frame.assign(p=[f"patient{i % 7}" for i in range(len(frame))])
+    grouped.loc[2, "p"] = None
+    grouped.to_csv(tmp_path / "g.csv", index=False)
+    with pytest.raises(ValueError, match=r"group_col='p' is empty in row 2; give every row its "
+                                         r"group"):
+        load_multilabel_table(tmp_path / "g.csv", label_cols=("a", "b"), group_col="p")
     frame.loc[3, "f0"] = np.nan
     frame.to_csv(tmp_path / "gap.csv", index=False)
     with pytest.raises(ValueError, match=r"feature column\(s\) \['f0'\] have empty cells"):

@@ -14,6 +14,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -279,18 +280,24 @@ def _codes(table: pd.DataFrame, label_col: str, path: Path) -> tuple[np.ndarray,
     return values.map({n: i for i, n in enumerate(names)}).to_numpy().astype(np.int64), names
 
 
+def read_groups(table: pd.DataFrame, group_col: str | None, where: Any) -> np.ndarray | None:
+    """The group (e.g. patient id) of every row of ``table`` as strings, or None without a
+    group column; a missing column or an empty cell is an error naming it."""
+    if group_col is None:
+        return None
+    if group_col not in table.columns:
+        raise ValueError(f"group_col={group_col!r} is not a column of {where} (it has "
+                         f"{list(table.columns)}); pass --group-col with one of those")
+    if table[group_col].isna().any():
+        row = int(np.flatnonzero(table[group_col].isna().to_numpy())[0])
+        raise ValueError(f"{where}: group_col={group_col!r} is empty in row {row}; give every "
+                         f"row its group (e.g. the patient id)")
+    return table[group_col].astype(str).to_numpy()
+
+
 def _splits(table: pd.DataFrame, codes: np.ndarray, path: Path, *, split_col: str,
             group_col: str | None, seed: int) -> np.ndarray:
-    groups = None
-    if group_col is not None:
-        if group_col not in table.columns:
-            raise ValueError(f"group_col={group_col!r} is not a column of {path} (it has "
-                             f"{list(table.columns)}); pass --group-col with one of those")
-        if table[group_col].isna().any():
-            row = int(np.flatnonzero(table[group_col].isna().to_numpy())[0])
-            raise ValueError(f"{path}: group_col={group_col!r} is empty in row {row}; give every "
-                             f"row its group (e.g. the patient id)")
-        groups = table[group_col].astype(str).to_numpy()
+    groups = read_groups(table, group_col, path)
     if split_col in table.columns:
         splits = table[split_col].astype(str).str.strip().str.lower().to_numpy()
         unknown = sorted(set(splits) - set(SPLITS))

@@ -29,7 +29,14 @@ import pandas as pd
 import torch
 
 from balancer._multilabel_labels import encode_multilabels
-from balancer.study._data import SPLITS, _check_groups_disjoint, _read_npz, _read_table, _shown
+from balancer.study._data import (
+    SPLITS,
+    _check_groups_disjoint,
+    _read_npz,
+    _read_table,
+    _shown,
+    read_groups,
+)
 
 __all__ = ["MultiLabelData", "grouped_multilabel_split", "load_arff", "load_multilabel_npz",
            "load_multilabel_table", "semisynthetic_chestxray14"]
@@ -328,16 +335,7 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
     else:
         cells = frame[label_col].fillna("").astype(str).tolist()
         targets, names = _encode(cells, f"{where} label_col={label_col!r}")
-    groups = None
-    if group_col is not None:
-        if group_col not in frame.columns:
-            raise ValueError(f"group_col={group_col!r} is not a column of {file} (it has "
-                             f"{list(frame.columns)}); pass --group-col with one of those")
-        if frame[group_col].isna().any():
-            row = int(np.flatnonzero(frame[group_col].isna().to_numpy())[0])
-            raise ValueError(f"{file}: group_col={group_col!r} is empty in row {row}; give every "
-                             f"row its group (e.g. the patient id)")
-        groups = frame[group_col].astype(str).to_numpy()
+    groups = read_groups(frame, group_col, file)
     split = frame[split_col].to_numpy() if split_col in frame.columns else None
     features = frame.drop(columns=[c for c in (*wanted, split_col, group_col)
                                    if c is not None and c in frame.columns])
