@@ -280,6 +280,14 @@ def _codes(table: pd.DataFrame, label_col: str, path: Path) -> tuple[np.ndarray,
     return values.map({n: i for i, n in enumerate(names)}).to_numpy().astype(np.int64), names
 
 
+def check_finite_features(X: np.ndarray, where: Any) -> None:
+    """Refuse a feature matrix with NaN or infinite values, naming the first rows."""
+    if not np.isfinite(X).all():
+        rows = np.flatnonzero(~np.isfinite(X).all(axis=1)).tolist()
+        raise ValueError(f"{where}: X has NaN or infinite values in {len(rows)} row(s) (e.g. "
+                         f"{_shown(rows)}); fill or drop them")
+
+
 def read_groups(table: pd.DataFrame, group_col: str | None, where: Any) -> np.ndarray | None:
     """The group (e.g. patient id) of every row of ``table`` as strings, or None without a
     group column; a missing column or an empty cell is an error naming it."""
@@ -474,10 +482,7 @@ def load_features(
     if len(codes) != len(X):
         raise ValueError(f"{where}: {len(X)} rows in X but {len(codes)} labels in y; they must "
                          f"match")
-    if not np.isfinite(X).all():
-        rows = np.flatnonzero(~np.isfinite(X).all(axis=1)).tolist()
-        raise ValueError(f"{where}: X has NaN or infinite values in {len(rows)} row(s) (e.g. "
-                         f"{_shown(rows)}); fill or drop them")
+    check_finite_features(X, where)
     if split is not None:
         splits = np.asarray(split).astype(str)
         unknown = sorted(set(splits.tolist()) - set(SPLITS))

@@ -35,6 +35,7 @@ from balancer.study._data import (
     _read_npz,
     _read_table,
     _shown,
+    check_finite_features,
     read_groups,
 )
 
@@ -188,10 +189,7 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
     if len(X) != len(targets):
         raise ValueError(f"{where}: {len(X)} rows of features but {len(targets)} rows of labels; "
                          f"they must match")
-    if not np.isfinite(X).all():
-        rows = np.flatnonzero(~np.isfinite(X).all(axis=1)).tolist()
-        raise ValueError(f"{where}: X has NaN or infinite values in {len(rows)} row(s) (e.g. "
-                         f"{_shown(rows)}); fill or drop them")
+    check_finite_features(X, where)
     if groups is not None:
         groups = np.asarray(groups).astype(str)
         if groups.shape != (len(X),):
