@@ -283,6 +283,9 @@ class RepeatFactorSampler(PlanBatchSampler):
         epoch = check_int("epoch", epoch, minimum=0, fix="pass a 0-based epoch number")
         return self._rounding.copies(self._balanced_epochs_before(epoch))
 
+    # An epoch's slots are one uniform shuffle of its copies (see _balanced_slots).
+    _SHUFFLE_IN_BATCH = False
+
     # ------------------------------------------------------------------ the plan's hooks
     def _balanced_length(self, epoch: int) -> int:
         return self.samples_per_epoch
@@ -303,7 +306,9 @@ class RepeatFactorSampler(PlanBatchSampler):
         return _digest(self._targets)
 
     def _plan_settings(self) -> dict[str, Any]:
-        return {"plan": "repeat-factor", "threshold": self.threshold}
+        # Revision 2: batches keep the epoch's shuffled order (revision 1 shuffled inside every
+        # batch again); a state saved by revision 1 is refused, as its batches differ.
+        return {"plan": "repeat-factor", "revision": 2, "threshold": self.threshold}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(labels={len(self.label_names)}, "

@@ -407,7 +407,7 @@ def _run_chunks(
     """(loss reduced as ``reduction``, or None; elementwise gradient for a unit upstream
     gradient, or None), over blocks of whole rows of x (N, L)."""
     n, width = x.shape
-    rows = max(1, K._CHUNK_BYTES // (x.element_size() * max(width, 1)))
+    rows = max(1, K._chunk_bytes() // (x.element_size() * max(width, 1)))
     loss = torch.empty_like(x) if reduction == "none" else None
     grad = torch.empty_like(x) if with_grad else None
     want_sum = reduction in ("mean", "sum")

@@ -245,7 +245,7 @@ def test_binary_focal_kernel_half_logits(dtype, reduction):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_binary_focal_kernel_chunking_and_shapes(shape, chunk_bytes, reduction, monkeypatch):
     """64-byte chunks (8 float64 elements) split every shape, with a ragged last chunk."""
-    monkeypatch.setattr(K, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(K, "_chunk_bytes", lambda: chunk_bytes)
     logits, target = focal_inputs(2, torch.float64, shape)
     assert_paths_agree(
         lambda x: LF.binary_focal_loss(x, target, gamma=2.0, reduction=reduction),
@@ -254,7 +254,7 @@ def test_binary_focal_kernel_chunking_and_shapes(shape, chunk_bytes, reduction, 
 
 
 def test_binary_focal_kernel_non_contiguous_logits(monkeypatch):
-    monkeypatch.setattr(K, "_CHUNK_BYTES", 64)
+    monkeypatch.setattr(K, "_chunk_bytes", lambda: 64)
     logits, target = focal_inputs(3, torch.float64, (5, 12))
 
     def fn(x):
@@ -330,7 +330,7 @@ def test_binary_focal_kernel_without_grad():
 @pytest.mark.parametrize("alpha", [None, 0.25])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.5])
 def test_binary_focal_kernel_gradcheck(alpha, gamma, monkeypatch):
-    monkeypatch.setattr(K, "_CHUNK_BYTES", 40)  # 5 float64 elements: several chunks
+    monkeypatch.setattr(K, "_chunk_bytes", lambda: 40)  # 5 float64 elements: several chunks
     g = torch.Generator().manual_seed(6)
     x = (3 * torch.randn(4, 3, generator=g, dtype=torch.float64)).requires_grad_(True)
     t = torch.rand(4, 3, generator=g, dtype=torch.float64)
@@ -395,3 +395,32 @@ def test_binary_focal_confident_elements_keep_relative_precision(monkeypatch, fa
     single = LF.binary_focal_loss(torch.tensor([abs(shift)]), torch.ones(1), gamma=gamma,
                                   reduction="none")
     assert single.item() > 0  # not rounded to 0
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chunks_grow_with_the_thread_count_and_results_still_agree(threads, monkeypatch):
+    """With T > 1 intra-op threads a chunk is 2 T times _CHUNK_BYTES (so each of its ops is
+    split across the threads); the kernels over such chunks still agree with the plain paths."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert torch.get_num_threads() == threads
+        monkeypatch.setattr(K, "_CHUNK_BYTES", 16)  # 2 float64 elements per thread's share
+        expected = 16 if threads == 1 else 16 * 2 * threads
+        assert K._chunk_bytes() == expected
+        logits, target = focal_inputs(4, torch.float64, (9, 7))
+        assert_paths_agree(
+            lambda x: LF.binary_focal_loss(x, target, gamma=2.0, reduction="sum"),
+            logits, FOCAL_NODE,
+        )
+        z = logits.detach()
+        t = (target > 0.5).to(z.dtype)
+        fast = z.clone().requires_grad_()
+        with fast_cpu(True):
+            LF.asymmetric_loss(fast, t).backward()
+        plain = z.clone().requires_grad_()
+        with fast_cpu(False):
+            LF.asymmetric_loss(plain, t).backward()
+        assert_close(fast.grad, plain.grad)
+    finally:
+        torch.set_num_threads(before)

@@ -278,6 +278,37 @@ def test_repeat_factors_and_rounding(matrix, threshold, replicas, batch_size):
         assert np.abs(total - target).max() <= 2 + math.log(epochs)
 
 
+@settings(max_examples=30, deadline=None)
+@given(matrix=matrices(min_labels=1), batch_size=st.integers(2, 7), replicas=st.integers(1, 3),
+       epoch=st.integers(0, 5), seed=st.integers(0, 2**32 - 1))
+def test_repeat_factor_batches_are_slices_of_one_shuffled_epoch(matrix, batch_size, replicas,
+                                                                epoch, seed):
+    """An epoch is one shuffle of its copies, cut into batches as it comes: no second shuffle
+    inside a batch. The epoch's order does not depend on the batch size, so batches of any size
+    (every rank's, interleaved) laid end to end give the order of batches of size 1."""
+    def order(size, ranks):
+        shards = [epoch_batches(RepeatFactorSampler(matrix, size, threshold=0.5, seed=seed,
+                                                    num_replicas=ranks, rank=r), epoch)
+                  for r in range(ranks)]
+        return [i for batch in global_plan(shards) for i in batch]
+
+    one = order(1, 1)
+    sized = order(batch_size, replicas)
+    # Padding for whole batches per rank repeats the epoch's first slots (round and round).
+    assert sized == np.resize(one, len(sized)).tolist()
+
+
+def test_repeat_factor_state_of_the_first_revision_is_refused():
+    """Revision 1 shuffled inside every batch again, so its batches differ: its state, saved
+    without a revision, cannot resume here."""
+    labels = ["a"] * 10 + ["b"] * 3 + ["a|b"] * 2
+    rfs = RepeatFactorSampler(labels, 2, seed=1, threshold=0.5)
+    state = rfs.state_dict()
+    del state["settings"]["revision"]
+    with pytest.raises(ValueError, match="revision: saved None, here 2"):
+        RepeatFactorSampler(labels, 2, seed=1, threshold=0.5).load_state_dict(state)
+
+
 def test_single_label_data_and_chestxray14_rates(chestxray):
     labels = np.repeat([0, 1, 2], [900, 90, 10])
     sampler = RepeatFactorSampler(labels, 10, threshold=0.1, seed=0)
