@@ -203,7 +203,7 @@ class RepeatFactorSampler(PlanBatchSampler):
     Args:
         labels: multi-label targets (see :class:`MultiLabelBalancedSampler`; ``L >= 1``) or one
             integer class per sample.
-        batch_size: samples per batch; order inside a batch is shuffled.
+        batch_size: samples per batch: consecutive slices of the epoch's shuffled copies.
         threshold: :math:`t` in :math:`(0, 1]`: categories rarer than this are repeated. LVIS
             uses 0.001 for 1,203 categories; with 14 findings, 0.05 - 0.2 is more typical.
         schedule: optional :class:`~balancer.FineTuneSchedule`: its fine-tune epochs are one
