@@ -184,14 +184,14 @@ def test_cli_unknown_strategy_exits_before_training(monkeypatch, capsys, tmp_pat
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--data", "missing.npz"], r"data='missing.npz' does not exist; pass the path of a \.npz"),
-    (["--csv", "missing.csv"], r"csv='missing.csv' does not exist"),
-    (["--dataset", "cifar10"], r"dataset='cifar10' is not a shipped data set; choose one of"),
-    (["--epochs", "0"], r"epochs should be an integer >= 1, but got epochs=0"),
-    (["--epochs", "3", "--finetune-epochs", "4"], r"finetune_epochs=4; it must lie in \[0, "
-                                                  r"epochs=3\]"),
-    (["--seeds", "1,1"], r"seeds=\[1, 1\] repeats a seed"),
-    (["--batch-size", "5000"], r"batch_size=5000 is larger than the train split \(1080"),
+    (["--data", "missing.npz"], r"--data 'missing.npz' does not exist; pass the path of a \.npz"),
+    (["--csv", "missing.csv"], r"--csv 'missing.csv' does not exist"),
+    (["--dataset", "cifar10"], r"--dataset 'cifar10' is not a shipped data set; choose one of"),
+    (["--epochs", "0"], r"--epochs should be an integer >= 1, but got --epochs 0"),
+    (["--epochs", "3", "--finetune-epochs", "4"], r"--finetune-epochs 4; it must lie in \[0, "
+                                                  r"--epochs 3\]"),
+    (["--seeds", "1,1"], r"--seeds \[1, 1\] repeats a seed"),
+    (["--batch-size", "5000"], r"--batch-size 5000 is larger than the train split \(1080"),
 ])
 def test_cli_bad_input_exits_with_message(argv, match, monkeypatch, capsys):
     _no_training(monkeypatch)

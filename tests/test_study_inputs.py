@@ -9,7 +9,7 @@ import pytest
 
 import balancer.study._train
 from balancer.__main__ import main
-from balancer.study import load_study_data
+from balancer.study import StudyConfig, load_study_data
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_npz_that_is_not_an_archive_names_data(tmp_path, content, capsys, no_tra
     with pytest.raises(ValueError, match=r"data='.*bad\.npz' is not a readable \.npz file"):
         load_study_data(data=path)
     err = _cli_error(["--data", str(path)], capsys)
-    assert err.startswith("balancer study: error: data=") and "Traceback" not in err
+    assert err.startswith("balancer study: error: --data ") and "Traceback" not in err
 
 
 def test_truncated_npz_names_data(tmp_path):
@@ -217,8 +217,8 @@ def test_options_that_do_not_apply_are_refused(argv, flag, needs, capsys, no_tra
 def test_usage_error_prints_the_useful_line_first(capsys, no_training):
     err = _cli_error(["--epochs", "0"], capsys)
     lines = err.splitlines()
-    assert lines[0] == ("balancer study: error: epochs should be an integer >= 1, but got "
-                        "epochs=0; pass the number of epochs to train, e.g. --epochs 12")
+    assert lines[0] == ("balancer study: error: --epochs should be an integer >= 1, but got "
+                        "--epochs 0; pass the number of epochs to train, e.g. --epochs 12")
     assert len(lines) <= 2 and "usage:" not in err
     err = _cli_error(["--no-such-option"], capsys)
     assert err.splitlines()[0] == "balancer: error: unrecognized arguments: --no-such-option"
@@ -269,3 +269,54 @@ def test_help_is_quick_because_imports_are_lazy():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                timeout=120, check=True)
     assert re.search(r"HEAVY \[\]", completed.stderr), completed.stderr
+
+
+# ----------------------------------------------------------------------------- settings
+@pytest.mark.parametrize(("strategy", "flag", "same_as"), [
+    ("balanced+finetune", "--finetune-epochs", "balanced"),
+    ("ldam-drw", "--drw-epochs", "LDAM without deferred re-weighting"),
+    ("drs", "--drs-epochs", "plain"),
+    ("crt", "--crt-epochs", "plain"),
+])
+def test_a_phased_strategy_with_a_zero_phase_is_refused(strategy, flag, same_as, capsys,
+                                                        no_training):
+    """0 epochs of its phase would make the row another strategy under its own name."""
+    err = _cli_error(["--quick", "--strategies", f"plain,{strategy}", flag, "0"], capsys)
+    assert err.splitlines()[0] == (
+        f"balancer study: error: {flag} 0 leaves {strategy} without its phase, so it would "
+        f"train as {same_as}; pass {flag} 1 or more, or leave {strategy} out of the strategies")
+    field = flag.removeprefix("--").replace("-", "_")
+    # Without that strategy, a zero phase is fine.
+    assert StudyConfig(strategies=("plain",), **{field: 0}).to_dict()[field] == 0
+
+
+def test_more_jobs_than_cpus_is_refused_before_any_process_starts(capsys, no_training,
+                                                                  monkeypatch):
+    import balancer.study._config as study_config
+
+    monkeypatch.setattr(study_config, "_usable_cpus", lambda: 4)
+    err = _cli_error(["--jobs", "1000"], capsys)
+    assert err.splitlines()[0] == (
+        "balancer study: error: --jobs 1000 would start 1000 training processes on a machine "
+        "with 4 usable CPU(s); pass --jobs 4 or fewer (each process trains one run at a time)")
+    assert StudyConfig(jobs=4).jobs == 4
+    monkeypatch.setattr(study_config, "_usable_cpus", lambda: 1)
+    assert StudyConfig(jobs=2).jobs == 2  # two processes are always allowed
+    with pytest.raises(ValueError, match="jobs=3 would start 3 training processes"):
+        StudyConfig(jobs=3)
+
+
+def test_cli_errors_name_the_flag_not_the_config_field():
+    """Only a field a flag sets is renamed, and only where it stands as a name."""
+    from balancer.__main__ import build_parser
+    from balancer.study._ml_cli import as_flags
+
+    parser = build_parser()
+    study = next(a for a in parser._actions if a.dest == "command").choices["study"]
+    assert as_flags("batch_size should be an integer >= 1, but got batch_size=0; e.g. 64",
+                    study) == ("--batch-size should be an integer >= 1, but got --batch-size "
+                               "0; e.g. 64")
+    assert as_flags("samples=5 is too few", study) == "--synthetic-samples 5 is too few"
+    untouched = ("num_samples=3 and state['epoch']=2 and x.epochs=1 and my-seeds=1 and "
+                 "unknown_field=1")
+    assert as_flags(untouched, study) == untouched

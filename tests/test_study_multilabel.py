@@ -597,9 +597,15 @@ def test_cli_refuses_a_previous_study_and_a_file_before_training(tmp_path, capsy
     (["--strategies", "plain,focal"], "unknown multi-label strategy 'focal'"),
     (["--resume"], "--resume continues the study in a run folder"),
     (["--data", "x.npz", "--synthetic-samples", "900"], "--synthetic-samples sizes the default"),
-    (["--rfs-threshold", "2"], "rfs_threshold should be > 0.0 and <= 1.0"),
-    (["--batch-size", "100000"], "batch_size=100000 is larger than the train split"),
+    (["--rfs-threshold", "2"], "--rfs-threshold should be > 0.0 and <= 1.0"),
+    (["--batch-size", "100000"], "--batch-size 100000 is larger than the train split"),
     (["--table", "t.csv"], "a multi-label table needs its labels"),
+    (["--synthetic-samples", "5"],
+     "--synthetic-samples should be an integer >= 500, but got --synthetic-samples 5;"),
+    (["--strategies", "plain,label-balanced+finetune", "--finetune-epochs", "0"],
+     "--finetune-epochs 0 leaves label-balanced+finetune without its "
+                                 "phase, so it would train as label-balanced; pass "
+                                 "--finetune-epochs 1 or more"),
 ])
 def test_cli_usage_errors_before_training(extra, match, tmp_path, capsys, no_training):
     out = [] if "--resume" in extra else ["--out", str(tmp_path / "o")]
@@ -666,3 +672,14 @@ def test_the_study_package_exports_the_multilabel_study():
     assert study.MultiLabelStudyConfig is MultiLabelStudyConfig
     assert {"MultiLabelStudyConfig", "run_multilabel_study",
             "write_multilabel_outputs"} <= set(study.__all__)
+
+
+def test_zero_finetune_epochs_is_accepted_without_the_finetune_row_and_asl_clip_below_one():
+    config = MultiLabelStudyConfig(finetune_epochs=0, strategies=("plain", "label-balanced"))
+    assert config.finetune_epochs == 0
+    with pytest.raises(ValueError, match=r"finetune_epochs=0 leaves label-balanced\+finetune"):
+        MultiLabelStudyConfig(finetune_epochs=0)
+    with pytest.raises(ValueError, match=r"asl_clip should be >= 0.0 and < 1.0, but got "
+                                         r"asl_clip=1.0; it is the probability margin"):
+        MultiLabelStudyConfig(asl_clip=1.0)
+    assert MultiLabelStudyConfig(asl_clip=0.5).asl_clip == 0.5

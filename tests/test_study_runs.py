@@ -34,7 +34,7 @@ def _error(argv, capsys):
 def test_out_under_a_file_fails_before_training(tmp_path, capsys, no_training):
     (tmp_path / "file").write_text("x")
     err = _error([*FAST, "--out", str(tmp_path / "file" / "sub")], capsys)
-    assert err.startswith(f"balancer study: error: out='{tmp_path / 'file' / 'sub'}' lies under "
+    assert err.startswith(f"balancer study: error: --out '{tmp_path / 'file' / 'sub'}' lies under "
                           f"the file '{tmp_path / 'file'}'"), err
 
 
@@ -62,7 +62,7 @@ def test_previous_study_is_not_overwritten_without_overwrite(tmp_path, capsys, m
     monkeypatch.setattr(balancer.study._train, "train_and_evaluate",
                         lambda *a, **k: calls.append(1) or pytest.fail("trained"))
     err = _error([*FAST, "--out", str(out)], capsys)
-    assert err.startswith(f"balancer study: error: out='{out}' already holds a study "
+    assert err.startswith(f"balancer study: error: --out '{out}' already holds a study "
                           f"(results.csv, summary.csv, paired.csv, report.md"), err
     assert "--overwrite to replace it, --resume to continue it" in err
     assert not calls

@@ -60,7 +60,8 @@ def test_crt_freezes_the_backbone_after_plain_training_and_retrains_a_new_classi
 
     crt = run("crt", config)
     plain = run("plain", StudyConfig(**{**config.to_dict(), "epochs": 1, "crt_epochs": 0,
-                                        "drs_epochs": 0, "drw_epochs": 0}))
+                                        "drs_epochs": 0, "drw_epochs": 0,
+                                        "strategies": ("plain",)}))
     plain2 = run("drs", StudyConfig(**{**config.to_dict(), "drs_epochs": 1}))
     assert crt.steps == plain2.steps == 2 * plain.steps
     # The backbone (weights and batch-norm statistics) is plain's after its first epoch ...

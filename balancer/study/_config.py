@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def check_seeds(seeds: Any) -> tuple[int, ...]:
     return seeds
 
 def _check_float(name: str, value: Any, *, low: float, high: float | None = None,
-                 low_open: bool = False, fix: str = "") -> float:
+                 low_open: bool = False, high_open: bool = False, fix: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} should be a number, but got {name}={value!r}")
     value = float(value)
@@ -113,12 +114,37 @@ def _check_float(name: str, value: Any, *, low: float, high: float | None = None
         raise ValueError(f"{name} should be a finite number, but got {name}={value}"
                          f"{fix and '; ' + fix}")
     bad_low = value <= low if low_open else value < low
-    if bad_low or (high is not None and value > high):
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
         bound = f"> {low}" if low_open else f">= {low}"
         if high is not None:
-            bound += f" and <= {high}"
+            bound += f" and < {high}" if high_open else f" and <= {high}"
         raise ValueError(f"{name} should be {bound}, but got {name}={value}{fix and '; ' + fix}")
     return value
+
+
+# A phased strategy, the setting that sets its phase's length, and what it trains as without
+# that phase.
+_PHASES = {"balanced+finetune": ("finetune_epochs", "balanced"),
+           "ldam-drw": ("drw_epochs", "LDAM without deferred re-weighting"),
+           "drs": ("drs_epochs", "plain"), "crt": ("crt_epochs", "plain")}
+
+
+def check_phases(config: Any, phases: dict[str, tuple[str, str]]) -> None:
+    """A phased strategy whose phase has 0 epochs would train as another row, under its own
+    name: refused."""
+    for strategy, (field, same_as) in phases.items():
+        if strategy in config.strategies and getattr(config, field) == 0:
+            raise ValueError(f"{field}=0 leaves {strategy} without its phase, so it would train "
+                             f"as {same_as}; pass {field}=1 or more, or leave {strategy} out of "
+                             f"the strategies")
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(kw_only=True)
@@ -249,9 +275,15 @@ class StudyConfig:
             setattr(self, name, check_int(name, getattr(self, name), minimum=0,
                                           maximum=self.epochs,
                                           fix=f"it must lie in [0, epochs={self.epochs}]"))
+        check_phases(self, _PHASES)
         self.jobs = check_int("jobs", self.jobs, minimum=1,
                               fix="pass the number of runs to train in parallel processes, "
                                   "e.g. --jobs 2 on two cores")
+        cpus = _usable_cpus()
+        if self.jobs > max(cpus, 2):  # 2 always: a one-core machine may still test --jobs 2
+            raise ValueError(f"jobs={self.jobs} would start {self.jobs} training processes on a "
+                             f"machine with {cpus} usable CPU(s); pass --jobs {max(cpus, 2)} "
+                             f"or fewer (each process trains one run at a time)")
         if self.jobs > 1 and self.device != "cpu":
             raise ValueError(f"jobs={self.jobs} trains runs in parallel CPU processes, but "
                              f"device={self.device!r}; pass --jobs 1 on a GPU")

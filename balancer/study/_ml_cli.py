@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -93,6 +94,22 @@ def add_multilabel_options(parser: argparse.ArgumentParser) -> None:
 
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
+
+
+# Config fields set by a flag of another name.
+_FIELD_FLAGS = {"samples": "--synthetic-samples"}
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """A config error names its field (``samples should be ..., but got samples=5``); on the
+    command line it names the flag instead (``--synthetic-samples should be ..., but got
+    --synthetic-samples 5``). Only fields that a flag of this parser sets are renamed."""
+    flags = {action.dest: next((o for o in action.option_strings if o.startswith("--")), None)
+             for action in parser._actions if action.option_strings}
+    flags = {dest: flag for dest, flag in flags.items() if flag} | _FIELD_FLAGS
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    message = re.sub(rf"^({names}) should", lambda m: f"{flags[m.group(1)]} should", message)
+    return re.sub(rf"(?<![\w\-'\[.])({names})=", lambda m: f"{flags[m.group(1)]} ", message)
 
 
 def reject_multilabel_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -187,7 +204,7 @@ def multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
                              resume=args.resume)
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        parser.error(str(message))
+        parser.error(as_flags(str(message), parser))
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
     results = run_multilabel_study(config, data, folder=folder)

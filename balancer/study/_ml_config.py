@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from balancer._validation import check_int
-from balancer.study._config import _check_float, check_seeds, check_strategies
+from balancer.study._config import _check_float, check_phases, check_seeds, check_strategies
 
 __all__ = ["ML_QUICK", "ML_STRATEGIES", "MultiLabelStrategy", "MultiLabelStudyConfig"]
 
@@ -137,6 +137,7 @@ class MultiLabelStudyConfig:
         self.finetune_epochs = check_int("finetune_epochs", self.finetune_epochs, minimum=0,
                                          maximum=self.epochs,
                                          fix=f"it must lie in [0, epochs={self.epochs}]")
+        check_phases(self, {"label-balanced+finetune": ("finetune_epochs", "label-balanced")})
         self.samples = check_int("samples", self.samples, minimum=500,
                                  fix="the semi-synthetic set needs at least 500 rows so that "
                                      "rare findings reach every split, e.g. 8000")
@@ -158,7 +159,10 @@ class MultiLabelStudyConfig:
                                               "e.g. 0.1")
         self.asl_gamma_neg = _check_float("asl_gamma_neg", self.asl_gamma_neg, low=0.0)
         self.asl_gamma_pos = _check_float("asl_gamma_pos", self.asl_gamma_pos, low=0.0)
-        self.asl_clip = _check_float("asl_clip", self.asl_clip, low=0.0, high=1.0)
+        self.asl_clip = _check_float("asl_clip", self.asl_clip, low=0.0, high=1.0,
+                                     high_open=True,
+                                     fix="it is the probability margin shifted off the "
+                                         "negatives; the paper's is 0.05, 0 turns it off")
         self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
         if self.select not in ("best", "last"):
             raise ValueError(f"select should be 'best' (highest validation macro AUPRC) or "
