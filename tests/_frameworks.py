@@ -170,6 +170,23 @@ class Findings(Dataset):
         return self.features[index], self.target[index], index
 
 
+def parse_run(spec: str) -> tuple[str, int]:
+    """``"KIND:STOP"`` (a multi-label sampler and the steps a first run makes before its
+    checkpoint) as ``(KIND, STOP)``; a job given a list of them trains one run per spec."""
+    kind, _, stop = spec.rpartition(":")
+    if kind not in MULTILABEL_SAMPLERS or not stop.isdigit() or int(stop) < 1:
+        raise ValueError(f"run {spec!r} should be KIND:STOP with KIND one of "
+                         f"{sorted(MULTILABEL_SAMPLERS)} and STOP a positive step count, "
+                         f"e.g. 'repeat-factor:11'")
+    return kind, int(stop)
+
+
+def run_name(spec: str) -> str:
+    """The folder of one run's records (and checkpoint): ``repeat-factor:11`` -> ``repeat-factor-11``."""
+    kind, stop = parse_run(spec)
+    return f"{kind}-{stop}"
+
+
 def multilabel_sampler(kind: str, *, num_replicas: int, rank: int, seed: int = SEED):
     """The sampler a framework run with ``kind`` builds on ``rank``, built here directly."""
     from balancer import FineTuneSchedule, MultiLabelBalancedSampler, RepeatFactorSampler
