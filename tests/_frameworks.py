@@ -138,7 +138,8 @@ def _freeze(value):
 
 # --------------------------------------------------------------------- multi-label runs
 # The same launchers with the multi-label samplers (balance(..., sampler=KIND)): 300 items with
-# ChestX-ray-like findings (and "No Finding"), 2 epochs, the second at the true frequencies.
+# ChestX-ray-like findings (and "No Finding"), 2 epochs, the second at the true frequencies; each
+# run ("KIND:STOP") stops after STOP steps with a checkpoint and is resumed by a second job.
 MULTILABEL_SAMPLERS = {"label-balanced": {}, "repeat-factor": {"threshold": 0.2}}
 ML_EPOCHS, ML_FINETUNE = 2, 1
 ML_NAMES = ("Effusion", "Mass", "Hernia", "Nodule")
@@ -168,6 +169,23 @@ class Findings(Dataset):
 
     def __getitem__(self, index: int):
         return self.features[index], self.target[index], index
+
+
+def parse_run(spec: str) -> tuple[str, int]:
+    """``"KIND:STOP"`` (a multi-label sampler and the steps a first run makes before its
+    checkpoint) as ``(KIND, STOP)``; a job given a list of them trains one run per spec."""
+    kind, _, stop = spec.rpartition(":")
+    if kind not in MULTILABEL_SAMPLERS or not stop.isdigit() or int(stop) < 1:
+        raise ValueError(f"run {spec!r} should be KIND:STOP with KIND one of "
+                         f"{sorted(MULTILABEL_SAMPLERS)} and STOP a positive step count, "
+                         f"e.g. 'repeat-factor:11'")
+    return kind, int(stop)
+
+
+def run_name(spec: str) -> str:
+    """The folder of one run's records (and checkpoint): ``repeat-factor:11`` -> ``repeat-factor-11``."""
+    kind, stop = parse_run(spec)
+    return f"{kind}-{stop}"
 
 
 def multilabel_sampler(kind: str, *, num_replicas: int, rank: int, seed: int = SEED):

@@ -6,7 +6,13 @@ accelerator="cpu")`` with the default ``use_distributed_sampler=True``.
     python tests/_job_lightning.py --out DIR --resume C               # trainer.fit(ckpt_path=C)
     python tests/_job_lightning.py --out DIR --plain --epochs 1       # a shuffled DataLoader
     python tests/_job_lightning.py --out DIR --epochs 1 --finetune-epochs 0  # one balanced epoch
-    python tests/_job_lightning.py --out DIR --multilabel repeat-factor  # a multi-label plan
+    python tests/_job_lightning.py --out DIR --multilabel KIND:K ... --ckpt D  # K steps each
+    python tests/_job_lightning.py --out DIR --multilabel KIND:K ... --resume D  # then the rest
+
+With ``--multilabel`` one ``trainer.fit`` per ``KIND:K`` runs one after the other in the same two
+processes (Lightning keeps the process group between them): the first job stops each after ``K``
+steps with a checkpoint ``D/KIND-K.ckpt``, the second resumes each from it with
+``ckpt_path``; the records go to ``DIR/KIND-K/``.
 
 Lightning's DDP launcher starts rank 1 by running this script again.
 """
@@ -36,6 +42,8 @@ from _frameworks import (
     Findings,
     Points,
     Recorder,
+    parse_run,
+    run_name,
 )
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
@@ -102,25 +110,41 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--finetune-epochs", type=int, default=FINETUNE)
-    parser.add_argument("--multilabel", choices=sorted(MULTILABEL_SAMPLERS))
+    parser.add_argument("--multilabel", nargs="+", metavar="KIND:STOP", default=[])
     args = parser.parse_args()
-    if args.multilabel:
-        args.epochs, args.finetune_epochs = ML_EPOCHS, ML_FINETUNE
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    for spec in args.multilabel:
+        kind, stop = parse_run(spec)
+        name = run_name(spec)
+        if args.resume:
+            fit(os.path.join(args.out, name), ML_EPOCHS, ML_FINETUNE, kind=kind,
+                resume=os.path.join(args.resume, f"{name}.ckpt"))
+        else:
+            fit(os.path.join(args.out, name), ML_EPOCHS, ML_FINETUNE, kind=kind,
+                stop_after=stop, ckpt=os.path.join(args.ckpt, f"{name}.ckpt"))
+    if not args.multilabel:
+        fit(args.out, args.epochs, args.finetune_epochs, plain=args.plain,
+            stop_after=args.stop_after, ckpt=args.ckpt, resume=args.resume)
+
+
+def fit(out: str, epochs: int, finetune_epochs: int, *, plain: bool = False,
+        kind: str | None = None, stop_after: int | None = None, ckpt: str | None = None,
+        resume: str | None = None) -> None:
+    """One ``trainer.fit``: the whole run, or ``stop_after`` steps and a checkpoint ``ckpt``, or
+    the rest of a run from ``resume``."""
     callbacks = []
-    if args.stop_after:
-        directory, name = os.path.split(args.ckpt)
+    if stop_after:
+        directory, name = os.path.split(ckpt)
         callbacks.append(ModelCheckpoint(dirpath=directory, filename=name.removesuffix(".ckpt"),
-                                         every_n_train_steps=args.stop_after, save_top_k=-1))
+                                         every_n_train_steps=stop_after, save_top_k=-1))
     trainer = L.Trainer(
-        max_epochs=args.epochs, max_steps=args.stop_after or -1, strategy="ddp", devices=2,
+        max_epochs=epochs, max_steps=stop_after or -1, strategy="ddp", devices=2,
         accelerator="cpu", callbacks=callbacks, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=bool(args.stop_after),
+        enable_model_summary=False, enable_checkpointing=bool(stop_after),
         num_sanity_val_steps=0,
     )
-    trainer.fit(Classifier(args.out, args.plain, args.finetune_epochs, args.multilabel),
-                ckpt_path=args.resume)
+    trainer.fit(Classifier(out, plain, finetune_epochs, kind), ckpt_path=resume)
 
 
 if __name__ == "__main__":

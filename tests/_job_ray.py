@@ -5,7 +5,12 @@ resumes from it (a run of the same name and storage: ``ray.train.get_checkpoint(
 to the end.
 
     python tests/_job_ray.py --out DIR --stop-after K
-    python tests/_job_ray.py --out DIR --multilabel   # one training, both multi-label plans
+    python tests/_job_ray.py --out DIR --multilabel KIND:K ...  # the same, per multi-label run
+
+With ``--multilabel`` each of the two trainings runs one sampler run per ``KIND:K``, one after
+the other in the same two workers: the first stops each after ``K`` steps and reports one
+checkpoint holding every run's state, the second resumes each from it; the records go to
+``DIR/first/KIND-K/`` and ``DIR/second/KIND-K/``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from _frameworks import (
     Findings,
     Points,
     Recorder,
+    parse_run,
+    run_name,
 )
 from ray.train.torch import TorchConfig, TorchTrainer
 from torch import nn
@@ -91,22 +98,40 @@ def train_func(config: dict) -> None:
 
 
 def multilabel_train_func(config: dict) -> None:
-    """Both multi-label plans in one run of the two workers, ``ML_EPOCHS`` epochs each."""
+    """One sampler run per ``KIND:STOP`` in ``config["runs"]``, ``ML_EPOCHS`` epochs each.
+
+    Without a checkpoint (the first training) each run stops after STOP steps and keeps its
+    model, optimizer and loader state; one checkpoint with all of them is reported at the end.
+    With one (the second training, restored by Ray) each run loads its state and trains the rest.
+    """
     from balancer import FineTuneSchedule, balance
     from balancer.integrations.ray import prepare_data_loader
 
     torch.set_num_threads(1)
     rank = ray.train.get_context().get_world_rank()
-    for kind, options in MULTILABEL_SAMPLERS.items():
+    checkpoint = ray.train.get_checkpoint()
+    restored = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            restored = torch.load(os.path.join(directory, "runs.pt"), weights_only=True)
+    saved = {}
+    for spec in config["runs"]:
+        kind, stop = parse_run(spec)
+        name = run_name(spec)
         torch.manual_seed(0)
         model = ray.train.torch.prepare_model(nn.Linear(FEATURES, len(ML_NAMES)))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
         loader = prepare_data_loader(balance(
             DataLoader(Findings(), batch_size=BATCH_SIZE, shuffle=True), "findings",
             schedule=FineTuneSchedule(ML_EPOCHS, ML_FINETUNE), seed=SEED, sampler=kind,
-            **options))
-        recorder = Recorder(os.path.join(config["out"], kind), rank)
-        for epoch in range(ML_EPOCHS):
+            **MULTILABEL_SAMPLERS[kind]))
+        if restored is not None:
+            model.load_state_dict(restored[name]["model"])
+            optimizer.load_state_dict(restored[name]["optimizer"])
+            loader.load_state_dict(restored[name]["loader"])
+        recorder = Recorder(os.path.join(config["out"], name), rank)
+        step = 0
+        for epoch in range(loader.balanced.epoch, ML_EPOCHS):
             loader.set_epoch(epoch)
             for features, targets, indices in loader:
                 loss = nn.functional.binary_cross_entropy_with_logits(model(features), targets)
@@ -114,16 +139,31 @@ def multilabel_train_func(config: dict) -> None:
                 loss.backward()
                 optimizer.step()
                 recorder.add(epoch, indices.tolist())
+                step += 1
+                if restored is None and step == stop:
+                    break
+            if restored is None and step == stop:
+                saved[name] = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "loader": loader.state_dict()}
+                break
         recorder.extra["total_batches"] = loader.total_batches()
         recorder.save()
-    ray.train.report({"done": 1})
+    if restored is not None:
+        ray.train.report({"done": 1})
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        if rank == 0:
+            torch.save(saved, os.path.join(directory, "runs.pt"))
+            ray.train.report({"done": 0}, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        else:
+            ray.train.report({"done": 0})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--stop-after", type=int)
-    parser.add_argument("--multilabel", action="store_true")
+    parser.add_argument("--multilabel", nargs="+", metavar="KIND:STOP", default=[])
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -132,27 +172,20 @@ def main() -> None:
     scaling = ray.train.ScalingConfig(num_workers=2, use_gpu=False,
                                       resources_per_worker={"CPU": 1})
     storage = os.path.join(os.path.abspath(args.out), "ray")
-    if args.multilabel:
-        result = TorchTrainer(
-            multilabel_train_func, train_loop_config={"out": args.out},
-            scaling_config=scaling, torch_config=TorchConfig(backend="gloo"),
-            run_config=ray.train.RunConfig(storage_path=storage, name="multilabel"),
-        ).fit()
-        assert result.error is None
-        ray.shutdown()
-        return
+    function, name = ((multilabel_train_func, "multilabel") if args.multilabel
+                      else (train_func, "run"))
     first = TorchTrainer(
-        train_func, train_loop_config={"out": os.path.join(args.out, "first"),
-                                       "stop_after": args.stop_after},
+        function, train_loop_config={"out": os.path.join(args.out, "first"),
+                                     "stop_after": args.stop_after, "runs": args.multilabel},
         scaling_config=scaling, torch_config=TorchConfig(backend="gloo"),
-        run_config=ray.train.RunConfig(storage_path=storage, name="run"),
+        run_config=ray.train.RunConfig(storage_path=storage, name=name),
     ).fit()
     second = TorchTrainer(
-        train_func, train_loop_config={"out": os.path.join(args.out, "second"),
-                                       "stop_after": None},
+        function, train_loop_config={"out": os.path.join(args.out, "second"),
+                                     "stop_after": None, "runs": args.multilabel},
         scaling_config=scaling, torch_config=TorchConfig(backend="gloo"),
         # The same run name and storage: Ray Train restores the run from its latest checkpoint.
-        run_config=ray.train.RunConfig(storage_path=storage, name="run"),
+        run_config=ray.train.RunConfig(storage_path=storage, name=name),
     ).fit()
     assert first.checkpoint is not None and second.error is None
     ray.shutdown()

@@ -2,7 +2,8 @@
 
     torchrun ... tests/_job_trainer.py --out DIR --stop-after K   # K steps, checkpoint-K, stop
     torchrun ... tests/_job_trainer.py --out DIR --resume         # train(resume_from_checkpoint)
-    torchrun ... tests/_job_trainer.py --out DIR --multilabel     # both multi-label plans
+    torchrun ... tests/_job_trainer.py --out DIR --multilabel KIND:K ...           # K steps each
+    torchrun ... tests/_job_trainer.py --out DIR --multilabel KIND:K ... --resume  # the rest
 
 The training set is a ``datasets.Dataset`` whose ``labels`` column the sampler reads directly.
 """
@@ -34,6 +35,8 @@ from _frameworks import (
     Findings,
     Points,
     Recorder,
+    parse_run,
+    run_name,
 )
 from torch import nn
 
@@ -85,12 +88,12 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--stop-after", type=int)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--multilabel", action="store_true")
+    parser.add_argument("--multilabel", nargs="+", metavar="KIND:STOP", default=[])
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     if args.multilabel:
-        multilabel(args.out)
+        multilabel(args.out, args.multilabel, resume=args.resume)
         return
     points = Points()
     train_set = datasets.Dataset.from_dict({
@@ -126,17 +129,22 @@ def main() -> None:
     sys.stdout.write(json.dumps(recorder.extra) + "\n")
 
 
-def multilabel(out: str) -> None:
-    """Both multi-label plans, one ``BalancedTrainer.train()`` after the other in these two
-    processes, ``ML_EPOCHS`` epochs each; the findings are given with ``labels=``."""
+def multilabel(out: str, specs: list[str], *, resume: bool) -> None:
+    """One ``BalancedTrainer.train()`` per ``KIND:STOP``, one after the other in these two
+    processes, ``ML_EPOCHS`` epochs each; the findings are given with ``labels=``. The first job
+    stops each after STOP steps with ``checkpoint-STOP`` in ``checkpoints-KIND-STOP`` (next to
+    ``out``), the second resumes each with ``resume_from_checkpoint``; the records go to
+    ``out/KIND-STOP/``."""
     findings = Findings()
     train_set = datasets.Dataset.from_dict({
         "features": findings.features.tolist(), "labels": findings.target.tolist(),
         "index": list(range(len(findings))),
     }).with_format("torch")
     rank = int(os.environ.get("RANK", 0))
-    for kind, options in MULTILABEL_SAMPLERS.items():
-        checkpoints = os.path.join(os.path.dirname(os.path.abspath(out)), f"checkpoints-{kind}")
+    for spec in specs:
+        kind, stop = parse_run(spec)
+        name = run_name(spec)
+        checkpoints = os.path.join(os.path.dirname(os.path.abspath(out)), f"checkpoints-{name}")
         training_args = transformers.TrainingArguments(
             output_dir=checkpoints, num_train_epochs=ML_EPOCHS,
             per_device_train_batch_size=BATCH_SIZE, learning_rate=0.05, seed=SEED,
@@ -144,14 +152,18 @@ def multilabel(out: str) -> None:
             disable_tqdm=True, dataloader_num_workers=0, ddp_backend="gloo",
         )
         model = Tiny(multilabel=True)
-        recorder = Recorder(os.path.join(out, kind), rank)
+        recorder = Recorder(os.path.join(out, name), rank)
         trainer_ref: list = []
+        callbacks = [Record(trainer_ref, model, recorder)]
+        if not resume:
+            callbacks.append(Stop(stop))
         trainer = BalancedTrainer(model=model, args=training_args, train_dataset=train_set,
                                   finetune_epochs=ML_FINETUNE, labels=findings.findings,
-                                  sampler=kind, sampler_options=options,
-                                  callbacks=[Record(trainer_ref, model, recorder)])
+                                  sampler=kind, sampler_options=MULTILABEL_SAMPLERS[kind],
+                                  callbacks=callbacks)
         trainer_ref.append(trainer)
-        trainer.train()
+        last = transformers.trainer_utils.get_last_checkpoint(checkpoints) if resume else None
+        trainer.train(resume_from_checkpoint=last)
         recorder.extra.update({"max_steps": trainer.state.max_steps,
                                "global_step": trainer.state.global_step,
                                "total_batches": trainer.balanced_sampler.total_batches()})

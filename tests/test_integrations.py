@@ -40,6 +40,8 @@ from _frameworks import (
     check_multilabel_epochs,
     load_records,
     multilabel_sampler,
+    parse_run,
+    run_name,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -150,7 +152,13 @@ def test_ray_torchtrainer_two_workers_and_checkpoint_resume(tmp_path):
 
 # --------------------------------------------------------------------- multi-label plans
 # The same launchers with balance(..., sampler="label-balanced" / "repeat-factor"): 300 items,
-# 2 epochs (the second at the true frequencies), checked by check_multilabel_epochs.
+# 2 epochs (the second at the true frequencies). Each launch trains one run per ML_RUNS entry
+# "KIND:STOP", one after the other in the same two processes: the first launch stops each run
+# after STOP steps through the framework's checkpoint, the second resumes each from it. Per kind
+# one stop lies inside the balanced epoch and one inside the fine-tune epoch (checked below).
+ML_RUNS = ("label-balanced:11", "label-balanced:26", "repeat-factor:11", "repeat-factor:28")
+
+
 def planned_lengths(kind: str) -> tuple[dict[int, int], int]:
     """Batches per rank in each epoch, and over the run, from a sampler built here."""
     reference = multilabel_sampler(kind, num_replicas=WORLD_SIZE, rank=0)
@@ -161,41 +169,91 @@ def planned_lengths(kind: str) -> tuple[dict[int, int], int]:
     return lengths, reference.total_batches()
 
 
-@pytest.mark.parametrize("kind", sorted(MULTILABEL_SAMPLERS))
-def test_lightning_ddp_two_processes_multilabel_samplers(tmp_path, kind):
-    run_job([sys.executable, str(TESTS / "_job_lightning.py"), "--out", str(tmp_path),
-             "--multilabel", kind])
-    check_multilabel_epochs(load_records(tmp_path), kind)
+def stopped_in(kind: str, stop: int) -> int:
+    """The epoch a run of ``kind`` is in after ``stop`` steps; it must be strictly inside it
+    (a stop at an epoch boundary would not test a mid-epoch resume)."""
+    lengths, total = planned_lengths(kind)
+    ends = np.cumsum([lengths[e] for e in range(ML_EPOCHS)])
+    assert 0 < stop < total and stop not in ends, f"{kind}:{stop} is not mid-epoch ({ends})"
+    return int(np.searchsorted(ends, stop, side="right"))
 
 
-def test_accelerate_torchrun_two_processes_multilabel_samplers(tmp_path):
-    run_job(torchrun("_job_accelerate.py", "--out", str(tmp_path), "--multilabel"))
-    for kind in MULTILABEL_SAMPLERS:
-        records = load_records(tmp_path / kind)
-        check_multilabel_epochs(records, kind)
-        lengths, total = planned_lengths(kind)
-        # len() of Accelerate's prepared loader is this rank's epoch, and total_batches the run.
-        assert [{int(k): v for k, v in r["lengths"].items()} for r in records] == [lengths] * 2
-        assert [r["total_batches"] for r in records] == [total] * WORLD_SIZE
+def test_the_multilabel_resume_runs_stop_inside_each_phase_of_both_samplers():
+    schedule = FineTuneSchedule(ML_EPOCHS, ML_FINETUNE)
+    phases = {kind: set() for kind in MULTILABEL_SAMPLERS}
+    for spec in ML_RUNS:
+        kind, stop = parse_run(spec)
+        phases[kind].add(schedule.phase(stopped_in(kind, stop)))
+    assert phases == {kind: {"balanced", "finetune"} for kind in MULTILABEL_SAMPLERS}
 
 
-def test_hf_trainer_torchrun_two_processes_multilabel_samplers(tmp_path):
-    run_job(torchrun("_job_trainer.py", "--out", str(tmp_path / "out"), "--multilabel"))
-    for kind in MULTILABEL_SAMPLERS:
-        records = load_records(tmp_path / "out" / kind)
-        check_multilabel_epochs(records, kind)
+def check_multilabel_resumes(out: Path) -> dict[str, tuple[list[dict], list[dict]]]:
+    """Run by run (``out/first/NAME``, ``out/second/NAME``): the stopped run made STOP steps on
+    every rank and the resumed run the rest of the plan's steps; joined, each rank's steps are,
+    epoch by epoch, its shard of the sampler built directly (check_multilabel_epochs: equal
+    batch counts per rank, nothing served twice or lost beyond the padding)."""
+    runs = {}
+    for spec in ML_RUNS:
+        kind, stop = parse_run(spec)
+        first = load_records(out / "first" / run_name(spec))
+        second = load_records(out / "second" / run_name(spec))
         _, total = planned_lengths(kind)
-        for record in records:  # the Trainer planned and ran the plan's real number of steps
+        assert [len(r["steps"]) for r in first] == [stop] * WORLD_SIZE, spec
+        assert [len(r["steps"]) for r in second] == [total - stop] * WORLD_SIZE, spec
+        joined = [{"steps": a["steps"] + b["steps"]} for a, b in zip(first, second, strict=True)]
+        check_multilabel_epochs(joined, kind)
+        runs[spec] = first, second
+    return runs
+
+
+def test_lightning_ddp_two_processes_multilabel_samplers_and_ckpt_path_resume(tmp_path):
+    job = [sys.executable, str(TESTS / "_job_lightning.py"), "--multilabel", *ML_RUNS]
+    run_job([*job, "--out", str(tmp_path / "first"), "--ckpt", str(tmp_path / "ckpt")])
+    for spec in ML_RUNS:
+        assert (tmp_path / "ckpt" / f"{run_name(spec)}.ckpt").exists()
+    run_job([*job, "--out", str(tmp_path / "second"), "--resume", str(tmp_path / "ckpt")])
+    check_multilabel_resumes(tmp_path)
+
+
+def test_accelerate_torchrun_two_processes_multilabel_samplers_and_save_state_resume(tmp_path):
+    run_job(torchrun("_job_accelerate.py", "--out", str(tmp_path / "first"), "--multilabel",
+                     *ML_RUNS, "--ckpt", str(tmp_path / "state")))
+    run_job(torchrun("_job_accelerate.py", "--out", str(tmp_path / "second"), "--multilabel",
+                     *ML_RUNS, "--resume", str(tmp_path / "state")))
+    for spec, (first, second) in check_multilabel_resumes(tmp_path).items():
+        kind, stop = parse_run(spec)
+        lengths, total = planned_lengths(kind)
+        for before, after in zip(first, second, strict=True):
+            # len() of Accelerate's prepared loader is this rank's whole epoch, before and after
+            # the resume, and total_batches the run.
+            assert {int(k): v for k, v in before["lengths"].items()} == {
+                e: lengths[e] for e in range(stopped_in(kind, stop) + 1)}
+            assert {int(k): v for k, v in after["lengths"].items()} == {
+                e: lengths[e] for e in range(stopped_in(kind, stop), ML_EPOCHS)}
+            assert after["total_batches"] == total
+
+
+def test_hf_trainer_torchrun_two_processes_multilabel_samplers_and_resume_from_checkpoint(
+        tmp_path):
+    run_job(torchrun("_job_trainer.py", "--out", str(tmp_path / "first"), "--multilabel",
+                     *ML_RUNS))
+    for spec in ML_RUNS:
+        stop = parse_run(spec)[1]
+        assert (tmp_path / f"checkpoints-{run_name(spec)}" / f"checkpoint-{stop}").is_dir()
+    run_job(torchrun("_job_trainer.py", "--out", str(tmp_path / "second"), "--multilabel",
+                     *ML_RUNS, "--resume"))
+    for spec, (_, second) in check_multilabel_resumes(tmp_path).items():
+        _, total = planned_lengths(parse_run(spec)[0])
+        for record in second:  # the Trainer planned and ran the plan's real number of steps
             assert record["max_steps"] == record["global_step"] == record["total_batches"] == total
 
 
-def test_ray_torchtrainer_two_workers_multilabel_samplers(tmp_path):
+def test_ray_torchtrainer_two_workers_multilabel_samplers_and_checkpoint_resume(tmp_path):
     run_job([sys.executable, str(TESTS / "_job_ray.py"), "--out", str(tmp_path),
-             "--multilabel"], timeout=RAY_TIMEOUT)
-    for kind in MULTILABEL_SAMPLERS:
-        records = load_records(tmp_path / kind)
-        check_multilabel_epochs(records, kind)
-        assert [r["total_batches"] for r in records] == [planned_lengths(kind)[1]] * WORLD_SIZE
+             "--multilabel", *ML_RUNS], timeout=RAY_TIMEOUT)
+    for spec, (_, second) in check_multilabel_resumes(tmp_path).items():
+        _, total = planned_lengths(parse_run(spec)[0])
+        assert [r["total_batches"] for r in second] == [total] * WORLD_SIZE
 
 
 # --------------------------------------------------------------------- in-process checks
