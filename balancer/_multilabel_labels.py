@@ -490,8 +490,11 @@ def _from_table(source: Any, field: Any, options: dict[str, Any]) -> MultiLabels
     header = list(pd.read_csv(path, nrows=0, sep=separator).columns)
     if field not in header:
         raise ValueError(f"column {field!r} is not in {path!r}; pick one of {header[:20]}")
+    # An empty cell is a missing entry (refused), as in the DataFrame pandas reads from the
+    # same file, not the empty set: "No Finding" (or no_finding) says that. Other text,
+    # "NA" included, is read as written.
     column = pd.read_csv(path, usecols=[field], sep=separator, dtype={field: str},
-                         keep_default_na=False).iloc[:, 0]
+                         keep_default_na=False, na_values=[""]).iloc[:, 0]
     return encode_multilabels(column, f"column {field!r}", **options)
 
 

@@ -582,3 +582,40 @@ def test_drop_last_with_one_replica_extends_balanced_epochs_and_cuts_finetune_on
     balanced, finetune = _epoch(sampler, 0), _epoch(sampler, 1)
     assert len(balanced) == -(-slots // 4) and all(len(b) == 4 for b in balanced)
     assert len(finetune) == len(labels) // 4 and all(len(b) == 4 for b in finetune)
+
+
+def test_an_option_of_two_other_samplers_names_both():
+    """Broke: balance(sampler="repeat-factor", samples_per_epoch=...) said "pass
+    sampler='balanced'", though the label-balanced sampler (the multi-label one, the likelier
+    fix for multi-label data) takes samples_per_epoch too. Now every sampler taking it is
+    named."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from balancer import balance
+    table = pd.DataFrame({"F": ["a", "a|b", "No Finding", "b"] * 5})
+    loader = DataLoader(TensorDataset(torch.arange(20)), batch_size=4)
+    with pytest.raises(TypeError, match=r"samples_per_epoch is not an option of "
+                                        r"RepeatFactorSampler \(sampler='repeat-factor'\), but "
+                                        r"got samples_per_epoch=10; pass sampler='balanced' or "
+                                        r"sampler='label-balanced' or remove samples_per_epoch="):
+        balance(loader, labels=(table, "F"), sampler="repeat-factor", samples_per_epoch=10)
+    balanced = balance(loader, labels=(table, "F"), sampler="label-balanced",
+                       samples_per_epoch=8)
+    assert balanced.batch_sampler.samples_per_epoch == 8
+
+
+def test_an_empty_csv_cell_is_a_missing_entry_whichever_way_the_csv_is_read(tmp_path):
+    """Broke: labels_of("manifest.csv", column, multilabel=True) read an empty cell as the
+    empty set (no finding) without a word, while the DataFrame pd.read_csv gives for the same
+    file was refused ("missing entry"), as the README's errors promise: an image whose labels
+    were never filled in silently joined the no-finding bucket. Now both are refused."""
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame({"f": ["A|C", "", "B", "No Finding"]}).to_csv(path, index=False)
+    for source in (str(path), pd.read_csv(path)):
+        with pytest.raises(ValueError, match=r"column 'f' has a missing entry \(nan\) at "
+                                            r"position 1; give every sample its findings"):
+            labels_of(source, "f", multilabel=True)
+    pd.DataFrame({"f": ["A|C", "No Finding", "B", "NA"]}).to_csv(path, index=False)
+    targets = labels_of(str(path), "f", multilabel=True)
+    assert targets.labels_per_sample.tolist() == [2, 0, 1, 1]
+    assert targets.names.tolist() == ["A", "B", "C", "NA"]  # text is read as written
