@@ -459,13 +459,22 @@ class PlanBatchSampler(Sampler[list[int]]):
         if state["version"] != _STATE_VERSION:
             raise ValueError(f"state has version {state['version']!r}; this sampler reads "
                              f"version {_STATE_VERSION}")
+        saved = state["settings"] if isinstance(state["settings"], dict) else {}
+        here_plan = self._plan_settings().get("plan")
+        if saved and saved.get("plan") != here_plan:
+            # Before the labels: each kind of sampler fingerprints them its own way, so a state
+            # of another kind would be blamed on its labels.
+            raise ValueError(
+                f"state was taken from {_plan_kind(saved.get('plan'))}, not from a {name} "
+                f"(plan: saved {saved.get('plan')!r}, here {here_plan!r}); load it "
+                f"into the kind of sampler that saved it"
+            )
         if state["labels_fingerprint"] != self._fingerprint():
             raise ValueError(
                 "state was taken from a sampler over different labels (their fingerprints differ); "
                 "build the sampler on the same labels, in the same order, before loading it"
             )
         ours = self._settings()
-        saved = state["settings"] if isinstance(state["settings"], dict) else {}
         differing = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v}
         if differing:
             described = ", ".join(f"{k}: saved {before!r}, here {here!r}"
@@ -478,14 +487,35 @@ class PlanBatchSampler(Sampler[list[int]]):
         epoch = check_int("state['epoch']", state["epoch"], minimum=0, maximum=_MAX_EPOCH,
                           fix=corrupt)
         done = check_int("state['batches_done']", state["batches_done"], minimum=0, fix=corrupt)
+        if not self._past_end(epoch):
+            try:
+                self._phase_of(epoch)  # a schedule rejects epochs outside its range
+            except ValueError as error:
+                raise ValueError(
+                    f"state['epoch']={epoch} is outside the schedule of this sampler ({error}); "
+                    f"build the sampler with the schedule the state was saved with"
+                ) from None
         if done:  # the start of an epoch is valid even just past a schedule's last epoch
             total = self._batches_per_replica(epoch)
+            if total == 0:
+                raise ValueError(
+                    f"state['batches_done']={done} but epoch {epoch} has no batches (it is just "
+                    f"past the schedule's last epoch); {corrupt}"
+                )
             check_int("state['batches_done']", done, maximum=total - 1,
                       fix=f"epoch {epoch} has {total} batches per replica")
         self.epoch = epoch
         self._resume_from = self._started_at = self._yielded = done
         self._generation += 1
         self._finished_epoch = self._iterated_epoch = None
+
+
+def _plan_kind(plan: Any) -> str:
+    """The sampler a state's ``settings['plan']`` comes from, in words."""
+    kinds = {None: "a BalancedBatchSampler", "label-balanced": "a MultiLabelBalancedSampler",
+             "repeat-factor": "a RepeatFactorSampler"}
+    return kinds.get(plan, f"a sampler with plan {plan!r}") if isinstance(plan, (str, type(None))) \
+        else f"a sampler with plan {plan!r}"
 
 
 class GroupedCycles:

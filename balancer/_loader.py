@@ -376,8 +376,9 @@ def _sampler_class(sampler: Any, options: dict[str, Any] | None = None) -> type:
     for option in options or {}:
         if option not in takes[next(n for n, c in plans.items() if c is plan)]:
             others = [name for name, keys in takes.items() if option in keys]
-            fix = (f"pass sampler={others[0]!r} or remove {option}=" if others
-                   else f"remove {option}=")
+            # Every sampler that takes it (samples_per_epoch: 'balanced' and 'label-balanced').
+            fix = (f"pass {' or '.join(f'sampler={n!r}' for n in others)} or remove {option}="
+                   if others else f"remove {option}=")
             raise TypeError(
                 f"{option} is not an option of {plan.__name__} (sampler={sampler!r}), but got "
                 f"{option}={options[option]!r}; {fix}"

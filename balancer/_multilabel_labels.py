@@ -131,6 +131,14 @@ def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any
         classes: read a 1-D sequence of integers (or booleans) as one class per sample, each
             sample carrying one label (its class); otherwise such input is refused.
     """
+    if classes and _is_float_column(labels):
+        first = np.asarray(labels[:1]).reshape(-1)[0].item() if len(labels) else None
+        raise TypeError(
+            f"{name}[0] is a float ({first!r}); one class per sample should be an integer "
+            f"class id: pass np.asarray({name}).astype(int) (after checking that every "
+            f"value is a whole number), or multi-label targets as an (N, L) 0/1 matrix, one "
+            f"'|'-joined string or one list of label names per sample"
+        )
     if classes and _is_class_column(labels):
         from balancer._validation import encode_labels
 
@@ -161,6 +169,15 @@ def _is_class_column(labels: Any) -> bool:
             return False  # an (N, 1) 0/1 matrix: L = 1, refused with its own message
         dtype = np.asarray(labels[:1]).dtype
         return labels.ndim == 1 and dtype.kind in "biu"
+    return False
+
+
+def _is_float_column(labels: Any) -> bool:
+    """Whether ``labels`` is a 1-D sequence of floats (class ids that came out as floats)."""
+    if isinstance(labels, (list, tuple)):
+        return bool(labels) and isinstance(labels[0], float)
+    if isinstance(labels, (np.ndarray, torch.Tensor, pd.Series, pd.Index)):
+        return labels.ndim == 1 and len(labels) > 0 and np.asarray(labels[:1]).dtype.kind == "f"
     return False
 
 
@@ -213,6 +230,15 @@ def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLa
 
 def _names_array(names: Sequence[Any]) -> np.ndarray:
     values = list(names)
+    seen: set[Any] = set()
+    for value in values:
+        try:
+            if value in seen:
+                raise ValueError(f"names holds {value!r} twice; give every label its own name "
+                                 f"(one per column, all different)")
+            seen.add(value)
+        except TypeError:  # an unhashable name: left to the checks that use the names
+            break
     array = np.empty(len(values), dtype=object)
     array[:] = values
     if all(isinstance(v, str) for v in values):
@@ -464,8 +490,11 @@ def _from_table(source: Any, field: Any, options: dict[str, Any]) -> MultiLabels
     header = list(pd.read_csv(path, nrows=0, sep=separator).columns)
     if field not in header:
         raise ValueError(f"column {field!r} is not in {path!r}; pick one of {header[:20]}")
+    # An empty cell is a missing entry (refused), as in the DataFrame pandas reads from the
+    # same file, not the empty set: "No Finding" (or no_finding) says that. Other text,
+    # "NA" included, is read as written.
     column = pd.read_csv(path, usecols=[field], sep=separator, dtype={field: str},
-                         keep_default_na=False).iloc[:, 0]
+                         keep_default_na=False, na_values=[""]).iloc[:, 0]
     return encode_multilabels(column, f"column {field!r}", **options)
 
 

@@ -72,8 +72,10 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
         names: label names for a matrix's columns (default: column numbers).
         seed: the batches of an epoch are a pure function of ``(seed, epoch)``, the labels and
             the settings. ``None`` draws a fresh seed (shared across ranks).
-        drop_last: with one replica, drop a short last batch. Balanced epochs with several
-            replicas are always extended to full batches per rank.
+        drop_last: every batch is full. A balanced epoch is then extended to a whole number
+            of batches by continuing the plan (nothing is dropped); a fine-tune epoch drops its
+            short last batch. Without it, a single replica's last batch may be short; with
+            several replicas balanced epochs are always extended to full batches per rank.
         schedule: optional :class:`~balancer.FineTuneSchedule` deciding each epoch's phase.
         samples_per_epoch: slots of a balanced epoch (default ``N``).
         num_replicas, rank: distributed sharding, as for :class:`~balancer.BalancedBatchSampler`:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -419,9 +420,27 @@ class _LabelCountsLoss(nn.Module):
     @classmethod
     def from_labels(cls: type[_CountsLoss], labels: Tensor, **kwargs) -> _CountsLoss:
         """The loss with ``counts`` and ``num_samples`` counted from an (N, L) 0/1 label matrix
-        (e.g. the training set's targets)."""
+        (e.g. the training set's targets): a tensor, numpy array, nested list or DataFrame of
+        0/1 columns, or the row-compressed targets of ``balancer.labels_of(...,
+        multilabel=True)`` (their counts are read as they are, without a dense matrix)."""
+        if all(hasattr(labels, a) for a in ("indptr", "indices", "counts", "num_samples")):
+            # balancer.MultiLabels (duck-typed: this package does not import balancer).
+            counts = torch.as_tensor(labels.counts, dtype=torch.float64)
+            return cls(counts, num_samples=int(labels.num_samples), **kwargs)
         if not isinstance(labels, Tensor):
-            labels = torch.as_tensor(labels)
+            given = type(labels).__name__
+            if hasattr(labels, "to_numpy") and not isinstance(labels, np.ndarray):
+                labels = np.array(labels.to_numpy())  # a DataFrame of 0/1 columns (a writable copy)
+            try:
+                labels = torch.as_tensor(labels)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(
+                    f"labels should be an (N, L) 0/1 label matrix (a tensor, numpy array, "
+                    f"nested list or DataFrame of 0/1 columns), but got a {given} that does "
+                    "not convert to one; for findings given "
+                    "as names or '|'-joined strings, pass balancer.labels_of(table, column, "
+                    "multilabel=True)."
+                ) from None
         if labels.dim() != 2:
             raise ValueError(
                 f"labels should be an (N, L) 0/1 label matrix, but got shape "

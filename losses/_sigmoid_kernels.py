@@ -85,15 +85,19 @@ def _log_sigmoid(u: Tensor, extreme: bool) -> tuple[Tensor, Tensor]:
     ``extreme``: some element may lie below the floor (see :func:`_run_chunks` for how the
     caller knows). Then u is clamped at the floor F first and log sigma(u) is
     log sigma(F) + (u - F), off by less than e^F (1e-38 in float32), and sigma(u) is returned as
-    sigma(F), off by less than that too. Precision: log sigma(u) to one rounding of the sigmoid,
-    i.e. relative for every element whose loss exceeds float epsilon and absolute (below
-    epsilon) for confident ones, as torch's own BCE with logits."""
+    sigma(F), off by less than that too. The correction is min(u, F) - F, exactly 0 for every
+    element at or above the floor (u = +inf included), so those keep the precision they have
+    without the clamp: adding u and subtracting it again would round log sigma(u) to the
+    spacing of u (a loss of 3e-7 at u = 15 became 0 in float32, because another element of the
+    block was below the floor; and +inf - inf gave NaN). Precision: log sigma(u) to one
+    rounding of the sigmoid, i.e. relative for every element whose loss exceeds float epsilon
+    and absolute (below epsilon) for confident ones, as torch's own BCE with logits."""
     if not extreme:
         s = torch.sigmoid(u)
         return s, torch.log(s)
-    clamped = torch.clamp_min(u, _SIGMOID_FLOOR[u.dtype])
-    s = torch.sigmoid(clamped)
-    return s, torch.log(s).add_(u).sub_(clamped)
+    floor = _SIGMOID_FLOOR[u.dtype]
+    s = torch.sigmoid(torch.clamp_min(u, floor))
+    return s, torch.log(s).add_(torch.clamp_max(u, floor).sub_(floor))
 
 
 def _constant(value: float, dtype: torch.dtype) -> Tensor:
@@ -293,7 +297,11 @@ class Asymmetric:
                 # most epsilon / m relative, so the second sigmoid is not needed.
                 one_minus = torch.sub(self._one, p_m)
             else:
-                one_minus = torch.sigmoid(torch.neg(z)).add_(m).clamp_max_(1.0)
+                # Kept: the gradient's p (1 - p) is then s * sigma(-z), relative precision. As
+                # s - s^2 its rounding (one epsilon, absolute) is divided by 1 - p_m ~ m below,
+                # which for m = 0.001 made float32 gradients of confident negatives 1e-4 off.
+                sn = torch.sigmoid(torch.neg(z))
+                one_minus = torch.add(sn, self._clip).clamp_max_(1.0)
             log_neg = torch.log(one_minus)
         d_neg, f_neg = _powers(p_m, gn)
         neg = log_neg if f_neg is None else torch.mul(f_neg, log_neg)
@@ -329,8 +337,11 @@ class Asymmetric:
                 g_neg.addcmul_(d_neg, log_neg, value=-gn)
             elif gn == 1.0:
                 g_neg.sub_(log_neg)
-            # times p (1 - p), as p - p^2 in one op: absolute precision, as p - 1 in g_pos
-            g_neg.mul_(torch.addcmul(s, s, s, value=-1.0))
+            # times p (1 - p): for m >= _CLIP_FROM_ONE_MINUS_P as p - p^2 in one op (absolute
+            # precision, as p - 1 in g_pos, at most 1 / m times larger after the division),
+            # below it from sigma(-z), computed above anyway.
+            g_neg.mul_(torch.addcmul(s, s, s, value=-1.0) if m >= _CLIP_FROM_ONE_MINUS_P
+                       else torch.mul(s, sn))
             if gn < 1.0:
                 g_neg.mul_(s > m)  # the clip's gate: p <= m contributes nothing
         torch.lerp(g_neg, g_pos, t, out=grad_out)

@@ -124,7 +124,17 @@ def as_vector(
             f"{name} should be a 1-D tensor or sequence of floats, one per class, but got "
             f"{name} of type {type(value).__name__}."
         )
-    t = value if isinstance(value, Tensor) else torch.as_tensor(value, device=device)
+    if isinstance(value, Tensor):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(value, device=device)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} should be a 1-D tensor or sequence of floats, one per class, but got "
+                f"a {type(value).__name__} that does not convert to numbers "
+                f"({_preview(value)})."
+            ) from None
     if t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} should hold real numbers, but got dtype {t.dtype}.")
     if t.dim() != 1:
@@ -135,6 +145,11 @@ def as_vector(
     if not t.is_floating_point():
         t = t.to(dtype)
     return t
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_class_vector(vec: Tensor | None, num_classes: int, *, name: str) -> None:
@@ -435,6 +450,12 @@ def positive_counts(
     """counts as a float64 vector, every entry checked finite and > 0 (``why`` says what a zero
     would break). A tensor must be on ``like``'s device when ``like`` is given; values are read
     only where that is free, unless ``always_check`` (the modules, once, at construction)."""
+    if counts is None:
+        raise TypeError(
+            f"{name} should be a 1-D tensor or sequence of positive counts, one per class, but "
+            f"got {name}=None; pass the positives of every label in the training targets "
+            f"(train_targets.sum(0)), or build the loss module with .from_labels(train_targets)."
+        )
     if like is not None and isinstance(counts, Tensor):
         check_device(counts, like, name=name)
     n = as_vector(counts, name=name, dtype=torch.float64)
