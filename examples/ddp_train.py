@@ -159,6 +159,9 @@ def main() -> None:
             f"{balanced_accuracy_score(truth, predicted):.3f}, per-class recall "
             f"{np.round(recalls, 3).tolist()}")
     if distributed:
+        # The DDP wrapper's reducer holds gloo work objects: released before the group is torn
+        # down, not during the interpreter's exit.
+        del ddp_model
         dist.barrier()
         dist.destroy_process_group()
 

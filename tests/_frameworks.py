@@ -232,3 +232,12 @@ def check_multilabel_epochs(records: list[dict], kind: str, *, seed: int = SEED)
             copies = single.copies(epoch)
             assert all(served[i] >= copies[i] for i in range(len(copies)))
             assert sum(served.values()) - int(copies.sum()) == padding
+
+
+def close_process_group() -> None:
+    """Tear the default process group down before the interpreter exits. A gloo group left to
+    the interpreter's finalisation now and then aborts the process after all its work is done
+    ("terminate called without an active exception", SIGABRT), failing a run that succeeded."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

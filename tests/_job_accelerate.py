@@ -32,6 +32,7 @@ from _frameworks import (
     Findings,
     Points,
     Recorder,
+    close_process_group,
     parse_run,
     run_name,
 )
@@ -139,3 +140,4 @@ def multilabel(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     main()
+    close_process_group()

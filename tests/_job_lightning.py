@@ -42,6 +42,7 @@ from _frameworks import (
     Findings,
     Points,
     Recorder,
+    close_process_group,
     parse_run,
     run_name,
 )
@@ -149,3 +150,4 @@ def fit(out: str, epochs: int, finetune_epochs: int, *, plain: bool = False,
 
 if __name__ == "__main__":
     main()
+    close_process_group()

@@ -35,6 +35,7 @@ from _frameworks import (
     Findings,
     Points,
     Recorder,
+    close_process_group,
     parse_run,
     run_name,
 )
@@ -172,3 +173,4 @@ def multilabel(out: str, specs: list[str], *, resume: bool) -> None:
 
 if __name__ == "__main__":
     main()
+    close_process_group()

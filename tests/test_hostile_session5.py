@@ -8,7 +8,6 @@ written against a break found by trying and fails on the code before its fix."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 
 import numpy as np
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from torch.testing import assert_close
@@ -115,7 +114,7 @@ def _agree(fast, plain, dtype):
     (absolute tolerance scaled by the largest entry: pos_weight reaches 99 here)."""
     tolerance = {torch.float64: (1e-7, 1e-9), torch.float32: (1.3e-6, 1e-5),
                  torch.bfloat16: (1.6e-2, 1e-5), torch.float16: (1e-3, 1e-5)}[dtype]
-    for got, want in zip(fast, plain):
+    for got, want in zip(fast, plain, strict=True):
         scale = max(1.0, float(want.double().abs().max())) if want.numel() else 1.0
         assert_close(got, want, rtol=tolerance[0], atol=tolerance[1] * scale)
     assert torch.equal(fast[1], fast[2]), "a second backward through the graph differs"
@@ -157,7 +156,7 @@ def test_real_chunk_sizes_with_several_threads_agree_and_stay_finite(threads):
             z, t = _inputs(*shape, seed=threads)
             z[7, 0], z[-3, -1] = 1e4, -1e4  # one in the first block, one in the last
             z32, t32 = z.float(), t.float()
-            for name, fn in _losses(shape[1]).items():
+            for fn in _losses(shape[1]).values():
                 for reduction in ("none", "mean"):
                     _agree(_run(fn, z32, t32, reduction, True),
                            _run(fn, z32, t32, reduction, False), torch.float32)
@@ -207,7 +206,7 @@ def test_non_contiguous_inputs_give_the_contiguous_results(layout):
         for reduction in REDUCTIONS:
             got = _run(fn, zn.float(), tn.float(), reduction, True)
             want = _run(fn, z.float(), t.float(), reduction, True)
-            for a, b in zip(got, want):
+            for a, b in zip(got, want, strict=True):
                 assert torch.equal(a, b), (name, reduction)
 
 
@@ -271,7 +270,7 @@ def test_infinite_logits_give_what_the_plain_formulas_give(name):
     fn = _losses(2)[name]
     for reduction in ("none", "sum"):
         fast, plain = _run(fn, z, t, reduction, True), _run(fn, z, t, reduction, False)
-        for got, want in zip(fast, plain):
+        for got, want in zip(fast, plain, strict=True):
             assert_close(got, want, equal_nan=True)
 
 
@@ -348,7 +347,7 @@ def test_from_labels_takes_the_targets_labels_of_returns_and_a_dataframe(loss):
     for labels in (targets, pd.DataFrame(dense.numpy(), columns=["Effusion", "Mass"])):
         got = loss.from_labels(labels)
         assert got.num_samples == want.num_samples == 6
-        for a, b in zip(got.buffers(), want.buffers()):
+        for a, b in zip(got.buffers(), want.buffers(), strict=True):
             assert_close(a, b)
     with pytest.raises(TypeError, match=r"labels should be an \(N, L\) 0/1 label matrix.*but "
                                         r"got a list.*balancer.labels_of\(table, column, "
@@ -406,6 +405,8 @@ def test_repeat_factor_resume_at_every_position_with_drop_last_and_batch_types(
     as many batches; an epoch is a pure function of (seed, epoch), reached directly."""
     factors = RepeatFactorSampler(matrix, 1, threshold=0.5).repeat_factors
     schedule = FineTuneSchedule(3, 1) if finetune and factors.max() > 1 else None
+    # A fine-tune pass too short for one whole batch per replica is refused (tested elsewhere).
+    assume(not (schedule and drop_last and len(matrix) < batch_size * replicas))
 
     def make(rank):
         return RepeatFactorSampler(matrix, batch_size, threshold=0.5, seed=seed,

@@ -186,7 +186,7 @@ def test_cpu_kernel_equals_the_plain_formula_over_many_chunks(monkeypatch, name)
               lambda: ALL[name](x, y, r))()
 
     for chunk_bytes in (8, 8 * 6 * 5, 1 << 19):
-        monkeypatch.setattr(K, "_chunk_bytes", lambda: chunk_bytes)
+        monkeypatch.setattr(K, "_chunk_bytes", lambda size=chunk_bytes: size)
         for reduction in REDUCTIONS:
             monkeypatch.setattr(K, "_FAST_CPU", True)
             v, g = value_and_grad(lambda x, y, r=reduction: fn(x, y, r), z, t)
