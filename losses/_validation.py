@@ -33,6 +33,7 @@ it).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -76,7 +77,7 @@ def check_normalization(normalization: str) -> str:
 
 
 def check_gamma(gamma: float) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
         raise TypeError(
             f"gamma should be a non-negative float, but got gamma={gamma!r} "
             f"({type(gamma).__name__}); pass a number such as gamma=2.0."
@@ -90,12 +91,12 @@ def check_gamma(gamma: float) -> float:
 
 
 def check_ignore_index(ignore_index: int) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(
             f"ignore_index should be an int, but got ignore_index={ignore_index!r} "
             f"({type(ignore_index).__name__}); pass an integer class index such as -100."
         )
-    return ignore_index
+    return int(ignore_index)
 
 
 def check_device(t: Tensor, like: Tensor, *, name: str, like_name: str = "logits") -> None:
@@ -361,7 +362,7 @@ def class_vector_buffer(
 def check_binary_alpha(alpha: float | None) -> float | None:
     if alpha is None:
         return None
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise TypeError(
             f"alpha should be a float in [0, 1] (the weight of the positives) or None, but got "
             f"alpha={alpha!r} ({type(alpha).__name__}); pass a number such as alpha=0.25."
@@ -409,7 +410,7 @@ def check_at_least_two_classes(scores: Tensor) -> None:
 
 def check_positive(value: float, name: str, example: str) -> float:
     """A positive, finite Python number: TypeError for another type, ValueError for the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"{name} should be a positive float, but got {name}={value!r} "
             f"({type(value).__name__}); pass a number such as {name}={example}."
@@ -425,7 +426,7 @@ def check_positive(value: float, name: str, example: str) -> float:
 
 def check_finite(value: float, name: str, example: str) -> float:
     """A finite Python number: TypeError for another type, ValueError for inf or NaN."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"{name} should be a finite float, but got {name}={value!r} "
             f"({type(value).__name__}); pass a number such as {name}={example}."
@@ -476,7 +477,7 @@ def positive_counts(
 
 def check_nonnegative(value: float, name: str, example: str) -> float:
     """A finite Python number >= 0: TypeError for another type, ValueError for the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
             f"{name} should be a non-negative float, but got {name}={value!r} "
             f"({type(value).__name__}); pass a number such as {name}={example}."
@@ -535,7 +536,7 @@ def check_multilabel_target(logits: Tensor, target: Tensor) -> None:
 
 
 def check_num_samples(num_samples: int) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
         raise TypeError(
             f"num_samples should be an int (the number of training samples the counts come "
             f"from), but got num_samples={num_samples!r} ({type(num_samples).__name__}); pass "
@@ -546,7 +547,7 @@ def check_num_samples(num_samples: int) -> int:
             f"num_samples should be >= 2 (the number of training samples the counts come "
             f"from), but got num_samples={num_samples}; pass len(train_dataset)."
         )
-    return num_samples
+    return int(num_samples)
 
 
 def label_counts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -63,7 +64,7 @@ def class_weights(
         raise ValueError(
             f"scheme should be one of {SCHEMES}, but got scheme={scheme!r}; pick one of those."
         )
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
         raise TypeError(
             f"beta should be a float in [0, 1), but got beta={beta!r} ({type(beta).__name__}); "
             "Cui et al. use 0.9 to 0.9999."
@@ -72,8 +73,9 @@ def class_weights(
         raise ValueError(
             f"beta should be in [0, 1), but got beta={beta!r}; Cui et al. use 0.9 to 0.9999."
         )
+    beta = float(beta)
     if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
             raise TypeError(
                 f"num_classes should be a positive integer, but got num_classes={num_classes!r} "
                 f"({type(num_classes).__name__}); pass the number of classes as an int."
@@ -83,6 +85,7 @@ def class_weights(
                 f"num_classes should be >= 1, but got num_classes={num_classes!r}; pass the "
                 "number of classes."
             )
+        num_classes = int(num_classes)
         labels = torch.as_tensor(counts_or_labels)
         if labels.is_floating_point() or labels.dim() != 1:
             raise TypeError(

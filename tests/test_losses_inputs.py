@@ -557,3 +557,30 @@ def test_long_per_class_vectors_are_checked_too(bad, shown):
         LF.ldam_loss(z, y, [x + 1.0 if x == 1.0 else x for x in w])
     w[70] = 2.0
     assert torch.isfinite(LF.weighted_cross_entropy(z, y, w))
+
+
+def test_numpy_scalar_settings_are_taken_as_python_numbers():
+    """Settings read from numpy arrays (np.float32, np.int64) give the same loss as Python
+    numbers; numpy and Python bools stay refused."""
+    import numpy as np
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 4.0, 0.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    pairs = [
+        (losses.AsymmetricLoss(gamma_neg=np.float32(2.0), clip=np.float64(0.05)),
+         losses.AsymmetricLoss(gamma_neg=2.0, clip=0.05)),
+        (losses.PosWeightedBCELoss([3, 4, 2], num_samples=np.int64(10)),
+         losses.PosWeightedBCELoss([3, 4, 2], num_samples=10)),
+        (losses.BinaryFocalLoss(gamma=np.float32(2.0), alpha=np.float32(0.25)),
+         losses.BinaryFocalLoss(gamma=2.0, alpha=0.25)),
+    ]
+    for numpy_made, python_made in pairs:
+        torch.testing.assert_close(numpy_made(logits, target), python_made(logits, target))
+    index_logits, index_target = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), \
+        torch.tensor([0, 2, 1, 2])
+    torch.testing.assert_close(
+        losses.FocalLoss(gamma=np.float32(2.0))(index_logits, index_target),
+        losses.FocalLoss(gamma=2.0)(index_logits, index_target))
+    for bad in (True, np.bool_(True)):
+        with pytest.raises(TypeError, match="gamma should be a non-negative float"):
+            losses.FocalLoss(gamma=bad)
