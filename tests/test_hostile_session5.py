@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_multilabel_sampler import check_resumes_everywhere, matrices
 from torch.testing import assert_close
 
 import losses
@@ -383,10 +384,8 @@ def test_wrong_target_shapes_and_dtypes_are_named_errors():
 
 
 # ----------------------------------------------------------------------------- samplers
-def _matrices(min_rows=3, max_rows=30, min_labels=1, max_labels=4):
-    shape = st.tuples(st.integers(min_rows, max_rows), st.integers(min_labels, max_labels))
-    return hnp.arrays(np.uint8, shape, elements=st.integers(0, 1)).filter(
-        lambda m: m.any(axis=0).all())
+def _matrices():
+    return matrices(min_rows=3, max_rows=30, min_labels=1, max_labels=4)
 
 
 def _epoch(sampler, epoch):
@@ -424,16 +423,8 @@ def test_repeat_factor_resume_at_every_position_with_drop_last_and_batch_types(
             lengths.add(len(full))
             if drop_last or replicas > 1:
                 assert all(len(batch) == batch_size for batch in full)
-            for taken in range(len(full)):
-                sampler = make(rank)
-                sampler.set_epoch(epoch)
-                iterator = iter(sampler)
-                for _ in range(taken):
-                    next(iterator)
-                restored = make(rank)
-                restored.load_state_dict(sampler.state_dict())
-                restored.set_epoch(epoch)
-                assert [list(map(int, b)) for b in restored] == full[taken:]
+            check_resumes_everywhere(lambda r=rank: make(r), epoch, full,
+                                     convert=lambda batch: list(map(int, batch)))
         assert len(lengths) == 1
 
 

@@ -39,6 +39,22 @@ def epoch_batches(sampler, epoch):
     return list(sampler)
 
 
+def check_resumes_everywhere(make, epoch, full, convert=list):
+    """A checkpoint after every batch of ``epoch`` (``full``, its batches) restores into a fresh
+    ``make()`` that yields exactly the remaining batches (``convert`` maps a batch to compare)."""
+    for taken in range(len(full)):
+        sampler = make()
+        sampler.set_epoch(epoch)
+        iterator = iter(sampler)
+        for _ in range(taken):
+            next(iterator)
+        restored = make()
+        restored.load_state_dict(sampler.state_dict())
+        assert len(restored) == len(full) - taken
+        restored.set_epoch(epoch)
+        assert [convert(batch) for batch in restored] == full[taken:]
+
+
 def global_plan(shards):
     """Interleave the ranks' batches back into the global plan (rank r took batches r, r+R...)."""
     replicas = len(shards)
@@ -100,18 +116,7 @@ def test_resume_at_every_position_yields_exactly_the_rest(matrix, batch_size, re
                      schedule=schedule)
 
     for rank in range(replicas):
-        full = epoch_batches(make(rank), epoch)
-        for taken in range(len(full)):
-            sampler = make(rank)
-            sampler.set_epoch(epoch)
-            iterator = iter(sampler)
-            for _ in range(taken):
-                next(iterator)
-            restored = make(rank)
-            restored.load_state_dict(sampler.state_dict())
-            assert len(restored) == len(full) - taken
-            restored.set_epoch(epoch)
-            assert list(restored) == full[taken:]
+        check_resumes_everywhere(lambda r=rank: make(r), epoch, epoch_batches(make(rank), epoch))
 
 
 @pytest.mark.parametrize("kind", ["balanced", "rfs"])
