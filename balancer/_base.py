@@ -514,8 +514,10 @@ def _plan_kind(plan: Any) -> str:
     """The sampler a state's ``settings['plan']`` comes from, in words."""
     kinds = {None: "a BalancedBatchSampler", "label-balanced": "a MultiLabelBalancedSampler",
              "repeat-factor": "a RepeatFactorSampler"}
-    return kinds.get(plan, f"a sampler with plan {plan!r}") if isinstance(plan, (str, type(None))) \
-        else f"a sampler with plan {plan!r}"
+    try:
+        return kinds[plan]
+    except (KeyError, TypeError):  # another plan, or a corrupt (unhashable) one
+        return f"a sampler with plan {plan!r}"
 
 
 class GroupedCycles:

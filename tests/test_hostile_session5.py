@@ -611,3 +611,12 @@ def test_an_empty_csv_cell_is_a_missing_entry_whichever_way_the_csv_is_read(tmp_
     targets = labels_of(str(path), "f", multilabel=True)
     assert targets.labels_per_sample.tolist() == [2, 0, 1, 1]
     assert targets.names.tolist() == ["A", "B", "C", "NA"]  # text is read as written
+
+
+def test_a_corrupt_plan_in_a_state_is_named_not_a_crash():
+    sampler = RepeatFactorSampler(["a"] * 5 + ["b"] * 2, 2, threshold=0.5)
+    state = sampler.state_dict()
+    state["settings"]["plan"] = ["x"]  # unhashable: not any sampler's plan
+    with pytest.raises(ValueError, match=r"taken from a sampler with plan \['x'\], not from a "
+                                         r"RepeatFactorSampler"):
+        sampler.load_state_dict(state)
