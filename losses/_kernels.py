@@ -280,8 +280,9 @@ def _chunk_bytes() -> int:
     chunk holds more elements than torch's parallel grain (32768), so a 128 KB float32 chunk would
     run on one core while torch's own BCE or cross-entropy uses all T: chunks are then 2 T times
     larger (T halves of 256 KB, still in a core's L2). On the project's 2-core machine (2 threads)
-    this took ASL from 1.55-1.67x to 1.22-1.50x BCE at (65536, 14), the binary focal loss from
-    1.58-1.72x to 1.03-1.30x (benchmarks/bench_losses.py; 256 KB and 768 KB chunks were slower)."""
+    this took ASL from 2.55x to 1.47x BCE at (65536, 14), DB from 3.56x to 1.79x and the binary
+    focal loss from 2.79x to 1.36x (benchmarks/bench_losses.py, the first run before and after);
+    256 KB and 768 KB chunks were slower in a scan of sizes."""
     threads = torch.get_num_threads()
     return _CHUNK_BYTES if threads <= 1 else _CHUNK_BYTES * 2 * threads
 
