@@ -370,10 +370,9 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
                                      resume=args.resume)
                    for name, config in configs.items()}
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
-        from balancer.study._ml_cli import as_flags
+        from balancer.study._ml_cli import usage_error
 
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        parser.error(as_flags(str(message), parser))
+        usage_error(parser, error)
     per_dataset = {}
     for name, config in configs.items():
         folder = folders[name]

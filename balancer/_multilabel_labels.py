@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import collections
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -230,15 +231,13 @@ def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLa
 
 def _names_array(names: Sequence[Any]) -> np.ndarray:
     values = list(names)
-    seen: set[Any] = set()
-    for value in values:
-        try:
-            if value in seen:
-                raise ValueError(f"names holds {value!r} twice; give every label its own name "
-                                 f"(one per column, all different)")
-            seen.add(value)
-        except TypeError:  # an unhashable name: left to the checks that use the names
-            break
+    try:
+        repeated = [value for value, times in collections.Counter(values).items() if times > 1]
+    except TypeError:  # an unhashable name: left to the checks that use the names
+        repeated = []
+    if repeated:
+        raise ValueError(f"names holds {repeated[0]!r} twice; give every label its own name "
+                         f"(one per column, all different)")
     array = np.empty(len(values), dtype=object)
     array[:] = values
     if all(isinstance(v, str) for v in values):

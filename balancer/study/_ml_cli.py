@@ -22,6 +22,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from balancer.study._ml_config import ML_QUICK, ML_STRATEGIES, MultiLabelStudyConfig
 
@@ -110,6 +111,12 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
     message = re.sub(rf"^({names}) should", lambda m: f"{flags[m.group(1)]} should", message)
     return re.sub(rf"(?<![\w\-'\[.])({names})=", lambda m: f"{flags[m.group(1)]} ", message)
+
+
+def usage_error(parser: argparse.ArgumentParser, error: Exception) -> NoReturn:
+    """Exit with ``error`` as a usage error of ``parser``, naming flags (see :func:`as_flags`)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    parser.error(as_flags(str(message), parser))
 
 
 def reject_multilabel_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -203,8 +210,7 @@ def multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
         folder = prepare_out(out, config=config.to_dict(), overwrite=args.overwrite,
                              resume=args.resume)
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        parser.error(as_flags(str(message), parser))
+        usage_error(parser, error)
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
     results = run_multilabel_study(config, data, folder=folder)
