@@ -12,9 +12,9 @@ baseline timed in the same run, because the machines this runs on are shared and
   ``BatchSampler(WeightedRandomSampler(1 / n_c, C * n_max), batch_size)`` (goal >= 25x);
   ours and the plain baseline are medians of ``--repeats`` alternating timings;
 - the same epoch as int64 index arrays (``batch_type="numpy"``) vs as lists (goal >= 1.8x),
-  and the list path vs ``reference_plan.py``, a bulk numpy build of the same batches converted
-  to lists 64 batches at a time (goal: the list path's idx/s >= 1 / 1.2 = 0.83x the
-  reference's), medians of alternating timings;
+  and the list path vs ``tests/helpers/reference_plan.py``, a bulk numpy build of the same
+  batches converted to lists 64 batches at a time (goal: the list path's idx/s >= 1 / 1.2 =
+  0.83x the reference's), medians of alternating timings;
 - time to the first batch of an epoch vs one ``np.random.permutation(N)`` (goal <= 2x);
 - peak resident-memory growth of building the sampler and iterating an epoch, vs that of one
   int64 permutation of N (goal <= 3x), each measured in a fresh subprocess.
@@ -35,8 +35,11 @@ from torch.utils.data import BatchSampler, RandomSampler, WeightedRandomSampler
 
 from balancer import BalancedBatchSampler
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_plan import reference_epoch
+# The bulk reference of a balanced epoch is a test oracle (tests/test_reference_plan.py checks it
+# yields the sampler's batches), so it lives in the tests' helper package, which is no installed
+# package: its folder, found from this file's place in the repository, goes on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers.reference_plan import reference_epoch
 
 
 def long_tailed_labels(num_samples: int, num_classes: int, ratio: float, seed: int = 0) -> np.ndarray:
@@ -71,7 +74,7 @@ def peak_growth_mib(kind: str, num_samples: int, num_classes: int, batch_size: i
     """Peak RSS growth (MiB) of one operation, in a fresh interpreter."""
     code = f"""
 import numpy as np, sys
-sys.path.insert(0, {sys.path[0]!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from bench_sampler import long_tailed_labels
 from balancer import BalancedBatchSampler
 labels = long_tailed_labels({num_samples}, {num_classes}, 100.0)

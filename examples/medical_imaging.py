@@ -20,7 +20,7 @@ What it does, in the order a study would:
    learn how rare each class really is. These are the settings the comparison study's tuning
    chose on the validation splits of the shipped data sets (``balancer study --tune``, see the
    README's "Comparison study"): it preferred 1 fine-tune epoch at x0.1 over 3 epochs and over
-   the full learning rate, and an earlier grid (``benchmarks/study_finetune_validation.py``)
+   the full learning rate, and an earlier grid (``experiments/study_finetune_validation.py``)
    rejected a frozen backbone. ``--freeze-backbone 1`` freezes it anyway.
 4. A loss from the ``losses`` package. A loss that corrects for class frequencies is given the
    frequencies its batches actually have: equal in balanced epochs (where ``weighted`` and

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers.multilabel import check_resumes_everywhere, matrices
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from torch.utils.data import DataLoader, TensorDataset
 
 from balancer import (
@@ -28,31 +28,9 @@ from balancer._multilabel_labels import encode_multilabels
 from balancer._multilabel_plan import Buckets, balanced_pattern
 
 
-def matrices(min_rows=2, max_rows=40, min_labels=2, max_labels=5):
-    shape = st.tuples(st.integers(min_rows, max_rows), st.integers(min_labels, max_labels))
-    return hnp.arrays(np.uint8, shape, elements=st.integers(0, 1)).filter(
-        lambda m: m.any(axis=0).all())
-
-
 def epoch_batches(sampler, epoch):
     sampler.set_epoch(epoch)
     return list(sampler)
-
-
-def check_resumes_everywhere(make, epoch, full, convert=list):
-    """A checkpoint after every batch of ``epoch`` (``full``, its batches) restores into a fresh
-    ``make()`` that yields exactly the remaining batches (``convert`` maps a batch to compare)."""
-    for taken in range(len(full)):
-        sampler = make()
-        sampler.set_epoch(epoch)
-        iterator = iter(sampler)
-        for _ in range(taken):
-            next(iterator)
-        restored = make()
-        restored.load_state_dict(sampler.state_dict())
-        assert len(restored) == len(full) - taken
-        restored.set_epoch(epoch)
-        assert [convert(batch) for batch in restored] == full[taken:]
 
 
 def global_plan(shards):

@@ -4,9 +4,10 @@ The sampler streams an epoch in blocks, so its first batch comes at once and its
 O(N): it cuts every block into batches, shuffles them and turns them into lists as the loop
 asks. This reference builds the same epoch the direct way: it materialises all ``C * n_max``
 slots, shuffles every batch with the same random draws in one vectorised gather and converts
-the whole epoch at once. It yields exactly the sampler's batches (``tests/test_benchmarks.py``
-checks this), so ``bench_sampler.py`` can time the sampler's per-batch machinery against the
-least a numpy program needs to produce the same plan.
+the whole epoch at once. It yields exactly the sampler's batches
+(``tests/test_reference_plan.py`` checks this), so ``benchmarks/bench_sampler.py`` can time the
+sampler's per-batch machinery against the least a numpy program needs to produce the same plan.
+It is a test oracle, so it lives under ``tests/``; the benchmark borrows it from there.
 
 Single process, balanced epochs only: the reference for a speed figure, not a second sampler.
 """

@@ -5,8 +5,8 @@ whether the backbone is frozen) against ``plain`` and ``balanced`` under the stu
 with the final weights (``select="last"``, so the fine-tune phase is what is measured), and
 prints validation metrics only: the test split is never read into this table.
 
-    .venv/bin/python benchmarks/study_finetune_validation.py                    # RetinaMNIST
-    .venv/bin/python benchmarks/study_finetune_validation.py --dataset pneumoniamnist --seeds 0,1,2
+    .venv/bin/python experiments/study_finetune_validation.py                    # RetinaMNIST
+    .venv/bin/python experiments/study_finetune_validation.py --dataset pneumoniamnist --seeds 0,1,2
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 3. ``balancer study --help`` in a fresh process against ``python -c "import balancer"`` (the
    floor: the package itself imports torch).
 
-    PYTHONPATH=. python benchmarks/study_overhead.py
+    PYTHONPATH=. python experiments/study_overhead.py
 """
 
 from __future__ import annotations
