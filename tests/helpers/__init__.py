@@ -22,7 +22,8 @@ top-level package without any path setting.
   ``BalancedBatchSampler``, the oracle ``test_reference_plan.py`` checks against the sampler and
   ``benchmarks/bench_sampler.py`` times the sampler against.
 
-The private ``_*.py`` modules next to the tests (``_distributed.py``, ``_frameworks.py``, the
-``_job_*.py`` scripts) are entry points of subprocesses and stay where those processes find
-them.
+The private ``_*.py`` modules next to the tests (``_distributed.py``, ``_frameworks.py``,
+``_resume_job.py``, ``_multilabel_ranks.py``, the ``_job_*.py`` scripts) also run in the
+subprocesses of the multi-process and framework tests, whose scripts import them by name from
+``tests/``; they stay there.
 """
