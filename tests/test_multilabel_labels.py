@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from balancer import _multilabel_labels, labels_of
-from balancer._multilabel_labels import MultiLabels, encode_multilabels, multilabels_of
+from balancer import labels_of
 from balancer.datasets import load_chestxray14_labels
+from balancer.labels import MultiLabels, _multi, encode_multilabels, multilabels_of
 
 
 def matrices(min_labels=2, max_labels=6):
@@ -80,7 +80,7 @@ def test_dense_input_is_converted_block_by_block(monkeypatch):
     rng = np.random.default_rng(0)
     matrix = (rng.random((1000, 7)) < 0.2).astype(np.int64)
     whole = encode_multilabels(matrix)
-    monkeypatch.setattr(_multilabel_labels, "_DENSE_BLOCK_ROWS", 37)
+    monkeypatch.setattr(_multi, "_DENSE_BLOCK_ROWS", 37)
     assert_same(encode_multilabels(matrix), whole)
     matrix[999, 3] = 5  # found in the last block, at its position in the whole matrix
     with pytest.raises(ValueError, match=r"labels\[999, 3\] = 5"):
@@ -165,15 +165,14 @@ def test_bad_names_and_sources(tmp_path):
         labels_of(str(path), "g", multilabel=True)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         labels_of(str(tmp_path / "none.csv"), "f", multilabel=True)
-    with pytest.raises(ValueError, match=r"labels gives labels for 2 samples but the dataset "
-                                         r"has 3 items"):
+    with pytest.raises(ValueError, match=r"labels gives 2 labels but the dataset has 3 items"):
         labels_of(torch.utils.data.TensorDataset(torch.zeros(3)), labels=(frame, "f"),
                   multilabel=True)
-    with pytest.raises(ValueError, match="dataset is a table; name the column"):
+    with pytest.raises(ValueError, match="dataset is a DataFrame; name the column"):
         multilabels_of(frame)
     with pytest.raises(ValueError, match="found no multi-label targets on dataset of type"):
         labels_of(torch.utils.data.TensorDataset(torch.zeros(3)), multilabel=True)
-    with pytest.raises(ValueError, match="has no such attribute"):
+    with pytest.raises(ValueError, match="has no attribute 'findings'"):
         labels_of(torch.utils.data.TensorDataset(torch.zeros(3)), "findings", multilabel=True)
     with pytest.raises(TypeError, match="multilabel should be True or False"):
         labels_of(frame, "f", multilabel="yes")

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import collections
 import numbers
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -23,7 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["NO_FINDING", "MultiLabels", "encode_multilabels", "multilabels_of"]
+from balancer.labels._single import check_length, encode_labels
+from balancer.labels._tables import Column
+
+__all__ = ["NO_FINDING", "MultiLabelReader", "MultiLabels", "encode_multilabels"]
 
 #: The ChestX-ray14 token for an image without findings; read as the empty set.
 NO_FINDING = "No Finding"
@@ -141,8 +143,6 @@ def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any
             f"'|'-joined string or one list of label names per sample"
         )
     if classes and _is_class_column(labels):
-        from balancer._validation import encode_labels
-
         encoded = encode_labels(labels, name)
         n = len(encoded.codes)
         labels = MultiLabels(names=encoded.classes, indptr=np.arange(n + 1, dtype=np.int64),
@@ -409,96 +409,117 @@ def _check(targets: MultiLabels, name: str, require_positives: bool, min_labels:
             )
 
 
-# --------------------------------------------------------------------- sources
-def multilabels_of(dataset: Any, labels: Any = None, *, no_finding: str = NO_FINDING,
-                   separator: str = "|", classes: bool = False) -> MultiLabels:
-    """Multi-label targets of ``dataset`` without loading its items; see ``labels_of``.
+# --------------------------------------------------------------------- reader
+class MultiLabelReader:
+    """Turns what :mod:`balancer.labels._sources` finds into :class:`MultiLabels`.
 
-    Sources: ``labels`` as targets in any form :func:`encode_multilabels` accepts; a table and a
-    column or a list of dicts and a key (``(df_or_csv_path, "Finding Labels")``, or
-    ``dataset`` itself as the table with ``labels`` the column); with no ``labels``, the
-    dataset's ``targets``, ``labels`` or ``y`` attribute. With ``classes=True``, one integer
-    class per item is read as a one-label set (for repeat-factor sampling of single-label data).
+    The settings are :func:`encode_multilabels`'s; the targets are checked for form, not for
+    the needs of a sampler (a label without positives or a single label passes: the samplers
+    check those).
     """
-    from balancer import _labels
 
-    length = _labels._length(dataset)
-    options = dict(no_finding=no_finding, separator=separator, require_positives=False,
-                   min_labels=1, classes=classes)
-    if labels is None:
-        if _labels._is_table_source(dataset):
-            raise ValueError("dataset is a table; name the column or key that holds the labels, "
-                             "e.g. labels_of(df, 'Finding Labels', multilabel=True)")
-        for attribute in _labels._LABEL_ATTRIBUTES:
-            value = _labels._attribute(dataset, attribute)
-            if value is not None:
-                return _sized(encode_multilabels(value, f"dataset.{attribute}", **options),
-                              length, f"dataset.{attribute}")
-        raise ValueError(
-            f"found no multi-label targets on dataset of type {type(dataset).__name__}: it has no "
-            f"`targets`, `labels` or `y` attribute; pass labels=<targets> or "
-            f"labels=(table, 'column')"
-        )
-    if _labels._is_table_source(dataset) and _labels._is_field_name(labels):
-        return _from_table(dataset, labels, options)
-    if isinstance(labels, tuple) and len(labels) == 2 and _labels._is_table_source(labels[0]) \
-            and _labels._is_field_name(labels[1]):
-        return _sized(_from_table(*labels, options), length, "labels")
-    if isinstance(labels, str):
-        # labels="Finding Labels": the column of a DataFrame (or key of a list of dicts) the
-        # dataset holds, as with single-label labels_of; else the dataset's own attribute.
-        holders = [(attribute, value) for attribute, value in _labels._public_attributes(dataset)
-                   if (isinstance(value, pd.DataFrame) and labels in value.columns)
-                   or (_labels._is_records(value) and labels in value[0])]
-        if len(holders) > 1:
+    multilabel = True
+    noun = "multi-label targets"
+
+    def __init__(self, *, no_finding: str = NO_FINDING, separator: str = "|",
+                 classes: bool = False) -> None:
+        self.options = dict(no_finding=no_finding, separator=separator, require_positives=False,
+                            min_labels=1, classes=classes)
+
+    def _encode(self, values: Any, name: str) -> MultiLabels:
+        return encode_multilabels(values, name, **self.options)
+
+    def sequence(self, values: Any, name: str, length: int | None) -> MultiLabels:
+        targets = self._encode(values, name)
+        check_length(targets.num_samples, length, name)
+        return targets
+
+    def given(self, values: Any, length: int | None) -> MultiLabels:
+        return self.sequence(values, "labels", length)
+
+    def column(self, column: Column) -> MultiLabels:
+        # A CSV's cells stay text: "1" is a label named "1", as in the file.
+        name = f"{column.kind} {column.field!r}"
+        return self._encode(_stacked_rows(column.values, name), name)
+
+    def items(self, values: list[Any], name: str) -> MultiLabels:
+        return self._encode(_stacked_rows(values, name), name)
+
+    def item(self, value: Any) -> Any:
+        return value
+
+    def take(self, targets: MultiLabels, indices: np.ndarray) -> MultiLabels:
+        return take_rows(targets, indices)
+
+    def join(self, parts: Sequence[MultiLabels]) -> MultiLabels:
+        return join_rows(parts)
+
+
+def _stacked_rows(values: Any, name: str) -> Any:
+    """One 0/1 array or tensor per item (a MONAI ``"label"``, an item's target) as a matrix.
+
+    A *list* per item stays a list of label names; only arrays and tensors are indicator rows.
+    """
+    if not isinstance(values, (list, tuple)) or not values or not isinstance(
+            values[0], (np.ndarray, torch.Tensor)) or values[0].ndim != 1:
+        return values
+    shape = tuple(values[0].shape)
+    rows = []
+    for position, value in enumerate(values):
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+            value = (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+        if not isinstance(value, np.ndarray) or value.shape != shape:
             raise ValueError(
-                f"labels={labels!r}: several attributes of the dataset have it "
-                f"({', '.join(n for n, _ in holders)}); pass labels=(table, {labels!r})")
-        if holders:
-            return _sized(_from_table(holders[0][1], labels, options), length,
-                          f"dataset.{holders[0][0]}")
-        value = _labels._attribute(dataset, labels)
-        if value is None:
-            raise ValueError(f"labels={labels!r}: dataset of type {type(dataset).__name__} has no "
-                             f"such attribute and no DataFrame or list of dicts with that column; pass the "
-                             f"targets, or labels=(table, {labels!r})")
-        return _sized(encode_multilabels(value, f"dataset.{labels}", **options), length,
-                      f"dataset.{labels}")
-    return _sized(encode_multilabels(labels, "labels", **options), length, "labels")
+                f"{name}[{position}] is {type(value).__name__} of shape {np.shape(value)}, but "
+                f"{name}[0] is a 0/1 row of shape {shape}; give every item a "
+                f"row of the same length (one column per label)"
+            )
+        rows.append(value)
+    if rows[0].dtype.kind not in "biuf":
+        return [row.tolist() for row in rows]  # arrays of label names
+    return np.stack(rows)
 
 
-def _from_table(source: Any, field: Any, options: dict[str, Any]) -> MultiLabels:
-    if isinstance(source, (list, tuple)) and source and isinstance(source[0], Mapping):
+def take_rows(targets: MultiLabels, rows: np.ndarray) -> MultiLabels:
+    """The samples ``rows`` of ``targets``, in that order (repeats allowed), names kept."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = targets.labels_per_sample[rows]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    within = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
+    indices = targets.indices[np.repeat(targets.indptr[:-1][rows], lengths) + within]
+    return MultiLabels(names=targets.names, indptr=indptr, indices=indices)
+
+
+def join_rows(parts: Sequence[MultiLabels]) -> MultiLabels:
+    """The samples of ``parts`` one after the other, over the union of their label names.
+
+    Parts with the same names keep them; otherwise the names are sorted (as names read from
+    strings or lists are) and each part's label ids are mapped onto them.
+    """
+    first = parts[0].names
+    if all(np.array_equal(part.names, first) for part in parts):
+        names = first
+        mapped = [part.indices for part in parts]
+    else:
+        union: set[Any] = set()
+        for part in parts:
+            union.update(part.names.tolist())
         try:
-            values = [record[field] for record in source]
-        except KeyError:
-            position = next(i for i, r in enumerate(source) if field not in r)
-            raise ValueError(f"key {field!r} is missing from item {position} of the list of dicts; "
-                             f"give every item that key") from None
-        return encode_multilabels(values, f"key {field!r}", **options)
-    if isinstance(source, pd.DataFrame):
-        if field not in source.columns:
-            raise ValueError(f"column {field!r} is not in the DataFrame; pick one of "
-                             f"{list(source.columns)[:20]}")
-        return encode_multilabels(source[field], f"column {field!r}", **options)
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"CSV file {path!r} does not exist; pass the path of the "
-                                f"manifest that holds the labels")
-    separator = "\t" if ".tsv" in os.path.basename(path) else ","
-    header = list(pd.read_csv(path, nrows=0, sep=separator).columns)
-    if field not in header:
-        raise ValueError(f"column {field!r} is not in {path!r}; pick one of {header[:20]}")
-    # An empty cell is a missing entry (refused), as in the DataFrame pandas reads from the
-    # same file, not the empty set: "No Finding" (or no_finding) says that. Other text,
-    # "NA" included, is read as written.
-    column = pd.read_csv(path, usecols=[field], sep=separator, dtype={field: str},
-                         keep_default_na=False, na_values=[""]).iloc[:, 0]
-    return encode_multilabels(column, f"column {field!r}", **options)
-
-
-def _sized(targets: MultiLabels, length: int | None, name: str) -> MultiLabels:
-    if length is not None and targets.num_samples != length:
-        raise ValueError(f"{name} gives labels for {targets.num_samples} samples but the dataset "
-                         f"has {length} items; pass one row per item, in index order")
-    return targets
+            ordered = sorted(union)
+        except TypeError:
+            raise ValueError(
+                f"the datasets joined hold label names of types that cannot be sorted together "
+                f"({sorted({type(v).__name__ for v in union})}); give every part names of one "
+                f"type"
+            ) from None
+        names = _names_array(ordered)
+        lookup = {name: k for k, name in enumerate(ordered)}
+        mapped = [np.asarray([lookup[name] for name in part.names.tolist()],
+                             dtype=np.int32)[part.indices] for part in parts]
+    offsets = np.cumsum([0] + [len(part.indices) for part in parts[:-1]])
+    indptr = np.concatenate([[0]] + [part.indptr[1:] + offset
+                                     for part, offset in zip(parts, offsets, strict=True)])
+    return MultiLabels(names=names, indptr=indptr.astype(np.int64),
+                       indices=np.concatenate(mapped).astype(np.int32, copy=False))
