@@ -254,6 +254,10 @@ def _from_named_field(dataset: Any, field: str, length: int | None, reader: Read
         if (isinstance(value, pd.DataFrame) and field in value.columns) or (
                 _tables.is_records(value) and field in value[0]):
             holders.append((name, value))
+    if len(holders) > 1:
+        # MONAI's caching datasets hold their data list and, privately, the cached items.
+        public = [(name, value) for name, value in holders if not name.startswith("_")]
+        holders = public if len(public) == 1 else holders
     attribute = _attribute(dataset, field)
     if not holders and attribute is not None and not _tables.is_table_source(attribute):
         # labels="labels": the dataset's own attribute holding one label per item.
