@@ -90,6 +90,11 @@ def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
 
     Accepts a list, tuple, numpy array, torch tensor or pandas Series of hashable labels (ints,
     not necessarily contiguous, strings, ...). A column vector of shape ``(N, 1)`` is flattened.
+
+    Example:
+        >>> encoded = encode_labels(["nv", "mel", "nv", "bcc"])
+        >>> encoded.classes.tolist(), encoded.codes.tolist(), encoded.counts.tolist()
+        (['bcc', 'mel', 'nv'], [2, 1, 2, 0], [1, 1, 2])
     """
     array = label_array(labels, name)
     if array.size == 0:

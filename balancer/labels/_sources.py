@@ -129,12 +129,16 @@ def labels_of(dataset: Any, labels: Any = None, *, multilabel: bool = False) -> 
             in single-label mode.
 
     Example:
+        >>> from torch.utils.data import Subset
         >>> from balancer import MedMNIST
         >>> train = MedMNIST("pneumoniamnist", "train")
         >>> labels_of(train).shape  # read from train.labels; no image is loaded
         (4708,)
-        >>> labels_of(torch.utils.data.Subset(train, [0, 1, 2])).tolist()
+        >>> labels_of(Subset(train, [0, 1, 2])).tolist()
         [1, 1, 1]
+        >>> labels_of([{"image": "1.nii", "label": "Mass|Effusion"}, {"image": "2.nii",
+        ...            "label": "No Finding"}], "label", multilabel=True)
+        MultiLabels(samples=2, labels=2, positives=2, no_finding=1)
     """
     if check_bool("multilabel", multilabel):
         return multilabels_of(dataset, labels)
