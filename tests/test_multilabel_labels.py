@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 from balancer import labels_of
 from balancer.datasets import load_chestxray14_labels
 from balancer.labels import MultiLabels, _multi, encode_multilabels, multilabels_of
+from balancer.labels._multi import join_rows, take_rows
 
 
 def matrices(min_labels=2, max_labels=6):
@@ -61,6 +62,33 @@ def test_every_form_gives_the_same_rows(matrix, tmp_path_factory):
         if form.num_labels != num_labels:  # a name nobody carries is unknown to name-based forms
             continue
         assert_same(form, reference)
+
+
+@settings(max_examples=40, deadline=None)
+@given(matrix=matrices(), data=st.data())
+def test_taking_and_joining_rows_match_the_dense_matrix(matrix, data):
+    # What a Subset and a ConcatDataset do to multi-label targets: take rows (any order,
+    # repeats allowed) and join parts, the label names kept.
+    targets = encode_multilabels(matrix)
+    rows = data.draw(st.lists(st.integers(0, len(matrix) - 1), max_size=30))
+    taken = take_rows(targets, np.asarray(rows, dtype=np.int64))
+    assert taken.names.tolist() == targets.names.tolist()
+    np.testing.assert_array_equal(taken.dense(np.uint8), matrix[rows])
+    joined = join_rows([targets, taken, targets])
+    np.testing.assert_array_equal(joined.dense(np.uint8),
+                                  np.concatenate([matrix, matrix[rows], matrix]))
+
+
+def test_joining_parts_with_different_names_maps_them_onto_the_union():
+    first = encode_multilabels(["b|d", "d"])
+    second = encode_multilabels([["a"], [], ["d", "a"]])
+    joined = join_rows([first, second])
+    assert joined.names.tolist() == ["a", "b", "d"]
+    assert joined.dense(np.int8).tolist() == [[0, 1, 1], [0, 0, 1], [1, 0, 0], [0, 0, 0],
+                                              [1, 0, 1]]
+    with pytest.raises(ValueError, match=r"label names of types that cannot be sorted together "
+                                         r"\(\['int', 'str'\]\)"):
+        join_rows([first, encode_multilabels(np.eye(2, dtype=int))])
 
 
 def test_no_finding_is_the_empty_set_and_names_are_kept():
