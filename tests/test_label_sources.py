@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
 from balancer import balance, labels_of
-from balancer.labels import MultiLabels, encode_labels
+from balancer.labels import MultiLabels, encode_labels, multilabels_of
 
 CLASSES = [2, 0, 1, 1, 0, 2, 1, 2]
 NAMES = ["a", "b", "c"]
@@ -296,6 +296,15 @@ def test_balance_of_a_subset(multilabel):
     balanced = balance(loader, sampler="label-balanced" if multilabel else "balanced", seed=0)
     drawn = [index for (batch,) in balanced for index in batch.tolist()]
     assert drawn and set(drawn) <= {0, 1, 3, 4, 5, 6, 7}
+
+
+def test_a_scan_of_one_class_per_item_gives_one_label_sets():
+    # balance(loader, "scan", sampler="repeat-factor") on single-label data: 0-d tensors.
+    dataset = Items([torch.tensor(c) for c in CLASSES], as_dict=False)
+    found = multilabels_of(dataset, "scan", classes=True)
+    assert found.names.tolist() == [0, 1, 2]
+    assert found.dense(np.int64).argmax(axis=1).tolist() == CLASSES
+    assert found.labels_per_sample.tolist() == [1] * N
 
 
 def test_monai_and_datasets_are_never_imported_for_other_sources():

@@ -446,6 +446,8 @@ class MultiLabelReader:
         return self._encode(_stacked_rows(values, name), name)
 
     def item(self, value: Any) -> Any:
+        if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+            return value.item()  # one class (classes=True)
         return value
 
     def take(self, targets: MultiLabels, indices: np.ndarray) -> MultiLabels:

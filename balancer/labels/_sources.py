@@ -367,7 +367,7 @@ def _hf_column(dataset: Any, name: str) -> Column:
         values = values[indices.column(0).to_numpy()]
     if values.dtype == object and len(values) and isinstance(values[0], np.ndarray):
         values = [row.tolist() for row in values]  # a sequence per row: lists of label names
-    return Column(values, name, "the datasets.Dataset", "column", text=False)
+    return Column(values, name, "the datasets.Dataset")
 
 
 # --------------------------------------------------------------------- helpers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ __all__ = ["Column", "fields_hint", "is_field_name", "is_records", "is_table_sou
 _TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".txt")
 
 
+@dataclass(frozen=True)
 class Column:
     """Values of one column (or key) and where they came from, for the encodings' messages.
 
@@ -31,10 +33,11 @@ class Column:
         text: whether the values are a CSV file's cells as written (strings, NaN if empty).
     """
 
-    __slots__ = ("field", "kind", "text", "values", "where")
-
-    def __init__(self, values: Any, field: Any, where: str, kind: str, text: bool) -> None:
-        self.values, self.field, self.where, self.kind, self.text = values, field, where, kind, text
+    values: Any
+    field: Any
+    where: str
+    kind: str = "column"
+    text: bool = False
 
 
 def read_column(source: Any, field: Any) -> Column:
@@ -48,12 +51,12 @@ def read_column(source: Any, field: Any) -> Column:
                 f"key {field!r} is missing from item {position} of the list of dicts (it has keys "
                 f"{sorted(map(str, source[position]))[:8]}); give every item that key"
             ) from None
-        return Column(values, field, "the list of dicts", "key", text=False)
+        return Column(values, field, "the list of dicts", kind="key")
     if isinstance(source, pd.DataFrame):
         if field not in source.columns:
             raise ValueError(f"column {field!r} is not in the DataFrame; pick one of "
                              f"{list(source.columns)[:20]}")
-        return Column(source[field], field, "the DataFrame", "column", text=False)
+        return Column(source[field], field, "the DataFrame")
     path = os.fspath(source)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CSV file {path!r} does not exist; pass the path of the "
@@ -64,7 +67,7 @@ def read_column(source: Any, field: Any) -> Column:
         raise ValueError(f"column {field!r} is not in {path!r}; pick one of {header[:20]}")
     column = pd.read_csv(path, usecols=[field], sep=separator, dtype={field: str},
                          keep_default_na=False, na_values=[""]).iloc[:, 0]
-    return Column(column, field, repr(path), "column", text=True)
+    return Column(column, field, repr(path), text=True)
 
 
 def is_records(value: Any) -> bool:
