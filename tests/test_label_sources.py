@@ -363,6 +363,11 @@ def test_rows_of_different_lengths_are_refused_naming_the_item():
         labels_of(records(rows), "label", multilabel=True)
 
 
+def test_a_dataframe_column_of_indicator_arrays_is_a_matrix():
+    frame = pd.DataFrame({"rows": as_rows(True, np.asarray)})
+    assert rows_of(labels_of(frame, "rows", multilabel=True)) == SETS
+
+
 def test_concat_of_parts_with_different_names_takes_the_union():
     first = Untouchable(length=2, findings=["a|b", "b"])
     second = Untouchable(length=2, findings=["c", "No Finding"])

@@ -462,6 +462,8 @@ def _stacked_rows(values: Any, name: str) -> Any:
 
     A *list* per item stays a list of label names; only arrays and tensors are indicator rows.
     """
+    if isinstance(values, (pd.Series, np.ndarray)) and values.dtype == object:
+        values = list(values)  # a DataFrame column or an object array holding one row per item
     if not isinstance(values, (list, tuple)) or not values or not isinstance(
             values[0], (np.ndarray, torch.Tensor)) or values[0].ndim != 1:
         return values
