@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from balancer import _multilabel_labels, labels_of
-from balancer._multilabel_labels import MultiLabels, encode_multilabels, multilabels_of
+from balancer import labels_of
 from balancer.datasets import load_chestxray14_labels
+from balancer.labels import MultiLabels, _multi, encode_multilabels, multilabels_of
+from balancer.labels._multi import join_rows, take_rows
 
 
 def matrices(min_labels=2, max_labels=6):
@@ -63,6 +64,33 @@ def test_every_form_gives_the_same_rows(matrix, tmp_path_factory):
         assert_same(form, reference)
 
 
+@settings(max_examples=40, deadline=None)
+@given(matrix=matrices(), data=st.data())
+def test_taking_and_joining_rows_match_the_dense_matrix(matrix, data):
+    # What a Subset and a ConcatDataset do to multi-label targets: take rows (any order,
+    # repeats allowed) and join parts, the label names kept.
+    targets = encode_multilabels(matrix)
+    rows = data.draw(st.lists(st.integers(0, len(matrix) - 1), max_size=30))
+    taken = take_rows(targets, np.asarray(rows, dtype=np.int64))
+    assert taken.names.tolist() == targets.names.tolist()
+    np.testing.assert_array_equal(taken.dense(np.uint8), matrix[rows])
+    joined = join_rows([targets, taken, targets])
+    np.testing.assert_array_equal(joined.dense(np.uint8),
+                                  np.concatenate([matrix, matrix[rows], matrix]))
+
+
+def test_joining_parts_with_different_names_maps_them_onto_the_union():
+    first = encode_multilabels(["b|d", "d"])
+    second = encode_multilabels([["a"], [], ["d", "a"]])
+    joined = join_rows([first, second])
+    assert joined.names.tolist() == ["a", "b", "d"]
+    assert joined.dense(np.int8).tolist() == [[0, 1, 1], [0, 0, 1], [1, 0, 0], [0, 0, 0],
+                                              [1, 0, 1]]
+    with pytest.raises(ValueError, match=r"label names of types that cannot be sorted together "
+                                         r"\(\['int', 'str'\]\)"):
+        join_rows([first, encode_multilabels(np.eye(2, dtype=int))])
+
+
 def test_no_finding_is_the_empty_set_and_names_are_kept():
     targets = encode_multilabels(["Effusion|Mass", "No Finding", "Mass", ""])
     assert targets.names.tolist() == ["Effusion", "Mass"]
@@ -80,7 +108,7 @@ def test_dense_input_is_converted_block_by_block(monkeypatch):
     rng = np.random.default_rng(0)
     matrix = (rng.random((1000, 7)) < 0.2).astype(np.int64)
     whole = encode_multilabels(matrix)
-    monkeypatch.setattr(_multilabel_labels, "_DENSE_BLOCK_ROWS", 37)
+    monkeypatch.setattr(_multi, "_DENSE_BLOCK_ROWS", 37)
     assert_same(encode_multilabels(matrix), whole)
     matrix[999, 3] = 5  # found in the last block, at its position in the whole matrix
     with pytest.raises(ValueError, match=r"labels\[999, 3\] = 5"):
@@ -165,15 +193,14 @@ def test_bad_names_and_sources(tmp_path):
         labels_of(str(path), "g", multilabel=True)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         labels_of(str(tmp_path / "none.csv"), "f", multilabel=True)
-    with pytest.raises(ValueError, match=r"labels gives labels for 2 samples but the dataset "
-                                         r"has 3 items"):
+    with pytest.raises(ValueError, match=r"labels gives 2 labels but the dataset has 3 items"):
         labels_of(torch.utils.data.TensorDataset(torch.zeros(3)), labels=(frame, "f"),
                   multilabel=True)
-    with pytest.raises(ValueError, match="dataset is a table; name the column"):
+    with pytest.raises(ValueError, match="dataset is a DataFrame; name the column"):
         multilabels_of(frame)
     with pytest.raises(ValueError, match="found no multi-label targets on dataset of type"):
         labels_of(torch.utils.data.TensorDataset(torch.zeros(3)), multilabel=True)
-    with pytest.raises(ValueError, match="has no such attribute"):
+    with pytest.raises(ValueError, match="has no attribute 'findings'"):
         labels_of(torch.utils.data.TensorDataset(torch.zeros(3)), "findings", multilabel=True)
     with pytest.raises(TypeError, match="multilabel should be True or False"):
         labels_of(frame, "f", multilabel="yes")

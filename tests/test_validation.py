@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from balancer._validation import encode_labels
+from balancer.labels import encode_labels
 
 
 def test_bool_labels_keep_bool_classes():

@@ -1,0 +1,529 @@
+"""Multi-label targets: every accepted form becomes one compact, CSR-like canonical form.
+
+# Design note: why CSR, never a dense matrix
+# A multi-label target set is a sparse 0/1 matrix: NIH ChestX-ray14 has 112,120 images and 14
+# findings but only 81,176 positives (0.72 per image); a synthetic 10M x 100 table would be 4 GB
+# as float32 but holds a few positives per row. Rows are kept as ``indptr`` (N + 1 offsets) and
+# ``indices`` (the label ids of each row, ascending), so memory is O(N + positives) whatever L is.
+# A dense 0/1 array the caller already holds is read in blocks of rows, so converting it never
+# allocates more than one block's worth of temporaries.
+"""
+
+from __future__ import annotations
+
+import collections
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from balancer.labels._single import check_length, encode_labels
+from balancer.labels._tables import Column
+
+__all__ = ["NO_FINDING", "MultiLabelReader", "MultiLabels", "encode_multilabels"]
+
+#: The ChestX-ray14 token for an image without findings; read as the empty set.
+NO_FINDING = "No Finding"
+
+# Rows of a dense matrix checked and converted per step (bounds temporary memory).
+_DENSE_BLOCK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True, eq=False)
+class MultiLabels:
+    r"""Multi-label targets of ``N`` samples over ``L`` labels, stored row-compressed.
+
+    Sample ``i`` carries the labels ``indices[indptr[i]:indptr[i + 1]]`` (ascending label ids,
+    positions in :attr:`names`); a sample with none is in the *no-finding* bucket. Memory is
+    ``O(N + P)`` for ``P`` positives, never ``O(N L)``.
+
+    Attributes:
+        names: the label names, shape ``(L,)``, in label-id order.
+        indptr: row offsets, shape ``(N + 1,)``, ``int64``.
+        indices: label ids, shape ``(P,)``, ``int32``.
+
+    Example:
+        >>> targets = encode_multilabels(["Effusion|Mass", "No Finding", "Mass"])
+        >>> targets.names.tolist(), targets.counts.tolist(), int(targets.no_finding.sum())
+        (['Effusion', 'Mass'], [1, 2], 1)
+    """
+
+    names: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """Positives per label, shape ``(L,)``."""
+        return np.bincount(self.indices, minlength=self.num_labels).astype(np.int64)
+
+    @property
+    def labels_per_sample(self) -> np.ndarray:
+        """How many labels each sample carries, shape ``(N,)``."""
+        return np.diff(self.indptr)
+
+    @property
+    def no_finding(self) -> np.ndarray:
+        """Boolean mask of the samples with no label, shape ``(N,)``."""
+        return self.labels_per_sample == 0
+
+    def rows(self) -> np.ndarray:
+        """The sample of every stored positive, aligned with :attr:`indices`, shape ``(P,)``."""
+        index_dtype = np.int32 if self.num_samples < 2**31 else np.int64
+        return np.repeat(np.arange(self.num_samples, dtype=index_dtype), self.labels_per_sample)
+
+    def dense(self, dtype: Any = np.float32) -> np.ndarray:
+        """The ``(N, L)`` 0/1 matrix. ``O(N L)`` memory: for small data, tests and losses only."""
+        out = np.zeros((self.num_samples, self.num_labels), dtype=dtype)
+        out[self.rows(), self.indices] = 1
+        return out
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (f"MultiLabels(samples={self.num_samples}, labels={self.num_labels}, "
+                f"positives={len(self.indices)}, no_finding={int(self.no_finding.sum())})")
+
+
+def _index_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
+
+
+# --------------------------------------------------------------------- forms
+def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any] | None = None,
+                       no_finding: str = NO_FINDING, separator: str = "|",
+                       require_positives: bool = True, min_labels: int = 2,
+                       classes: bool = False) -> MultiLabels:
+    """Turn any accepted form of multi-label targets into :class:`MultiLabels`.
+
+    Accepted forms (one per call; mixing them is an error):
+
+    - an ``(N, L)`` 0/1 numpy array or torch tensor (bool, integer or float holding exactly 0
+      and 1), or a DataFrame of ``L`` such columns (their names become the label names);
+    - one string per sample joining findings with ``separator`` (``"Effusion|Mass"``), where
+      ``no_finding`` (``"No Finding"``) and ``""`` mean the empty set: a list, array or pandas
+      Series, such as ChestX-ray14's ``Finding Labels`` column;
+    - one list (tuple, set) of label names per sample, ``[]`` being the empty set;
+    - a :class:`MultiLabels` (returned as it is, after the checks).
+
+    Args:
+        labels: the targets, as above.
+        name: what to call them in error messages.
+        names: the label names of a matrix, in column order (default: its column numbers, or a
+            DataFrame's column names); for strings and lists, the label set (default: the
+            sorted names that occur), so a label of the task with no positive is reported.
+        no_finding: the token meaning "no label", for strings and lists.
+        separator: the separator of joined strings.
+        require_positives: reject a label without a positive sample (a sampler cannot draw it).
+        min_labels: the fewest labels accepted (2 for multi-label balancing; 1 for
+            repeat-factor sampling).
+        classes: read a 1-D sequence of integers (or booleans) as one class per sample, each
+            sample carrying one label (its class); otherwise such input is refused.
+    """
+    if classes and _is_float_column(labels):
+        first = np.asarray(labels[:1]).reshape(-1)[0].item() if len(labels) else None
+        raise TypeError(
+            f"{name}[0] is a float ({first!r}); one class per sample should be an integer "
+            f"class id: pass np.asarray({name}).astype(int) (after checking that every "
+            f"value is a whole number), or multi-label targets as an (N, L) 0/1 matrix, one "
+            f"'|'-joined string or one list of label names per sample"
+        )
+    if classes and _is_class_column(labels):
+        encoded = encode_labels(labels, name)
+        n = len(encoded.codes)
+        labels = MultiLabels(names=encoded.classes, indptr=np.arange(n + 1, dtype=np.int64),
+                             indices=encoded.codes.astype(np.int32))
+    if isinstance(labels, MultiLabels):
+        targets = labels
+    elif isinstance(labels, pd.DataFrame):
+        if names is None:
+            names = list(labels.columns)
+        targets = _from_matrix(labels.to_numpy(), name, names)
+    elif isinstance(labels, torch.Tensor) or (isinstance(labels, np.ndarray) and labels.ndim == 2):
+        targets = _from_matrix(labels, name, names)
+    else:
+        targets = _from_sets(labels, name, names, no_finding, separator)
+    _check(targets, name, require_positives, min_labels)
+    return targets
+
+
+def _is_class_column(labels: Any) -> bool:
+    """Whether ``labels`` is a 1-D sequence of integers or booleans (one class per sample)."""
+    if isinstance(labels, (list, tuple)):
+        return bool(labels) and isinstance(labels[0], numbers.Integral)
+    if isinstance(labels, (np.ndarray, torch.Tensor, pd.Series, pd.Index)):
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            return False  # an (N, 1) 0/1 matrix: L = 1, refused with its own message
+        dtype = np.asarray(labels[:1]).dtype
+        return labels.ndim == 1 and dtype.kind in "biu"
+    return False
+
+
+def _is_float_column(labels: Any) -> bool:
+    """Whether ``labels`` is a 1-D sequence of floats (class ids that came out as floats)."""
+    if isinstance(labels, (list, tuple)):
+        return bool(labels) and isinstance(labels[0], float)
+    if isinstance(labels, (np.ndarray, torch.Tensor, pd.Series, pd.Index)):
+        return labels.ndim == 1 and len(labels) > 0 and np.asarray(labels[:1]).dtype.kind == "f"
+    return False
+
+
+def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLabels:
+    if isinstance(matrix, torch.Tensor):
+        matrix = matrix.detach().cpu()
+        if matrix.dtype == torch.bfloat16:
+            matrix = matrix.float()
+        matrix = matrix.numpy()
+    if matrix.ndim != 2:
+        raise ValueError(
+            f"{name} should be an (N, L) 0/1 label matrix, but got shape {matrix.shape}; pass one "
+            f"row per sample and one column per label"
+        )
+    if matrix.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} should be an (N, L) matrix of 0/1 numbers, but got dtype {matrix.dtype}; for "
+            f"label names pass one list (or '|'-joined string) of names per sample"
+        )
+    n, num_labels = matrix.shape
+    if n == 0:
+        raise ValueError(f"{name} is empty; pass one row of labels per sample of the dataset")
+    if names is None:
+        names = np.arange(num_labels)
+    names = _names_array(names)
+    if len(names) != num_labels:
+        raise ValueError(f"names has {len(names)} entries but {name} has {num_labels} columns; "
+                         f"pass one name per column")
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    parts = []
+    for start in range(0, n, _DENSE_BLOCK_ROWS):
+        block = matrix[start: start + _DENSE_BLOCK_ROWS]
+        if block.dtype.kind != "b":
+            bad = (block != 0) & (block != 1)
+            if bad.any():
+                row, column = (int(v[0]) for v in np.nonzero(bad))
+                value = block[row, column].item()
+                raise ValueError(
+                    f"{name} should hold only 0 and 1, but {name}[{start + row}, {column}] = "
+                    f"{value!r}; pass a 0/1 (or boolean) matrix, e.g. (scores > 0.5) for "
+                    f"probabilities, with one column per label"
+                )
+        rows, columns = np.nonzero(block)  # row-major: each row's labels ascending
+        indptr[start + 1: start + len(block) + 1] = np.bincount(rows, minlength=len(block))
+        parts.append(columns.astype(np.int32, copy=False))
+    np.cumsum(indptr, out=indptr)
+    indices = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+    return MultiLabels(names=names, indptr=indptr, indices=indices)
+
+
+def _names_array(names: Sequence[Any]) -> np.ndarray:
+    values = list(names)
+    try:
+        repeated = [value for value, times in collections.Counter(values).items() if times > 1]
+    except TypeError:  # an unhashable name: left to the checks that use the names
+        repeated = []
+    if repeated:
+        raise ValueError(f"names holds {repeated[0]!r} twice; give every label its own name "
+                         f"(one per column, all different)")
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    if all(isinstance(v, str) for v in values):
+        return array.astype(str)
+    if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        return array.astype(np.int64)
+    return array
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return "list"
+    return type(value).__name__
+
+
+def _from_sets(labels: Any, name: str, names: Sequence[Any] | None, no_finding: str,
+               separator: str) -> MultiLabels:
+    if isinstance(labels, (pd.Series, pd.Index)):
+        values = labels.to_numpy(dtype=object)
+    elif isinstance(labels, np.ndarray) and labels.ndim == 1:
+        values = labels.astype(object)
+    elif isinstance(labels, (list, tuple)):
+        values = np.empty(len(labels), dtype=object)
+        for position, value in enumerate(labels):  # element-wise: equal-length lists stay lists
+            values[position] = value
+    else:
+        raise TypeError(
+            f"{name} should be multi-label targets: an (N, L) 0/1 array or tensor, one "
+            f"'|'-joined string of findings per sample, or one list of label names per sample, "
+            f"but got {type(labels).__name__}"
+        )
+    if len(values) == 0:
+        raise ValueError(f"{name} is empty; pass the labels of every sample of the dataset")
+    first = _kind(values[0])
+    if first == "string":
+        strings = pd.Series(values, dtype=object)
+        is_string = strings.map(type).eq(str).to_numpy()
+        if not is_string.all():
+            return _mixed(values, name, np.flatnonzero(~is_string)[0], "'|'-joined strings")
+        return _from_strings(strings, name, names, no_finding, separator)
+    if first == "list":
+        return _from_lists(values, name, names, no_finding)
+    position = 0
+    value = values[position]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise ValueError(f"{name} has a missing entry ({value!r}) at position 0; give every "
+                         f"sample its findings ('{no_finding}' or [] for none)")
+    raise TypeError(
+        f"{name}[0] is a {type(value).__name__} ({value!r}); multi-label targets are one "
+        f"'|'-joined string or one list of label names per sample, or an (N, L) 0/1 matrix. "
+        f"For one class per sample use balancer.BalancedBatchSampler"
+    )
+
+
+def _mixed(values: np.ndarray, name: str, position: int, expected: str) -> MultiLabels:
+    value = values[position]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise ValueError(
+            f"{name} has a missing entry ({value!r}) at position {position}; give every sample "
+            f"its findings (an empty set for none)"
+        )
+    raise ValueError(
+        f"{name} mixes forms: item 0 is one of {expected}, but item {position} is a "
+        f"{type(value).__name__} ({value!r}); pass one form for every sample (all strings, or "
+        f"all lists of names)"
+    )
+
+
+def _from_strings(strings: pd.Series, name: str, names: Sequence[Any] | None, no_finding: str,
+                  separator: str) -> MultiLabels:
+    # Split each distinct string once: ChestX-ray14's 112,120 rows hold only 836 combinations.
+    codes, uniques = pd.factorize(strings, sort=False)
+    sets = []
+    for text in uniques:
+        parts = [p.strip() for p in text.split(separator)] if text else []
+        parts = [p for p in parts if p]
+        if no_finding in parts and len(parts) > 1:
+            position = int(np.flatnonzero(codes == len(sets))[0])
+            raise ValueError(
+                f"{name}[{position}] = {text!r} joins {no_finding!r} with findings; an image "
+                f"either has findings or none: fix that row"
+            )
+        sets.append([] if parts == [no_finding] else parts)
+    return _encode_sets(sets, codes, name, names)
+
+
+def _from_lists(values: np.ndarray, name: str, names: Sequence[Any] | None,
+                no_finding: str) -> MultiLabels:
+    codes = np.arange(len(values))
+    sets = []
+    for position, value in enumerate(values):
+        if _kind(value) != "list":
+            return _mixed(values, name, position, "lists of label names")
+        items = list(value)
+        for item in items:
+            if isinstance(item, (list, tuple, set, dict)) or item is None:
+                raise ValueError(
+                    f"{name}[{position}] holds {item!r}; each sample's list should hold label "
+                    f"names (strings or integers)"
+                )
+        sets.append([] if items == [no_finding] else items)
+    lengths = {len(s) for s in sets}
+    if len(lengths) == 1 and lengths.pop() >= 2 and all(
+            isinstance(v, (numbers.Integral, bool)) and v in (0, 1) for s in sets[:1000] for v in s):
+        raise ValueError(
+            f"{name} is a list of equal-length lists of 0s and 1s: it reads as lists of label "
+            f"names 0 and 1, which is surely not meant. For an indicator matrix pass "
+            f"np.asarray({name}) (or a tensor); for names pass them as strings"
+        )
+    return _encode_sets(sets, codes, name, names)
+
+
+def _encode_sets(sets: list[list[Any]], codes: np.ndarray, name: str,
+                 names: Sequence[Any] | None) -> MultiLabels:
+    """Rows ``codes`` (one per sample) into the distinct label sets ``sets``."""
+    found: set[Any] = set()
+    for labels in sets:
+        found.update(labels)
+    if names is None:
+        try:
+            ordered = sorted(found)
+        except TypeError:
+            raise ValueError(
+                f"{name} mixes label names of types that cannot be sorted "
+                f"({sorted({type(v).__name__ for v in found})}); use one type for every name"
+            ) from None
+    else:
+        ordered = list(names)
+        unknown = found - set(ordered)
+        if unknown:
+            raise ValueError(
+                f"{name} uses label(s) {sorted(unknown, key=repr)[:5]} that are not in names; add "
+                f"them to names or fix the labels"
+            )
+    lookup = {label: k for k, label in enumerate(ordered)}
+    set_ids = [sorted({lookup[label] for label in labels}) for labels in sets]
+    set_lengths = np.array([len(s) for s in set_ids], dtype=np.int64)
+    flat = np.array([k for s in set_ids for k in s], dtype=np.int32)
+    set_starts = np.concatenate(([0], np.cumsum(set_lengths)))
+    lengths = set_lengths[codes]
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    # Each sample's labels: flat[set_starts[code] + j] for j < length (vectorised gather).
+    within = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
+    indices = flat[np.repeat(set_starts[:-1][codes], lengths) + within]
+    return MultiLabels(names=_names_array(ordered), indptr=indptr,
+                       indices=indices.astype(np.int32, copy=False))
+
+
+def _check(targets: MultiLabels, name: str, require_positives: bool, min_labels: int) -> None:
+    if targets.num_labels < min_labels:
+        listed = targets.names.tolist()
+        raise ValueError(
+            f"{name} has L = {targets.num_labels} label(s) {listed}; multi-label balancing needs "
+            f"at least {min_labels}. For one label (positive or not) use "
+            f"balancer.BalancedBatchSampler on the 0/1 column, which balances its two classes"
+        )
+    if require_positives:
+        counts = targets.counts
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            listed = [targets.names[k].item() if hasattr(targets.names[k], "item")
+                      else targets.names[k] for k in empty[:5]]
+            raise ValueError(
+                f"{name}: label(s) {listed} have no positive sample ({empty.size} such); a "
+                f"sampler cannot draw a label nobody carries. Drop those labels (columns or "
+                f"names) or add samples that carry them"
+            )
+
+
+# --------------------------------------------------------------------- reader
+class MultiLabelReader:
+    """Turns what :mod:`balancer.labels._sources` finds into :class:`MultiLabels`.
+
+    The settings are :func:`encode_multilabels`'s; the targets are checked for form, not for
+    the needs of a sampler (a label without positives or a single label passes: the samplers
+    check those).
+    """
+
+    multilabel = True
+    noun = "multi-label targets"
+
+    def __init__(self, *, no_finding: str = NO_FINDING, separator: str = "|",
+                 classes: bool = False) -> None:
+        self.options = dict(no_finding=no_finding, separator=separator, require_positives=False,
+                            min_labels=1, classes=classes)
+
+    def _encode(self, values: Any, name: str) -> MultiLabels:
+        return encode_multilabels(values, name, **self.options)
+
+    def sequence(self, values: Any, name: str, length: int | None) -> MultiLabels:
+        targets = self._encode(values, name)
+        check_length(targets.num_samples, length, name)
+        return targets
+
+    def given(self, values: Any, length: int | None) -> MultiLabels:
+        return self.sequence(values, "labels", length)
+
+    def column(self, column: Column) -> MultiLabels:
+        # A CSV's cells stay text: "1" is a label named "1", as in the file.
+        name = f"{column.kind} {column.field!r}"
+        return self._encode(_stacked_rows(column.values, name), name)
+
+    def items(self, values: list[Any], name: str) -> MultiLabels:
+        return self._encode(_stacked_rows(values, name), name)
+
+    def item(self, value: Any) -> Any:
+        if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+            return value.item()  # one class (classes=True)
+        return value
+
+    def take(self, targets: MultiLabels, indices: np.ndarray) -> MultiLabels:
+        return take_rows(targets, indices)
+
+    def join(self, parts: Sequence[MultiLabels]) -> MultiLabels:
+        return join_rows(parts)
+
+
+def _stacked_rows(values: Any, name: str) -> Any:
+    """One 0/1 array or tensor per item (a MONAI ``"label"``, an item's target) as a matrix.
+
+    A *list* per item stays a list of label names; only arrays and tensors are indicator rows.
+    """
+    if isinstance(values, (pd.Series, np.ndarray)) and values.dtype == object:
+        values = list(values)  # a DataFrame column or an object array holding one row per item
+    if not isinstance(values, (list, tuple)) or not values or not isinstance(
+            values[0], (np.ndarray, torch.Tensor)) or values[0].ndim != 1:
+        return values
+    shape = tuple(values[0].shape)
+    rows = []
+    for position, value in enumerate(values):
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu()
+            value = (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+        if not isinstance(value, np.ndarray) or value.shape != shape:
+            raise ValueError(
+                f"{name}[{position}] is {type(value).__name__} of shape {np.shape(value)}, but "
+                f"{name}[0] is a 0/1 row of shape {shape}; give every item a "
+                f"row of the same length (one column per label)"
+            )
+        rows.append(value)
+    if rows[0].dtype.kind not in "biuf":
+        return [row.tolist() for row in rows]  # arrays of label names
+    return np.stack(rows)
+
+
+def take_rows(targets: MultiLabels, rows: np.ndarray) -> MultiLabels:
+    """The samples ``rows`` of ``targets``, in that order (repeats allowed), names kept."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = targets.labels_per_sample[rows]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    within = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
+    indices = targets.indices[np.repeat(targets.indptr[:-1][rows], lengths) + within]
+    return MultiLabels(names=targets.names, indptr=indptr, indices=indices)
+
+
+def join_rows(parts: Sequence[MultiLabels]) -> MultiLabels:
+    """The samples of ``parts`` one after the other, over the union of their label names.
+
+    Parts with the same names keep them; otherwise the names are sorted (as names read from
+    strings or lists are) and each part's label ids are mapped onto them.
+    """
+    first = parts[0].names
+    if all(np.array_equal(part.names, first) for part in parts):
+        names = first
+        mapped = [part.indices for part in parts]
+    else:
+        union: set[Any] = set()
+        for part in parts:
+            union.update(part.names.tolist())
+        try:
+            ordered = sorted(union)
+        except TypeError:
+            raise ValueError(
+                f"the datasets joined hold label names of types that cannot be sorted together "
+                f"({sorted({type(v).__name__ for v in union})}); give every part names of one "
+                f"type"
+            ) from None
+        names = _names_array(ordered)
+        lookup = {name: k for k, name in enumerate(ordered)}
+        mapped = [np.asarray([lookup[name] for name in part.names.tolist()],
+                             dtype=np.int32)[part.indices] for part in parts]
+    offsets = np.cumsum([0] + [len(part.indices) for part in parts[:-1]])
+    indptr = np.concatenate([[0]] + [part.indptr[1:] + offset
+                                     for part, offset in zip(parts, offsets, strict=True)])
+    return MultiLabels(names=names, indptr=indptr.astype(np.int64),
+                       indices=np.concatenate(mapped).astype(np.int32, copy=False))
