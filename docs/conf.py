@@ -38,7 +38,7 @@ myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options = {"members": True}
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
@@ -46,7 +46,8 @@ napoleon_use_rtype = False
 
 html_theme = "furo"
 html_title = f"balancer {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["balancer.css"]
 html_show_sourcelink = False
 # Furo uses the reader's system fonts; nothing is fetched at build or view time.
 
@@ -94,5 +95,15 @@ def _process_docstring(app, what, name, obj, options, lines):
     lines[:] = [_escape_unpaired_stars(line) for line in lines]
 
 
+def _mark_number_tables(app, doctree, docname):
+    """Tables of results (a "±" in their cells) get the class "numbers" (see balancer.css)."""
+    from docutils import nodes
+
+    for table in doctree.findall(nodes.table):
+        if "±" in table.astext():
+            table["classes"].append("numbers")
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _process_docstring)
+    app.connect("doctree-resolved", _mark_number_tables)
