@@ -20,7 +20,7 @@ TORCH  ?= torch==2.13.0
 # pip shows its progress; PIP_FLAGS=--quiet silences it.
 PIP_FLAGS ?=
 
-.PHONY: install install-demo demo test test-all docs typecheck bench lint clean
+.PHONY: install install-demo demo test test-all docs typecheck lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
