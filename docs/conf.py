@@ -90,7 +90,8 @@ def _escape_unpaired_stars(line: str) -> str:
 def _process_docstring(app, what, name, obj, options, lines):
     if name in PLAIN_TEXT_DOCSTRINGS:
         doc = inspect.getdoc(obj) or ""
-        lines[:] = ["::", ""] + ["    " + line for line in doc.splitlines()] + [""]
+        lines[:] = [".. code-block:: text", "   :class: plain-docstring", ""]
+        lines += ["   " + line for line in doc.splitlines()] + [""]
         return
     lines[:] = [_escape_unpaired_stars(line) for line in lines]
 
