@@ -126,3 +126,4 @@ def test_api_reference_lists_every_public_name():
             documented.add(name if "." in name or not module else f"{module}.{name}")
     missing = [name for name in _public_names() if name not in documented]
     assert not missing, f"add these public names to docs/api/: {missing}"
+
