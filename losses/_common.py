@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import overload
+
 import torch
 from torch import Tensor
 
@@ -18,6 +21,12 @@ def _safe_target(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
     return target.masked_fill(~valid, 0), valid
 
 
+@overload
+def _cast(vec: Tensor, like: Tensor) -> Tensor: ...
+@overload
+def _cast(vec: None, like: Tensor) -> None: ...
+@overload
+def _cast(vec: Tensor | None, like: Tensor) -> Tensor | None: ...
 def _cast(vec: Tensor | None, like: Tensor) -> Tensor | None:
     """vec in like's dtype. Never a device move: callers have checked the device already."""
     return None if vec is None else vec.to(dtype=like.dtype)
@@ -49,7 +58,7 @@ def _class_view(vec: Tensor, ndim: int) -> Tensor:
 
 
 def _torch_ce_like(
-    fn, x: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
+    fn: Callable[..., Tensor], x: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
     normalization: str,
 ) -> Tensor:
     """F.cross_entropy / F.nll_loss with our mean (no NaN on empty batches, two normalisations)."""

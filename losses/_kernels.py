@@ -25,6 +25,7 @@ sets :data:`_FAST_CPU` to False to take the plain paths on CPU).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +150,7 @@ def _graph_grad(loss_of: Callable[[Tensor], Tensor], source: Tensor, grad_out: T
 
 
 def _shifted_nll_graph_backward(
-    ctx, grad_out: Tensor, idx: Tensor, source: Tensor, class_shift: Tensor | None,
+    ctx: Any, grad_out: Tensor, idx: Tensor, source: Tensor, class_shift: Tensor | None,
     target_shift: Tensor | None,
 ) -> tuple:
     """The create_graph backward of a shifted-NLL Function whose inputs are (x, ..., source):
@@ -223,7 +224,7 @@ class _BinaryFocal(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
+    def forward(ctx: Any, x: Tensor, t: Tensor, gamma: float, alpha: float | None) -> Tensor:
         ctx.save_for_backward(x, t)
         ctx.gamma, ctx.alpha = gamma, alpha
         q = _one_minus_pt(x, t, torch.sigmoid(x))
@@ -233,7 +234,7 @@ class _BinaryFocal(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, t = ctx.saved_tensors
         gamma, alpha = ctx.gamma, ctx.alpha
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
@@ -385,7 +386,7 @@ class _BinaryFocalCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, t: Tensor, gamma: float, alpha: float | None, reduction: str,
+        ctx: Any, x: Tensor, t: Tensor, gamma: float, alpha: float | None, reduction: str,
         need_grad: bool,
     ) -> Tensor:
         loss, grad = _binary_focal_chunks(x, t, gamma, alpha, reduction, need_grad)
@@ -397,10 +398,13 @@ class _BinaryFocalCPU(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         grad, x, t = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
-            reduce = {"none": lambda v: v, "sum": torch.sum, "mean": torch.mean}[ctx.reduction]
+            reductions: dict[str, Callable[[Tensor], Tensor]] = {
+                "none": lambda v: v, "sum": torch.sum, "mean": torch.mean
+            }
+            reduce = reductions[ctx.reduction]
             grad = _graph_grad(
                 lambda z: reduce(_binary_focal_plain(z, t, ctx.gamma, ctx.alpha)), x, grad_out
             )
@@ -450,7 +454,7 @@ class _HingeAll(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, s: Tensor, idx: Tensor, m_b: Tensor | float, valid: Tensor, source: Tensor | None
+        ctx: Any, s: Tensor, idx: Tensor, m_b: Tensor | float, valid: Tensor, source: Tensor | None
     ) -> Tensor:
         s_y = torch.where(valid, s.gather(1, idx), 0.0)
         terms = torch.sub(s, s_y - m_b).clamp_min_(0)
@@ -461,7 +465,7 @@ class _HingeAll(torch.autograd.Function):
         return terms.sum(dim=1) - _hinge_self_term(m_b)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         terms, idx, valid, source, m_tensor = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
             m_b = ctx.m_float if m_tensor is None else m_tensor
@@ -490,7 +494,7 @@ class _ShiftedNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, idx: Tensor, scale: float, class_shift: Tensor | None,
+        ctx: Any, x: Tensor, idx: Tensor, scale: float, class_shift: Tensor | None,
         target_shift: Tensor | None, source: Tensor | None,
     ) -> Tensor:
         adjusted = torch.mul(x, scale) if class_shift is None else torch.add(x, class_shift)
@@ -511,7 +515,7 @@ class _ShiftedNLL(torch.autograd.Function):
         return log_probs.gather(1, idx).squeeze(1).neg_()
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         log_probs, idx, source, class_shift, target_shift = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
             return _shifted_nll_graph_backward(ctx, grad_out, idx, source, class_shift,
@@ -546,7 +550,7 @@ class _LDAMSoftmaxCPU(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor, source: Tensor | None
+        ctx: Any, x: Tensor, idx: Tensor, scale: float, target_shift: Tensor, source: Tensor | None
     ) -> Tensor:
         a = torch.mul(x, scale).scatter_add_(1, idx, target_shift)
         a.sub_(a.amax(dim=1, keepdim=True))
@@ -558,7 +562,7 @@ class _LDAMSoftmaxCPU(torch.autograd.Function):
         return denom.log().sub_(a_y).squeeze(1)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         exp_a, denom, idx, source, target_shift = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"
             return _shifted_nll_graph_backward(ctx, grad_out, idx, source, None, target_shift)
@@ -592,7 +596,7 @@ class _TargetLogProbCPU(torch.autograd.Function):
     r""":math:`z_y - \log \sum_j e^{z_j}` per row of (N, C) logits; see the design note above."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, idx: Tensor, source: Tensor | None) -> Tensor:
+    def forward(ctx: Any, x: Tensor, idx: Tensor, source: Tensor | None) -> Tensor:
         n, c = x.shape
         rows = max(1, _TARGET_CHUNK_BYTES // (x.element_size() * c))
         tops, rest = x.new_empty(n, 1), x.new_empty(n)
@@ -614,7 +618,7 @@ class _TargetLogProbCPU(torch.autograd.Function):
         return x.gather(1, idx).squeeze(1).sub_(tops).sub_(log_sums)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         source, idx, tops, log_sums = ctx.saved_tensors
         lse = torch.add(tops, log_sums).unsqueeze(1)
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward"

@@ -9,7 +9,7 @@ are checked once, here, at construction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ class _WeightedIndexLoss(_ClassWeightedLoss):
     @classmethod
     def from_counts(
         cls: type[_Loss], counts: Vector, *, scheme: str = "inverse", beta: float = 0.999,
-        **kwargs,
+        **kwargs: Any,
     ) -> _Loss:
         """The loss with ``weight = class_weights(counts, scheme, beta=beta)``."""
         return cls(class_weights(counts, scheme, beta=beta), **kwargs)
@@ -418,7 +418,7 @@ class _LabelCountsLoss(nn.Module):
         self._counts = V.label_counts(counts, num_samples, always_check=True).cpu()
 
     @classmethod
-    def from_labels(cls: type[_CountsLoss], labels: Tensor, **kwargs) -> _CountsLoss:
+    def from_labels(cls: type[_CountsLoss], labels: Any, **kwargs: Any) -> _CountsLoss:
         """The loss with ``counts`` and ``num_samples`` counted from an (N, L) 0/1 label matrix
         (e.g. the training set's targets): a tensor, numpy array, nested list or DataFrame of
         0/1 columns, or the row-compressed targets of ``balancer.labels_of(...,

@@ -51,6 +51,8 @@ clamped at 0, so rounding never leaves a loss below 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +61,7 @@ from torch import Tensor
 from losses import _kernels as K
 
 
-def sigmoid_loss(spec, x: Tensor, t: Tensor, reduction: str) -> Tensor:
+def sigmoid_loss(spec: Any, x: Tensor, t: Tensor, reduction: str) -> Tensor:
     """The elementwise loss of ``spec`` on upcast logits ``x`` (N, L), reduced."""
     if K._use_fast_cpu(x):
         need_grad = torch.is_grad_enabled() and x.requires_grad
@@ -129,9 +131,13 @@ class ShiftedBCE:
     so the sigmoids the gradient needs, and their logs, are the only transcendental passes.
     """
 
+    # Set by prepared() on the copy it returns, for the CPU kernel.
+    _one: Tensor
+    _lam: Tensor
+
     def __init__(
         self, *, shift: Tensor | None = None, pos_weight: Tensor | None = None,
-        neg_scale: float = 1.0, weight=None,
+        neg_scale: float = 1.0, weight: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         self.shift, self.pos_weight, self.neg_scale, self.weight = (
             shift, pos_weight, neg_scale, weight
@@ -239,6 +245,10 @@ class Asymmetric:
     (only ``clip=0`` needs :math:`\log \sigma(-z)` itself, and takes a second sigmoid).
     """
 
+    # Set by prepared() on the copy it returns, for the CPU kernel.
+    _one: Tensor
+    _clip: Tensor
+
     def __init__(self, *, gamma_neg: float, gamma_pos: float, clip: float) -> None:
         self.gamma_neg, self.gamma_pos, self.clip = gamma_neg, gamma_pos, clip
 
@@ -253,7 +263,7 @@ class Asymmetric:
 
     _lowest = _highest = 0.0
 
-    def _negative_log_terms(self, z: Tensor, s: Tensor, sn: Tensor):
+    def _negative_log_terms(self, z: Tensor, s: Tensor, sn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(p_m clamped at tiny, 1 - p_m, log(1 - p_m))."""
         tiny = torch.finfo(z.dtype).tiny
         if self.clip == 0.0:
@@ -281,7 +291,7 @@ class Asymmetric:
         # Both terms with the loss's sign flipped (<= 0): pos = (1-p)^gp log p,
         # neg = p_m^gn log(1 - p_m).
         q = None if gp == 0.0 else torch.sub(self._one, s)  # 1 - p
-        f_pos = None if gp == 0.0 else _power(q, gp, tiny)
+        f_pos = None if q is None else _power(q, gp, tiny)
         pos = log_p if f_pos is None else torch.mul(f_pos, log_p)
         if m == 0.0:
             # log(1 - p) = log sigma(-z) needs its own sigmoid: 1 - p rounds to 0 for z > 17.
@@ -319,6 +329,7 @@ class Asymmetric:
             g_pos = torch.mul(s, log_p)
             if gp != 1.0:
                 g_pos.mul_(gp)
+            assert q is not None and f_pos is not None  # gp != 0
             g_pos.sub_(q).mul_(f_pos)
         # negative part: p (1-p) (p_m^gn / (1 - p_m) - gn p_m^(gn-1) log(1 - p_m))
         if one_minus is None:  # p (1-p) / (1 - p_m) is p exactly (and 1 - p may underflow)
@@ -384,8 +395,9 @@ class _RowChunkedCPU(torch.autograd.Function):
     the design note above."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, t: Tensor, spec, reduction: str, need_grad: bool) -> Tensor:
+    def forward(ctx: Any, x: Tensor, t: Tensor, spec: Any, reduction: str, need_grad: bool) -> Tensor:
         loss, grad = _run_chunks(spec, x, t, reduction, need_grad)
+        assert loss is not None  # a reduction was given
         if grad is not None:
             ctx.save_for_backward(grad, x, t)
             ctx.grad_intact = True
@@ -393,7 +405,7 @@ class _RowChunkedCPU(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         grad, x, t = ctx.saved_tensors
         spec, reduction = ctx.spec, ctx.reduction
         if torch.is_grad_enabled():  # create_graph=True: see "Double backward" in _kernels
@@ -413,7 +425,7 @@ class _RowChunkedCPU(torch.autograd.Function):
 
 
 def _run_chunks(
-    spec, x: Tensor, t: Tensor, reduction: str | None, with_grad: bool
+    spec: Any, x: Tensor, t: Tensor, reduction: str | None, with_grad: bool
 ) -> tuple[Tensor | None, Tensor | None]:
     """(loss reduced as ``reduction``, or None; elementwise gradient for a unit upstream
     gradient, or None), over blocks of whole rows of x (N, L)."""
@@ -433,7 +445,7 @@ def _run_chunks(
     fast = spec.prepared(lowest, highest, min(rows, n), width, x.dtype)
     blocks = [slice(start, start + rows) for start in range(0, n, rows)]
 
-    def run(spec_, block):
+    def run(spec_: Any, block: slice) -> Any:  # the block's sum, or None
         return spec_.chunk(x[block], t[block], None if loss is None else loss[block],
                            None if grad is None else grad[block], want_sum)
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -445,7 +446,7 @@ def margin_loss(
         else:
             loss = s_y.square() + F.relu(m_y + s_bar).square()
     else:
-        m_b = m_y if cm is None else m_y.unsqueeze(1)
+        m_b = m_y if cm is None else cast(Tensor, m_y).unsqueeze(1)
         if kind == "hinge":
             loss = K.hinge_all(scores, s, idx, m_b, valid.unsqueeze(1))
         else:
