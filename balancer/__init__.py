@@ -5,12 +5,11 @@ true class frequencies, and wrappers that add both to an existing ``DataLoader``
 """
 
 from balancer._labels import labels_of
-from balancer._loader import BalancedDataLoader, balance, balanced_loader
 from balancer._multilabel_labels import MultiLabels
-from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactorSampler
-from balancer._sampler import BalancedBatchSampler
 from balancer._schedule import FineTuneSchedule
 from balancer.datasets import SHIPPED_DATASETS, MedMNIST, load_chestxray14_labels, load_medmnist
+from balancer.loader import BalancedDataLoader, balance, balanced_loader
+from balancer.samplers import BalancedBatchSampler, MultiLabelBalancedSampler, RepeatFactorSampler
 from balancer.transforms import RandomFlipShift, random_flip_shift
 
 __all__ = [

@@ -323,7 +323,7 @@ def test_finding_huge_epoch_numbers_overflow_inside_numpy():
 
     Expected: set_epoch / load_state_dict refuse an epoch the plan cannot address, with a
     ValueError naming `epoch`. Observed: accepted, then OverflowError("Python int too large to
-    convert to C long") from balancer/_sampler.py / _rng.py at the first batch.
+    convert to C long") from balancer/samplers/_balanced.py / _rng.py at the first batch.
     """
     sampler = BalancedBatchSampler([0] * 5 + [1] * 2, 2)
     for epoch in (2**63, 2**64):

@@ -25,7 +25,7 @@ from balancer import (
     load_chestxray14_labels,
 )
 from balancer._multilabel_labels import encode_multilabels
-from balancer._multilabel_plan import Buckets, balanced_pattern
+from balancer.samplers._label_balanced import Buckets, balanced_pattern
 
 
 def matrices(min_rows=2, max_rows=40, min_labels=2, max_labels=5):
