@@ -55,7 +55,9 @@ class PlanBatchSampler(Sampler[list[int]]):
     - ``_labels_digest() -> bytes`` (what fingerprints the labels) and ``_kind_settings()`` (the
       kind's own settings, recorded in :meth:`state_dict`);
 
-    and call :meth:`_agree_across_ranks` at the end of their ``__init__``.
+    and call :meth:`_agree_across_ranks` at the end of their ``__init__``. Its registry entry
+    (:class:`~balancer.samplers.SamplerKind`) gives it a name for :func:`balancer.balance` and
+    the state id its :meth:`state_dict` records.
     """
 
     # Batches whose in-batch order comes from one random stream; part of the plan's definition.
