@@ -25,13 +25,12 @@ Adding a kind: a module here that defines the sampler (a :class:`PlanBatchSample
 and calls :func:`register` for it, and its import below.
 """
 
+# Importing a kind's module registers the kind.
+from balancer.samplers._balanced import BalancedBatchSampler
 from balancer.samplers._base import BatchType, PlanBatchSampler
+from balancer.samplers._label_balanced import MultiLabelBalancedSampler
 from balancer.samplers._registry import SamplerKind, register, sampler_kind, sampler_kinds
-
-# The kinds, in the order balance() lists them; importing a module registers its kind.
-from balancer.samplers._balanced import BalancedBatchSampler  # isort: skip
-from balancer.samplers._label_balanced import MultiLabelBalancedSampler  # isort: skip
-from balancer.samplers._repeat_factor import RepeatFactorSampler  # isort: skip
+from balancer.samplers._repeat_factor import RepeatFactorSampler
 
 __all__ = [
     "BalancedBatchSampler",

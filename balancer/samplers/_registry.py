@@ -26,7 +26,9 @@ class SamplerKind:
 
     Attributes:
         name: what ``balance(sampler=...)`` and the adapters accept (``"balanced"``).
-        sampler_class: the batch sampler class (a ``PlanBatchSampler`` subclass).
+        sampler_class: the batch sampler class, a ``PlanBatchSampler`` subclass built as
+            ``sampler_class(targets, batch_size, *, seed, drop_last, schedule, num_replicas,
+            rank, batch_type, **options)``.
         labels: ``"single"`` (one class per item) or ``"multi"`` (multi-label targets).
         state_id: what the sampler's ``state_dict()`` records in ``settings["plan"]``, ``None``
             for none (the balanced sampler, whose states predate the key); checkpoints are
