@@ -329,8 +329,9 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
     def _buffers(self) -> BucketCycles:
         if self._pattern_slots.buffers is None:  # built on first use: construction stays cheap
             buckets = self._buckets
-            self._pattern_slots.buffers = BucketCycles(buckets.members, buckets.starts, buckets.counts,
-                                                 _rng.Streams(self.seed), _rng.LABEL_CYCLE)
+            self._pattern_slots.buffers = BucketCycles(
+                buckets.members, buckets.starts, buckets.counts, _rng.Streams(self.seed),
+                _rng.LABEL_CYCLE)
         return self._pattern_slots.buffers
 
     # ------------------------------------------------------------------ the kind's hooks
