@@ -26,7 +26,7 @@ from torch.utils.data import (
 
 from balancer._schedule import Phase
 from balancer._validation import check_bool, check_int
-from balancer.samplers import BalancedBatchSampler, PlanBatchSampler, sampler_kind
+from balancer.samplers import BalancedBatchSampler, PlanBatchSampler, sampler_kind, sampler_kinds
 
 __all__ = ["BalancedDataLoader", "RankShardSampler", "balance", "balanced_loader",
            "dataloader_settings"]
@@ -75,8 +75,9 @@ class BalancedDataLoader(DataLoader):
     def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
                  **kwargs: Any) -> None:
         if not isinstance(batch_sampler, PlanBatchSampler):
-            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler (or "
-                            f"MultiLabelBalancedSampler, RepeatFactorSampler), but got "
+            first, *others = (kind.sampler_class.__name__ for kind in sampler_kinds())
+            raise TypeError(f"batch_sampler should be a balancer.{first} (or "
+                            f"{', '.join(others)}), but got "
                             f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         if getattr(self, "in_order", True) is False and self.num_workers > 0:
