@@ -4,12 +4,11 @@ Equal-frequency minibatches drawn from circular per-class buffers, a fine-tune p
 true class frequencies, and wrappers that add both to an existing ``DataLoader``.
 """
 
-from balancer._loader import BalancedDataLoader, balance, balanced_loader
-from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactorSampler
-from balancer._sampler import BalancedBatchSampler
 from balancer._schedule import FineTuneSchedule
 from balancer.datasets import SHIPPED_DATASETS, MedMNIST, load_chestxray14_labels, load_medmnist
 from balancer.labels import MultiLabels, labels_of
+from balancer.loader import BalancedDataLoader, balance, balanced_loader
+from balancer.samplers import BalancedBatchSampler, MultiLabelBalancedSampler, RepeatFactorSampler
 from balancer.transforms import RandomFlipShift, random_flip_shift
 
 __all__ = [

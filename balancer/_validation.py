@@ -33,7 +33,3 @@ def check_bool(name: str, value: Any) -> bool:
         raise TypeError(f"{name} should be True or False, but got {name}={value!r}")
     return bool(value)
 
-
-# temporary shim, removed at merge: _sampler.py imports encode_labels from here until the lead
-# retargets it to balancer.labels.
-from balancer.labels import EncodedLabels, encode_labels, label_array  # noqa: E402,F401  # temporary shim, removed at merge

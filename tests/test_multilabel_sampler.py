@@ -24,8 +24,8 @@ from balancer import (
     labels_of,
     load_chestxray14_labels,
 )
-from balancer._multilabel_labels import encode_multilabels
-from balancer._multilabel_plan import Buckets, balanced_pattern
+from balancer.labels import encode_multilabels
+from balancer.samplers._label_balanced import Buckets, balanced_pattern
 
 
 def epoch_batches(sampler, epoch):

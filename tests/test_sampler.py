@@ -548,10 +548,10 @@ def test_both_key_layouts_give_uniform_valid_reshuffles(monkeypatch, split):
     """Datasets above 2^32 samples take one raw word per sort key instead of half of one; that
     path is forced here on small data: the plan is still a valid balanced plan and its
     reshuffles are still uniform."""
-    from balancer import _sampler
+    from balancer.samplers import _balanced
 
     if not split:
-        monkeypatch.setattr(_sampler._CircularBuffers, "_SPLIT_MAX_BITS", 0)
+        monkeypatch.setattr(_balanced.ClassCycles, "_SPLIT_MAX_BITS", 0)
     labels = np.array([0] * 3 + [1] * 6000 + [2] * 5)
     sampler = BalancedBatchSampler(labels, 3, seed=11)  # one sample of each class per batch
     batches = epoch_batches(sampler, 1)

@@ -56,7 +56,7 @@ def test_an_epoch_too_large_for_the_plan_is_refused_naming_epoch():
 
     Expected: set_epoch / load_state_dict refuse an epoch the plan cannot address, with a
     ValueError naming `epoch`. Before the fix: accepted, then OverflowError("Python int too large to
-    convert to C long") from balancer/_sampler.py / _rng.py at the first batch.
+    convert to C long") from balancer/samplers/_balanced.py / _rng.py at the first batch.
     """
     sampler = BalancedBatchSampler([0] * 5 + [1] * 2, 2)
     for epoch in (2**63, 2**64):

@@ -30,11 +30,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from balancer._base import PlanBatchSampler
-from balancer._distributed import shared_seed
-from balancer._labels import labels_of
-from balancer._loader import _sampler_class, _settings_of
-from balancer._sampler import BalancedBatchSampler
+from balancer.loader import dataloader_settings
+from balancer.samplers import PlanBatchSampler, sampler_kind
 
 __all__ = ["GlobalPlan", "prepare"]
 
@@ -98,8 +95,8 @@ class _EpochState:
 
 def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedule: Any = None,
             seed: int | None = 0, samples_per_epoch: int | None = None,
-            drop_last: bool | None = None, sampler: str | type = "balanced",
-            **sampler_options: Any) -> Any:
+            drop_last: bool | None = None, batch_type: str | None = None,
+            sampler: str | type = "balanced", **sampler_options: Any) -> Any:
     """``accelerator.prepare`` for a plain ``DataLoader``, with balanced batches.
 
     Builds one balanced batch sampler per process (``num_replicas`` and ``rank`` from the
@@ -123,8 +120,10 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
         accelerator: an ``accelerate.Accelerator``.
         loader: a ``DataLoader`` with a ``batch_size`` over a map-style dataset (see
             :func:`balancer.balance`).
-        labels, schedule, seed, samples_per_epoch, drop_last: as for :func:`balancer.balance`.
-        sampler, **sampler_options: the plan, as for :func:`balancer.balance`:
+        labels, schedule, seed, samples_per_epoch, drop_last, batch_type: as for
+            :func:`balancer.balance` (``batch_type=None`` hands index arrays to a dataset that
+            declares ``supports_index_arrays = True``).
+        sampler, **sampler_options: the kind of sampler, as for :func:`balancer.balance`:
             ``"balanced"`` (one class per item), ``"label-balanced"`` or ``"repeat-factor"``
             (multi-label targets, read with ``labels_of(..., multilabel=True)``), and further
             keywords of that sampler (e.g. ``threshold=0.1``).
@@ -148,34 +147,22 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     if getattr(accelerator, "dispatch_batches", None):
         raise ValueError("Accelerator(dispatch_batches=True) builds batches on process 0 only; "
                          "use dispatch_batches=False with a map-style dataset")
-    # A bad name or an option of another sampler fails before any label is read.
-    plan_class = _sampler_class(sampler, {**sampler_options, **(
-        {} if samples_per_epoch is None else {"samples_per_epoch": samples_per_epoch})})
-    if drop_last is None:
-        drop_last = loader.batch_sampler.drop_last
     if samples_per_epoch is not None:
         sampler_options["samples_per_epoch"] = samples_per_epoch
-    balanced = plan_class(
-        _plan_labels(plan_class, loader.dataset, labels), loader.batch_sampler.batch_size,
-        seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
-        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
-        **sampler_options,
-    )
+    # A bad name or an option of another sampler fails before any label is read.
+    kind = sampler_kind(sampler, sampler_options)
+    if drop_last is None:
+        drop_last = loader.batch_sampler.drop_last
+    # Built as balance() builds it, for Accelerate's processes instead of the process group's.
+    balanced = kind.build(
+        loader.dataset, labels, loader.batch_sampler.batch_size, seed=seed, drop_last=drop_last,
+        schedule=schedule, num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index, batch_type=batch_type, options=sampler_options)
     plan = GlobalPlan(balanced)
     prepared = accelerator.prepare(DataLoader(loader.dataset, batch_sampler=plan,
-                                              **_settings_of(loader)))
+                                              **dataloader_settings(loader)))
     prepared.balanced_sampler = balanced
     prepared.total_batches = balanced.total_batches
     accelerator.register_for_checkpointing(_EpochState(prepared, plan))
     return prepared
 
-
-def _plan_labels(plan_class: type, dataset: Any, labels: Any) -> Any:
-    """The targets ``plan_class`` reads, found as :func:`balancer.balance` finds them: one class
-    per item for the balanced sampler, multi-label targets for the others (repeat-factor
-    sampling also takes one class per item)."""
-    if plan_class is BalancedBatchSampler:
-        return labels_of(dataset, labels)
-    from balancer._multilabel_labels import multilabels_of
-
-    return multilabels_of(dataset, labels, classes=plan_class.__name__ == "RepeatFactorSampler")

@@ -34,10 +34,10 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from balancer._distributed import is_distributed
-from balancer._loader import BalancedDataLoader
-from balancer._loader import balance as _balance
 from balancer._schedule import FineTuneSchedule
 from balancer._validation import check_int
+from balancer.loader import BalancedDataLoader
+from balancer.loader import balance as _balance
 
 __all__ = ["LightningBalancedDataLoader", "balance", "total_steps"]
 
@@ -72,7 +72,7 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
         loader: the ``DataLoader`` the hook would otherwise return.
         labels, seed, samples_per_epoch, drop_last: as for :func:`balancer.balance`.
         finetune_epochs: final epochs at the true frequencies, in ``[0, max_epochs]``.
-        sampler, **sampler_options: the plan, as for :func:`balancer.balance`
+        sampler, **sampler_options: the kind of sampler, as for :func:`balancer.balance`
             (``"label-balanced"`` or ``"repeat-factor"`` for multi-label targets).
     """
     max_epochs = getattr(trainer, "max_epochs", None)

@@ -3,7 +3,7 @@
 Ray starts the process group before it runs the per-worker train function, so a loader built
 there with :func:`balancer.balance` shards itself. ``ray.train.torch.prepare_data_loader`` adds a
 ``DistributedSampler`` to any loader whose ``sampler`` is not one; a sharded balanced loader's
-``sampler`` is one (it holds the rank's shard, see :class:`balancer._shard.RankShardSampler`),
+``sampler`` is one (it holds the rank's shard, see :class:`balancer.loader.RankShardSampler`),
 so Ray keeps the balanced batches and only adds device placement, returning a wrapper without
 the balanced loader's controls. :func:`prepare_data_loader` puts them back on the wrapper.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from balancer._loader import BalancedDataLoader
+from balancer.loader import BalancedDataLoader
 
 __all__ = ["prepare_data_loader"]
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from balancer._loader import _settings_of
-from balancer._loader import balance as _balance
+from balancer.loader import balance as _balance
+from balancer.loader import dataloader_settings
 
 __all__ = ["stateful_loader"]
 
@@ -50,7 +50,7 @@ def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> A
         raise ValueError("loader has in_order=False, with which a restored loader cannot know "
                          "which batches were served; build the DataLoader with in_order=True")
     sampler = _balance(loader, labels, **options).batch_sampler
-    stateful = StatefulDataLoader(loader.dataset, batch_sampler=sampler, **_settings_of(loader))
+    stateful = StatefulDataLoader(loader.dataset, batch_sampler=sampler, **dataloader_settings(loader))
     stateful.set_epoch = sampler.set_epoch
     restore = stateful.load_state_dict
 

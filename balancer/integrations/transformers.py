@@ -35,10 +35,10 @@ from typing import Any
 import transformers
 from torch.utils.data import DataLoader
 
-from balancer._loader import _sampler_class
 from balancer._schedule import FineTuneSchedule
 from balancer._validation import check_int
-from balancer.integrations.accelerate import _plan_labels, prepare
+from balancer.integrations.accelerate import prepare
+from balancer.samplers import sampler_kind
 
 __all__ = ["BalancedTrainer"]
 
@@ -55,7 +55,7 @@ class BalancedTrainer(transformers.Trainer):
         finetune_epochs: final epochs at the true frequencies, in ``[0, num_train_epochs]``.
         labels: where the class of every training item is; see :func:`balancer.labels_of`.
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
-        sampler: the plan, as for :func:`balancer.balance`: ``"balanced"``, or
+        sampler: the kind of sampler, as for :func:`balancer.balance`: ``"balanced"``, or
             ``"label-balanced"`` / ``"repeat-factor"`` for multi-label targets.
         sampler_options: further keywords of that sampler, e.g. ``{"threshold": 0.1}``.
 
@@ -92,7 +92,8 @@ class BalancedTrainer(transformers.Trainer):
         self.balanced_sampler = None
         self._balanced_labels = labels
         self._balanced_samples_per_epoch = samples_per_epoch
-        self._balanced_plan = _sampler_class(sampler, sampler_options)  # a bad name fails here, not in train()
+        # A bad name or option fails here, not in train().
+        self._balanced_kind = sampler_kind(sampler, sampler_options)
         self._balanced_options = dict(sampler_options or {})
 
     # ------------------------------------------------------------------ the loader
@@ -101,7 +102,7 @@ class BalancedTrainer(transformers.Trainer):
             raise ValueError("BalancedTrainer needs a train_dataset")
         dataset = self.train_dataset
         # Labels from the dataset as given: column removal below may drop the label column.
-        labels = _plan_labels(self._balanced_plan, dataset, self._balanced_labels)
+        labels = self._balanced_kind.read_labels(dataset, self._balanced_labels)
         collator = self.data_collator
         if hasattr(dataset, "column_names"):  # a datasets.Dataset: the Trainer's own preparation
             dataset = self._remove_unused_columns(dataset, description="Training")
@@ -123,7 +124,7 @@ class BalancedTrainer(transformers.Trainer):
                            drop_last=args.dataloader_drop_last, **settings)
         loader = prepare(self.accelerator, plain, labels, schedule=self.balanced_schedule,
                          seed=args.seed, samples_per_epoch=self._balanced_samples_per_epoch,
-                         sampler=self._balanced_plan, **self._balanced_options)
+                         sampler=self._balanced_kind.name, **self._balanced_options)
         self.balanced_sampler = loader.balanced_sampler
         return loader
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from balancer._multilabel_labels import encode_multilabels
+from balancer.labels import encode_multilabels
 from balancer.study._data import (
     SPLITS,
     _check_groups_disjoint,

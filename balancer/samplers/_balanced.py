@@ -1,4 +1,4 @@
-"""Equal-frequency minibatches drawn from circular per-class buffers."""
+"""The ``"balanced"`` kind: equal-frequency minibatches drawn from circular per-class buffers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from balancer import _rng
-from balancer._base import BatchType, GroupedCycles, PlanBatchSampler
-from balancer._validation import check_int, encode_labels
+from balancer._validation import check_int
+from balancer.labels import encode_labels, labels_of
+from balancer.samplers._base import BatchType, PlanBatchSampler
+from balancer.samplers._buffers import GroupedCycles
+from balancer.samplers._registry import SamplerKind, register
 
 __all__ = ["BalancedBatchSampler"]
 
@@ -214,7 +217,7 @@ class BalancedBatchSampler(PlanBatchSampler):
                 np.arange(num_classes)
             self._rank_list = self._rank_of.tolist()
             self._num_classes = num_classes
-            self._buffer_cache: _CircularBuffers | None = None
+            self._buffer_cache: ClassCycles | None = None
         self._agree_across_ranks()
 
     # ------------------------------------------------------------------ the plan
@@ -226,7 +229,7 @@ class BalancedBatchSampler(PlanBatchSampler):
         digest.update(np.ascontiguousarray(self._codes).tobytes())
         return digest.digest()
 
-    def _plan_settings(self) -> dict[str, Any]:
+    def _kind_settings(self) -> dict[str, Any]:
         return {"samples_per_epoch": self.samples_per_epoch}
 
     def _class_draws_before(self, cls: int, balanced_epochs: int) -> int:
@@ -283,13 +286,13 @@ class BalancedBatchSampler(PlanBatchSampler):
         mean_size = self._num_samples // len(self.classes)
         return min(max(mean_size, self._GROUP_MIN), self._GROUP_MAX)
 
-    def _buffers(self) -> _CircularBuffers:
+    def _buffers(self) -> ClassCycles:
         # Every group of reshuffles is a pure function of (seed, class, group) and the settings,
         # so groups loaded in one epoch stay valid for the next: keeping them saves regenerating
         # the cycle each class is in the middle of at an epoch boundary. Holds one group per
         # class.
         if self._buffer_cache is None:
-            self._buffer_cache = _CircularBuffers(self, _rng.Streams(self.seed),
+            self._buffer_cache = ClassCycles(self, _rng.Streams(self.seed),
                                                   self._group_draws())
         return self._buffer_cache
 
@@ -310,7 +313,7 @@ def _linked(start: int, end: int, size: int) -> bool:
     return bool(start % size and end % size and end // size == start // size + 1)
 
 
-class _CircularBuffers(GroupedCycles):
+class ClassCycles(GroupedCycles):
     """Each class's endless stream of draws: cycle after cycle of its indices.
 
     The ``k``-th cycle of class ``c`` lives in group ``k // cycles[c]``, generated whole by the
@@ -328,8 +331,8 @@ class _CircularBuffers(GroupedCycles):
     # The permutation is uniform except that two indices whose random bits tie keep their
     # dataset order: with 32 random bits, a chance of 2^-32 per pair (about n^2 / 2^33 tied
     # pairs in a permutation of n: 0.25 for a class of 46,000). numpy's vectorised sort makes
-    # this about twice as fast as its Fisher-Yates shuffle, which draws one bounded integer per
-    # element, and the result depends only on Philox's raw output, which numpy fixes by
+    # this faster than its Fisher-Yates shuffle, which draws one bounded integer per element,
+    # and the result depends only on Philox's raw output, which numpy fixes by
     # specification, not on how a numpy version implements shuffle. A cycle that straddles an
     # epoch boundary spends its keys' top bit on putting its head first, so its two parts
     # use one random bit fewer.
@@ -434,3 +437,6 @@ class _CircularBuffers(GroupedCycles):
         keys |= np.arange(size, dtype=np.uint64)
         return keys <= np.partition(keys, head - 1)[head - 1]
 
+
+register(SamplerKind(name="balanced", sampler_class=BalancedBatchSampler, labels="single",
+                     state_id=None, read_labels=labels_of))

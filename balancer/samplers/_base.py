@@ -1,11 +1,11 @@
-"""What every balancer batch sampler shares, whatever its plan: batching, sharding, resume.
+"""What every balancer batch sampler shares, whatever its kind: batching, sharding, resume.
 
-A subclass decides which dataset indices fill the slots of a balanced epoch (its *plan*); this
-base turns that stream of slots into batches. It shuffles inside balanced batches, deals whole
-batches to the ranks of a distributed run and pads epochs so that every rank yields the same
-number of full batches. It runs fine-tune epochs (one shuffled pass at the true frequencies),
-counts batches for ``state_dict`` / ``load_state_dict`` and checks that every rank built the
-same plan.
+A subclass decides which dataset indices fill the slots of a balanced epoch; this base cuts
+that stream of slots into the plan (the batches of an epoch, all ranks' together). It shuffles
+inside balanced batches, deals whole batches to the ranks of a distributed run and pads epochs
+so that every rank yields the same number of full batches. It runs fine-tune epochs (one
+shuffled pass at the true frequencies), counts batches for ``state_dict`` /
+``load_state_dict`` and checks that every rank built the same plan.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import warnings
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -25,8 +25,12 @@ from balancer import _rng
 from balancer._distributed import shared_seed
 from balancer._schedule import Phase
 from balancer._validation import check_bool, check_int
+from balancer.samplers._registry import describe_state_id, kind_of_class
 
-__all__ = ["BatchType", "GroupedCycles", "PlanBatchSampler"]
+if TYPE_CHECKING:
+    from balancer.labels import MultiLabels
+
+__all__ = ["BatchType", "PlanBatchSampler", "multilabel_digest"]
 
 _STATE_VERSION = 1
 _MAX_EPOCH = 2**32 - 1  # keeps every position of the plan within int64 arithmetic
@@ -39,7 +43,7 @@ _BATCH_TYPES = ("list", "numpy", "tensor")
 
 
 class PlanBatchSampler(Sampler[list[int]]):
-    """Base of the balancer samplers: a plan of slots, cut into batches and dealt to ranks.
+    """Base of the balancer samplers: a stream of slots, cut into batches and dealt to ranks.
 
     Subclasses implement:
 
@@ -47,11 +51,13 @@ class PlanBatchSampler(Sampler[list[int]]):
       whole batches per rank;
     - ``_balanced_slots(epoch, slot_start, slot_end)``: yield consecutive arrays of dataset
       indices covering slots ``[slot_start, slot_end)`` of that epoch (``slot_end`` can exceed
-      its length when the epoch is padded: the plan then continues as it would);
-    - ``_labels_digest() -> bytes`` (what fingerprints the labels) and ``_plan_settings()`` (the
-      plan's own settings, recorded in :meth:`state_dict`);
+      its length when the epoch is padded: the slots then continue as they would);
+    - ``_labels_digest() -> bytes`` (what fingerprints the labels) and ``_kind_settings()`` (the
+      kind's own settings, recorded in :meth:`state_dict`);
 
-    and call :meth:`_agree_across_ranks` at the end of their ``__init__``.
+    and call :meth:`_agree_across_ranks` at the end of their ``__init__``. Its registry entry
+    (:class:`~balancer.samplers.SamplerKind`) gives it a name for :func:`balancer.balance` and
+    the state id its :meth:`state_dict` records.
     """
 
     # Batches whose in-batch order comes from one random stream; part of the plan's definition.
@@ -63,9 +69,9 @@ class PlanBatchSampler(Sampler[list[int]]):
     # random, and two batches share a pattern with probability 1 / pool size.
     _ORDER_POOL = 256
     _ORDER_POOL_MAX_BATCH = 1 << 14  # above this, batches are shuffled one by one
-    # False for a plan whose balanced slots are already in uniformly random order (one shuffle
+    # False for a kind whose balanced slots are already in uniformly random order (one shuffle
     # of the whole epoch): a second shuffle inside each batch would change nothing in
-    # distribution and cost about 5 ns per slot.
+    # distribution and only cost time.
     _SHUFFLE_IN_BATCH = True
 
     def __init__(self, *, num_samples: int, batch_size: int, seed: int | None, drop_last: bool,
@@ -99,7 +105,7 @@ class PlanBatchSampler(Sampler[list[int]]):
         self._warned_repeat = False
         self._fingerprint_cache: str | None = None
 
-    # ------------------------------------------------------------------ the plan's hooks
+    # ------------------------------------------------------------------ the kind's hooks
     def _balanced_length(self, epoch: int) -> int:
         raise NotImplementedError
 
@@ -109,8 +115,13 @@ class PlanBatchSampler(Sampler[list[int]]):
     def _labels_digest(self) -> bytes:
         raise NotImplementedError
 
-    def _plan_settings(self) -> dict[str, Any]:
+    def _kind_settings(self) -> dict[str, Any]:
         return {}
+
+    def _state_id(self) -> str | None:
+        """What :meth:`state_dict` records as ``settings["plan"]``: the registered kind's id."""
+        kind = kind_of_class(type(self))
+        return None if kind is None else kind.state_id
 
     def _index_dtype(self) -> np.dtype:
         return np.dtype(np.int32 if self._num_samples < 2**31 else np.int64)
@@ -345,7 +356,9 @@ class PlanBatchSampler(Sampler[list[int]]):
             "batch_size": self.batch_size,
             "seed": self.seed,
             "drop_last": self.drop_last,
-            **self._plan_settings(),
+            # The key is "plan" for the checkpoints written before the registry named kinds.
+            **({} if (state_id := self._state_id()) is None else {"plan": state_id}),
+            **self._kind_settings(),
             "num_replicas": self.num_replicas,
             # A schedule without state_dict() is known by its type: its repr may hold an address.
             "schedule": schedule.state_dict() if callable(getattr(schedule, "state_dict", None))
@@ -460,13 +473,13 @@ class PlanBatchSampler(Sampler[list[int]]):
             raise ValueError(f"state has version {state['version']!r}; this sampler reads "
                              f"version {_STATE_VERSION}")
         saved = state["settings"] if isinstance(state["settings"], dict) else {}
-        here_plan = self._plan_settings().get("plan")
-        if saved and saved.get("plan") != here_plan:
+        here_id = self._state_id()
+        if saved and saved.get("plan") != here_id:
             # Before the labels: each kind of sampler fingerprints them its own way, so a state
             # of another kind would be blamed on its labels.
             raise ValueError(
-                f"state was taken from {_plan_kind(saved.get('plan'))}, not from a {name} "
-                f"(plan: saved {saved.get('plan')!r}, here {here_plan!r}); load it "
+                f"state was taken from {describe_state_id(saved.get('plan'))}, not from a {name} "
+                f"(plan: saved {saved.get('plan')!r}, here {here_id!r}); load it "
                 f"into the kind of sampler that saved it"
             )
         if state["labels_fingerprint"] != self._fingerprint():
@@ -510,40 +523,12 @@ class PlanBatchSampler(Sampler[list[int]]):
         self._finished_epoch = self._iterated_epoch = None
 
 
-def _plan_kind(plan: Any) -> str:
-    """The sampler a state's ``settings['plan']`` comes from, in words."""
-    kinds = {None: "a BalancedBatchSampler", "label-balanced": "a MultiLabelBalancedSampler",
-             "repeat-factor": "a RepeatFactorSampler"}
-    try:
-        return kinds[plan]
-    except (KeyError, TypeError):  # another plan, or a corrupt (unhashable) one
-        return f"a sampler with plan {plan!r}"
-
-
-class GroupedCycles:
-    """Circular buffers whose draws live in groups of whole cycles, one group held per buffer.
-
-    Subclasses hold ``lengths[k]`` (draws per group), ``groups[k]`` / ``group_ids[k]`` (the
-    group held and its number) and ``_load(k, group)``, which builds and holds a group.
-    """
-
-    lengths: list[int]
-    groups: list[np.ndarray | None]
-    group_ids: list[int]
-
-    def _load(self, k: int, group: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def draw(self, k: int, start: int, count: int, out: np.ndarray) -> None:
-        """Write draws ``start .. start + count - 1`` of buffer ``k`` into ``out``."""
-        length = self.lengths[k]
-        done = 0
-        while done < count:
-            group, offset = divmod(start + done, length)
-            draws = self.groups[k] if self.group_ids[k] == group else self._load(k, group)
-            take = min(count - done, length - offset)
-            out[done: done + take] = draws[offset: offset + take]
-            done += take
+def multilabel_digest(targets: MultiLabels) -> bytes:
+    """What fingerprints multi-label targets: their names and their positives."""
+    digest = hashlib.sha256(repr(targets.names.tolist()).encode())
+    digest.update(np.ascontiguousarray(targets.indptr).tobytes())
+    digest.update(np.ascontiguousarray(targets.indices).tobytes())
+    return digest.digest()
 
 
 def _as_lists(rows: np.ndarray) -> list[list[int]]:

@@ -1,7 +1,15 @@
-"""Add balanced batches to an existing ``DataLoader`` in one line."""
+"""Loader wrapping: add balanced batches to an existing ``DataLoader`` in one line.
+
+:func:`balance` builds a :class:`BalancedDataLoader` (a ``DataLoader`` whose batch sampler is a
+balancer sampler, with the sampler's controls on the loader); :class:`RankShardSampler` is what
+such a loader shows training frameworks as its ``sampler`` when it is sharded.
+:func:`dataloader_settings` is the allow-list of settings carried over, which the framework
+adapters share.
+"""
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Iterator
 from typing import Any
@@ -16,15 +24,12 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from balancer._base import PlanBatchSampler
-from balancer._distributed import shared_seed
-from balancer._labels import labels_of
-from balancer._sampler import BalancedBatchSampler
 from balancer._schedule import Phase
-from balancer._shard import RankShardSampler
 from balancer._validation import check_bool, check_int
+from balancer.samplers import BalancedBatchSampler, PlanBatchSampler, sampler_kind, sampler_kinds
 
-__all__ = ["BalancedDataLoader", "balance", "balanced_loader"]
+__all__ = ["BalancedDataLoader", "RankShardSampler", "balance", "balanced_loader",
+           "dataloader_settings"]
 
 # DataLoader settings that carry over unchanged to the balanced loader (like accelerate, an
 # allow-list: anything about which indices are drawn -- batch_size, shuffle, sampler,
@@ -70,8 +75,9 @@ class BalancedDataLoader(DataLoader):
     def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
                  **kwargs: Any) -> None:
         if not isinstance(batch_sampler, PlanBatchSampler):
-            raise TypeError(f"batch_sampler should be a balancer.BalancedBatchSampler (or "
-                            f"MultiLabelBalancedSampler, RepeatFactorSampler), but got "
+            first, *others = (kind.sampler_class.__name__ for kind in sampler_kinds())
+            raise TypeError(f"batch_sampler should be a balancer.{first} (or "
+                            f"{', '.join(others)}), but got "
                             f"{type(batch_sampler).__name__}; use balancer.balance(loader)")
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         if getattr(self, "in_order", True) is False and self.num_workers > 0:
@@ -91,7 +97,7 @@ class BalancedDataLoader(DataLoader):
         self._generation = 0
         if batch_sampler.num_replicas > 1:
             # Frameworks that shard by sampler (Lightning, Ray Train) see a DistributedSampler
-            # and leave this already-sharded loader as it is; see balancer/_shard.py. Set past
+            # and leave this already-sharded loader as it is; see RankShardSampler. Set past
             # DataLoader's guard, which forbids changing `sampler` after construction.
             object.__setattr__(self, "sampler", RankShardSampler(self))
 
@@ -226,9 +232,9 @@ def balance(
             (its ``__getitems__`` takes an index array, as :class:`~balancer.MedMNIST`'s does)
             and ``"list"`` otherwise: a ``__getitems__`` written for lists can misread an array
             (``indices + [i]`` adds instead of appending).
-        sampler: the plan: ``"balanced"`` (:class:`~balancer.BalancedBatchSampler`, one class
-            per item), ``"label-balanced"`` (:class:`~balancer.MultiLabelBalancedSampler`) or
-            ``"repeat-factor"`` (:class:`~balancer.RepeatFactorSampler`), or one of those
+        sampler: the kind of sampler: ``"balanced"`` (:class:`~balancer.BalancedBatchSampler`,
+            one class per item), ``"label-balanced"`` (:class:`~balancer.MultiLabelBalancedSampler`)
+            or ``"repeat-factor"`` (:class:`~balancer.RepeatFactorSampler`), or one of those
             classes. The multi-label ones read ``labels`` with
             ``labels_of(..., multilabel=True)`` (repeat-factor also takes one class per item).
         **sampler_options: further keywords of that sampler, e.g. ``threshold=0.1`` for
@@ -289,27 +295,14 @@ def balance(
     if isinstance(index_sampler, DistributedSampler):
         num_replicas, rank = index_sampler.num_replicas, index_sampler.rank
 
-    if batch_type is None:
-        batch_type = "numpy" if getattr(dataset, "supports_index_arrays", False) is True \
-            else "list"
-    plan = _sampler_class(sampler, {**sampler_options, **(
-        {} if samples_per_epoch is None else {"samples_per_epoch": samples_per_epoch})})
-    if plan is BalancedBatchSampler:
-        resolved = labels_of(dataset, labels)
-    else:
-        from balancer._multilabel_labels import multilabels_of
-
-        resolved = multilabels_of(dataset, labels,
-                                  classes=plan.__name__ == "RepeatFactorSampler")
     if samples_per_epoch is not None:
         sampler_options["samples_per_epoch"] = samples_per_epoch
-    drawn = seed is None
-    batch_sampler = plan(
-        resolved, batch_size, seed=shared_seed(seed), drop_last=drop_last, schedule=schedule,
-        num_replicas=num_replicas, rank=rank, batch_type=batch_type, **sampler_options,
-    )
-    balanced = BalancedDataLoader(dataset, batch_sampler, **_settings_of(loader))
-    balanced._seed_was_drawn = drawn
+    kind = sampler_kind(sampler, sampler_options)
+    batch_sampler = kind.build(
+        dataset, labels, batch_size, seed=seed, drop_last=drop_last, schedule=schedule,
+        num_replicas=num_replicas, rank=rank, batch_type=batch_type, options=sampler_options)
+    balanced = BalancedDataLoader(dataset, batch_sampler, **dataloader_settings(loader))
+    balanced._seed_was_drawn = seed is None
     return balanced
 
 
@@ -354,39 +347,13 @@ def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
     return balance(plain, labels, **options)
 
 
-def _sampler_class(sampler: Any, options: dict[str, Any] | None = None) -> type:
-    """The sampler class ``sampler`` names; ``options`` (its further keywords) are checked
-    against it, so an option of another sampler fails here, naming the one that takes it."""
-    import inspect
+def dataloader_settings(loader: DataLoader) -> dict[str, Any]:
+    """The settings of ``loader`` that a balanced loader over its dataset keeps.
 
-    from balancer._multilabel_sampler import MultiLabelBalancedSampler, RepeatFactorSampler
-
-    plans = {"balanced": BalancedBatchSampler, "label-balanced": MultiLabelBalancedSampler,
-             "repeat-factor": RepeatFactorSampler}
-    if isinstance(sampler, str) and sampler in plans:
-        plan = plans[sampler]
-    elif sampler in plans.values():
-        plan = sampler
-    else:
-        raise ValueError(
-            f"sampler should be one of {sorted(plans)} or one of those sampler classes, but got "
-            f"sampler={sampler!r}"
-        )
-    takes = {name: set(inspect.signature(cls.__init__).parameters) for name, cls in plans.items()}
-    for option in options or {}:
-        if option not in takes[next(n for n, c in plans.items() if c is plan)]:
-            others = [name for name, keys in takes.items() if option in keys]
-            # Every sampler that takes it (samples_per_epoch: 'balanced' and 'label-balanced').
-            fix = (f"pass {' or '.join(f'sampler={n!r}' for n in others)} or remove {option}="
-                   if others else f"remove {option}=")
-            raise TypeError(
-                f"{option} is not an option of {plan.__name__} (sampler={sampler!r}), but got "
-                f"{option}={options[option]!r}; {fix}"
-            )
-    return plan
-
-
-def _settings_of(loader: DataLoader) -> dict[str, Any]:
+    An allow-list (``num_workers``, ``collate_fn``, ``pin_memory``, ... where this torch has
+    them): the settings that choose indices (``batch_size``, ``shuffle``, ``sampler``,
+    ``batch_sampler``, ``drop_last``) are the balanced sampler's instead.
+    """
     settings = {}
     for name in _COPIED_SETTINGS:
         if name not in _DATALOADER_PARAMETERS or not hasattr(loader, name):
@@ -398,3 +365,79 @@ def _settings_of(loader: DataLoader) -> dict[str, Any]:
             continue  # deprecated; passing the default would only warn
         settings[name] = value
     return settings
+
+
+class RankShardSampler(DistributedSampler):
+    """``loader.sampler`` of a sharded balanced loader: this rank's share of the plan, as indices.
+
+    Training frameworks decide whether to shard a ``DataLoader`` by looking at its ``sampler``:
+    Lightning (``use_distributed_sampler=True``, the default) and Ray Train
+    (``prepare_data_loader(add_dist_sampler=True)``) rebuild any loader whose ``sampler`` is not
+    a ``DistributedSampler``, and they reach ``sampler.set_epoch`` at every epoch. A balanced
+    loader already holds one rank's shard of the plan in its batch sampler, so under a process
+    group its ``sampler`` is this ``DistributedSampler``, which *is* that shard: the frameworks
+    leave the loader as it is and drive its epochs.
+
+    Iterating it yields the indices of this rank's batches of the current epoch, in order (the
+    whole epoch, whatever the loader's resume position); ``len()`` is their number.
+    :meth:`set_epoch` is the loader's, so a framework that calls ``loader.sampler.set_epoch(e)``
+    at every epoch (Lightning, Ray Train) moves the loader, phases included.
+
+    It is a ``DistributedSampler`` by type only: the indices come from the loader's
+    :class:`~balancer.BalancedBatchSampler`, not from ``DistributedSampler``'s rule. Its
+    ``num_replicas``, ``rank``, ``seed`` and ``drop_last`` are the batch sampler's.
+    """
+
+    # DistributedSampler.__init__ is not called: it would need the process group and build
+    # nothing used here. The attributes frameworks read are set from the batch sampler.
+    def __init__(self, loader: BalancedDataLoader) -> None:
+        sampler = loader.batch_sampler
+        self._loader = loader
+        self.dataset = loader.dataset
+        self.num_replicas = sampler.num_replicas
+        self.rank = sampler.rank
+        self.seed = sampler.seed
+        self.drop_last = sampler.drop_last
+        self.shuffle = True
+
+    @property
+    def epoch(self) -> int:  # DistributedSampler's attribute, always the loader's epoch
+        return self._loader.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._loader.set_epoch(value)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self)
+
+    @property
+    def total_size(self) -> int:
+        return len(self) * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        """``loader.set_epoch(epoch)``: see :meth:`balancer.BalancedDataLoader.set_epoch`."""
+        self._loader.set_epoch(epoch)
+
+    def _whole_epoch(self):
+        # A copy, so that reading the indices leaves the loader's own resume position and
+        # iteration counters untouched (the copy shares only caches of pure functions).
+        sampler = copy.copy(self._loader.batch_sampler)
+        sampler._resume_from = sampler._started_at = sampler._yielded = 0
+        sampler._finished_epoch = sampler._iterated_epoch = None  # a read repeats no epoch
+        return sampler
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self._whole_epoch():
+            yield from batch
+
+    def __len__(self) -> int:
+        sampler = self._loader.batch_sampler
+        batches = sampler._batches_per_replica(sampler.epoch)
+        # Under several replicas every batch is full (the epoch is padded to whole batches).
+        return batches * sampler.batch_size
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(epoch={self.epoch}, num_replicas={self.num_replicas}, "
+                f"rank={self.rank})")

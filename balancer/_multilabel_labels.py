@@ -1,9 +1,0 @@
-"""Temporary shim, removed at merge: the labels now live in :mod:`balancer.labels`."""
-# temporary shim, removed at merge
-
-from balancer.labels import (  # noqa: F401  # temporary shim, removed at merge
-    NO_FINDING,
-    MultiLabels,
-    encode_multilabels,
-    multilabels_of,
-)
