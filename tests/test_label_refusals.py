@@ -1,0 +1,202 @@
+"""Label input at the seams: bad labels are refused before training, naming the argument (or
+table and row), the value and the fix; a few more accepted forms read as their dense twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from balancer.labels import encode_multilabels, labels_of
+
+MATRIX = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
+
+
+def _same(targets, expected=MATRIX, names=(0, 1, 2)):
+    assert targets.names.tolist() == list(names)
+    np.testing.assert_array_equal(targets.dense(np.int64), expected)
+
+
+# ------------------------------------------------------------------ "No Finding" with findings
+@pytest.mark.parametrize("labels", [["A|No Finding", "B"], [["A", "No Finding"], ["B"]],
+                                    [("No Finding", "A"), ("B",)]])
+def test_no_finding_with_a_finding_is_refused_in_every_form(labels):
+    """Broke: ["A", "No Finding"] made "No Finding" a label of its own, while the same row as
+    "A|No Finding" was refused."""
+    with pytest.raises(ValueError, match=r"labels\[0\] = .*'No Finding' with findings; an image "
+                                         r"either has findings or none: fix that row"):
+        encode_multilabels(labels, require_positives=False, min_labels=1)
+
+
+def test_no_finding_alone_is_the_empty_set_in_every_form():
+    for labels in (["No Finding", "B|A"], [["No Finding"], ["B", "A"]],
+                   [["No Finding", "No Finding"], ["A", "B"]]):
+        targets = encode_multilabels(labels)
+        assert targets.labels_per_sample.tolist() == [0, 2]
+        assert targets.names.tolist() == ["A", "B"]
+
+
+def test_no_finding_with_a_finding_is_refused_from_a_list_of_dicts():
+    data = [{"label": ["A"]}, {"label": ["A", "No Finding"]}, {"label": ["B"]}]
+    with pytest.raises(ValueError, match=r"key 'label'\[1\] = \['A', 'No Finding'\] lists "
+                                         r"'No Finding' with findings"):
+        labels_of(data, "label", multilabel=True)
+
+
+# ------------------------------------------------------------------ empty findings cells
+@pytest.mark.parametrize("cell", ["", "  ", "|"])
+def test_an_empty_findings_cell_of_a_dataframe_is_missing(cell):
+    """Broke: a DataFrame (or list of dicts) cell "" read as the empty set, so a row whose
+    findings were never filled in joined the no-finding bucket without a word."""
+    table = pd.DataFrame({"f": ["A", "No Finding", cell, "B|A"]})
+    with pytest.raises(ValueError, match=r"column 'f' of the DataFrame has an empty cell at row 2 "
+                                         r"\(1 such rows in all\): a cell without findings is a "
+                                         r"missing entry, not 'No Finding'; give every row its "
+                                         r"findings \('No Finding' for none\) or drop those rows"):
+        labels_of(table, "f", multilabel=True)
+    records = table.to_dict("records")
+    with pytest.raises(ValueError, match=r"key 'f' of the list of dicts has an empty cell at row 2"):
+        labels_of(records, "f", multilabel=True)
+
+
+def test_an_empty_findings_cell_of_a_csv_file_names_the_file_and_row(tmp_path):
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame({"f": ["A", "B", "", "No Finding", ""]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"column 'f' of '.*manifest.csv' has an empty cell at "
+                                         r"row 2 \(2 such rows in all\)"):
+        labels_of(str(path), "f", multilabel=True)
+    with pytest.raises(ValueError, match=r"column 'f' of .* has an empty cell at row 2"):
+        labels_of(TensorDataset(torch.zeros(5)), (str(path), "f"), multilabel=True)
+
+
+def test_a_no_finding_cell_and_an_empty_list_stay_the_empty_set():
+    table = pd.DataFrame({"f": ["A", "No Finding"], "g": [["A"], []]})
+    assert labels_of(table, "f", multilabel=True).labels_per_sample.tolist() == [1, 0]
+    assert labels_of(table, "g", multilabel=True).labels_per_sample.tolist() == [1, 0]
+
+
+# ------------------------------------------------------------------ nullable and bool frames
+@pytest.mark.parametrize("dtype", ["Int64", "boolean", "Int8", "UInt8", "Float64"])
+def test_a_complete_nullable_frame_reads_as_its_dense_twin(dtype):
+    """Broke: DataFrame.to_numpy() gave objects for nullable columns, refused as "dtype object"."""
+    frame = pd.DataFrame(MATRIX.astype(bool) if dtype == "boolean" else MATRIX,
+                         columns=["a", "b", "c"]).astype(dtype)
+    _same(encode_multilabels(frame), names=["a", "b", "c"])
+
+
+@pytest.mark.parametrize("dtype", ["Int64", "boolean"])
+def test_a_missing_cell_of_a_nullable_frame_names_the_row_and_column(dtype):
+    frame = pd.DataFrame(MATRIX, columns=["a", "b", "c"]).astype(dtype)
+    frame.loc[3, "b"] = pd.NA
+    with pytest.raises(ValueError, match=r"labels has a missing entry \(<NA>\) at row 3, column "
+                                         r"'b' \(1 missing in all\); fill every cell with 0 or 1 "
+                                         r"\(e.g. labels.fillna\(0\)"):
+        encode_multilabels(frame)
+
+
+def test_a_nan_cell_of_a_float_frame_names_the_row_and_column():
+    frame = pd.DataFrame(MATRIX, columns=["a", "b", "c"]).astype(float)
+    frame.iloc[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"missing entry \(nan\) at row 1, column 'c'"):
+        encode_multilabels(frame)
+
+
+def test_a_bool_column_among_0_1_columns_reads_as_0_1():
+    """Broke: one bool column made DataFrame.to_numpy() give objects ("dtype object")."""
+    frame = pd.DataFrame({"a": MATRIX[:, 0], "b": MATRIX[:, 1].astype(bool),
+                          "c": MATRIX[:, 2].astype(np.uint8)})
+    _same(encode_multilabels(frame), names=["a", "b", "c"])
+
+
+def test_a_text_column_of_a_label_frame_is_named():
+    frame = pd.DataFrame({"a": [1, 0], "b": ["yes", "no"]})
+    with pytest.raises(TypeError, match=r"labels should be a DataFrame of 0/1 columns, but column "
+                                        r"'b' has dtype (object|str); convert it to 0/1 numbers"):
+        encode_multilabels(frame)
+
+
+# ------------------------------------------------------------------ sparse matrices
+def _sparse_forms():
+    dense = torch.as_tensor(MATRIX)
+    forms = {"coo": dense.to_sparse(), "csr": dense.to_sparse_csr(),
+             "csc": dense.to_sparse_csc(), "bool-coo": dense.bool().to_sparse(),
+             "float-csr": dense.float().to_sparse_csr()}
+    sparse = pytest.importorskip("scipy.sparse")
+    forms.update({"scipy-csr": sparse.csr_matrix(MATRIX), "scipy-coo": sparse.coo_matrix(MATRIX),
+                  "scipy-csc": sparse.csc_matrix(MATRIX)})
+    return forms
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("form", ["coo", "csr", "csc", "bool-coo", "float-csr", "scipy-csr",
+                                  "scipy-coo", "scipy-csc"])
+def test_a_sparse_matrix_reads_as_its_dense_twin(form):
+    """Broke: torch sparse tensors failed in .numpy() ("can't convert Sparse layout tensor"),
+    scipy matrices were refused as "got csr_matrix"."""
+    labels = _sparse_forms()[form]
+    _same(encode_multilabels(labels))
+    _same(labels_of(TensorDataset(torch.zeros(4)), labels, multilabel=True))
+    _same(encode_multilabels(labels, names=["a", "b", "c"]), names=["a", "b", "c"])
+
+
+def test_a_sparse_matrix_with_explicit_zeros_and_unsorted_entries():
+    indices = torch.tensor([[3, 0, 1, 0, 3, 2], [1, 2, 1, 0, 0, 1]])
+    values = torch.tensor([1, 1, 1, 1, 1, 0])  # the last one a stored zero: not a positive
+    _same(encode_multilabels(torch.sparse_coo_tensor(indices, values, (4, 3), check_invariants=True)))
+
+
+def test_a_sparse_matrix_holding_other_values_is_refused():
+    labels = torch.sparse_coo_tensor(torch.tensor([[2], [1]]), torch.tensor([-1.0]), (4, 3),
+                                     check_invariants=True)
+    with pytest.raises(ValueError, match=r"labels should hold only 0 and 1, but labels\[2, 1\] = "
+                                         r"-1.0; pass a 0/1 \(or boolean\) sparse matrix"):
+        encode_multilabels(labels)
+    repeated = torch.sparse_coo_tensor(torch.tensor([[0, 0], [1, 1]]), torch.tensor([1, 1]), (2, 2),
+                                       check_invariants=True)
+    with pytest.raises(ValueError, match=r"labels\[0, 1\] = 2; .*a repeated entry is summed"):
+        encode_multilabels(repeated)
+
+
+def test_a_sparse_tensor_that_is_not_a_matrix_is_refused():
+    with pytest.raises(ValueError, match=r"got a 3-D sparse tensor of shape \(2, 2, 2\); pass a "
+                                         r"2-D one"):
+        encode_multilabels(torch.ones(2, 2, 2).to_sparse())
+    with pytest.raises(ValueError, match=r"hybrid sparse tensor \(dense values of shape \(2,\)\)"):
+        encode_multilabels(torch.ones(3, 2).to_sparse(1))
+    with pytest.raises(ValueError, match=r"labels is empty; pass one row of labels per sample"):
+        encode_multilabels(torch.zeros(0, 3).to_sparse())
+    with pytest.raises(ValueError, match=r"names has 2 entries but labels has 3 columns"):
+        encode_multilabels(torch.as_tensor(MATRIX).to_sparse(), names=["a", "b"])
+    with pytest.raises(TypeError, match=r"sparse matrix of 0/1 numbers, but got dtype complex64"):
+        encode_multilabels(torch.ones(2, 2, dtype=torch.complex64).to_sparse())
+
+
+# ------------------------------------------------------------------ missing strings
+def test_a_string_series_holding_na_names_the_row():
+    """Broke: a pd.NA among strings was called a mix of forms ("item 1 is a NAType"), or, first,
+    "multi-label targets are one '|'-joined string ..." (a TypeError)."""
+    labels = pd.Series(["A", "B|A", pd.NA, "B"], dtype="string")
+    with pytest.raises(ValueError, match=r"labels has a missing entry \(<NA>\) at position 2; "
+                                         r"give every sample its findings"):
+        encode_multilabels(labels)
+    with pytest.raises(ValueError, match=r"labels has a missing entry \(<NA>\) at position 0"):
+        encode_multilabels(labels[::-1].reset_index(drop=True).iloc[1:].reset_index(drop=True))
+    with pytest.raises(ValueError, match=r"column 'f' of the DataFrame has a missing entry "
+                                         r"\(<NA>\) at row 2 \(1 such rows in all\)"):
+        labels_of(pd.DataFrame({"f": labels}), "f", multilabel=True)
+
+
+# ------------------------------------------------------------------ duplicate label names
+def test_a_frame_with_a_repeated_column_names_the_column():
+    frame = pd.DataFrame(MATRIX, columns=["a", "b", "a"])
+    with pytest.raises(ValueError, match=r"labels \(a DataFrame\) holds the column 'a' twice; "
+                                         r"give every label its own name"):
+        encode_multilabels(frame)
+
+
+@pytest.mark.parametrize("labels", [MATRIX, ["a", "b|a", "b"], [["a"], ["b"]]])
+def test_repeated_names_are_refused_in_every_form(labels):
+    with pytest.raises(ValueError, match=r"names holds 'a' twice; give every label its own name"):
+        encode_multilabels(labels, names=["a", "a", "b"], require_positives=False)
