@@ -200,3 +200,75 @@ def test_a_frame_with_a_repeated_column_names_the_column():
 def test_repeated_names_are_refused_in_every_form(labels):
     with pytest.raises(ValueError, match=r"names holds 'a' twice; give every label its own name"):
         encode_multilabels(labels, names=["a", "a", "b"], require_positives=False)
+
+
+# ------------------------------------------------------------------ header-only tables
+def test_a_header_only_csv_file_says_it_has_no_rows(tmp_path):
+    """Broke: a CSV file with a header and no rows gave an empty label array in single-label
+    mode (and "column 'f' is empty" in multi-label mode), naming no file."""
+    path = tmp_path / "manifest.csv"
+    path.write_text("image,f\n")
+    for multilabel in (False, True):
+        with pytest.raises(ValueError, match=r"CSV file '.*manifest.csv' has no rows, only a header "
+                                             r"\(\['image', 'f'\]\); pass a manifest with one row "
+                                             r"per item"):
+            labels_of(str(path), "f", multilabel=multilabel)
+    with pytest.raises(ValueError, match=r"CSV file '.*manifest.csv' has no rows"):
+        labels_of(TensorDataset(torch.zeros(3)), (str(path), "f"))
+
+
+def test_a_dataframe_without_rows_says_so():
+    table = pd.DataFrame({"image": [], "f": []})
+    for multilabel in (False, True):
+        with pytest.raises(ValueError, match=r"the DataFrame has no rows \(only the columns "
+                                             r"\['image', 'f'\]\); pass a table with one row per "
+                                             r"item"):
+            labels_of(table, "f", multilabel=multilabel)
+
+
+# ------------------------------------------------------------------ arrays of too many dims
+def test_a_3d_array_as_single_labels_states_its_shape_and_what_is_expected():
+    """Broke: a 3-D array was told "Multi-label targets are not supported", which it is not."""
+    for labels in (np.zeros((4, 3, 2), dtype=int), torch.zeros(4, 3, 2, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"labels should be 1-D with one class label per "
+                                             r"sample \(shape \(N,\)\), but got a 3-D array of "
+                                             r"shape \(4, 3, 2\); pass one class per sample, or "
+                                             r"several labels per sample as an \(N, L\) 0/1 "
+                                             r"matrix with labels_of\(\.\.\., multilabel=True\)"):
+            labels_of(TensorDataset(torch.zeros(4)), labels)
+
+
+def test_a_3d_array_as_multilabels_states_its_shape_and_what_is_expected():
+    for labels in (np.zeros((4, 3, 2), dtype=int), torch.zeros(4, 3, 2)):
+        with pytest.raises(ValueError, match=r"labels should be an \(N, L\) 0/1 label matrix \(one "
+                                             r"row per sample, one column per label\), but got a "
+                                             r"3-D array of shape \(4, 3, 2\); reshape it to "
+                                             r"\(N, L\)"):
+            labels_of(TensorDataset(torch.zeros(4)), labels, multilabel=True)
+
+
+# ------------------------------------------------------------------ lists in single-label mode
+def test_a_dataframe_column_of_lists_in_single_label_mode_says_pass_multilabel():
+    """Broke: TypeError "unhashable type: 'list'", naming nothing."""
+    table = pd.DataFrame({"f": [["a"], ["b", "a"], ["b"]]})
+    with pytest.raises(ValueError, match=r"column 'f' of the DataFrame holds a list of labels per "
+                                         r"row \(\['a'\] at row 0; 3 such rows\): several labels "
+                                         r"per item are multi-label targets.*labels_of\(\.\.\., "
+                                         r"multilabel=True\), or balance\(loader, "
+                                         r"sampler='label-balanced'\)"):
+        labels_of(table, "f")
+    mixed = pd.DataFrame({"f": ["a", "b", ("a", "b")]})
+    with pytest.raises(ValueError, match=r"holds a tuple of labels per row \(\('a', 'b'\) at row "
+                                         r"2; 1 such rows\)"):
+        labels_of(mixed, "f")
+    assert labels_of(table, "f", multilabel=True).labels_per_sample.tolist() == [1, 2, 1]
+
+
+@pytest.mark.parametrize("labels", [[["a"], ["b", "a"], ["b"]], [["a", "c"], ["b", "a"], ["b", "c"]],
+                                    pd.Series([["a"], ["b", "a"], ["b"]])])
+def test_lists_of_labels_in_single_label_mode_say_pass_multilabel(labels):
+    """Broke: "Multi-label targets are not supported: pass one class per sample", without the
+    way to keep them (a Series of lists was even accepted by labels_of)."""
+    with pytest.raises(ValueError, match=r"labels_of\(\.\.\., multilabel=True\), or "
+                                         r"balance\(loader, sampler='label-balanced'\)"):
+        labels_of(TensorDataset(torch.zeros(3)), labels)
