@@ -110,6 +110,12 @@ def test_a_bool_column_among_0_1_columns_reads_as_0_1():
     _same(encode_multilabels(frame), names=["a", "b", "c"])
 
 
+def test_sparse_and_categorical_0_1_columns_still_read_as_0_1():
+    frame = pd.DataFrame(MATRIX, columns=["a", "b", "c"])
+    for dtype in (pd.SparseDtype("int64", 0), pd.SparseDtype("bool", False), "category"):
+        _same(encode_multilabels(frame.astype(dtype)), names=["a", "b", "c"])
+
+
 def test_a_text_column_of_a_label_frame_is_named():
     frame = pd.DataFrame({"a": [1, 0], "b": ["yes", "no"]})
     with pytest.raises(TypeError, match=r"labels should be a DataFrame of 0/1 columns, but column "
@@ -272,3 +278,17 @@ def test_lists_of_labels_in_single_label_mode_say_pass_multilabel(labels):
     with pytest.raises(ValueError, match=r"labels_of\(\.\.\., multilabel=True\), or "
                                          r"balance\(loader, sampler='label-balanced'\)"):
         labels_of(TensorDataset(torch.zeros(3)), labels)
+
+
+# ------------------------------------------------------------------ Hugging Face columns
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_a_hugging_face_dataset_without_the_column_lists_its_columns(multilabel):
+    datasets = pytest.importorskip("datasets")
+    table = datasets.Dataset.from_dict({"image": [[0.0]] * 3, "fine_label": [0, 1, 1]})
+    with pytest.raises(ValueError, match=r"labels='dx' is not a column of the datasets.Dataset; "
+                                         r"pick one of \['image', 'fine_label'\]"):
+        labels_of(table, "dx", multilabel=multilabel)
+    with pytest.raises(ValueError, match=r"the datasets.Dataset has no 'label' or 'labels' column "
+                                         r"\(its columns are \['image', 'fine_label'\]\); name the "
+                                         r"one holding the class"):
+        labels_of(table, multilabel=multilabel)

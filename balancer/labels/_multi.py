@@ -253,7 +253,7 @@ def _frame_matrix(frame: pd.DataFrame, name: str) -> np.ndarray:
     """
     dtypes = []
     for column, dtype in frame.dtypes.items():
-        numpy_dtype = getattr(dtype, "numpy_dtype", dtype)  # Int64 -> int64, boolean -> bool
+        numpy_dtype = _numpy_dtype_of(dtype)
         if not isinstance(numpy_dtype, np.dtype) or numpy_dtype.kind not in "biuf":
             raise TypeError(
                 f"{name} should be a DataFrame of 0/1 columns, but column {column!r} has dtype "
@@ -274,6 +274,16 @@ def _frame_matrix(frame: pd.DataFrame, name: str) -> np.ndarray:
             )
     common = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
     return frame.to_numpy(dtype=common)
+
+
+def _numpy_dtype_of(dtype: Any) -> Any:
+    """The numpy dtype a DataFrame column's values have once complete: Int64 -> int64,
+    boolean -> bool, Sparse[int8] -> int8, a category of integers -> int64."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _numpy_dtype_of(dtype.categories.dtype)
+    if isinstance(dtype, pd.SparseDtype):
+        return dtype.subtype
+    return getattr(dtype, "numpy_dtype", dtype)
 
 
 def _is_sparse(labels: Any) -> bool:
@@ -584,6 +594,8 @@ def _refuse_missing_cells(column: Column, name: str, separator: str, no_finding:
     were never filled in would silently join the no-finding bucket. Both name the table and row.
     """
     values = column.values
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return  # numbers (classes=True) or a 0/1 matrix: the encoding checks them
     cells = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
     if not (cells.dtype == object or isinstance(cells.dtype, pd.StringDtype)):
         return  # numbers (classes=True): the encoding checks them
