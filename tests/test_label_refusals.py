@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from balancer.labels import encode_multilabels, labels_of
+from balancer import MultiLabelBalancedSampler, RepeatFactorSampler
+from balancer.labels import encode_labels, encode_multilabels, labels_of
 
 MATRIX = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
 
@@ -292,3 +293,30 @@ def test_a_hugging_face_dataset_without_the_column_lists_its_columns(multilabel)
                                          r"\(its columns are \['image', 'fine_label'\]\); name the "
                                          r"one holding the class"):
         labels_of(table, multilabel=multilabel)
+
+
+# ------------------------------------------------------------------ the samplers see the same
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("form", ["coo", "csr", "scipy-csr", "Int64", "boolean", "bool-column"])
+def test_the_multilabel_samplers_plan_a_new_form_as_its_dense_twin(form):
+    dense = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 0], [0, 1, 1], [1, 0, 0]] * 5)
+    frame = pd.DataFrame(dense, columns=[0, 1, 2])
+    forms = {"coo": torch.as_tensor(dense).to_sparse(),
+             "csr": torch.as_tensor(dense).to_sparse_csr(),
+             "Int64": frame.astype("Int64"), "boolean": frame.astype("boolean"),
+             "bool-column": frame.astype({1: bool})}
+    if form == "scipy-csr":
+        forms[form] = pytest.importorskip("scipy.sparse").csr_matrix(dense)
+    for sampler in (MultiLabelBalancedSampler, RepeatFactorSampler):
+        for epoch in (0, 1):
+            want, got = sampler(dense, 4, seed=3), sampler(forms[form], 4, seed=3)
+            want.set_epoch(epoch), got.set_epoch(epoch)
+            assert list(got) == list(want)
+
+
+def test_a_string_series_holding_na_names_its_position_in_single_label_mode():
+    labels = pd.Series(["a", "b", pd.NA, "a"], dtype="string")
+    with pytest.raises(ValueError, match=r"labels has a missing label \(<NA>\) at position 2 "
+                                         r"\(1 missing in all\); remove those samples or give them "
+                                         r"a class"):
+        encode_labels(labels_of(pd.DataFrame({"f": labels}), "f"))
