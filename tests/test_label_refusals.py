@@ -167,7 +167,7 @@ def test_a_sparse_matrix_holding_other_values_is_refused():
 
 
 def test_a_sparse_tensor_that_is_not_a_matrix_is_refused():
-    with pytest.raises(ValueError, match=r"got a 3-D sparse tensor of shape \(2, 2, 2\); pass a "
+    with pytest.raises(ValueError, match=r"got a 3-D sparse matrix of shape \(2, 2, 2\); pass a "
                                          r"2-D one"):
         encode_multilabels(torch.ones(2, 2, 2).to_sparse())
     with pytest.raises(ValueError, match=r"hybrid sparse tensor \(dense values of shape \(2,\)\)"):

@@ -114,11 +114,17 @@ def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any
     Accepted forms (one per call; mixing them is an error):
 
     - an ``(N, L)`` 0/1 numpy array or torch tensor (bool, integer or float holding exactly 0
-      and 1), or a DataFrame of ``L`` such columns (their names become the label names);
+      and 1), or a DataFrame of ``L`` such columns (their names become the label names; bool,
+      nullable ``Int64``/``boolean``, sparse and integer-category columns read as 0/1, and a
+      missing cell is refused, naming its row and column);
+    - a sparse ``(N, L)`` 0/1 matrix: a torch COO, CSR or CSC tensor, or a scipy sparse matrix,
+      read from its stored entries (never made dense);
     - one string per sample joining findings with ``separator`` (``"Effusion|Mass"``), where
       ``no_finding`` (``"No Finding"``) and ``""`` mean the empty set: a list, array or pandas
-      Series, such as ChestX-ray14's ``Finding Labels`` column;
-    - one list (tuple, set) of label names per sample, ``[]`` being the empty set;
+      Series, such as ChestX-ray14's ``Finding Labels`` column (``no_finding`` joined with a
+      finding is refused);
+    - one list (tuple, set) of label names per sample, ``[]`` or ``[no_finding]`` being the
+      empty set (``no_finding`` listed with a finding is refused);
     - a :class:`MultiLabels` (returned as it is, after the checks).
 
     Args:
@@ -193,10 +199,12 @@ def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLa
             matrix = matrix.float()
         matrix = matrix.numpy()
     if matrix.ndim != 2:
+        fix = (f"reshape it to (N, L), e.g. {name}.reshape(len({name}), -1) for one label per "
+               f"trailing entry" if matrix.ndim > 2 else
+               "pass one row per sample and one column per label")
         raise ValueError(
             f"{name} should be an (N, L) 0/1 label matrix (one row per sample, one column per "
-            f"label), but got a {matrix.ndim}-D array of shape {tuple(matrix.shape)}; reshape it "
-            f"to (N, L), e.g. {name}.reshape(len({name}), -1) for one label per trailing entry"
+            f"label), but got a {matrix.ndim}-D array of shape {tuple(matrix.shape)}; {fix}"
         )
     if matrix.dtype.kind not in "biuf":
         raise TypeError(
@@ -267,8 +275,7 @@ def _frame_matrix(frame: pd.DataFrame, name: str) -> np.ndarray:
             row, column = (int(v[0]) for v in np.nonzero(missing))
             raise ValueError(
                 f"{name} has a missing entry ({_plain(frame.iat[row, column])!r}) at row {row}, "
-                f"column "
-                f"{frame.columns[column]!r} ({int(missing.sum())} missing in all); fill every "
+                f"column {frame.columns[column]!r} ({int(missing.sum())} missing in all); fill every "
                 f"cell with 0 or 1 (e.g. {name}.fillna(0) if a missing finding means absent) or "
                 f"drop those rows"
             )
@@ -299,7 +306,7 @@ def _from_sparse(labels: Any, name: str, names: Sequence[Any] | None) -> MultiLa
     if labels.ndim != 2:
         raise ValueError(
             f"{name} should be an (N, L) 0/1 label matrix (one row per sample, one column per "
-            f"label), but got a {labels.ndim}-D sparse tensor of shape {tuple(labels.shape)}; "
+            f"label), but got a {labels.ndim}-D sparse matrix of shape {tuple(labels.shape)}; "
             f"pass a 2-D one"
         )
     if isinstance(labels, torch.Tensor):

@@ -3,7 +3,9 @@
 One reader for all three, with one rule for an empty CSV cell: it is a missing entry (``NaN``,
 as in the DataFrame ``pd.read_csv`` gives for the same file), which the single-label and the
 multi-label encodings both refuse, naming its row. Any other text, ``"NA"`` included, is a
-label as written: an empty cell is the only way a CSV says "nothing here".
+label as written: an empty cell is the only way a CSV says "nothing here". In multi-label mode
+a DataFrame's or list of dicts' cell without findings (``""``, ``" "``) is refused the same way:
+"no finding" is said with ``"No Finding"`` (or ``[]``). A table without rows is refused here.
 """
 
 from __future__ import annotations
