@@ -422,11 +422,18 @@ class _LabelCountsLoss(nn.Module):
         """The loss with ``counts`` and ``num_samples`` counted from an (N, L) 0/1 label matrix
         (e.g. the training set's targets): a tensor, numpy array, nested list or DataFrame of
         0/1 columns, or the row-compressed targets of ``balancer.labels_of(...,
-        multilabel=True)`` (their counts are read as they are, without a dense matrix)."""
+        multilabel=True)`` (their counts are read as they are, without a dense matrix), or a
+        torch (COO, CSR, ...) or scipy sparse matrix (counted from its stored entries)."""
         if all(hasattr(labels, a) for a in ("indptr", "indices", "counts", "num_samples")):
             # balancer.MultiLabels (duck-typed: this package does not import balancer).
             counts = torch.as_tensor(labels.counts, dtype=torch.float64)
             return cls(counts, num_samples=int(labels.num_samples), **kwargs)
+        if hasattr(labels, "tocoo") and not isinstance(labels, Tensor):  # scipy.sparse
+            coo = labels.tocoo()
+            labels = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]).astype(np.int64),
+                                             coo.data, coo.shape, check_invariants=True)
+        if isinstance(labels, Tensor) and labels.layout != torch.strided:
+            return cls._from_sparse_labels(labels, **kwargs)
         if not isinstance(labels, Tensor):
             given = type(labels).__name__
             if hasattr(labels, "to_numpy") and not isinstance(labels, np.ndarray):
@@ -458,6 +465,30 @@ class _LabelCountsLoss(nn.Module):
                 "missing labels to 0 or 1 (or drop those rows) before counting."
             )
         return cls(labels.sum(dim=0), num_samples=int(labels.shape[0]), **kwargs)
+
+    @classmethod
+    def _from_sparse_labels(cls: type[_CountsLoss], labels: Tensor, **kwargs) -> _CountsLoss:
+        """``from_labels`` of a sparse (N, L) 0/1 matrix, never made dense."""
+        coo = labels.detach().cpu().to_sparse_coo().coalesce()  # a repeated entry is summed
+        if labels.dim() != 2 or coo.values().dim() != 1:
+            raise ValueError(
+                f"labels should be an (N, L) 0/1 label matrix, but got a sparse tensor of shape "
+                f"{tuple(labels.shape)} with {coo.values().dim() - 1} dense dimension(s); pass a "
+                "2-D sparse tensor of the training targets."
+            )
+        values = coo.values().to(torch.float64)
+        bad = ((values != 0) & (values != 1)).nonzero()
+        if bad.numel():
+            first = int(bad[0, 0])
+            row, col = (int(v) for v in coo.indices()[:, first])
+            raise ValueError(
+                f"labels should hold only 0 and 1, but got labels[{row}, {col}] = "
+                f"{values[first].item():g} ({bad.shape[0]} such entries); map uncertain or "
+                "missing labels to 0 or 1 (or drop those rows) before counting."
+            )
+        counts = torch.zeros(labels.shape[1], dtype=torch.float64)
+        counts.index_add_(0, coo.indices()[1], values)
+        return cls(counts, num_samples=int(labels.shape[0]), **kwargs)
 
     def _check(self, logits: Tensor, target: Tensor, buffer: Tensor, name: str) -> None:
         V.check_multilabel_target(logits, target)

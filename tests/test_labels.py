@@ -201,11 +201,13 @@ def test_unusable_attributes_are_named_in_the_error():
 @pytest.mark.parametrize("labels, error, match", [
     (LABELS[:-1], ValueError, "labels has 9 entries but the dataset has 10 items; pass exactly "
                               "one label per item"),
-    (np.zeros((10, 4)), ValueError, r"shape \(10, 4\)\. Multi-label targets are not supported"),
+    (np.zeros((10, 4)), ValueError, r"shape \(10, 4\): 4 labels per sample\. Multi-label targets "
+                                    r"are not supported .*labels_of\(\.\.\., multilabel=True\)"),
     (pd.DataFrame({"dx": LABELS}), TypeError, r"pass labels=\(df, 'column'\) or labels=df\['column'\]"),
     ("dx", ValueError, "labels='dx' names a column or key, but dataset of type Untouchable"),
     (5, TypeError, "should be a 1-D sequence of labels"),
-    ([[0, 1], [1]], ValueError, "ragged nested sequence. Multi-label targets are not supported"),
+    ([[0, 1], [1]], ValueError, r"ragged nested sequence \(a list of labels per sample\)\. "
+                                r"Multi-label targets are not supported .*sampler='label-balanced'"),
     ((pd.DataFrame({"dx": LABELS[:3]}), "dx"), ValueError, "gives 3 labels but the dataset has 10"),
 ])
 def test_bad_labels(labels, error, match):

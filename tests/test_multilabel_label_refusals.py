@@ -29,7 +29,8 @@ def test_duplicate_label_names_are_refused():
     for sampler in (RepeatFactorSampler, MultiLabelBalancedSampler):
         with pytest.raises(ValueError, match=r"names holds 'x' twice"):
             sampler(matrix, 2, names=["x", "x", "y"])
-        with pytest.raises(ValueError, match=r"names holds 'a' twice"):
+        with pytest.raises(ValueError, match=r"labels \(a DataFrame\) holds the column 'a' "
+                                            r"twice"):
             sampler(pd.DataFrame(matrix, columns=["a", "a", "b"]), 2)
         assert sampler(matrix, 2, names=["x", "y", "z"]).label_names.tolist() == ["x", "y", "z"]
 
@@ -42,8 +43,9 @@ def test_an_empty_csv_cell_is_a_missing_entry_whichever_way_the_csv_is_read(tmp_
     path = tmp_path / "manifest.csv"
     pd.DataFrame({"f": ["A|C", "", "B", "No Finding"]}).to_csv(path, index=False)
     for source in (str(path), pd.read_csv(path)):
-        with pytest.raises(ValueError, match=r"column 'f' has a missing entry \(nan\) at "
-                                            r"position 1; give every sample its findings"):
+        with pytest.raises(ValueError, match=r"column 'f' of .* has (an empty cell|a missing "
+                                            r"entry \(nan\)) at row 1 .*give every row its "
+                                            r"findings"):
             labels_of(source, "f", multilabel=True)
     pd.DataFrame({"f": ["A|C", "No Finding", "B", "NA"]}).to_csv(path, index=False)
     targets = labels_of(str(path), "f", multilabel=True)

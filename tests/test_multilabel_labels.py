@@ -164,8 +164,10 @@ def test_dataset_attributes_and_named_attributes():
     ([["a", ["b"]], ["a"]], ValueError, r"labels\[0\] holds \['b'\]; each sample's list"),
     ([["a", 1], ["b"]], ValueError, r"mixes label names of types that cannot be sorted"),
     (np.array([["a", "b"], ["b", "a"]]), TypeError, r"dtype <U1.*one list .* of names"),
-    (np.zeros((2, 2, 2)), TypeError, r"but got ndarray"),
-    (torch.zeros(2, 2, 2), ValueError, r"\(N, L\) 0/1 label matrix, but got shape \(2, 2, 2\)"),
+    (np.zeros((2, 2, 2)), ValueError, r"\(N, L\) 0/1 label matrix .*got a 3-D array of shape "
+                                      r"\(2, 2, 2\); reshape it to \(N, L\)"),
+    (torch.zeros(2, 2, 2), ValueError, r"\(N, L\) 0/1 label matrix .*got a 3-D array of shape "
+                                       r"\(2, 2, 2\); reshape it to \(N, L\)"),
     (np.zeros((0, 3)), ValueError, "labels is empty"),
     ([], ValueError, "labels is empty"),
     (5, TypeError, "should be multi-label targets"),

@@ -101,3 +101,33 @@ def test_wrong_target_shapes_and_dtypes_are_named_errors():
             fn(torch.zeros(4), torch.zeros(4))
     with pytest.raises(ValueError, match=r"target shape \(1, 3\) does not match"):
         LF.binary_focal_loss(z, torch.zeros(1, 3))  # no broadcasting
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("loss", [losses.PosWeightedBCELoss, losses.SigmoidLogitAdjustedLoss,
+                                  losses.DistributionBalancedLoss])
+def test_from_labels_takes_a_sparse_label_matrix(loss):
+    """Broke: a torch sparse COO matrix raised "Could not run 'aten::ne.Scalar' with arguments
+    from the 'SparseCPU' backend", a CSR one "unsupported tensor layout: SparseCsr", a scipy one
+    "does not convert to one". Now each counts like its dense twin, without a dense copy."""
+    dense = torch.tensor([[1, 0, 1], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
+    want = loss.from_labels(dense)
+    forms = [dense.to_sparse(), dense.to_sparse_csr(), dense.bool().to_sparse(),
+             dense.float().to_sparse_csc()]
+    sparse = pytest.importorskip("scipy.sparse")
+    forms += [sparse.csr_matrix(dense.numpy()), sparse.coo_matrix(dense.numpy())]
+    for labels in forms:
+        got = loss.from_labels(labels)
+        assert got.num_samples == 4
+        for a, b in zip(got.buffers(), want.buffers(), strict=True):
+            assert_close(a, b)
+
+
+def test_from_labels_refuses_a_sparse_matrix_that_is_not_0_1_or_not_2d():
+    labels = torch.sparse_coo_tensor(torch.tensor([[2], [1]]), torch.tensor([-1.0]), (4, 3),
+                                     check_invariants=True)
+    with pytest.raises(ValueError, match=r"labels\[2, 1\] = -1 \(1 such entries\); map uncertain"):
+        losses.PosWeightedBCELoss.from_labels(labels)
+    with pytest.raises(ValueError, match=r"\(N, L\) 0/1 label matrix, but got a sparse tensor of "
+                                         r"shape \(2, 2, 2\)"):
+        losses.PosWeightedBCELoss.from_labels(torch.ones(2, 2, 2).to_sparse())

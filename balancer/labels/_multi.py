@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import numbers
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -113,11 +114,17 @@ def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any
     Accepted forms (one per call; mixing them is an error):
 
     - an ``(N, L)`` 0/1 numpy array or torch tensor (bool, integer or float holding exactly 0
-      and 1), or a DataFrame of ``L`` such columns (their names become the label names);
+      and 1), or a DataFrame of ``L`` such columns (their names become the label names; bool,
+      nullable ``Int64``/``boolean``, sparse and integer-category columns read as 0/1, and a
+      missing cell is refused, naming its row and column);
+    - a sparse ``(N, L)`` 0/1 matrix: a torch COO, CSR or CSC tensor, or a scipy sparse matrix,
+      read from its stored entries (never made dense);
     - one string per sample joining findings with ``separator`` (``"Effusion|Mass"``), where
       ``no_finding`` (``"No Finding"``) and ``""`` mean the empty set: a list, array or pandas
-      Series, such as ChestX-ray14's ``Finding Labels`` column;
-    - one list (tuple, set) of label names per sample, ``[]`` being the empty set;
+      Series, such as ChestX-ray14's ``Finding Labels`` column (``no_finding`` joined with a
+      finding is refused);
+    - one list (tuple, set) of label names per sample, ``[]`` or ``[no_finding]`` being the
+      empty set (``no_finding`` listed with a finding is refused);
     - a :class:`MultiLabels` (returned as it is, after the checks).
 
     Args:
@@ -151,9 +158,12 @@ def encode_multilabels(labels: Any, name: str = "labels", *, names: Sequence[Any
         targets = labels
     elif isinstance(labels, pd.DataFrame):
         if names is None:
+            _check_distinct(labels.columns, f"{name} (a DataFrame)", "the column ")
             names = list(labels.columns)
-        targets = _from_matrix(labels.to_numpy(), name, names)
-    elif isinstance(labels, torch.Tensor) or (isinstance(labels, np.ndarray) and labels.ndim == 2):
+        targets = _from_matrix(_frame_matrix(labels, name), name, names)
+    elif _is_sparse(labels):
+        targets = _from_sparse(labels, name, names)
+    elif isinstance(labels, torch.Tensor) or (isinstance(labels, np.ndarray) and labels.ndim >= 2):
         targets = _from_matrix(labels, name, names)
     else:
         targets = _from_sets(labels, name, names, no_finding, separator)
@@ -166,10 +176,9 @@ def _is_class_column(labels: Any) -> bool:
     if isinstance(labels, (list, tuple)):
         return bool(labels) and isinstance(labels[0], numbers.Integral)
     if isinstance(labels, (np.ndarray, torch.Tensor, pd.Series, pd.Index)):
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            return False  # an (N, 1) 0/1 matrix: L = 1, refused with its own message
-        dtype = np.asarray(labels[:1]).dtype
-        return labels.ndim == 1 and dtype.kind in "biu"
+        if labels.ndim != 1 or _is_sparse(labels):
+            return False  # a matrix ((N, 1): L = 1, refused with its own message)
+        return np.asarray(labels[:1]).dtype.kind in "biu"
     return False
 
 
@@ -178,7 +187,8 @@ def _is_float_column(labels: Any) -> bool:
     if isinstance(labels, (list, tuple)):
         return bool(labels) and isinstance(labels[0], float)
     if isinstance(labels, (np.ndarray, torch.Tensor, pd.Series, pd.Index)):
-        return labels.ndim == 1 and len(labels) > 0 and np.asarray(labels[:1]).dtype.kind == "f"
+        return labels.ndim == 1 and len(labels) > 0 and not _is_sparse(labels) and \
+            np.asarray(labels[:1]).dtype.kind == "f"
     return False
 
 
@@ -189,9 +199,12 @@ def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLa
             matrix = matrix.float()
         matrix = matrix.numpy()
     if matrix.ndim != 2:
+        fix = (f"reshape it to (N, L), e.g. {name}.reshape(len({name}), -1) for one label per "
+               f"trailing entry" if matrix.ndim > 2 else
+               "pass one row per sample and one column per label")
         raise ValueError(
-            f"{name} should be an (N, L) 0/1 label matrix, but got shape {matrix.shape}; pass one "
-            f"row per sample and one column per label"
+            f"{name} should be an (N, L) 0/1 label matrix (one row per sample, one column per "
+            f"label), but got a {matrix.ndim}-D array of shape {tuple(matrix.shape)}; {fix}"
         )
     if matrix.dtype.kind not in "biuf":
         raise TypeError(
@@ -229,15 +242,126 @@ def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLa
     return MultiLabels(names=names, indptr=indptr, indices=indices)
 
 
-def _names_array(names: Sequence[Any]) -> np.ndarray:
-    values = list(names)
+def _check_distinct(values: Sequence[Any], argument: str, noun: str) -> None:
+    """Refuse a label name given twice: two labels would be reported under one name."""
     try:
         repeated = [value for value, times in collections.Counter(values).items() if times > 1]
     except TypeError:  # an unhashable name: left to the checks that use the names
-        repeated = []
+        return
     if repeated:
-        raise ValueError(f"names holds {repeated[0]!r} twice; give every label its own name "
-                         f"(one per column, all different)")
+        raise ValueError(f"{argument} holds {noun}{repeated[0]!r} twice; give every label its "
+                         f"own name (one per column, all different)")
+
+
+def _frame_matrix(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A DataFrame of 0/1 columns as one numpy matrix of their common dtype.
+
+    Nullable columns (``Int64``, ``boolean``) count as their numpy dtype once complete, and a
+    ``bool`` column among integer ones reads as 0/1: ``DataFrame.to_numpy`` would give objects.
+    """
+    dtypes = []
+    for column, dtype in frame.dtypes.items():
+        numpy_dtype = _numpy_dtype_of(dtype)
+        if not isinstance(numpy_dtype, np.dtype) or numpy_dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name} should be a DataFrame of 0/1 columns, but column {column!r} has dtype "
+                f"{dtype}; convert it to 0/1 numbers (or booleans), or pass label names as one "
+                f"list (or '|'-joined string) per sample"
+            )
+        dtypes.append(numpy_dtype)
+    if len(frame) and len(dtypes):
+        missing = frame.isna().to_numpy()
+        if missing.any():
+            row, column = (int(v[0]) for v in np.nonzero(missing))
+            raise ValueError(
+                f"{name} has a missing entry ({_plain(frame.iat[row, column])!r}) at row {row}, "
+                f"column {frame.columns[column]!r} ({int(missing.sum())} missing in all); fill every "
+                f"cell with 0 or 1 (e.g. {name}.fillna(0) if a missing finding means absent) or "
+                f"drop those rows"
+            )
+    common = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    return frame.to_numpy(dtype=common)
+
+
+def _numpy_dtype_of(dtype: Any) -> Any:
+    """The numpy dtype a DataFrame column's values have once complete: Int64 -> int64,
+    boolean -> bool, Sparse[int8] -> int8, a category of integers -> int64."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _numpy_dtype_of(dtype.categories.dtype)
+    if isinstance(dtype, pd.SparseDtype):
+        return dtype.subtype
+    return getattr(dtype, "numpy_dtype", dtype)
+
+
+def _is_sparse(labels: Any) -> bool:
+    """Whether ``labels`` is a sparse torch tensor or a scipy sparse matrix or array."""
+    if isinstance(labels, torch.Tensor):
+        return labels.layout != torch.strided
+    module = sys.modules.get("scipy.sparse")  # loaded whenever such a matrix exists
+    return module is not None and module.issparse(labels)
+
+
+def _from_sparse(labels: Any, name: str, names: Sequence[Any] | None) -> MultiLabels:
+    """A sparse (N, L) 0/1 matrix, read from its stored entries: never made dense."""
+    if labels.ndim != 2:
+        raise ValueError(
+            f"{name} should be an (N, L) 0/1 label matrix (one row per sample, one column per "
+            f"label), but got a {labels.ndim}-D sparse matrix of shape {tuple(labels.shape)}; "
+            f"pass a 2-D one"
+        )
+    if isinstance(labels, torch.Tensor):
+        coo = labels.detach().cpu().to_sparse_coo().coalesce()  # row-major, duplicates summed
+        if coo.values().ndim != 1:
+            raise ValueError(f"{name} is a hybrid sparse tensor (dense values of shape "
+                             f"{tuple(coo.values().shape[1:])}); pass a plain 2-D sparse tensor")
+        rows, columns = (v.numpy() for v in coo.indices())
+        values = coo.values()
+        values = (values.float() if values.dtype in (torch.bfloat16, torch.float16)
+                  else values).numpy()
+    else:
+        csr = labels.tocsr(copy=True)
+        csr.sum_duplicates()  # also sorts each row's columns
+        rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        columns, values = csr.indices, csr.data
+    n, num_labels = (int(v) for v in labels.shape)
+    if n == 0:
+        raise ValueError(f"{name} is empty; pass one row of labels per sample of the dataset")
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} should be a sparse matrix of 0/1 numbers, but got dtype "
+                        f"{values.dtype}; store the positives as 1")
+    bad = (values != 0) & (values != 1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name} should hold only 0 and 1, but {name}[{int(rows[first])}, "
+            f"{int(columns[first])}] = {values[first].item()!r}; pass a 0/1 (or boolean) "
+            f"sparse matrix (a repeated entry is summed), with one column per label"
+        )
+    keep = values != 0  # stored zeros are not positives
+    rows, columns = rows[keep], columns[keep]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    names = _names_array(np.arange(num_labels) if names is None else names)
+    if len(names) != num_labels:
+        raise ValueError(f"names has {len(names)} entries but {name} has {num_labels} columns; "
+                         f"pass one name per column")
+    return MultiLabels(names=names, indptr=indptr,
+                       indices=np.asarray(columns, dtype=np.int32))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_missing(value: Any) -> bool:
+    """Whether ``value`` is a missing entry: None, NaN, pd.NA or NaT."""
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and np.isnan(value))
+
+
+def _names_array(names: Sequence[Any]) -> np.ndarray:
+    values = list(names)
+    _check_distinct(values, "names", "")
     array = np.empty(len(values), dtype=object)
     array[:] = values
     if all(isinstance(v, str) for v in values):
@@ -284,7 +408,7 @@ def _from_sets(labels: Any, name: str, names: Sequence[Any] | None, no_finding: 
         return _from_lists(values, name, names, no_finding)
     position = 0
     value = values[position]
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if _is_missing(value):
         raise ValueError(f"{name} has a missing entry ({value!r}) at position 0; give every "
                          f"sample its findings ('{no_finding}' or [] for none)")
     raise TypeError(
@@ -296,7 +420,7 @@ def _from_sets(labels: Any, name: str, names: Sequence[Any] | None, no_finding: 
 
 def _mixed(values: np.ndarray, name: str, position: int, expected: str) -> MultiLabels:
     value = values[position]
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if _is_missing(value):
         raise ValueError(
             f"{name} has a missing entry ({value!r}) at position {position}; give every sample "
             f"its findings (an empty set for none)"
@@ -316,13 +440,13 @@ def _from_strings(strings: pd.Series, name: str, names: Sequence[Any] | None, no
     for text in uniques:
         parts = [p.strip() for p in text.split(separator)] if text else []
         parts = [p for p in parts if p]
-        if no_finding in parts and len(parts) > 1:
+        if no_finding in parts and any(part != no_finding for part in parts):
             position = int(np.flatnonzero(codes == len(sets))[0])
             raise ValueError(
                 f"{name}[{position}] = {text!r} joins {no_finding!r} with findings; an image "
                 f"either has findings or none: fix that row"
             )
-        sets.append([] if parts == [no_finding] else parts)
+        sets.append([] if no_finding in parts else parts)
     return _encode_sets(sets, codes, name, names)
 
 
@@ -340,7 +464,14 @@ def _from_lists(values: np.ndarray, name: str, names: Sequence[Any] | None,
                     f"{name}[{position}] holds {item!r}; each sample's list should hold label "
                     f"names (strings or integers)"
                 )
-        sets.append([] if items == [no_finding] else items)
+        if any(_is_no_finding(item, no_finding) for item in items):
+            if any(not _is_no_finding(item, no_finding) for item in items):
+                raise ValueError(
+                    f"{name}[{position}] = {value!r} lists {no_finding!r} with findings; an image "
+                    f"either has findings or none: fix that row"
+                )
+            items = []
+        sets.append(items)
     lengths = {len(s) for s in sets}
     if len(lengths) == 1 and lengths.pop() >= 2 and all(
             isinstance(v, (numbers.Integral, bool)) and v in (0, 1) for s in sets[:1000] for v in s):
@@ -350,6 +481,10 @@ def _from_lists(values: np.ndarray, name: str, names: Sequence[Any] | None,
             f"np.asarray({name}) (or a tensor); for names pass them as strings"
         )
     return _encode_sets(sets, codes, name, names)
+
+
+def _is_no_finding(item: Any, no_finding: str) -> bool:
+    return isinstance(item, str) and item == no_finding
 
 
 def _encode_sets(sets: list[list[Any]], codes: np.ndarray, name: str,
@@ -440,6 +575,7 @@ class MultiLabelReader:
     def column(self, column: Column) -> MultiLabels:
         # A CSV's cells stay text: "1" is a label named "1", as in the file.
         name = f"{column.kind} {column.field!r}"
+        _refuse_missing_cells(column, name, self.options["separator"], self.options["no_finding"])
         return self._encode(_stacked_rows(column.values, name), name)
 
     def items(self, values: list[Any], name: str) -> MultiLabels:
@@ -455,6 +591,40 @@ class MultiLabelReader:
 
     def join(self, parts: Sequence[MultiLabels]) -> MultiLabels:
         return join_rows(parts)
+
+
+def _refuse_missing_cells(column: Column, name: str, separator: str, no_finding: str) -> None:
+    """Refuse a table cell without findings: an empty or missing cell is not "no finding".
+
+    A CSV file's empty cell reads as NaN; a DataFrame or a list of dicts can also hold ``""``
+    (or ``" "``, ``"|"``), which the string form reads as the empty set: a row whose labels
+    were never filled in would silently join the no-finding bucket. Both name the table and row.
+    """
+    values = column.values
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return  # numbers (classes=True) or a 0/1 matrix: the encoding checks them
+    cells = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    if not (cells.dtype == object or isinstance(cells.dtype, pd.StringDtype)):
+        return  # numbers (classes=True): the encoding checks them
+    missing = cells.isna().to_numpy().copy()
+    is_text = (cells.map(type).eq(str).to_numpy() if cells.dtype == object else ~missing)
+    text = cells[is_text].astype(object)
+    # The distinct strings only: a findings column holds few combinations however long it is.
+    blank = [value for value in pd.unique(text.to_numpy())
+             if not value.replace(separator, "").strip()]
+    if blank:
+        missing[np.flatnonzero(is_text)[text.isin(blank).to_numpy()]] = True
+    if not missing.any():
+        return
+    rows = np.flatnonzero(missing)
+    value = cells.iloc[rows[0]]
+    cell = ("an empty cell" if column.text or isinstance(value, str)
+            else f"a missing entry ({value!r})")
+    raise ValueError(
+        f"{name} of {column.where} has {cell} at row {int(rows[0])} ({len(rows)} such rows in "
+        f"all): a cell without findings is a missing entry, not {no_finding!r}; give every row "
+        f"its findings ({no_finding!r} for none) or drop those rows"
+    )
 
 
 def _stacked_rows(values: Any, name: str) -> Any:

@@ -30,6 +30,13 @@ class EncodedLabels:
     counts: np.ndarray
 
 
+# How to keep several labels per sample, for the messages that refuse them here.
+_MULTILABEL_FIX = ("pass one class per sample (e.g. the primary finding), or keep every label: "
+                   "labels_of(..., multilabel=True), or balance(loader, sampler='label-balanced') "
+                   "(balancer.MultiLabelBalancedSampler)")
+# What a sample's label must not be in single-label mode: several labels.
+_LABEL_SETS = (list, tuple, set, frozenset, np.ndarray, torch.Tensor)
+
 # torch floats that numpy has no dtype for.
 _NUMPY_LESS_FLOATS = tuple(getattr(torch, name) for name in (
     "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
@@ -148,13 +155,11 @@ def encode_labels(labels: Any, name: str = "labels") -> EncodedLabels:
 def _reject_collections(array: np.ndarray, name: str) -> None:
     """Refuse entries that are themselves collections: several labels per sample."""
     for position, value in enumerate(array):
-        if isinstance(value, (list, tuple, set, frozenset, np.ndarray, torch.Tensor)):
+        if isinstance(value, _LABEL_SETS):
             raise ValueError(
                 f"{name} holds a {type(value).__name__} at position {position} "
                 f"({_plain_repr(value)}): several labels per sample are multi-label targets, "
-                f"which this sampler does not take; pass one class per sample (e.g. the primary "
-                f"finding), or use balancer.MultiLabelBalancedSampler (balance(loader, "
-                f"sampler='label-balanced'))"
+                f"which this sampler does not take; {_MULTILABEL_FIX}"
             )
 
 
@@ -213,17 +218,25 @@ def label_array(labels: Any, name: str = "labels", *, length: int | None = None,
         except ValueError as error:  # ragged nested lists
             raise ValueError(
                 f"{name} should be 1-D with one class label per sample; got a ragged nested "
-                f"sequence. Multi-label targets are not supported: pass one class per sample "
-                f"(e.g. the primary finding)"
+                f"sequence (a list of labels per sample). Multi-label targets are not supported "
+                f"by one-class-per-sample balancing: {_MULTILABEL_FIX}"
             ) from error
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
+    if array.ndim == 2:
+        raise ValueError(
+            f"{name} should be 1-D with one class label per sample, but got shape {array.shape}: "
+            f"{array.shape[1]} labels per sample. Multi-label targets are not supported by "
+            f"one-class-per-sample balancing: {_MULTILABEL_FIX}"
+        )
     if array.ndim != 1:
         raise ValueError(
-            f"{name} should be 1-D with one class label per sample, but got shape {array.shape}. "
-            f"Multi-label targets are not supported: pass one class per sample "
-            f"(e.g. the primary finding)"
+            f"{name} should be 1-D with one class label per sample (shape (N,)), but got a "
+            f"{array.ndim}-D array of shape {array.shape}; pass one class per sample, or several "
+            f"labels per sample as an (N, L) 0/1 matrix with labels_of(..., multilabel=True)"
         )
+    if array.dtype == object and len(array) and isinstance(array[0], _LABEL_SETS):
+        _reject_collections(array[:1], name)
     check_length(len(array), length, name, length_of)
     return array
 
@@ -268,14 +281,9 @@ class SingleLabelReader:
         values, name = column.values, f"{column.kind} {column.field!r}"
         if column.text:
             values = _classes_of_text(values, name, column.where)
+        _reject_label_sets(values, name, column.where)
         if isinstance(values, pd.Series):
             _reject_joined(values, column.field, name, column.where)
-        elif len(values) and isinstance(values[0], (list, np.ndarray)):
-            raise ValueError(
-                f"{name} of {column.where} holds a sequence per row (multi-label); the sampler "
-                f"needs one class per item: pass a column with one class per row, or read every "
-                f"label with labels_of(..., multilabel=True)"
-            )
         return label_array(values, name)
 
     def items(self, values: list[Any], name: str) -> np.ndarray:
@@ -302,6 +310,23 @@ class SingleLabelReader:
         if len({part.dtype.kind for part in parts}) > 1:
             parts = [part.astype(object) for part in parts]
         return np.concatenate(parts)
+
+
+def _reject_label_sets(values: Any, name: str, where: str) -> None:
+    """Refuse a column holding a list (array, ...) of labels per row: several labels per item."""
+    if isinstance(values, (pd.Series, np.ndarray)) and values.dtype != object:
+        return
+    sets = np.fromiter((isinstance(value, _LABEL_SETS) for value in values), dtype=bool,
+                       count=len(values))
+    if sets.any():
+        position = int(np.flatnonzero(sets)[0])
+        value = values.iloc[position] if isinstance(values, pd.Series) else values[position]
+        raise ValueError(
+            f"{name} of {where} holds a {type(value).__name__} of labels per row "
+            f"({_plain_repr(value)} at row {position}; {int(sets.sum())} such rows): several "
+            f"labels per item are multi-label targets, which one-class-per-sample balancing "
+            f"does not take; {_MULTILABEL_FIX}"
+        )
 
 
 def _reject_joined(column: pd.Series, field: Any, name: str, where: str) -> None:

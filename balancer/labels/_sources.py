@@ -80,7 +80,7 @@ def labels_of(dataset: Any, labels: Any = None, *, multilabel: bool = False) -> 
 
     With ``multilabel=True``, the item's *set* of labels instead, as a
     :class:`~balancer.MultiLabels` (row-compressed, label names kept): from an ``(N, L)`` 0/1
-    array or tensor, a ``|``-separated column such as ChestX-ray14's ``Finding Labels``
+    array, tensor, sparse matrix or DataFrame, a ``|``-separated column such as ChestX-ray14's ``Finding Labels``
     (``"No Finding"`` is the empty set), a column of lists, a 0/1 array or tensor per item, or
     a list of dicts with a list under a key, e.g.
     ``labels_of("Data_Entry_2017.csv", "Finding Labels", multilabel=True)``. Every source below
@@ -99,7 +99,8 @@ def labels_of(dataset: Any, labels: Any = None, *, multilabel: bool = False) -> 
       MONAI-style data lists); ``labels="dx"`` finds such a DataFrame or list of dicts among the
       dataset's attributes, or names the dataset's own attribute holding one label per item
       (``labels_of(dataset, "diagnoses")``). A CSV file reads only that column; an empty cell is
-      a missing label, any other text a label as written. A ``|``-separated multi-label column
+      a missing label (in multi-label mode, so is a DataFrame's ``""``), any other text a label
+      as written; a table without rows is refused. A ``|``-separated multi-label column
       (``"Effusion|Mass"``) is rejected in single-label mode: the sampler needs one class per
       item, so pass a primary finding, or read every finding with ``multilabel=True``.
     - a Hugging Face ``datasets.Dataset``: its ``label`` or ``labels`` column with no ``labels``,

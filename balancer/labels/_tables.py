@@ -3,7 +3,9 @@
 One reader for all three, with one rule for an empty CSV cell: it is a missing entry (``NaN``,
 as in the DataFrame ``pd.read_csv`` gives for the same file), which the single-label and the
 multi-label encodings both refuse, naming its row. Any other text, ``"NA"`` included, is a
-label as written: an empty cell is the only way a CSV says "nothing here".
+label as written: an empty cell is the only way a CSV says "nothing here". In multi-label mode
+a DataFrame's or list of dicts' cell without findings (``""``, ``" "``) is refused the same way:
+"no finding" is said with ``"No Finding"`` (or ``[]``). A table without rows is refused here.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def read_column(source: Any, field: Any) -> Column:
         if field not in source.columns:
             raise ValueError(f"column {field!r} is not in the DataFrame; pick one of "
                              f"{list(source.columns)[:20]}")
+        if len(source) == 0:
+            raise ValueError(f"the DataFrame has no rows (only the columns "
+                             f"{list(source.columns)[:20]}); pass a table with one row per item "
+                             f"of the dataset")
         return Column(source[field], field, "the DataFrame")
     path = os.fspath(source)
     if not os.path.isfile(path):
@@ -67,6 +73,9 @@ def read_column(source: Any, field: Any) -> Column:
         raise ValueError(f"column {field!r} is not in {path!r}; pick one of {header[:20]}")
     column = pd.read_csv(path, usecols=[field], sep=separator, dtype={field: str},
                          keep_default_na=False, na_values=[""]).iloc[:, 0]
+    if len(column) == 0:
+        raise ValueError(f"CSV file {path!r} has no rows, only a header ({header[:20]}); pass a "
+                         f"manifest with one row per item of the dataset")
     return Column(column, field, repr(path), text=True)
 
 
