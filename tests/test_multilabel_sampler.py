@@ -487,12 +487,13 @@ def test_floor_keeps_findings_that_come_with_others_in_the_plan(chestxray):
     never = {names[k] for k in np.flatnonzero(bare.bucket_draws_per_epoch[:-1] == 0)}
     assert never == {"Atelectasis", "Effusion", "Infiltration"}
     sampler = MultiLabelBalancedSampler(targets, 64, seed=0)
-    draws = sampler.bucket_draws_per_epoch
+    per_round, length = sampler.bucket_draws_per_round, sampler.pattern_length
     share = sampler.min_bucket_share
-    assert share == 1 / 60 and (draws >= (share * 1024 - 1) * (len(chestxray) // 1024)).all()
+    assert share == 1 / 60 and length == 1024 and (per_round >= share * length - 1).all()
     buckets = Buckets(targets)
-    epochs = 12  # ceil(n_k / q_k) <= 12 for every bucket
-    assert all(math.ceil(buckets.counts[k] / draws[k]) <= epochs for k in range(len(draws)))
+    epochs = 12  # ceil(R ceil(n_k / m_k) / S) <= 12 for every bucket
+    assert all(math.ceil(length * math.ceil(n / m) / len(chestxray)) <= epochs
+               for n, m in zip(buckets.counts, per_round, strict=True))
     used = np.zeros(len(chestxray), dtype=np.int64)
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
