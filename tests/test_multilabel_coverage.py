@@ -4,7 +4,8 @@ labels, and how the plans of 1, 2 and 3 replicas relate.
 Balanced epochs are consecutive stretches of one stream of slots: the bucket pattern repeated
 round after round, each slot filled from its bucket's circular buffer. Balanced epoch ``b``
 (counting balanced epochs only) serves stream slots ``[b S, b S + P)``, ``S`` its slots and
-``P`` those rounded up to whole batches per rank.
+``P`` those rounded up to whole batches per rank. Resume is checked where an epoch starts
+inside a round.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers.multilabel import check_resumes_everywhere
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,3 +189,18 @@ def test_state_of_the_first_plan_revision_is_refused():
     with pytest.raises(ValueError, match=r"revision: saved None, here 2"):
         MultiLabelBalancedSampler(["a", "b", "a|b", "No Finding"] * 5, 2,
                                   seed=1).load_state_dict(state)
+
+
+def test_resume_mid_round_at_every_position_on_every_rank():
+    """An epoch that starts inside a round (here at stream slot 7 x 60 = 420 of 1,024) resumes
+    from a checkpoint after any batch with exactly the remaining batches, on every rank."""
+    matrix = sparse_labels(60, 10, seed=5)
+
+    def make(rank):
+        return MultiLabelBalancedSampler(matrix, 4, seed=2, num_replicas=2, rank=rank,
+                                         drop_last=True)
+
+    for rank in range(2):
+        full = epoch_plan([make(rank)], 7)
+        check_resumes_everywhere(lambda r=rank: make(r), 7, full,
+                                 convert=lambda batch: list(map(int, batch)))
