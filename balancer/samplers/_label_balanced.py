@@ -28,7 +28,10 @@ __all__ = ["BucketCycles", "Buckets", "MultiLabelBalancedSampler", "PatternSlots
 # adds to *every* bucket the share of k's members carrying it (k's row of the co-occurrence
 # matrix A, A[k, j] = |members(k) and members(j)| / |members(k)|). Counting the expected labels
 # of a draw instead of the drawn sample's own labels is what keeps the plan addressable: the
-# bucket sequence depends on the labels only, so it is one fixed *pattern* of R slots.
+# bucket sequence depends on the labels only, so it is one fixed *pattern* of R slots. Over
+# whole passes of a buffer the drawn samples carry exactly the expected labels, so the plan's
+# per-label rates (label_positive_rate, per round) are what training sees, up to where the
+# buffers stand.
 #
 # The pattern, repeated round after round, is one endless *stream* of slots shared by all
 # balanced epochs: stream slot t belongs to bucket pattern[t % R] and is that bucket's
