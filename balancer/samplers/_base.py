@@ -488,6 +488,15 @@ class PlanBatchSampler(Sampler[list[int]]):
                 "build the sampler on the same labels, in the same order, before loading it"
             )
         ours = self._settings()
+        if saved.get("revision") != ours.get("revision"):
+            # No setting rebuilds an older plan, so the generic advice below would not help.
+            raise ValueError(
+                f"state was taken from another revision of the {name} plan (revision: saved "
+                f"{saved.get('revision')!r}, here {ours.get('revision')!r}), whose batches "
+                f"differ, so its position cannot be resumed; resume with the balancer version "
+                f"that saved it, or skip load_state_dict and call set_epoch(state['epoch']) to "
+                f"continue from the start of that epoch with this plan"
+            )
         differing = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v}
         if differing:
             described = ", ".join(f"{k}: saved {before!r}, here {here!r}"

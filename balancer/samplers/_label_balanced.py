@@ -19,7 +19,7 @@ from balancer.samplers._registry import SamplerKind, register
 __all__ = ["BucketCycles", "Buckets", "MultiLabelBalancedSampler", "PatternSlots",
            "balanced_pattern", "pattern_length"]
 
-# Design note: label-balanced epochs with closed-form buffer positions
+# Design note: label-balanced epochs as stretches of one stream of slots
 # Buckets are the L labels plus, when some sample has no label, the no-finding bucket K - 1.
 # Bucket k keeps a circular buffer of its members (the samples carrying label k; the samples
 # with no label), an endless concatenation of seeded permutations, as in the single-label
@@ -28,11 +28,22 @@ __all__ = ["BucketCycles", "Buckets", "MultiLabelBalancedSampler", "PatternSlots
 # adds to *every* bucket the share of k's members carrying it (k's row of the co-occurrence
 # matrix A, A[k, j] = |members(k) and members(j)| / |members(k)|). Counting the expected labels
 # of a draw instead of the drawn sample's own labels is what keeps the plan addressable: the
-# bucket sequence depends on the labels only, so it is one fixed *pattern* of R slots, repeated
-# round after round in every balanced epoch, and bucket k's draws before epoch e are
-# e * q_k (q_k its draws per epoch) -- no earlier epoch is ever replayed. Over whole passes of a
-# buffer the drawn samples carry exactly the expected labels, so the plan's per-label rates
-# (label_positive_rate) are what training sees, up to where the buffers stand.
+# bucket sequence depends on the labels only, so it is one fixed *pattern* of R slots. Over
+# whole passes of a buffer the drawn samples carry exactly the expected labels, so the plan's
+# per-label rates (label_positive_rate, per round) are what training sees, up to where the
+# buffers stand.
+#
+# The pattern, repeated round after round, is one endless *stream* of slots shared by all
+# balanced epochs: stream slot t belongs to bucket pattern[t % R] and is that bucket's
+# (t // R) * m_k + j-th draw (m_k its slots per round, j the slot's rank among them). Balanced
+# epoch b (counting balanced epochs only) serves stream slots [b S, b S + P): S its slots, P
+# those rounded up to whole batches per rank. Where an epoch starts in the stream is then a
+# function of b and S alone, like every bucket's draw counter, so any epoch is addressed
+# without replaying the ones before, and an epoch shorter than a round continues the round
+# where the previous epoch stopped (revision 1 restarted the round in every epoch and never
+# reached the buckets placed after its first S slots). Advancing by S, not P, keeps the stream
+# the same for every number of replicas: the padding of an epoch is the first slots of the
+# next one, served again there, and the plan of R replicas holds the single-process plan.
 #
 # The pattern is read from the greedy after a warm-up of R slots (so the start from zero counts
 # does not bias it), and R = clip(64 K, 1024, 65536): each bucket's share is then resolved to
@@ -153,33 +164,33 @@ class BucketCycles(GroupedCycles):
 
 
 class PatternSlots:
-    """Slots of balanced epochs: rounds of a fixed bucket pattern, each filled from buffers.
+    """The stream of slots of balanced epochs: rounds of a fixed bucket pattern, each slot
+    filled from its bucket's buffer.
 
-    Slot ``t`` of an epoch belongs to bucket ``pattern[t % R]`` and is that bucket's
-    ``(t // R) * m_k + j``-th draw of the epoch (``m_k`` its slots per round, ``j`` the slot's
-    rank among them).
+    Stream slot ``t`` belongs to bucket ``pattern[t % R]`` and is that bucket's
+    ``(t // R) * m_k + j``-th draw (``m_k`` its slots per round, ``j`` the slot's rank among
+    them).
     """
 
     _BLOCK_SLOTS = 1 << 20  # slots built per step: bounds memory, changes no batch
 
-    def __init__(self, pattern: np.ndarray, num_buckets: int, buffers: BucketCycles) -> None:
+    def __init__(self, pattern: np.ndarray, num_buckets: int, buffers: BucketCycles | None) -> None:
         self.pattern = pattern
         self.length = len(pattern)
         self.per_round = np.bincount(pattern, minlength=num_buckets).astype(np.int64)
-        # prefix[s, k]: bucket k's slots among the first s of a round (for partial rounds).
         self._positions = [np.flatnonzero(pattern == k) for k in range(num_buckets)]
         self.buffers = buffers
         self.num_buckets = num_buckets
 
-    def draws_in(self, slots: int) -> np.ndarray:
-        """Draws of every bucket in the first ``slots`` slots of an epoch."""
-        rounds, rest = divmod(slots, self.length)
+    def draws_before(self, position: int) -> np.ndarray:
+        """Draws of every bucket in stream slots ``[0, position)``."""
+        rounds, rest = divmod(position, self.length)
         partial = np.bincount(self.pattern[:rest], minlength=self.num_buckets)
         return rounds * self.per_round + partial
 
-    def slots(self, drawn_before: np.ndarray, slot_start: int, slot_end: int,
-              dtype: np.dtype) -> Iterator[np.ndarray]:
-        """Slots ``[slot_start, slot_end)`` of an epoch whose buckets start at ``drawn_before``."""
+    def slots(self, slot_start: int, slot_end: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+        """Stream slots ``[slot_start, slot_end)``, as consecutive arrays (Python ints: no
+        overflow however far the stream goes)."""
         length = self.length
         first_round = slot_start // length
         total_rounds = -(-slot_end // length)
@@ -188,7 +199,8 @@ class PatternSlots:
         arena = np.empty(min(block, total_rounds - first_round) * length, dtype=dtype)
         current = first_round
         per_round = self.per_round.tolist()
-        drawn = [int(v) for v in drawn_before]
+        buffers = self.buffers
+        assert buffers is not None, "the sampler builds the buffers before the first slot"
         while current < total_rounds:
             count = min(block, total_rounds - current)
             rounds = arena[: count * length].reshape(count, length)
@@ -197,7 +209,7 @@ class PatternSlots:
                 if not m:
                     continue
                 values = np.empty(count * m, dtype=dtype)
-                self.buffers.draw(k, drawn[k] + current * m, count * m, values)
+                buffers.draw(k, current * m, count * m, values)
                 rounds[:, positions] = values.reshape(count, m)
             flat = rounds.reshape(-1)
             yield flat[skip: min(count * length, slot_end - current * length)]
@@ -215,21 +227,31 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
     carries. With :math:`A_{kj}` the share of bucket :math:`k`'s samples that carry label
     :math:`j` (co-occurrence), a draw from bucket :math:`k` adds :math:`A_{k\cdot}` to the counts
     and the next slot goes to :math:`\arg\min_k c_k`. Because the rule counts a draw's expected
-    labels, the bucket sequence depends on the labels only: one fixed pattern of ``R`` slots
-    repeated in every balanced epoch, which is what makes any epoch, and any batch in it,
-    addressable without replaying the ones before. A label that mostly comes with others (on
-    ChestX-ray14, Infiltration) ends above the target; :attr:`label_positive_rate` reports
-    what the plan reaches.
+    labels, the bucket sequence depends on the labels only: one fixed pattern of
+    :attr:`pattern_length` :math:`T` slots, repeated round after round in one stream of slots
+    that balanced epochs take in turn, so any epoch, and any batch in it, is addressable without
+    replaying the ones before. A label that mostly comes with others (on ChestX-ray14,
+    Infiltration) ends above the target; :attr:`label_positive_rate` reports what the plan
+    reaches.
 
-    **Epoch length.** A balanced epoch has ``samples_per_epoch`` slots, by default ``N`` (as
-    many as a plain pass, so epochs, learning-rate schedules and budgets compare one to one;
-    the single-label rule ``C * n_max`` would make a ChestX-ray14 epoch 8 times a plain one
-    because no finding is half the data). **Coverage:** bucket ``k`` draws
-    :attr:`bucket_draws_per_epoch` ``[k]`` = :math:`q_k` samples per balanced epoch from its
-    buffer, continuing where the last epoch stopped, so after :math:`E` balanced epochs every
-    sample has been drawn at least :math:`\lfloor E q_k / n_k \rfloor` times for each bucket
-    :math:`k` it belongs to (:math:`n_k` the bucket's size), and no sample of a bucket is drawn
-    twice *by that bucket* before all its samples were drawn once.
+    **Epoch length.** A balanced epoch has ``samples_per_epoch`` slots :math:`S`, by default
+    ``N`` (as many as a plain pass, so epochs, learning-rate schedules and budgets compare one to
+    one; the single-label rule ``C * n_max`` would make a ChestX-ray14 epoch 8 times a plain one
+    because no finding is half the data). Balanced epoch :math:`b` (counting balanced epochs
+    only) serves the stream's slots :math:`[bS, bS + P)`, :math:`P` being :math:`S` rounded up
+    to whole batches per rank: an epoch continues the pattern where the previous one stopped,
+    and its padding is the next epoch's first slots, served again there. The slots of an epoch
+    are the same for every ``num_replicas`` and ``drop_last``; only the padding differs.
+
+    **Coverage.** Bucket :math:`k` draws :attr:`bucket_draws_per_round` ``[k]`` =
+    :math:`m_k` slots of every round, at least :math:`\lfloor s T \rfloor - 1` with
+    :math:`s` = ``min_bucket_share``, from its buffer, continuing where the last draw stopped.
+    In the first :math:`E` balanced epochs it draws :math:`D_k` = :meth:`bucket_draws` ``(E)``
+    :math:`\geq \lfloor ES / T \rfloor m_k` samples (not counting padding), so every sample has
+    been drawn at least :math:`\lfloor D_k / n_k \rfloor` times for each bucket :math:`k` it
+    belongs to (:math:`n_k` the bucket's size): every sample is drawn within
+    :math:`\lceil T \lceil n_k / m_k \rceil / S \rceil` balanced epochs. No sample of a bucket
+    is drawn twice *by that bucket* in the stream before all its samples were drawn once.
 
     With a :class:`~balancer.FineTuneSchedule` (``schedule=``), fine-tune epochs are one shuffled
     pass over all ``N`` samples at their true frequencies.
@@ -244,7 +266,7 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
         seed: the batches of an epoch are a pure function of ``(seed, epoch)``, the labels and
             the settings. ``None`` draws a fresh seed (shared across ranks).
         drop_last: every batch is full. A balanced epoch is then extended to a whole number
-            of batches by continuing the plan (nothing is dropped); a fine-tune epoch drops its
+            of batches by the stream's next slots (nothing is dropped); a fine-tune epoch drops its
             short last batch. Without it, a single replica's last batch may be short; with
             several replicas balanced epochs are always extended to full batches per rank.
         schedule: optional :class:`~balancer.FineTuneSchedule` deciding each epoch's phase.
@@ -255,19 +277,24 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
             ``[0, 1 / K]`` for ``K`` buckets (default ``1 / (4 K)``). A label whose positives
             mostly arrive with other labels is otherwise never drawn on its own (on ChestX-ray14,
             Atelectasis, Effusion and Infiltration), and its images without another label would
-            never be seen; the greedy still gives every bucket at least
-            ``(1 - K * min_bucket_share) / K`` of the slots.
+            never be seen. The floor is kept per round of the pattern, less one slot (see
+            *Coverage*).
         no_finding: the token meaning "no label" in strings and lists.
         batch_type: ``"list"`` (default), ``"numpy"`` or ``"tensor"`` batches.
 
     Attributes:
         label_names: the labels, shape ``(L,)``.
         label_counts: positives per label in the data, shape ``(L,)``.
-        label_positive_rate: per label, the share of a balanced epoch's slots whose sample
-            carries it, as planned (what the buffers yield over whole passes); shape ``(L,)``.
-        no_finding_rate: the share of slots given to samples without any label.
-        bucket_draws_per_epoch: draws per balanced epoch of each bucket (labels, then no
-            finding), counting the slots that pad an epoch to full batches per rank.
+        label_positive_rate: per label, the share of a round's slots whose sample carries it,
+            as planned (what the buffers yield over whole passes); shape ``(L,)``.
+        no_finding_rate: the share of a round's slots given to samples without any label.
+        pattern_length: :math:`T`, the slots of one round of the bucket pattern,
+            ``clip(64 K, 1024, 65536)`` for ``K`` buckets.
+        bucket_draws_per_round: draws of each bucket (labels, then no finding) in every round
+            of ``pattern_length`` consecutive slots of the stream, shape ``(K,)``.
+        bucket_draws_per_epoch: draws per balanced epoch of each bucket on average over the
+            stream, ``bucket_draws_per_round * S / T`` (floats: an epoch shorter than a round
+            takes a different part of it each time; :meth:`bucket_draws` gives exact counts).
 
     Example:
         >>> findings = ["Mass"] * 2 + ["Effusion|Mass"] + ["No Finding"] * 9 + ["Effusion"] * 4
@@ -275,7 +302,7 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
         >>> len(sampler), sampler.label_names.tolist()
         (4, ['Effusion', 'Mass'])
         >>> [round(float(r), 2) for r in sampler.label_positive_rate], round(sampler.no_finding_rate, 2)
-        ([0.38, 0.42], 0.38)
+        ([0.39, 0.39], 0.39)
     """
 
     def __init__(self, labels: Any, batch_size: int, *, names: Sequence[Any] | None = None,
@@ -315,12 +342,13 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
                     f"min_bucket_share={min_bucket_share!r}; pass None for the default 1 / (4 buckets)")
             self.min_bucket_share = float(min_bucket_share)
             shares = buckets.cooccurrence()
-            self._pattern_length = pattern_length(num_buckets)
-            pattern = balanced_pattern(shares, self._pattern_length, self.min_bucket_share)
+            self.pattern_length: int = pattern_length(num_buckets)
+            pattern = balanced_pattern(shares, self.pattern_length, self.min_bucket_share)
             self._pattern_slots = PatternSlots(pattern, buckets.num_buckets, None)
-            padded = self._layout_of(self._samples, "balanced")[0]
-            self.bucket_draws_per_epoch: np.ndarray = self._pattern_slots.draws_in(padded)
-            planned = self._pattern_slots.draws_in(self._samples) @ shares / self._samples
+            self.bucket_draws_per_round: np.ndarray = self._pattern_slots.per_round
+            self.bucket_draws_per_epoch: np.ndarray = (
+                self.bucket_draws_per_round * (self._samples / self.pattern_length))
+            planned = self.bucket_draws_per_round @ shares / self.pattern_length
             self.label_positive_rate: np.ndarray = planned[: targets.num_labels]
             self.no_finding_rate: float = float(planned[-1]) if buckets.has_no_finding else 0.0
             self._check_layouts()
@@ -340,14 +368,25 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
 
     def _balanced_slots(self, epoch: int, slot_start: int, slot_end: int) -> Iterator[np.ndarray]:
         self._buffers()
-        drawn_before = self._balanced_epochs_before(epoch) * self.bucket_draws_per_epoch
-        return self._pattern_slots.slots(drawn_before, slot_start, slot_end, self._index_dtype())
+        start = self._balanced_epochs_before(epoch) * self._samples  # where the epoch starts
+        return self._pattern_slots.slots(start + slot_start, start + slot_end, self._index_dtype())
+
+    def bucket_draws(self, balanced_epochs: int) -> np.ndarray:
+        """Draws of every bucket (labels, then no finding) in the first ``balanced_epochs``
+        balanced epochs, not counting the slots that pad them (those are the next epoch's first
+        slots, drawn again there): the stream's first ``balanced_epochs * S`` slots."""
+        epochs = check_int("balanced_epochs", balanced_epochs, minimum=0,
+                           fix="pass a number of balanced epochs")
+        return self._pattern_slots.draws_before(epochs * self._samples)
 
     def _labels_digest(self) -> bytes:
         return multilabel_digest(self._targets)
 
     def _kind_settings(self) -> dict[str, Any]:
-        return {"samples_per_epoch": self.samples_per_epoch,
+        # Revision 2: balanced epochs continue the stream of slots where the previous one
+        # stopped (revision 1 restarted the bucket pattern in every epoch, and padding moved the
+        # buffers); a state saved by revision 1 is refused, as its batches differ.
+        return {"revision": 2, "samples_per_epoch": self.samples_per_epoch,
                 "min_bucket_share": self.min_bucket_share}
 
     def __repr__(self) -> str:
