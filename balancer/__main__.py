@@ -23,13 +23,13 @@ from pathlib import Path
 
 # Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
 # matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
-from balancer.study._config import LIBRARY_DEFAULTS, QUICK, TUNABLE, TUNE_SEEDS, StudyConfig
+from balancer.study._config import QUICK, TUNE_SEEDS, StudyConfig
 from balancer.study._ml_cli import (
     add_multilabel_options,
     multilabel_study,
     reject_multilabel_options,
 )
-from balancer.study._strategies import STRATEGIES
+from balancer.study._strategies import POSTHOC_ROWS, SETTINGS, STRATEGIES, TUNABLE
 
 __all__ = ["main"]
 
@@ -144,38 +144,9 @@ def _study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                      help="AdamW weight decay")
     tuned = ("(default: the shipped tuned value for a shipped data set at the default budget, "
              "else {})")
-    run.add_argument("--finetune-epochs", type=int, default=None,
-                     help="balanced+finetune's epochs at true frequencies "
-                          + tuned.format(f"min({LIBRARY_DEFAULTS['finetune_epochs']}, epochs)"))
-    run.add_argument("--drw-epochs", type=int, default=None,
-                     help="ldam-drw's last epochs with class-balanced weights "
-                          + tuned.format(f"min({LIBRARY_DEFAULTS['drw_epochs']}, epochs)"))
-    run.add_argument("--drs-epochs", type=int, default=None,
-                     help="drs's last epochs on balanced batches "
-                          + tuned.format(f"min({LIBRARY_DEFAULTS['drs_epochs']}, epochs)"))
-    run.add_argument("--crt-epochs", type=int, default=None,
-                     help="crt's last epochs retraining the classifier on balanced batches "
-                          + tuned.format(f"min({LIBRARY_DEFAULTS['crt_epochs']}, epochs)"))
-    run.add_argument("--finetune-lr-scale", type=_finite, default=None,
-                     help="balanced+finetune's learning-rate factor in the fine-tune phase "
-                          + tuned.format(LIBRARY_DEFAULTS["finetune_lr_scale"]))
-    run.add_argument("--focal-gamma", type=_finite, default=None,
-                     help="focal's gamma (0 is cross-entropy) "
-                          + tuned.format(LIBRARY_DEFAULTS["focal_gamma"]))
-    run.add_argument("--la-tau", type=_finite, default=None,
-                     help="logit-adjusted's tau (0 is cross-entropy) "
-                          + tuned.format(LIBRARY_DEFAULTS["la_tau"]))
-    run.add_argument("--effective-beta", type=_finite, default=None,
-                     help="effective's beta of the effective number of samples, in [0, 1) "
-                          + tuned.format(LIBRARY_DEFAULTS["effective_beta"]))
-    run.add_argument("--posthoc-tau", type=_finite, default=None,
-                     help="plain+posthoc's tau " + tuned.format("chosen per seed on validation"))
-    run.add_argument("--balanced-posthoc-tau", type=_finite, default=None,
-                     help="balanced+posthoc's tau "
-                          + tuned.format("chosen per seed on validation"))
-    run.add_argument("--threshold", type=_finite, default=None,
-                     help="plain+threshold's threshold on p(class 1) "
-                          + tuned.format("chosen per seed on validation"))
+    for setting in SETTINGS.values():  # every strategy's key settings, as declared
+        run.add_argument(setting.flag, type=int if setting.field.endswith("_epochs") else _finite,
+                         default=None, help=f"{setting.help} {tuned.format(setting.default_text())}")
     run.add_argument("--tuned", action=argparse.BooleanOptionalAction, default=True,
                      help="use the shipped tuned settings (balancer/study/tuned/<dataset>.json) "
                           "for the settings not given, where their budget is this run's")
@@ -253,23 +224,23 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
     if args.resume and args.out is None:
         raise ValueError("--resume continues the study in a run folder; pass it with --out DIR")
     if not args.posthoc:
-        for field in ("posthoc_tau", "balanced_posthoc_tau", "threshold"):
+        for field in (s.field for row in POSTHOC_ROWS.values() for s in row.settings):
             if getattr(args, field) is not None:
                 flag = "--" + field.replace("_", "-")
                 raise ValueError(f"{flag} sets a post-hoc row, but --no-posthoc removes those "
                                  f"rows; remove {flag} or --no-posthoc")
-    chosen = {"seeds": args.seeds, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
-              "drw_epochs": args.drw_epochs, "train_limit": args.train_limit}
+    chosen = {"seeds": args.seeds, "epochs": args.epochs, "train_limit": args.train_limit,
+              **{field: getattr(args, field) for field in SETTINGS}}
     for key, value in chosen.items():
         if value is not None:
             continue
         if key == "seeds" and args.tune:
             chosen[key] = TUNE_SEEDS
-        elif args.quick:
+        elif args.quick and key in QUICK:
             chosen[key] = QUICK[key]  # phase lengths of 1 fit any budget
-        elif key not in ("finetune_epochs", "drw_epochs"):
+        elif key not in SETTINGS:
             chosen[key] = getattr(_DEFAULTS, key)
-        # else left None: StudyConfig defaults a phase length to at most `epochs`
+        # else left None: StudyConfig fills a key setting (tuned, or the library default)
     columns = {key: getattr(args, key) if getattr(args, key) is not None
                else getattr(_DEFAULTS, key)
                for key in ("image_col", "label_col", "split_col", "group_col", "image_size")}
@@ -278,11 +249,8 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         **columns,
         strategies=args.strategies if args.strategies is not None else tuple(STRATEGIES),
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        finetune_lr_scale=args.finetune_lr_scale, finetune_freeze=args.finetune_freeze,
-        focal_gamma=args.focal_gamma, la_tau=args.la_tau, effective_beta=args.effective_beta,
+        finetune_freeze=args.finetune_freeze,
         drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
-        drs_epochs=args.drs_epochs, crt_epochs=args.crt_epochs, posthoc_tau=args.posthoc_tau,
-        balanced_posthoc_tau=args.balanced_posthoc_tau, threshold=args.threshold,
         tuned=args.tuned, jobs=args.jobs,
         ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,

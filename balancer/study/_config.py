@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from balancer._validation import check_int
-from balancer.study._strategies import STRATEGIES
+from balancer.study._strategies import LIBRARY_DEFAULTS, SETTINGS, STRATEGIES, TUNABLE, Strategy
 
 __all__ = ["BUDGET", "LIBRARY_DEFAULTS", "QUICK", "TUNABLE", "TUNED_DIR", "TUNE_SEEDS", "StudyConfig",
            "load_tuned"]
@@ -24,34 +24,6 @@ QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_
 
 #: Shipped data sets whose classes are ordered grades (quadratic weighted kappa applies).
 _ORDINAL = {"retinamnist"}
-
-# Phase lengths when not given (and not tuned), capped at ``epochs``.
-_FINETUNE_EPOCHS = 1
-_DRW_EPOCHS = 3
-_DEFERRED_EPOCHS = 3
-
-#: Every strategy's own key settings: the ones ``balancer study --tune`` chooses on validation.
-TUNABLE: dict[str, tuple[str, ...]] = {
-    "effective": ("effective_beta",),
-    "focal": ("focal_gamma",),
-    "logit-adjusted": ("la_tau",),
-    "balanced+finetune": ("finetune_epochs", "finetune_lr_scale"),
-    "drs": ("drs_epochs",),
-    "crt": ("crt_epochs",),
-    "ldam-drw": ("drw_epochs",),
-    "plain+posthoc": ("posthoc_tau",),
-    "balanced+posthoc": ("balanced_posthoc_tau",),
-    "plain+threshold": ("threshold",),
-}
-
-#: The values of the tunable settings without a tuned file (the papers' defaults; phase lengths
-#: capped at ``epochs``). ``None`` for a post-hoc setting: chosen per seed on validation.
-LIBRARY_DEFAULTS: dict[str, Any] = {
-    "effective_beta": 0.99, "focal_gamma": 2.0, "la_tau": 1.0,
-    "finetune_epochs": _FINETUNE_EPOCHS, "finetune_lr_scale": 0.1,
-    "drs_epochs": _DEFERRED_EPOCHS, "crt_epochs": _DEFERRED_EPOCHS, "drw_epochs": _DRW_EPOCHS,
-    "posthoc_tau": None, "balanced_posthoc_tau": None, "threshold": None,
-}
 
 #: The settings that define the training budget: tuned values apply only to a study with the
 #: same ones (a phase length tuned for 12 epochs means nothing for 6).
@@ -123,18 +95,14 @@ def _check_float(name: str, value: Any, *, low: float, high: float | None = None
     return value
 
 
-# A phased strategy, the setting that sets its phase's length, and what it trains as without
-# that phase.
-_PHASES = {"balanced+finetune": ("finetune_epochs", "balanced"),
-           "ldam-drw": ("drw_epochs", "LDAM without deferred re-weighting"),
-           "drs": ("drs_epochs", "plain"), "crt": ("crt_epochs", "plain")}
-
-
-def check_phases(config: Any, phases: dict[str, tuple[str, str]]) -> None:
+def check_phases(config: Any, strategies: dict[str, Strategy]) -> None:
     """A phased strategy whose phase has 0 epochs would train as another row, under its own
     name: refused."""
-    for strategy, (field, same_as) in phases.items():
-        if strategy in config.strategies and getattr(config, field) == 0:
+    for strategy, declared in strategies.items():
+        if declared.phase is None or strategy not in config.strategies:
+            continue
+        field, same_as = declared.phase
+        if getattr(config, field) == 0:
             raise ValueError(f"{field}=0 leaves {strategy} without its phase, so it would train "
                              f"as {same_as}; pass {field}=1 or more, or leave {strategy} out of "
                              f"the strategies")
@@ -268,14 +236,11 @@ class StudyConfig:
             raise TypeError(f"tuned should be True (use the shipped tuned settings where they "
                             f"apply) or False, but got tuned={self.tuned!r}")
         self._resolve_tunable()
-        self.finetune_epochs = check_int(
-            "finetune_epochs", self.finetune_epochs, minimum=0, maximum=self.epochs,
-            fix=f"it must lie in [0, epochs={self.epochs}]")
-        for name in ("drw_epochs", "drs_epochs", "crt_epochs"):
+        for name in (field for field in SETTINGS if field.endswith("_epochs")):
             setattr(self, name, check_int(name, getattr(self, name), minimum=0,
                                           maximum=self.epochs,
                                           fix=f"it must lie in [0, epochs={self.epochs}]"))
-        check_phases(self, _PHASES)
+        check_phases(self, STRATEGIES)
         self.jobs = check_int("jobs", self.jobs, minimum=1,
                               fix="pass the number of runs to train in parallel processes, "
                                   "e.g. --jobs 2 on two cores")

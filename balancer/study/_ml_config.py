@@ -9,52 +9,15 @@ import torch
 
 from balancer._validation import check_int
 from balancer.study._config import _check_float, check_phases, check_seeds, check_strategies
+from balancer.study._strategies import ML_STRATEGIES, Strategy
 
 __all__ = ["ML_QUICK", "ML_STRATEGIES", "MultiLabelStrategy", "MultiLabelStudyConfig"]
 
 
-@dataclass(frozen=True)
-class MultiLabelStrategy:
-    """How one row of the multi-label study trains.
+#: A row of the multi-label study: a :class:`~balancer.study._strategies.Strategy` declared
+#: with ``task="multi"``.
+MultiLabelStrategy = Strategy
 
-    Attributes:
-        name: the row's name.
-        sampling: ``"shuffle"`` (one shuffled pass per epoch), ``"label-balanced"``
-            (:class:`~balancer.MultiLabelBalancedSampler`) or ``"repeat-factor"``
-            (:class:`~balancer.RepeatFactorSampler`).
-        loss: ``"bce"``, ``"pos-weight"``, ``"asl"``, ``"db"`` or ``"sigmoid-la"``.
-        finetune: the last ``finetune_epochs`` are one pass at the true frequencies
-            (:class:`~balancer.FineTuneSchedule`) at the fine-tune learning rate.
-        description: one line for the report.
-    """
-
-    name: str
-    sampling: str
-    loss: str
-    description: str
-    finetune: bool = False
-
-
-ML_STRATEGIES: dict[str, MultiLabelStrategy] = {s.name: s for s in (
-    MultiLabelStrategy("plain", "shuffle", "bce", "shuffled batches, binary cross-entropy"),
-    MultiLabelStrategy("label-balanced", "label-balanced", "bce",
-                       "MultiLabelBalancedSampler: every label's positives as close to equal as "
-                       "co-occurrence allows, BCE"),
-    MultiLabelStrategy("label-balanced+finetune", "label-balanced", "bce",
-                       "label-balanced, then the last epochs at the true frequencies "
-                       "(FineTuneSchedule)", finetune=True),
-    MultiLabelStrategy("repeat-factor", "repeat-factor", "bce",
-                       "RepeatFactorSampler (LVIS repeat factors), BCE"),
-    MultiLabelStrategy("pos-weight", "shuffle", "pos-weight",
-                       "BCE with per-label pos_weight (N - n_j) / n_j, shuffled batches"),
-    MultiLabelStrategy("asl", "shuffle", "asl",
-                       "asymmetric loss (Ridnik et al. 2021), shuffled batches"),
-    MultiLabelStrategy("db", "shuffle", "db",
-                       "distribution-balanced loss (Wu et al. 2020), shuffled batches"),
-    MultiLabelStrategy("sigmoid-la", "shuffle", "sigmoid-la",
-                       "BCE on logits shifted by each label's prior log-odds (sigmoid logit "
-                       "adjustment), shuffled batches"),
-)}
 
 #: What ``--quick`` changes in the multi-label study: one seed, two epochs, fewer bootstrap replicates.
 ML_QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1,
@@ -137,7 +100,7 @@ class MultiLabelStudyConfig:
         self.finetune_epochs = check_int("finetune_epochs", self.finetune_epochs, minimum=0,
                                          maximum=self.epochs,
                                          fix=f"it must lie in [0, epochs={self.epochs}]")
-        check_phases(self, {"label-balanced+finetune": ("finetune_epochs", "label-balanced")})
+        check_phases(self, ML_STRATEGIES)
         self.samples = check_int("samples", self.samples, minimum=500,
                                  fix="the semi-synthetic set needs at least 500 rows so that "
                                      "rare findings reach every split, e.g. 8000")
