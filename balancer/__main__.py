@@ -15,7 +15,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import datetime
 import shlex
 import sys
 from collections.abc import Sequence
@@ -280,15 +279,11 @@ def _check_tune(args: argparse.Namespace, names: list[str | None],
 
 
 def _default_out(config: StudyConfig, name: str | None = None) -> Path:
+    from balancer.study._outputs import default_out
+
     given = config.data or config.csv or config.table
-    name = name or config.dataset or (Path(given).stem if given else "retinamnist")
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path("runs") / f"{stamp}-{name}{'-quick' if config.quick else ''}"
-    suffix = 1
-    while out.exists():
-        suffix += 1
-        out = out.with_name(f"{stamp}-{name}-{suffix}")
-    return out
+    return default_out(name or config.dataset or (Path(given).stem if given else "retinamnist"),
+                       quick=config.quick)
 
 
 def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> int:

@@ -35,6 +35,7 @@ from balancer.study._ml_metrics import (
     weighted_auroc,
     weighted_f1,
 )
+from balancer.study._outputs import ML_OUTPUT_FILES
 
 
 @pytest.fixture(scope="module")
@@ -551,7 +552,7 @@ def test_cli_runs_the_study_and_writes_the_report(tmp_path, capsys):
     assert {"macro_auroc", "micro_f1", "auprc[Hernia]"} <= set(paired["metric"])
     per_label = pd.read_csv(out / "per_label.csv")
     assert len(per_label) == 14 and "repeat-factor:auprc" in per_label.columns
-    for file in ml.ML_OUTPUT_FILES:
+    for file in ML_OUTPUT_FILES:
         assert (out / file).is_file()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 # Attributes are imported on first use (PEP 562), so `balancer study --help` and
 # `import balancer.study._config` do not pay for pandas, scikit-learn, tqdm and matplotlib.
 _EXPORTS = {
-    "OUTPUT_FILES": "_report", "format_table": "_report", "summarize": "_report",
+    "OUTPUT_FILES": "_outputs", "format_table": "_report", "summarize": "_report",
     "write_outputs": "_report",
     "QUICK": "_config", "StudyConfig": "_config",
     "StudyData": "_data", "load_csv": "_data", "load_npz": "_data", "load_study_data": "_data",
@@ -34,7 +34,7 @@ _EXPORTS = {
 }
 # The multi-label study (``balancer study --multilabel``).
 _EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_multilabel",
-                 "write_multilabel_outputs": "_multilabel"})
+                 "write_multilabel_outputs": "_report"})
 
 __all__ = sorted(name for name in _EXPORTS if name not in ("seeded_generator",
                                                            "train_and_evaluate"))

@@ -17,7 +17,6 @@ below are an error without it: nothing is silently ignored.
 from __future__ import annotations
 
 import argparse
-import datetime
 import re
 import shlex
 import sys
@@ -177,28 +176,19 @@ def build_multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiL
 
 def _default_out(config: MultiLabelStudyConfig) -> Path:
     from balancer.study._ml_data import SEMISYNTHETIC
+    from balancer.study._outputs import default_out
 
     given = config.data or config.table
     name = Path(given).name.split(".")[0] if given else SEMISYNTHETIC
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path("runs") / f"{stamp}-{name}-multilabel{'-quick' if config.quick else ''}"
-    suffix = 1
-    while out.exists():
-        suffix += 1
-        out = out.with_name(f"{stamp}-{name}-multilabel-{suffix}")
-    return out
+    return default_out(f"{name}-multilabel", quick=config.quick)
 
 
 def multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
                      command: str) -> int:
     """Run the multi-label study of ``args``: every input and folder error before training."""
-    from balancer.study._multilabel import (
-        format_multilabel_table,
-        prepare_multilabel_data,
-        run_multilabel_study,
-        write_multilabel_outputs,
-    )
+    from balancer.study._multilabel import prepare_multilabel_data, run_multilabel_study
     from balancer.study._outputs import prepare_out
+    from balancer.study._report import format_multilabel_table, write_outputs
 
     try:
         given = _given(parser, shlex.split(command)[2:])
@@ -214,7 +204,7 @@ def multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
     results = run_multilabel_study(config, data, folder=folder)
-    paths = write_multilabel_outputs(results, config, folder.path, command=command)
+    paths = write_outputs(results, config, folder.path, command=command)
     print()
     print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
           f"{list(config.seeds)}:")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from torch.utils.data import Sampler
 import losses
 from balancer import FineTuneSchedule, MultiLabelBalancedSampler, RepeatFactorSampler
 from balancer.study._ml_config import ML_STRATEGIES, MultiLabelStrategy, MultiLabelStudyConfig
-from balancer.study._ml_data import SEMISYNTHETIC, MultiLabelData, load_multilabel_data
+from balancer.study._ml_data import MultiLabelData, load_multilabel_data
 from balancer.study._ml_metrics import (
     HEADLINE,
     choose_thresholds,
@@ -42,17 +41,11 @@ from balancer.study._ml_metrics import (
     paired_multilabel,
 )
 from balancer.study._model import MLP
-from balancer.study._outputs import COLUMNS, RunFolder, atomic_text, atomic_write
+from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import GLOBAL, INIT, _ShuffledPasses, seeded_generator
 
-__all__ = ["ML_OUTPUT_FILES", "format_multilabel_table", "make_multilabel_loss",
-           "make_multilabel_sampler", "prepare_multilabel_data", "rarest_labels",
-           "run_multilabel_study", "summarize_multilabel", "train_multilabel_run",
-           "write_multilabel_outputs"]
-
-#: The files a multi-label run folder holds (besides ``study.json`` and ``runs/``).
-ML_OUTPUT_FILES = ("results.csv", "summary.csv", "paired.csv", "per_label.csv", "report.md",
-                   "config.json")
+__all__ = ["make_multilabel_loss", "make_multilabel_sampler", "prepare_multilabel_data",
+           "rarest_labels", "run_multilabel_study", "train_multilabel_run"]
 
 
 class _RepeatFactorEpochs(Sampler[list[int]]):
@@ -313,126 +306,3 @@ def _positive_rates(data: MultiLabelData, config: MultiLabelStudyConfig) -> pd.D
             targets, config.batch_size, threshold=config.rfs_threshold, seed=0
         ).label_positive_rate
     return frame
-
-
-# --------------------------------------------------------------------------- outputs
-def summarize_multilabel(results: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Mean and standard deviation over seeds of every metric, one row per strategy."""
-    rows = results[results["split"] == split]
-    order = list(dict.fromkeys(rows["strategy"]))
-    table = rows.groupby(["strategy", "metric"], sort=False)["value"].agg(["mean", "std"])
-    table = table.unstack("metric")
-    table = table.reindex(order)
-    return table.swaplevel(axis=1).sort_index(axis=1)
-
-
-def _cell(mean: float, std: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.3f}" if not np.isfinite(std) else f"{mean:.3f} ± {std:.3f}"
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def format_multilabel_table(results: pd.DataFrame, metrics: list[str] | None = None) -> str:
-    """A Markdown table of test ``metrics`` (default the headline ones), mean ± std over seeds."""
-    summary = summarize_multilabel(results)
-    metrics = list(HEADLINE) if metrics is None else metrics
-    frame = pd.DataFrame({"strategy": summary.index})
-    for metric in metrics:
-        frame[metric] = [_cell(summary.loc[s, (metric, "mean")], summary.loc[s, (metric, "std")])
-                         for s in summary.index]
-    return _markdown(frame)
-
-
-def _paired_lines(paired: pd.DataFrame, reference: str, seeds: int) -> list[str]:
-    if paired.empty:
-        return [f"Only the reference row ({reference}) was run: nothing to compare."]
-    shown = paired.copy()
-    shown["difference"] = shown["difference"].map(lambda v: f"{v:+.3f}")
-    shown["95% CI"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(paired["ci_low"],
-                                                                   paired["ci_high"],
-                                                                   strict=True)]
-    shown["p (paired t, seeds)"] = paired["p_value"].map(
-        lambda p: "n/a" if not np.isfinite(p) else f"{p:.3g}")
-    shown["significant"] = paired["significant"].map({True: "yes", False: "no"})
-    lines = [f"Each strategy minus **{reference}**, test split: mean over {seeds} seed(s) of "
-             f"the paired difference, a 95% paired-bootstrap interval over seeds and test "
-             f"samples (thresholds fixed as chosen on validation), and a paired t-test over "
-             f"seeds (needs at least 3). *Significant* = interval excludes 0 and p < 0.05.", ""]
-    lines.append(_markdown(shown[["strategy", "metric", "difference", "95% CI",
-                                  "p (paired t, seeds)", "significant"]]))
-    return lines
-
-
-def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfig,
-                             out: str | Path, *, command: str) -> dict[str, Path]:
-    """Write every file of :data:`ML_OUTPUT_FILES` into ``out`` (atomically) and return them."""
-    import json
-
-    out = Path(out)
-    paths = {name: out / name for name in ML_OUTPUT_FILES}
-    info = results.attrs
-    atomic_write(paths["results.csv"], lambda tmp: results.to_csv(tmp, index=False))
-    summary = summarize_multilabel(results)
-    flat = summary.copy()
-    flat.columns = [f"{metric}_{stat}" for metric, stat in flat.columns]
-    atomic_write(paths["summary.csv"], flat.to_csv)
-    paired: pd.DataFrame = info["paired"]
-    atomic_write(paths["paired.csv"], lambda tmp: paired.to_csv(tmp, index=False))
-    names, counts = info["label_names"], info["counts"]
-    per_label = pd.DataFrame({"label": names, **{f"{s}_positives": counts[s]
-                                                 for s in ("train", "val", "test")}})
-    for strategy in summary.index:
-        for kind in ("auroc", "auprc", "f1"):
-            per_label[f"{strategy}:{kind}"] = [summary.loc[strategy, (f"{kind}[{n}]", "mean")]
-                                               for n in names]
-    atomic_write(paths["per_label.csv"], lambda tmp: per_label.to_csv(tmp, index=False))
-    atomic_text(paths["config.json"], json.dumps(config.to_dict(), indent=2, default=str) + "\n")
-
-    seeds = list(config.seeds)
-    rows = info["rows"]
-    lines = ["# Multi-label study", "", f"Command: `{command}`", "",
-             f"Data: {info['source']}.", "",
-             f"Rows: train {rows['train']}, val {rows['val']}, test {rows['test']}; "
-             f"{len(names)} labels. Every strategy trains the same MLP for "
-             f"{config.epochs} epochs of ceil(N / {config.batch_size}) optimizer steps "
-             f"(AdamW, lr {config.lr}); seeds {seeds}; weights: {config.select}. F1 uses per-label "
-             f"thresholds chosen on the validation split only.", ""]
-    if config.data is None and config.table is None:
-        lines += [f"**Semi-synthetic data ({SEMISYNTHETIC}):** the label rows and patient ids "
-                  f"are real (NIH ChestX-ray14 table), the features are generated from the "
-                  f"labels by a seeded generator. These figures say how the strategies handle "
-                  f"real label imbalance and co-occurrence, not how they do on X-ray images.", ""]
-    lines += ["## Strategies", ""]
-    lines += [f"- **{s}**: {ML_STRATEGIES[s].description}" for s in config.strategies]
-    lines += ["", "## Test metrics (mean ± std over seeds)", "", format_multilabel_table(results),
-              ""]
-    rarest = info["rarest"]
-    if rarest:
-        lines += [f"## The {len(rarest)} rarest labels (train / val / test positives)", ""]
-        index = {n: j for j, n in enumerate(names)}
-        for label in rarest:
-            j = index[label]
-            lines += [f"**{label}** ({counts['train'][j]} / {counts['val'][j]} / "
-                      f"{counts['test'][j]})", "",
-                      format_multilabel_table(results, [f"auroc[{label}]", f"auprc[{label}]",
-                                                        f"f1[{label}]"]), ""]
-    lines += ["## Paired differences", ""]
-    lines += [*_paired_lines(paired, config.reference_row(), len(seeds)), ""]
-    rates: pd.DataFrame = info["positive_rates"]
-    if rates.shape[1] > 2:
-        lines += ["## Planned share of training slots carrying each label", "",
-                  "`plain` is the label's frequency in the train split; the samplers' columns are "
-                  "their planned rates (`label_positive_rate`).", "",
-                  _markdown(rates.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)),
-                  ""]
-    lines += [f"Total time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
-              f"per_label.csv.", ""]
-    atomic_text(paths["report.md"], "\n".join(lines))
-    return paths
