@@ -620,11 +620,11 @@ def test_every_single_label_option_is_used_or_refused_with_multilabel(tmp_path, 
     """Each option of the study parser is either a setting the multi-label study reads, an
     option that steers the run, or an error with --multilabel: none is silently ignored."""
     from balancer.__main__ import build_parser
-    from balancer.study import _ml_cli
+    from balancer.study import _cli
 
     study = next(action for action in build_parser()._actions
                  if isinstance(action, argparse._SubParsersAction)).choices["study"]
-    kept = set(_ml_cli._SHARED) | set(_ml_cli._ONLY_HERE) | set(_ml_cli._RUN) | {"help"}
+    kept = set(_cli._SHARED) | set(_cli._ONLY_HERE) | set(_cli._RUN) | {"help"}
     refused = [action for action in study._actions if action.dest not in kept]
     assert {"tune", "jobs", "drs_epochs", "crt_epochs", "threshold"} <= {a.dest for a in refused}
     for action in refused:
