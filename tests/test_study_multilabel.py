@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 import balancer.study._multilabel as ml
+import balancer.study._study as study_runner
 from balancer import RepeatFactorSampler
 from balancer.__main__ import main
 from balancer.datasets import load_chestxray14_labels
@@ -36,6 +37,7 @@ from balancer.study._ml_metrics import (
     weighted_f1,
 )
 from balancer.study._outputs import ML_OUTPUT_FILES
+from balancer.study._study import run_study
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,7 @@ def test_test_metrics_use_validation_thresholds_only(chest, monkeypatch):
     monkeypatch.setattr(ml, "choose_thresholds", spy)
     config = MultiLabelStudyConfig(strategies=("plain",), seeds=(0,), epochs=1, progress=False,
                                    bootstrap=100)
-    ml.run_multilabel_study(config, chest)
+    run_study(config, chest)
     assert len(seen) == 1 and np.array_equal(seen[0], chest.targets["val"].numpy())
 
 
@@ -657,7 +659,7 @@ def test_cli_keeps_multilabel_defaults_unless_given(extra, expected, monkeypatch
         seen.append(config)
         raise ValueError("recorded")
 
-    monkeypatch.setattr(ml, "prepare_multilabel_data", record)
+    monkeypatch.setattr(study_runner, "prepare_data", record)
     err = _error(["study", "--multilabel", *extra], capsys)
     assert "recorded" in err
     config = seen[0]
@@ -669,7 +671,7 @@ def test_cli_keeps_multilabel_defaults_unless_given(extra, expected, monkeypatch
 def test_the_study_package_exports_the_multilabel_study():
     import balancer.study as study
 
-    assert study.run_multilabel_study is ml.run_multilabel_study
+    assert study.run_multilabel_study is run_study
     assert study.MultiLabelStudyConfig is MultiLabelStudyConfig
     assert {"MultiLabelStudyConfig", "run_multilabel_study",
             "write_multilabel_outputs"} <= set(study.__all__)

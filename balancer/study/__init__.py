@@ -33,7 +33,7 @@ _EXPORTS = {
     "tune": "_tune", "write_tuning": "_tune",
 }
 # The multi-label study (``balancer study --multilabel``).
-_EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_multilabel",
+_EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_study",
                  "write_multilabel_outputs": "_report"})
 
 __all__ = sorted(name for name in _EXPORTS if name not in ("seeded_generator",

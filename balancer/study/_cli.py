@@ -522,9 +522,9 @@ def _multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelS
 def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
                      command: str) -> int:
     """Run the multi-label study of ``args``: every input and folder error before training."""
-    from balancer.study._multilabel import prepare_multilabel_data, run_multilabel_study
     from balancer.study._outputs import prepare_out
     from balancer.study._report import format_multilabel_table, write_outputs
+    from balancer.study._study import prepare_data, run_study
 
     try:
         given = _given(parser, shlex.split(command)[2:])
@@ -532,14 +532,14 @@ def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
         out = Path(args.out) if args.out is not None else _default_out(config)
         if out.exists() and not out.is_dir():
             raise ValueError(f"out={str(out)!r} is a file; pass a folder for the run's outputs")
-        data = prepare_multilabel_data(config)
+        data = prepare_data(config)
         folder = prepare_out(out, config=config.to_dict(), overwrite=args.overwrite,
                              resume=args.resume)
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
         usage_error(parser, error)
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
-    results = run_multilabel_study(config, data, folder=folder)
+    results = run_study(config, data, folder=folder)
     paths = write_outputs(results, config, folder.path, command=command)
     print()
     print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "

@@ -1,4 +1,4 @@
-"""The multi-label study: sampling and loss strategies for multi-label data, trained the same way.
+"""The multi-label study's training: each strategy's sampler and loss, and the one loop of every run.
 
 # Design note: one step budget, as in the single-label study
 # Every strategy runs ``epochs * ceil(N / batch_size)`` optimizer steps for ``N`` training rows.
@@ -12,10 +12,10 @@
 
 Example::
 
-    from balancer.study._multilabel import MultiLabelStudyConfig, run_multilabel_study
+    from balancer.study import MultiLabelStudyConfig, run_study
 
     config = MultiLabelStudyConfig(strategies=("plain", "label-balanced"), seeds=(0, 1, 2))
-    results = run_multilabel_study(config)   # long DataFrame: strategy, seed, split, metric, value
+    results = run_study(config)   # long DataFrame: strategy, seed, split, metric, value
 """
 
 from __future__ import annotations
@@ -25,27 +25,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
 import losses
 from balancer import FineTuneSchedule, MultiLabelBalancedSampler, RepeatFactorSampler
-from balancer.study._ml_config import ML_STRATEGIES, MultiLabelStrategy, MultiLabelStudyConfig
-from balancer.study._ml_data import MultiLabelData, load_multilabel_data
+from balancer.study._ml_config import MultiLabelStrategy, MultiLabelStudyConfig
+from balancer.study._ml_data import MultiLabelData
 from balancer.study._ml_metrics import (
-    HEADLINE,
     choose_thresholds,
     multilabel_metrics,
-    paired_multilabel,
 )
 from balancer.study._model import MLP
-from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import GLOBAL, INIT, _ShuffledPasses, seeded_generator
 
-__all__ = ["make_multilabel_loss", "make_multilabel_sampler", "prepare_multilabel_data",
-           "rarest_labels", "run_multilabel_study", "train_multilabel_run"]
+__all__ = ["make_multilabel_loss", "make_multilabel_sampler", "rarest_labels",
+           "train_multilabel_run"]
 
 
 class _RepeatFactorEpochs(Sampler[list[int]]):
@@ -117,28 +113,6 @@ def make_multilabel_loss(strategy: MultiLabelStrategy, counts: np.ndarray, num_s
         return losses.SigmoidLogitAdjustedLoss(counts_t, num_samples=num_samples,
                                                tau=config.la_tau)
     raise AssertionError(f"unknown loss {kind!r}")
-
-
-def prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
-    """Load and check the data of ``config`` (every input error is raised here)."""
-    data = load_multilabel_data(data=config.data, table=config.table,
-                                label_cols=config.label_cols, label_col=config.label_col,
-                                split_col=config.split_col, group_col=config.group_col,
-                                samples=config.samples)
-    train = len(data.targets["train"])
-    if train < config.batch_size:
-        raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
-                         f"({train} rows); pass a smaller --batch-size")
-    # Build every strategy's sampler and loss once (milliseconds): whatever they refuse is
-    # refused now, not after the first runs have trained.
-    targets = data.targets["train"].numpy()
-    for name in config.strategies:
-        strategy = ML_STRATEGIES[name]
-        make_multilabel_sampler(strategy, targets, batch_size=config.batch_size,
-                                epochs=config.epochs, finetune_epochs=config.finetune_epochs,
-                                seed=0, rfs_threshold=config.rfs_threshold)
-        make_multilabel_loss(strategy, targets.sum(0), train, config)
-    return data
 
 
 @torch.no_grad()
@@ -219,90 +193,7 @@ def train_multilabel_run(data: MultiLabelData, strategy: MultiLabelStrategy, see
         return _train_one(data, strategy, seed, config, device)
 
 
-def _rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
-    rows = [(name, seed, split, metric, value) for split in ("test", "val")
-            for metric, value in run["metrics"][split].items()]
-    rows += [(name, seed, "run", "selected_epoch", float(run["selected_epoch"])),
-             (name, seed, "run", "steps", float(run["steps"])),
-             (name, seed, "run", "seconds", float(run["seconds"]))]
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
 def rarest_labels(data: MultiLabelData, count: int) -> list[str]:
     """The ``count`` labels with the fewest train positives (ties in label order)."""
     order = np.argsort(data.counts("train"), kind="stable")[:count]
     return [data.label_names[j] for j in order]
-
-
-def run_multilabel_study(config: MultiLabelStudyConfig, data: MultiLabelData | None = None, *,
-                         folder: RunFolder | None = None) -> pd.DataFrame:
-    """Train every strategy with every seed; return the results in long form.
-
-    Returns:
-        A DataFrame with columns ``strategy, seed, split, metric, value`` (test and val metrics
-        of :func:`~balancer.study._ml_metrics.multilabel_metrics`, and each run's
-        ``selected_epoch``, ``steps``, ``seconds``). ``attrs`` holds ``label_names``,
-        ``source``, ``counts`` (per split), ``rarest``, ``paired`` (the paired differences),
-        ``positive_rates`` (per sampler, the planned share of slots carrying each label) and
-        ``seconds``.
-    """
-    from tqdm.auto import tqdm
-
-    config.validate()
-    data = prepare_multilabel_data(config) if data is None else data
-    device = torch.device(config.device)
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads)
-    start = time.perf_counter()
-    frames, arrays = [], {}
-    pairs = [(name, seed) for name in config.strategies for seed in config.seeds]
-    try:
-        for name, seed in tqdm(pairs, desc="multi-label study", unit="run",
-                               disable=not config.progress):
-            if folder is not None and folder.finished(name, seed):
-                frames.append(folder.rows(name, seed))
-                arrays[(name, seed)] = folder.probs(name, seed)
-                continue
-            run = train_multilabel_run(data, ML_STRATEGIES[name], seed, config, device=device)
-            rows = _rows(name, seed, run)
-            if folder is not None:
-                folder.save_run(name, seed, rows, run["arrays"])
-            frames.append(rows)
-            arrays[(name, seed)] = run["arrays"]
-    finally:
-        torch.set_num_threads(threads)
-    results = pd.concat(frames, ignore_index=True)
-    names = list(data.label_names)
-    rarest = rarest_labels(data, config.rarest)
-    metrics = [*HEADLINE, *[f"{kind}[{label}]" for label in rarest
-                            for kind in ("auroc", "auprc")]]
-    paired = paired_multilabel(
-        {key: value["test"] for key, value in arrays.items()}, data.targets["test"].numpy(),
-        {key: value["thresholds"] for key, value in arrays.items()},
-        strategies=list(config.strategies), seeds=list(config.seeds),
-        reference=config.reference_row(), metrics=metrics, names=names,
-        resamples=config.bootstrap)
-    results.attrs.update(
-        label_names=names, source=data.source, rarest=rarest, paired=paired,
-        counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
-        rows={split: len(data.targets[split]) for split in ("train", "val", "test")},
-        positive_rates=_positive_rates(data, config),
-        seconds=time.perf_counter() - start)
-    return results
-
-
-def _positive_rates(data: MultiLabelData, config: MultiLabelStudyConfig) -> pd.DataFrame:
-    """Per label: its share of the train rows and of the slots each sampler plans."""
-    targets = data.targets["train"].numpy()
-    frame = pd.DataFrame({"label": list(data.label_names),
-                          "plain": targets.mean(0, dtype=np.float64)})
-    if any(ML_STRATEGIES[s].sampling == "label-balanced" for s in config.strategies):
-        frame["label-balanced"] = MultiLabelBalancedSampler(
-            targets, config.batch_size, seed=0, samples_per_epoch=len(targets)
-        ).label_positive_rate
-    if any(ML_STRATEGIES[s].sampling == "repeat-factor" for s in config.strategies):
-        frame["repeat-factor"] = RepeatFactorSampler(
-            targets, config.batch_size, threshold=config.rfs_threshold, seed=0
-        ).label_positive_rate
-    return frame
