@@ -376,30 +376,6 @@ def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
 
 
 # --------------------------------------------------------------- balancer study --multilabel
-# Single-label options that do not apply to the multi-label study, with why.
-_NOT_HERE = {
-    "dataset": "the multi-label study's default data is the semi-synthetic ChestX-ray14 set; "
-               "pass --data or --table for your own",
-    "csv": "the multi-label study trains on feature tables, not image manifests",
-    "image_col": "there are no images in the multi-label study",
-    "image_size": "there are no images in the multi-label study",
-    "train_limit": "the semi-synthetic set's size is --synthetic-samples",
-    "drw_epochs": "it belongs to the single-label ldam-drw strategy",
-    "focal_gamma": "it belongs to the single-label focal strategy",
-    "effective_beta": "it belongs to the single-label effective strategy",
-    "drw_beta": "it belongs to the single-label ldam-drw strategy",
-    "posthoc": "the multi-label study chooses per-label thresholds on validation instead",
-    "ordinal": "multi-label findings are not ordered grades",
-    "augment": "feature tables are not augmented",
-    "drs_epochs": "it belongs to the single-label drs strategy",
-    "crt_epochs": "it belongs to the single-label crt strategy",
-    "posthoc_tau": "the multi-label study has no post-hoc rows",
-    "balanced_posthoc_tau": "the multi-label study has no post-hoc rows",
-    "threshold": "the multi-label study chooses per-label thresholds on validation",
-    "tune": "the tuning mode covers the single-label strategies only",
-    "tuned": "tuning records hold settings of the single-label strategies only",
-    "jobs": "the multi-label study trains its runs in one process",
-}
 # Options that only steer the run (they mean the same with or without --multilabel).
 _RUN = ("multilabel", "quick", "out", "overwrite", "resume", "no_progress")
 # Options of the multi-label study only (their defaults are None, so "given" is "not None").
@@ -409,6 +385,29 @@ _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
            "finetune_freeze", "select", "width", "reference", "bootstrap", "la_tau", "device",
            "threads")
+# Single-label options that do not apply to the multi-label study, with why: the key settings
+# of the single-label strategies (as declared) and the options below.
+_NOT_HERE = {
+    **{field: f"it belongs to the single-label {row} strategy"
+       for row, fields in TUNABLE.items() if row in STRATEGIES
+       for field in fields if field not in _SHARED},
+    "dataset": "the multi-label study's default data is the semi-synthetic ChestX-ray14 set; "
+               "pass --data or --table for your own",
+    "csv": "the multi-label study trains on feature tables, not image manifests",
+    "image_col": "there are no images in the multi-label study",
+    "image_size": "there are no images in the multi-label study",
+    "train_limit": "the semi-synthetic set's size is --synthetic-samples",
+    "drw_beta": "it belongs to the single-label ldam-drw strategy",
+    "posthoc": "the multi-label study chooses per-label thresholds on validation instead",
+    "ordinal": "multi-label findings are not ordered grades",
+    "augment": "feature tables are not augmented",
+    "posthoc_tau": "the multi-label study has no post-hoc rows",
+    "balanced_posthoc_tau": "the multi-label study has no post-hoc rows",
+    "threshold": "the multi-label study chooses per-label thresholds on validation",
+    "tune": "the tuning mode covers the single-label strategies only",
+    "tuned": "tuning records hold settings of the single-label strategies only",
+    "jobs": "the multi-label study trains its runs in one process",
+}
 
 
 def _add_multilabel_options(parser: argparse.ArgumentParser) -> None:

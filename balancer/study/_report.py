@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from pathlib import Path
@@ -372,13 +373,16 @@ def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, 
             *words, ""]
 
 
+# Config fields that are not training settings: the data, the rows run, where settings came
+# from and what the report shows (each has its own section).
+_NOT_SETTINGS = {"dataset", "data", "csv", "table", "group_col", "image_col", "label_col",
+                 "split_col", "image_size", "strategies", "seeds", "tuned", "tuned_from",
+                 "ordinal", "posthoc", "progress"}
+
+
 def _settings_lines(config: StudyConfig) -> list[str]:
-    keys = ("epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
-            "finetune_freeze", "drw_epochs", "drs_epochs", "crt_epochs", "select", "augment",
-            "width", "focal_gamma", "effective_beta", "ldam_max_margin", "ldam_scale",
-            "drw_beta", "la_tau", "hinge_margin", "posthoc_tau", "balanced_posthoc_tau",
-            "threshold", "ece_bins", "reference", "bootstrap", "device", "threads", "jobs",
-            "train_limit", "quick")
+    """Every training setting of ``config`` (a strategy's own ones included), in field order."""
+    keys = [field.name for field in dataclasses.fields(config) if field.name not in _NOT_SETTINGS]
     return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
 
 
