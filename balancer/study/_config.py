@@ -173,6 +173,9 @@ class SharedSettings:
             raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
                              f"it must be one of the strategies run, {list(self.strategies)}; "
                              f"pass one of those or add it to strategies")
+
+    def _validate_device(self) -> None:
+        """The check of ``device``, last: the other settings' errors say more."""
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
                              f"device={self.device!r}")
@@ -370,6 +373,7 @@ class StudyConfig(SharedSettings):
         given = [n for n in ("dataset", "data", "csv", "table") if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
+        self._validate_device()
 
     def shipped_key(self) -> str | None:
         """The shipped data set this config trains on (lower case), or None for the user's."""

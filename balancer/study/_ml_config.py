@@ -141,3 +141,4 @@ class MultiLabelStudyConfig(SharedSettings):
             raise ValueError("group_col and split_col apply only to a CSV table (an .npz holds "
                              "them as the arrays 'groups' and 'split'; the semi-synthetic set is "
                              "split by patient); pass --table, or remove them")
+        self._validate_device()
