@@ -287,13 +287,36 @@ def _default_out(config: StudyConfig | MultiLabelStudyConfig, name: str | None =
     return default_out(name, quick=config.quick)
 
 
+def _run(config: StudyConfig | MultiLabelStudyConfig, data, folder, command: str):
+    """Run the study of ``config`` (either task) in its prepared ``folder``, write its report
+    and print the main table; return the results."""
+    from balancer.study._report import format_multilabel_table, format_table, write_outputs
+    from balancer.study._study import run_study
+
+    if folder.done:
+        print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
+    results = run_study(config, data, folder=folder)
+    paths = write_outputs(results, config, folder.path, command=command)
+    table = (format_multilabel_table if isinstance(config, MultiLabelStudyConfig)
+             else format_table)
+    print()
+    print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
+          f"{list(config.seeds)}:")
+    print()
+    print(table(results))
+    print()
+    print(f"Report: {paths['report.md']}")
+    print(f"Run folder: {folder.path} ({', '.join(p.name for p in paths.values())})")
+    return results
+
+
 def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> int:
     if args.multilabel:  # the multi-label study: its own settings, data and report
         return _multilabel_study(args, parser, command)
     _reject_multilabel_options(args, parser)
     from balancer.study._outputs import prepare_out
-    from balancer.study._report import format_table, write_across, write_outputs
-    from balancer.study._study import prepare_data, run_study
+    from balancer.study._report import write_across
+    from balancer.study._study import prepare_data
 
     names = ([n.strip() for n in args.dataset.split(",") if n.strip()]
              if args.dataset is not None and "," in args.dataset else [None])
@@ -335,21 +358,7 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         usage_error(parser, error)
     per_dataset = {}
     for name, config in configs.items():
-        folder = folders[name]
-        if folder.done:
-            print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept",
-                  file=sys.stderr)
-        results = run_study(config, data[name], folder=folder)
-        paths = write_outputs(results, config, folder.path, command=command, info=results.attrs)
-        per_dataset[name or "retinamnist"] = results
-        print()
-        print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
-              f"{list(config.seeds)}:")
-        print()
-        print(format_table(results))
-        print()
-        print(f"Report: {paths['report.md']}")
-        print(f"Run folder: {folder.path} ({', '.join(p.name for p in paths.values())})")
+        per_dataset[name or "retinamnist"] = _run(config, data[name], folders[name], command)
     if len(names) > 1:
         across = write_across(per_dataset, first, out, command=command)
         print(f"Across data sets: {across['across.md']}")
@@ -522,8 +531,7 @@ def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
                      command: str) -> int:
     """Run the multi-label study of ``args``: every input and folder error before training."""
     from balancer.study._outputs import prepare_out
-    from balancer.study._report import format_multilabel_table, write_outputs
-    from balancer.study._study import prepare_data, run_study
+    from balancer.study._study import prepare_data
 
     try:
         given = _given(parser, shlex.split(command)[2:])
@@ -536,16 +544,5 @@ def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
                              resume=args.resume)
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
         usage_error(parser, error)
-    if folder.done:
-        print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
-    results = run_study(config, data, folder=folder)
-    paths = write_outputs(results, config, folder.path, command=command)
-    print()
-    print(f"Test metrics on {results.attrs['source']}, mean ± std over seeds "
-          f"{list(config.seeds)}:")
-    print()
-    print(format_multilabel_table(results))
-    print()
-    print(f"Report: {paths['report.md']}")
-    print(f"Run folder: {folder.path} ({', '.join(p.name for p in paths.values())})")
+    _run(config, data, folder, command)
     return 0
