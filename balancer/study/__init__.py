@@ -8,6 +8,12 @@ Example::
     results = run_study(config)           # long DataFrame: strategy, seed, split, metric, value
     write_outputs(results, config, "runs/pneumonia", command="(python)", info=results.attrs)
 
+The multi-label study runs through the same functions with a ``MultiLabelStudyConfig``. Layout:
+``_strategies`` declares every strategy and its key settings (the rest is derived from it),
+``_config``/``_ml_config`` the settings, ``_data``/``_ml_data`` the data, ``_train``/
+``_multilabel`` the training loops, ``_study`` the runner, ``_outputs`` the run folder and the
+registry of its files, ``_report`` the reports, ``_cli`` the ``balancer study`` command.
+
 From the command line: ``balancer study --help``.
 """
 
