@@ -192,9 +192,11 @@ def prepare_out(out: str | os.PathLike, *, config: dict[str, Any], overwrite: bo
                              f"settings are unknown and it cannot be resumed; pass --overwrite "
                              f"to start again")
         saved = json.loads(saved_file.read_text(encoding="utf-8"))
+        # Compared with sorted keys: the order of a dict setting (tuned_from's settings follow the
+        # strategies' declaration order) is not a setting.
         changed = sorted(key for key in set(saved) | set(config) if key not in _RESUMABLE
-                         and json.dumps(saved.get(key), default=str)
-                         != json.dumps(config.get(key), default=str))
+                         and json.dumps(saved.get(key), default=str, sort_keys=True)
+                         != json.dumps(config.get(key), default=str, sort_keys=True))
         if changed:
             shown = ", ".join(f"{k}: {saved.get(k)!r} then, {config.get(k)!r} now"
                               for k in changed[:4])
