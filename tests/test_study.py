@@ -486,7 +486,8 @@ def test_cli_out_is_a_file_and_bad_seeds(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("epochs, drw, finetune", [(1, 1, 1), (2, 2, 1), (3, 3, 1), (12, 3, 1)])
 def test_phase_lengths_default_to_at_most_the_budget(epochs, drw, finetune):
     # `balancer study --epochs 2 --strategies plain` must not trip over a default never set.
-    from balancer.__main__ import _config, build_parser
+    from balancer.__main__ import build_parser
+    from balancer.study._cli import _config
     # The library defaults (--no-tuned: at 12 epochs the shipped RetinaMNIST tuning record
     # would set them, see tests/test_study_tune.py).
     args = build_parser().parse_args(["study", "--epochs", str(epochs), "--strategies", "plain",

@@ -225,7 +225,8 @@ def test_usage_error_prints_the_useful_line_first(capsys, no_training):
 
 
 def test_progress_bars_are_off_when_stderr_is_not_a_terminal(monkeypatch):
-    from balancer.__main__ import _config, build_parser
+    from balancer.__main__ import build_parser
+    from balancer.study._cli import _config
 
     class Pipe:
         def isatty(self):
@@ -243,7 +244,8 @@ def test_progress_bars_are_off_when_stderr_is_not_a_terminal(monkeypatch):
 
 
 def test_study_settings_reach_the_config():
-    from balancer.__main__ import _config, build_parser
+    from balancer.__main__ import build_parser
+    from balancer.study._cli import _config
 
     args = build_parser().parse_args([
         "study", "--focal-gamma", "1.5", "--la-tau", "0.5", "--effective-beta", "0.9",
@@ -309,7 +311,7 @@ def test_more_jobs_than_cpus_is_refused_before_any_process_starts(capsys, no_tra
 def test_cli_errors_name_the_flag_not_the_config_field():
     """Only a field a flag sets is renamed, and only where it stands as a name."""
     from balancer.__main__ import build_parser
-    from balancer.study._ml_cli import as_flags
+    from balancer.study._cli import as_flags
 
     parser = build_parser()
     study = next(a for a in parser._actions if a.dest == "command").choices["study"]

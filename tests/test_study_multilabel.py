@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 import balancer.study._multilabel as ml
+import balancer.study._study as study_runner
 from balancer import RepeatFactorSampler
 from balancer.__main__ import main
 from balancer.datasets import load_chestxray14_labels
@@ -35,6 +36,8 @@ from balancer.study._ml_metrics import (
     weighted_auroc,
     weighted_f1,
 )
+from balancer.study._outputs import ML_OUTPUT_FILES
+from balancer.study._study import run_study
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +141,7 @@ def test_test_metrics_use_validation_thresholds_only(chest, monkeypatch):
     monkeypatch.setattr(ml, "choose_thresholds", spy)
     config = MultiLabelStudyConfig(strategies=("plain",), seeds=(0,), epochs=1, progress=False,
                                    bootstrap=100)
-    ml.run_multilabel_study(config, chest)
+    run_study(config, chest)
     assert len(seen) == 1 and np.array_equal(seen[0], chest.targets["val"].numpy())
 
 
@@ -551,7 +554,7 @@ def test_cli_runs_the_study_and_writes_the_report(tmp_path, capsys):
     assert {"macro_auroc", "micro_f1", "auprc[Hernia]"} <= set(paired["metric"])
     per_label = pd.read_csv(out / "per_label.csv")
     assert len(per_label) == 14 and "repeat-factor:auprc" in per_label.columns
-    for file in ml.ML_OUTPUT_FILES:
+    for file in ML_OUTPUT_FILES:
         assert (out / file).is_file()
 
 
@@ -619,11 +622,11 @@ def test_every_single_label_option_is_used_or_refused_with_multilabel(tmp_path, 
     """Each option of the study parser is either a setting the multi-label study reads, an
     option that steers the run, or an error with --multilabel: none is silently ignored."""
     from balancer.__main__ import build_parser
-    from balancer.study import _ml_cli
+    from balancer.study import _cli
 
     study = next(action for action in build_parser()._actions
                  if isinstance(action, argparse._SubParsersAction)).choices["study"]
-    kept = set(_ml_cli._SHARED) | set(_ml_cli._ONLY_HERE) | set(_ml_cli._RUN) | {"help"}
+    kept = set(_cli._SHARED) | set(_cli._ONLY_HERE) | set(_cli._RUN) | {"help"}
     refused = [action for action in study._actions if action.dest not in kept]
     assert {"tune", "jobs", "drs_epochs", "crt_epochs", "threshold"} <= {a.dest for a in refused}
     for action in refused:
@@ -656,7 +659,7 @@ def test_cli_keeps_multilabel_defaults_unless_given(extra, expected, monkeypatch
         seen.append(config)
         raise ValueError("recorded")
 
-    monkeypatch.setattr(ml, "prepare_multilabel_data", record)
+    monkeypatch.setattr(study_runner, "prepare_data", record)
     err = _error(["study", "--multilabel", *extra], capsys)
     assert "recorded" in err
     config = seen[0]
@@ -668,7 +671,7 @@ def test_cli_keeps_multilabel_defaults_unless_given(extra, expected, monkeypatch
 def test_the_study_package_exports_the_multilabel_study():
     import balancer.study as study
 
-    assert study.run_multilabel_study is ml.run_multilabel_study
+    assert study.run_multilabel_study is run_study
     assert study.MultiLabelStudyConfig is MultiLabelStudyConfig
     assert {"MultiLabelStudyConfig", "run_multilabel_study",
             "write_multilabel_outputs"} <= set(study.__all__)

@@ -8,6 +8,12 @@ Example::
     results = run_study(config)           # long DataFrame: strategy, seed, split, metric, value
     write_outputs(results, config, "runs/pneumonia", command="(python)", info=results.attrs)
 
+The multi-label study runs through the same functions with a ``MultiLabelStudyConfig``. Layout:
+``_strategies`` declares every strategy and its key settings (the rest is derived from it),
+``_config``/``_ml_config`` the settings, ``_data``/``_ml_data`` the data, ``_train``/
+``_multilabel`` the training loops, ``_study`` the runner, ``_outputs`` the run folder and the
+registry of its files, ``_report`` the reports, ``_cli`` the ``balancer study`` command.
+
 From the command line: ``balancer study --help``.
 """
 
@@ -19,7 +25,7 @@ from typing import Any
 # Attributes are imported on first use (PEP 562), so `balancer study --help` and
 # `import balancer.study._config` do not pay for pandas, scikit-learn, tqdm and matplotlib.
 _EXPORTS = {
-    "OUTPUT_FILES": "_report", "format_table": "_report", "summarize": "_report",
+    "OUTPUT_FILES": "_outputs", "format_table": "_report", "summarize": "_report",
     "write_outputs": "_report",
     "QUICK": "_config", "StudyConfig": "_config",
     "StudyData": "_data", "load_csv": "_data", "load_npz": "_data", "load_study_data": "_data",
@@ -33,8 +39,8 @@ _EXPORTS = {
     "tune": "_tune", "write_tuning": "_tune",
 }
 # The multi-label study (``balancer study --multilabel``).
-_EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_multilabel",
-                 "write_multilabel_outputs": "_multilabel"})
+_EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_study",
+                 "write_multilabel_outputs": "_report"})
 
 __all__ = sorted(name for name in _EXPORTS if name not in ("seeded_generator",
                                                            "train_and_evaluate"))

@@ -8,12 +8,19 @@ import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from balancer._validation import check_int
-from balancer.study._strategies import STRATEGIES
+from balancer.study._strategies import (
+    LIBRARY_DEFAULTS,
+    ML_STRATEGIES,
+    SETTINGS,
+    STRATEGIES,
+    TUNABLE,
+    Strategy,
+)
 
 __all__ = ["BUDGET", "LIBRARY_DEFAULTS", "QUICK", "TUNABLE", "TUNED_DIR", "TUNE_SEEDS", "StudyConfig",
            "load_tuned"]
@@ -24,34 +31,6 @@ QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_
 
 #: Shipped data sets whose classes are ordered grades (quadratic weighted kappa applies).
 _ORDINAL = {"retinamnist"}
-
-# Phase lengths when not given (and not tuned), capped at ``epochs``.
-_FINETUNE_EPOCHS = 1
-_DRW_EPOCHS = 3
-_DEFERRED_EPOCHS = 3
-
-#: Every strategy's own key settings: the ones ``balancer study --tune`` chooses on validation.
-TUNABLE: dict[str, tuple[str, ...]] = {
-    "effective": ("effective_beta",),
-    "focal": ("focal_gamma",),
-    "logit-adjusted": ("la_tau",),
-    "balanced+finetune": ("finetune_epochs", "finetune_lr_scale"),
-    "drs": ("drs_epochs",),
-    "crt": ("crt_epochs",),
-    "ldam-drw": ("drw_epochs",),
-    "plain+posthoc": ("posthoc_tau",),
-    "balanced+posthoc": ("balanced_posthoc_tau",),
-    "plain+threshold": ("threshold",),
-}
-
-#: The values of the tunable settings without a tuned file (the papers' defaults; phase lengths
-#: capped at ``epochs``). ``None`` for a post-hoc setting: chosen per seed on validation.
-LIBRARY_DEFAULTS: dict[str, Any] = {
-    "effective_beta": 0.99, "focal_gamma": 2.0, "la_tau": 1.0,
-    "finetune_epochs": _FINETUNE_EPOCHS, "finetune_lr_scale": 0.1,
-    "drs_epochs": _DEFERRED_EPOCHS, "crt_epochs": _DEFERRED_EPOCHS, "drw_epochs": _DRW_EPOCHS,
-    "posthoc_tau": None, "balanced_posthoc_tau": None, "threshold": None,
-}
 
 #: The settings that define the training budget: tuned values apply only to a study with the
 #: same ones (a phase length tuned for 12 epochs means nothing for 6).
@@ -123,18 +102,14 @@ def _check_float(name: str, value: Any, *, low: float, high: float | None = None
     return value
 
 
-# A phased strategy, the setting that sets its phase's length, and what it trains as without
-# that phase.
-_PHASES = {"balanced+finetune": ("finetune_epochs", "balanced"),
-           "ldam-drw": ("drw_epochs", "LDAM without deferred re-weighting"),
-           "drs": ("drs_epochs", "plain"), "crt": ("crt_epochs", "plain")}
-
-
-def check_phases(config: Any, phases: dict[str, tuple[str, str]]) -> None:
+def check_phases(config: Any, strategies: dict[str, Strategy]) -> None:
     """A phased strategy whose phase has 0 epochs would train as another row, under its own
     name: refused."""
-    for strategy, (field, same_as) in phases.items():
-        if strategy in config.strategies and getattr(config, field) == 0:
+    for strategy, declared in strategies.items():
+        if declared.phase is None or strategy not in config.strategies:
+            continue
+        field, same_as = declared.phase
+        if getattr(config, field) == 0:
             raise ValueError(f"{field}=0 leaves {strategy} without its phase, so it would train "
                              f"as {same_as}; pass {field}=1 or more, or leave {strategy} out of "
                              f"the strategies")
@@ -147,8 +122,79 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+class SharedSettings:
+    """The settings and checks both studies share, declared once; :class:`StudyConfig` (one
+    label per sample) and :class:`~balancer.study._ml_config.MultiLabelStudyConfig` (several)
+    hold the fields, with the defaults of their task, and say in the class variables below what
+    differs in the messages."""
+
+    #: ``"single"`` or ``"multi"``: the task kind, whose strategies the config runs.
+    task: ClassVar[str]
+    #: What ``select="best"`` maximises on validation.
+    _selected_by: ClassVar[str]
+    #: What ``width`` is, and an example of ``threads``.
+    _width_is: ClassVar[str]
+    _threads_example: ClassVar[int]
+    #: The fix of a CUDA device asked for on a machine without one.
+    _cuda_fix: ClassVar[str]
+
+    def _strategies(self) -> dict[str, Strategy]:
+        return STRATEGIES if self.task == "single" else ML_STRATEGIES
+
+    def _validate_shared(self) -> None:
+        """The checks of the shared settings: the strategies, seeds and budget first."""
+        defaults = type(self)
+        kind = "" if self.task == "single" else "multi-label "
+        self.strategies = check_strategies(self.strategies, self._strategies(), kind)
+        self.seeds = check_seeds(self.seeds)
+        self.epochs = check_int("epochs", self.epochs, minimum=1,
+                                fix=f"pass the number of epochs to train, e.g. --epochs "
+                                    f"{defaults.epochs}")
+        self.batch_size = check_int("batch_size", self.batch_size, minimum=1,
+                                    fix=f"pass samples per batch, e.g. --batch-size "
+                                        f"{defaults.batch_size}")
+        self.width = check_int("width", self.width, minimum=1,
+                               fix=f"pass {self._width_is}, e.g. --width {defaults.width}")
+        self.threads = check_int("threads", self.threads, minimum=1,
+                                 fix=f"pass the number of CPU threads torch may use, e.g. "
+                                     f"{self._threads_example}")
+        self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
+                                   fix="a 95% interval needs at least 100 replicates, e.g. 1000")
+        self.lr = _check_float("lr", self.lr, low=0.0, low_open=True)
+        self.weight_decay = _check_float("weight_decay", self.weight_decay, low=0.0)
+        if self.select not in ("best", "last"):
+            raise ValueError(f"select should be 'best' (highest {self._selected_by}) or "
+                             f"'last', but got select={self.select!r}")
+        # reference stays None when not given (resolved by reference_row()), so a config copied
+        # with other strategies does not carry a choice that was only a default.
+        if self.reference is not None and self.reference not in self.strategies:
+            known = ("" if self.reference in self._strategies() or self.task != "single"
+                     else " (not a strategy at all)")
+            raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
+                             f"it must be one of the strategies run, {list(self.strategies)}; "
+                             f"pass one of those or add it to strategies")
+
+    def _validate_device(self) -> None:
+        """The check of ``device``, last: the other settings' errors say more."""
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
+                             f"device={self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
+                             f"is False on this machine{self._cuda_fix}")
+
+    def reference_row(self) -> str:
+        """``reference``, or ``plain`` when it is run, else the first strategy."""
+        if self.reference is not None:
+            return self.reference
+        return "plain" if "plain" in self.strategies else self.strategies[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(kw_only=True)
-class StudyConfig:
+class StudyConfig(SharedSettings):
     """Everything that defines a study run; saved as ``config.json`` next to the results.
 
     Data (at most one of ``dataset``, ``data``, ``csv``, ``table``; none means the shipped
@@ -253,29 +299,28 @@ class StudyConfig:
     quick: bool = False
     progress: bool = True
 
+    task: ClassVar[str] = "single"
+    _selected_by: ClassVar[str] = "validation balanced accuracy"
+    _width_is: ClassVar[str] = "the CNN's channel width"
+    _threads_example: ClassVar[int] = 2
+    _cuda_fix: ClassVar[str] = (f" (torch {torch.__version__}); pass --device cpu, or install a "
+                                f"CUDA build of torch on a GPU machine")
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ``TypeError``/``ValueError`` naming the setting, its value and the fix."""
-        self.strategies = check_strategies(self.strategies, STRATEGIES)
-        self.seeds = check_seeds(self.seeds)
-        self.epochs = check_int("epochs", self.epochs, minimum=1,
-                                fix="pass the number of epochs to train, e.g. --epochs 12")
-        self.batch_size = check_int("batch_size", self.batch_size, minimum=1,
-                                    fix="pass samples per batch, e.g. --batch-size 64")
+        self._validate_shared()
         if not isinstance(self.tuned, bool):
             raise TypeError(f"tuned should be True (use the shipped tuned settings where they "
                             f"apply) or False, but got tuned={self.tuned!r}")
         self._resolve_tunable()
-        self.finetune_epochs = check_int(
-            "finetune_epochs", self.finetune_epochs, minimum=0, maximum=self.epochs,
-            fix=f"it must lie in [0, epochs={self.epochs}]")
-        for name in ("drw_epochs", "drs_epochs", "crt_epochs"):
+        for name in (field for field in SETTINGS if field.endswith("_epochs")):
             setattr(self, name, check_int(name, getattr(self, name), minimum=0,
                                           maximum=self.epochs,
                                           fix=f"it must lie in [0, epochs={self.epochs}]"))
-        check_phases(self, _PHASES)
+        check_phases(self, STRATEGIES)
         self.jobs = check_int("jobs", self.jobs, minimum=1,
                               fix="pass the number of runs to train in parallel processes, "
                                   "e.g. --jobs 2 on two cores")
@@ -287,10 +332,6 @@ class StudyConfig:
         if self.jobs > 1 and self.device != "cpu":
             raise ValueError(f"jobs={self.jobs} trains runs in parallel CPU processes, but "
                              f"device={self.device!r}; pass --jobs 1 on a GPU")
-        self.width = check_int("width", self.width, minimum=1,
-                               fix="pass the CNN's channel width, e.g. --width 16")
-        self.threads = check_int("threads", self.threads, minimum=1,
-                                 fix="pass the number of CPU threads torch may use, e.g. 2")
         self.ece_bins = check_int("ece_bins", self.ece_bins, minimum=1,
                                   fix="pass the number of calibration bins, e.g. 15")
         self.image_size = check_int("image_size", self.image_size, minimum=8,
@@ -299,8 +340,6 @@ class StudyConfig:
             self.train_limit = check_int("train_limit", self.train_limit, minimum=2,
                                          fix="keep at least 2 training images, or leave it unset "
                                              "to use them all")
-        self.lr = _check_float("lr", self.lr, low=0.0, low_open=True)
-        self.weight_decay = _check_float("weight_decay", self.weight_decay, low=0.0)
         self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
                                               low=0.0, low_open=True)
         self.focal_gamma = _check_float("focal_gamma", self.focal_gamma, low=0.0)
@@ -326,32 +365,15 @@ class StudyConfig:
             if self.threshold == 1.0:
                 raise ValueError("threshold should be < 1 (class 1 would never be predicted), "
                                  "but got threshold=1.0")
-        # reference and ordinal stay None when not given (resolved by reference_row() and
-        # is_ordinal()), so a config copied with other strategies or data does not carry a
-        # choice that was only a default.
-        if self.reference is not None and self.reference not in self.strategies:
-            known = "" if self.reference in STRATEGIES else " (not a strategy at all)"
-            raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
-                             f"it must be one of the strategies run, {list(self.strategies)}; "
-                             f"pass one of those or add it to strategies")
+        # ordinal stays None when not given (resolved by is_ordinal()), so a config copied with
+        # other data does not carry a choice that was only a default.
         if self.ordinal is not None and not isinstance(self.ordinal, bool):
             raise TypeError(f"ordinal should be True, False or None, but got "
                             f"ordinal={self.ordinal!r}")
-        self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
-                                   fix="a 95% interval needs at least 100 replicates, e.g. 1000")
-        if self.select not in ("best", "last"):
-            raise ValueError(f"select should be 'best' (highest validation balanced accuracy) or "
-                             f"'last', but got select={self.select!r}")
         given = [n for n in ("dataset", "data", "csv", "table") if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
-                             f"device={self.device!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
-                             f"is False on this machine (torch {torch.__version__}); pass "
-                             f"--device cpu, or install a CUDA build of torch on a GPU machine")
+        self._validate_device()
 
     def shipped_key(self) -> str | None:
         """The shipped data set this config trains on (lower case), or None for the user's."""
@@ -386,12 +408,6 @@ class StudyConfig:
             "applies": bool(applies), "run": record.get("run") if record else None,
             "settings": taken}
 
-    def reference_row(self) -> str:
-        """``reference``, or ``plain`` when it is run, else the first strategy."""
-        if self.reference is not None:
-            return self.reference
-        return "plain" if "plain" in self.strategies else self.strategies[0]
-
     def is_ordinal(self) -> bool:
         """``ordinal``, or whether the shipped data set's classes are ordered grades."""
         if self.ordinal is not None:
@@ -399,6 +415,3 @@ class StudyConfig:
         shipped = self.dataset or ("retinamnist" if all(
             getattr(self, n) is None for n in ("data", "csv", "table")) else None)
         return (shipped or "").lower() in _ORDINAL
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -2,59 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from balancer._validation import check_int
-from balancer.study._config import _check_float, check_phases, check_seeds, check_strategies
+from balancer.study._config import SharedSettings, _check_float, check_phases
+from balancer.study._strategies import ML_STRATEGIES, Strategy
 
 __all__ = ["ML_QUICK", "ML_STRATEGIES", "MultiLabelStrategy", "MultiLabelStudyConfig"]
 
 
-@dataclass(frozen=True)
-class MultiLabelStrategy:
-    """How one row of the multi-label study trains.
+#: A row of the multi-label study: a :class:`~balancer.study._strategies.Strategy` declared
+#: with ``task="multi"``.
+MultiLabelStrategy = Strategy
 
-    Attributes:
-        name: the row's name.
-        sampling: ``"shuffle"`` (one shuffled pass per epoch), ``"label-balanced"``
-            (:class:`~balancer.MultiLabelBalancedSampler`) or ``"repeat-factor"``
-            (:class:`~balancer.RepeatFactorSampler`).
-        loss: ``"bce"``, ``"pos-weight"``, ``"asl"``, ``"db"`` or ``"sigmoid-la"``.
-        finetune: the last ``finetune_epochs`` are one pass at the true frequencies
-            (:class:`~balancer.FineTuneSchedule`) at the fine-tune learning rate.
-        description: one line for the report.
-    """
-
-    name: str
-    sampling: str
-    loss: str
-    description: str
-    finetune: bool = False
-
-
-ML_STRATEGIES: dict[str, MultiLabelStrategy] = {s.name: s for s in (
-    MultiLabelStrategy("plain", "shuffle", "bce", "shuffled batches, binary cross-entropy"),
-    MultiLabelStrategy("label-balanced", "label-balanced", "bce",
-                       "MultiLabelBalancedSampler: every label's positives as close to equal as "
-                       "co-occurrence allows, BCE"),
-    MultiLabelStrategy("label-balanced+finetune", "label-balanced", "bce",
-                       "label-balanced, then the last epochs at the true frequencies "
-                       "(FineTuneSchedule)", finetune=True),
-    MultiLabelStrategy("repeat-factor", "repeat-factor", "bce",
-                       "RepeatFactorSampler (LVIS repeat factors), BCE"),
-    MultiLabelStrategy("pos-weight", "shuffle", "pos-weight",
-                       "BCE with per-label pos_weight (N - n_j) / n_j, shuffled batches"),
-    MultiLabelStrategy("asl", "shuffle", "asl",
-                       "asymmetric loss (Ridnik et al. 2021), shuffled batches"),
-    MultiLabelStrategy("db", "shuffle", "db",
-                       "distribution-balanced loss (Wu et al. 2020), shuffled batches"),
-    MultiLabelStrategy("sigmoid-la", "shuffle", "sigmoid-la",
-                       "BCE on logits shifted by each label's prior log-odds (sigmoid logit "
-                       "adjustment), shuffled batches"),
-)}
 
 #: What ``--quick`` changes in the multi-label study: one seed, two epochs, fewer bootstrap replicates.
 ML_QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1,
@@ -62,7 +23,7 @@ ML_QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1,
 
 
 @dataclass(kw_only=True)
-class MultiLabelStudyConfig:
+class MultiLabelStudyConfig(SharedSettings):
     """Everything that defines a multi-label study; saved as ``study.json`` and ``config.json``.
 
     Data (at most one of ``data`` and ``table``; neither means the semi-synthetic ChestX-ray14
@@ -121,36 +82,29 @@ class MultiLabelStudyConfig:
     progress: bool = True
     multilabel: bool = True  # marks the saved settings as a multi-label study's
 
+    task: ClassVar[str] = "multi"
+    _selected_by: ClassVar[str] = "validation macro AUPRC"
+    _width_is: ClassVar[str] = "the MLP's hidden units"
+    _threads_example: ClassVar[int] = 1
+    _cuda_fix: ClassVar[str] = "; pass --device cpu"
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ``TypeError``/``ValueError`` naming the setting, its value and the fix."""
-        self.strategies = check_strategies(self.strategies, ML_STRATEGIES, "multi-label ")
-        self.seeds = check_seeds(self.seeds)
-        self.epochs = check_int("epochs", self.epochs, minimum=1,
-                                fix="pass the number of epochs to train, e.g. --epochs 10")
-        self.batch_size = check_int("batch_size", self.batch_size, minimum=1,
-                                    fix="pass samples per batch, e.g. --batch-size 128")
+        self._validate_shared()
         if self.finetune_epochs is None:
             self.finetune_epochs = min(1, self.epochs)
         self.finetune_epochs = check_int("finetune_epochs", self.finetune_epochs, minimum=0,
                                          maximum=self.epochs,
                                          fix=f"it must lie in [0, epochs={self.epochs}]")
-        check_phases(self, {"label-balanced+finetune": ("finetune_epochs", "label-balanced")})
+        check_phases(self, ML_STRATEGIES)
         self.samples = check_int("samples", self.samples, minimum=500,
                                  fix="the semi-synthetic set needs at least 500 rows so that "
                                      "rare findings reach every split, e.g. 8000")
-        self.width = check_int("width", self.width, minimum=1,
-                               fix="pass the MLP's hidden units, e.g. --width 64")
-        self.threads = check_int("threads", self.threads, minimum=1,
-                                 fix="pass the number of CPU threads torch may use, e.g. 1")
         self.rarest = check_int("rarest", self.rarest, minimum=0,
                                 fix="pass how many of the rarest labels to list, e.g. 3")
-        self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
-                                   fix="a 95% interval needs at least 100 replicates, e.g. 1000")
-        self.lr = _check_float("lr", self.lr, low=0.0, low_open=True)
-        self.weight_decay = _check_float("weight_decay", self.weight_decay, low=0.0)
         self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
                                               low=0.0, low_open=True)
         self.rfs_threshold = _check_float("rfs_threshold", self.rfs_threshold, low=0.0,
@@ -164,9 +118,6 @@ class MultiLabelStudyConfig:
                                      fix="it is the probability margin shifted off the "
                                          "negatives; the paper's is 0.05, 0 turns it off")
         self.la_tau = _check_float("la_tau", self.la_tau, low=0.0)
-        if self.select not in ("best", "last"):
-            raise ValueError(f"select should be 'best' (highest validation macro AUPRC) or "
-                             f"'last', but got select={self.select!r}")
         if self.data is not None and self.table is not None:
             raise ValueError(f"pass only one of data and table, but got data={self.data!r} and "
                              f"table={self.table!r}")
@@ -190,22 +141,4 @@ class MultiLabelStudyConfig:
             raise ValueError("group_col and split_col apply only to a CSV table (an .npz holds "
                              "them as the arrays 'groups' and 'split'; the semi-synthetic set is "
                              "split by patient); pass --table, or remove them")
-        if self.reference is not None and self.reference not in self.strategies:
-            raise ValueError(f"unknown reference strategy reference={self.reference!r}: it must "
-                             f"be one of the strategies run, {list(self.strategies)}; pass one "
-                             f"of those or add it to strategies")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device should be 'cpu' or 'cuda' (or 'cuda:N'), but got "
-                             f"device={self.device!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
-                             f"is False on this machine; pass --device cpu")
-
-    def reference_row(self) -> str:
-        """``reference``, or ``plain`` when it is run, else the first strategy."""
-        if self.reference is not None:
-            return self.reference
-        return "plain" if "plain" in self.strategies else self.strategies[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        self._validate_device()

@@ -23,7 +23,8 @@ __all__ = ["HEADLINE", "choose_thresholds", "multilabel_metrics", "paired_multil
            "weighted_auprc", "weighted_auroc", "weighted_f1"]
 
 #: The report's main metrics, each higher-is-better.
-HEADLINE = ("macro_auroc", "macro_auprc", "macro_f1", "micro_f1")
+HEADLINE: dict[str, bool] = {"macro_auroc": True, "macro_auprc": True, "macro_f1": True,
+                             "micro_f1": True}
 
 _CHUNK = 256  # resamples computed together (bounds memory at _CHUNK x N floats)
 _CACHE_BYTES = 256 << 20  # keep every bootstrap draw when they fit in this many bytes

@@ -1,4 +1,4 @@
-"""The multi-label study: sampling and loss strategies for multi-label data, trained the same way.
+"""The multi-label study's training: each strategy's sampler and loss, and the one loop of every run.
 
 # Design note: one step budget, as in the single-label study
 # Every strategy runs ``epochs * ceil(N / batch_size)`` optimizer steps for ``N`` training rows.
@@ -12,47 +12,36 @@
 
 Example::
 
-    from balancer.study._multilabel import MultiLabelStudyConfig, run_multilabel_study
+    from balancer.study import MultiLabelStudyConfig, run_study
 
     config = MultiLabelStudyConfig(strategies=("plain", "label-balanced"), seeds=(0, 1, 2))
-    results = run_multilabel_study(config)   # long DataFrame: strategy, seed, split, metric, value
+    results = run_study(config)   # long DataFrame: strategy, seed, split, metric, value
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
 import losses
 from balancer import FineTuneSchedule, MultiLabelBalancedSampler, RepeatFactorSampler
-from balancer.study._ml_config import ML_STRATEGIES, MultiLabelStrategy, MultiLabelStudyConfig
-from balancer.study._ml_data import SEMISYNTHETIC, MultiLabelData, load_multilabel_data
+from balancer.study._ml_config import MultiLabelStrategy, MultiLabelStudyConfig
+from balancer.study._ml_data import MultiLabelData
 from balancer.study._ml_metrics import (
-    HEADLINE,
     choose_thresholds,
     multilabel_metrics,
-    paired_multilabel,
 )
 from balancer.study._model import MLP
-from balancer.study._outputs import COLUMNS, RunFolder, atomic_text, atomic_write
 from balancer.study._strategies import GLOBAL, INIT, _ShuffledPasses, seeded_generator
 
-__all__ = ["ML_OUTPUT_FILES", "format_multilabel_table", "make_multilabel_loss",
-           "make_multilabel_sampler", "prepare_multilabel_data", "rarest_labels",
-           "run_multilabel_study", "summarize_multilabel", "train_multilabel_run",
-           "write_multilabel_outputs"]
-
-#: The files a multi-label run folder holds (besides ``study.json`` and ``runs/``).
-ML_OUTPUT_FILES = ("results.csv", "summary.csv", "paired.csv", "per_label.csv", "report.md",
-                   "config.json")
+__all__ = ["make_multilabel_loss", "make_multilabel_sampler", "rarest_labels",
+           "train_multilabel_run"]
 
 
 class _RepeatFactorEpochs(Sampler[list[int]]):
@@ -124,28 +113,6 @@ def make_multilabel_loss(strategy: MultiLabelStrategy, counts: np.ndarray, num_s
         return losses.SigmoidLogitAdjustedLoss(counts_t, num_samples=num_samples,
                                                tau=config.la_tau)
     raise AssertionError(f"unknown loss {kind!r}")
-
-
-def prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
-    """Load and check the data of ``config`` (every input error is raised here)."""
-    data = load_multilabel_data(data=config.data, table=config.table,
-                                label_cols=config.label_cols, label_col=config.label_col,
-                                split_col=config.split_col, group_col=config.group_col,
-                                samples=config.samples)
-    train = len(data.targets["train"])
-    if train < config.batch_size:
-        raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
-                         f"({train} rows); pass a smaller --batch-size")
-    # Build every strategy's sampler and loss once (milliseconds): whatever they refuse is
-    # refused now, not after the first runs have trained.
-    targets = data.targets["train"].numpy()
-    for name in config.strategies:
-        strategy = ML_STRATEGIES[name]
-        make_multilabel_sampler(strategy, targets, batch_size=config.batch_size,
-                                epochs=config.epochs, finetune_epochs=config.finetune_epochs,
-                                seed=0, rfs_threshold=config.rfs_threshold)
-        make_multilabel_loss(strategy, targets.sum(0), train, config)
-    return data
 
 
 @torch.no_grad()
@@ -226,213 +193,7 @@ def train_multilabel_run(data: MultiLabelData, strategy: MultiLabelStrategy, see
         return _train_one(data, strategy, seed, config, device)
 
 
-def _rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
-    rows = [(name, seed, split, metric, value) for split in ("test", "val")
-            for metric, value in run["metrics"][split].items()]
-    rows += [(name, seed, "run", "selected_epoch", float(run["selected_epoch"])),
-             (name, seed, "run", "steps", float(run["steps"])),
-             (name, seed, "run", "seconds", float(run["seconds"]))]
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
 def rarest_labels(data: MultiLabelData, count: int) -> list[str]:
     """The ``count`` labels with the fewest train positives (ties in label order)."""
     order = np.argsort(data.counts("train"), kind="stable")[:count]
     return [data.label_names[j] for j in order]
-
-
-def run_multilabel_study(config: MultiLabelStudyConfig, data: MultiLabelData | None = None, *,
-                         folder: RunFolder | None = None) -> pd.DataFrame:
-    """Train every strategy with every seed; return the results in long form.
-
-    Returns:
-        A DataFrame with columns ``strategy, seed, split, metric, value`` (test and val metrics
-        of :func:`~balancer.study._ml_metrics.multilabel_metrics`, and each run's
-        ``selected_epoch``, ``steps``, ``seconds``). ``attrs`` holds ``label_names``,
-        ``source``, ``counts`` (per split), ``rarest``, ``paired`` (the paired differences),
-        ``positive_rates`` (per sampler, the planned share of slots carrying each label) and
-        ``seconds``.
-    """
-    from tqdm.auto import tqdm
-
-    config.validate()
-    data = prepare_multilabel_data(config) if data is None else data
-    device = torch.device(config.device)
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads)
-    start = time.perf_counter()
-    frames, arrays = [], {}
-    pairs = [(name, seed) for name in config.strategies for seed in config.seeds]
-    try:
-        for name, seed in tqdm(pairs, desc="multi-label study", unit="run",
-                               disable=not config.progress):
-            if folder is not None and folder.finished(name, seed):
-                frames.append(folder.rows(name, seed))
-                arrays[(name, seed)] = folder.probs(name, seed)
-                continue
-            run = train_multilabel_run(data, ML_STRATEGIES[name], seed, config, device=device)
-            rows = _rows(name, seed, run)
-            if folder is not None:
-                folder.save_run(name, seed, rows, run["arrays"])
-            frames.append(rows)
-            arrays[(name, seed)] = run["arrays"]
-    finally:
-        torch.set_num_threads(threads)
-    results = pd.concat(frames, ignore_index=True)
-    names = list(data.label_names)
-    rarest = rarest_labels(data, config.rarest)
-    metrics = [*HEADLINE, *[f"{kind}[{label}]" for label in rarest
-                            for kind in ("auroc", "auprc")]]
-    paired = paired_multilabel(
-        {key: value["test"] for key, value in arrays.items()}, data.targets["test"].numpy(),
-        {key: value["thresholds"] for key, value in arrays.items()},
-        strategies=list(config.strategies), seeds=list(config.seeds),
-        reference=config.reference_row(), metrics=metrics, names=names,
-        resamples=config.bootstrap)
-    results.attrs.update(
-        label_names=names, source=data.source, rarest=rarest, paired=paired,
-        counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
-        rows={split: len(data.targets[split]) for split in ("train", "val", "test")},
-        positive_rates=_positive_rates(data, config),
-        seconds=time.perf_counter() - start)
-    return results
-
-
-def _positive_rates(data: MultiLabelData, config: MultiLabelStudyConfig) -> pd.DataFrame:
-    """Per label: its share of the train rows and of the slots each sampler plans."""
-    targets = data.targets["train"].numpy()
-    frame = pd.DataFrame({"label": list(data.label_names),
-                          "plain": targets.mean(0, dtype=np.float64)})
-    if any(ML_STRATEGIES[s].sampling == "label-balanced" for s in config.strategies):
-        frame["label-balanced"] = MultiLabelBalancedSampler(
-            targets, config.batch_size, seed=0, samples_per_epoch=len(targets)
-        ).label_positive_rate
-    if any(ML_STRATEGIES[s].sampling == "repeat-factor" for s in config.strategies):
-        frame["repeat-factor"] = RepeatFactorSampler(
-            targets, config.batch_size, threshold=config.rfs_threshold, seed=0
-        ).label_positive_rate
-    return frame
-
-
-# --------------------------------------------------------------------------- outputs
-def summarize_multilabel(results: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Mean and standard deviation over seeds of every metric, one row per strategy."""
-    rows = results[results["split"] == split]
-    order = list(dict.fromkeys(rows["strategy"]))
-    table = rows.groupby(["strategy", "metric"], sort=False)["value"].agg(["mean", "std"])
-    table = table.unstack("metric")
-    table = table.reindex(order)
-    return table.swaplevel(axis=1).sort_index(axis=1)
-
-
-def _cell(mean: float, std: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.3f}" if not np.isfinite(std) else f"{mean:.3f} ± {std:.3f}"
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def format_multilabel_table(results: pd.DataFrame, metrics: list[str] | None = None) -> str:
-    """A Markdown table of test ``metrics`` (default the headline ones), mean ± std over seeds."""
-    summary = summarize_multilabel(results)
-    metrics = list(HEADLINE) if metrics is None else metrics
-    frame = pd.DataFrame({"strategy": summary.index})
-    for metric in metrics:
-        frame[metric] = [_cell(summary.loc[s, (metric, "mean")], summary.loc[s, (metric, "std")])
-                         for s in summary.index]
-    return _markdown(frame)
-
-
-def _paired_lines(paired: pd.DataFrame, reference: str, seeds: int) -> list[str]:
-    if paired.empty:
-        return [f"Only the reference row ({reference}) was run: nothing to compare."]
-    shown = paired.copy()
-    shown["difference"] = shown["difference"].map(lambda v: f"{v:+.3f}")
-    shown["95% CI"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(paired["ci_low"],
-                                                                   paired["ci_high"],
-                                                                   strict=True)]
-    shown["p (paired t, seeds)"] = paired["p_value"].map(
-        lambda p: "n/a" if not np.isfinite(p) else f"{p:.3g}")
-    shown["significant"] = paired["significant"].map({True: "yes", False: "no"})
-    lines = [f"Each strategy minus **{reference}**, test split: mean over {seeds} seed(s) of "
-             f"the paired difference, a 95% paired-bootstrap interval over seeds and test "
-             f"samples (thresholds fixed as chosen on validation), and a paired t-test over "
-             f"seeds (needs at least 3). *Significant* = interval excludes 0 and p < 0.05.", ""]
-    lines.append(_markdown(shown[["strategy", "metric", "difference", "95% CI",
-                                  "p (paired t, seeds)", "significant"]]))
-    return lines
-
-
-def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfig,
-                             out: str | Path, *, command: str) -> dict[str, Path]:
-    """Write every file of :data:`ML_OUTPUT_FILES` into ``out`` (atomically) and return them."""
-    import json
-
-    out = Path(out)
-    paths = {name: out / name for name in ML_OUTPUT_FILES}
-    info = results.attrs
-    atomic_write(paths["results.csv"], lambda tmp: results.to_csv(tmp, index=False))
-    summary = summarize_multilabel(results)
-    flat = summary.copy()
-    flat.columns = [f"{metric}_{stat}" for metric, stat in flat.columns]
-    atomic_write(paths["summary.csv"], flat.to_csv)
-    paired: pd.DataFrame = info["paired"]
-    atomic_write(paths["paired.csv"], lambda tmp: paired.to_csv(tmp, index=False))
-    names, counts = info["label_names"], info["counts"]
-    per_label = pd.DataFrame({"label": names, **{f"{s}_positives": counts[s]
-                                                 for s in ("train", "val", "test")}})
-    for strategy in summary.index:
-        for kind in ("auroc", "auprc", "f1"):
-            per_label[f"{strategy}:{kind}"] = [summary.loc[strategy, (f"{kind}[{n}]", "mean")]
-                                               for n in names]
-    atomic_write(paths["per_label.csv"], lambda tmp: per_label.to_csv(tmp, index=False))
-    atomic_text(paths["config.json"], json.dumps(config.to_dict(), indent=2, default=str) + "\n")
-
-    seeds = list(config.seeds)
-    rows = info["rows"]
-    lines = ["# Multi-label study", "", f"Command: `{command}`", "",
-             f"Data: {info['source']}.", "",
-             f"Rows: train {rows['train']}, val {rows['val']}, test {rows['test']}; "
-             f"{len(names)} labels. Every strategy trains the same MLP for "
-             f"{config.epochs} epochs of ceil(N / {config.batch_size}) optimizer steps "
-             f"(AdamW, lr {config.lr}); seeds {seeds}; weights: {config.select}. F1 uses per-label "
-             f"thresholds chosen on the validation split only.", ""]
-    if config.data is None and config.table is None:
-        lines += [f"**Semi-synthetic data ({SEMISYNTHETIC}):** the label rows and patient ids "
-                  f"are real (NIH ChestX-ray14 table), the features are generated from the "
-                  f"labels by a seeded generator. These figures say how the strategies handle "
-                  f"real label imbalance and co-occurrence, not how they do on X-ray images.", ""]
-    lines += ["## Strategies", ""]
-    lines += [f"- **{s}**: {ML_STRATEGIES[s].description}" for s in config.strategies]
-    lines += ["", "## Test metrics (mean ± std over seeds)", "", format_multilabel_table(results),
-              ""]
-    rarest = info["rarest"]
-    if rarest:
-        lines += [f"## The {len(rarest)} rarest labels (train / val / test positives)", ""]
-        index = {n: j for j, n in enumerate(names)}
-        for label in rarest:
-            j = index[label]
-            lines += [f"**{label}** ({counts['train'][j]} / {counts['val'][j]} / "
-                      f"{counts['test'][j]})", "",
-                      format_multilabel_table(results, [f"auroc[{label}]", f"auprc[{label}]",
-                                                        f"f1[{label}]"]), ""]
-    lines += ["## Paired differences", ""]
-    lines += [*_paired_lines(paired, config.reference_row(), len(seeds)), ""]
-    rates: pd.DataFrame = info["positive_rates"]
-    if rates.shape[1] > 2:
-        lines += ["## Planned share of training slots carrying each label", "",
-                  "`plain` is the label's frequency in the train split; the samplers' columns are "
-                  "their planned rates (`label_positive_rate`).", "",
-                  _markdown(rates.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)),
-                  ""]
-    lines += [f"Total time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
-              f"per_label.csv.", ""]
-    atomic_text(paths["report.md"], "\n".join(lines))
-    return paths

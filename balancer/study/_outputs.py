@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -24,7 +25,43 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["RunFolder", "atomic_write", "prepare_out"]
+__all__ = ["ACROSS_FILES", "FILES", "ML_OUTPUT_FILES", "OUTPUT_FILES", "RunFolder",
+           "atomic_write", "default_out", "output_files", "prepare_out"]
+
+#: Every file the study writes, and which runs write it: ``"single"`` (``balancer study``),
+#: ``"multi"`` (``balancer study --multilabel``), ``"tune"`` (``balancer study --tune``) and
+#: ``"across"`` (several ``--dataset``: into the folder above the data sets' run folders).
+#: A run folder also holds ``study.json`` (the settings, written first) and ``runs/``.
+FILES: dict[str, tuple[str, ...]] = {
+    "results.csv": ("single", "multi"),
+    "summary.csv": ("single", "multi"),
+    "paired.csv": ("single", "multi"),
+    "per_label.csv": ("multi",),
+    "report.md": ("single", "multi"),
+    "recall_by_class.png": ("single",),
+    "confusion_matrices.png": ("single",),
+    "reliability.png": ("single",),
+    "balanced_vs_accuracy.png": ("single",),
+    "config.json": ("single", "multi"),
+    "tuned.json": ("tune",),
+    "tune.md": ("tune",),
+    "across.csv": ("across",),
+    "across.md": ("across",),
+    "critical_difference.png": ("across",),
+}
+
+
+def output_files(task: str) -> tuple[str, ...]:
+    """The files of :data:`FILES` that a run of ``task`` writes, in report order."""
+    return tuple(name for name, tasks in FILES.items() if task in tasks)
+
+
+#: The files a single-label run folder holds (besides ``study.json`` and ``runs/``).
+OUTPUT_FILES = output_files("single")
+#: The files a multi-label run folder holds (besides ``study.json`` and ``runs/``).
+ML_OUTPUT_FILES = output_files("multi")
+#: The files of a comparison across data sets.
+ACROSS_FILES = output_files("across")
 
 RUNS_DIR = "runs"
 COLUMNS = ["strategy", "seed", "split", "metric", "value"]
@@ -51,6 +88,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def default_out(name: str, *, quick: bool = False) -> Path:
+    """A new run folder ``runs/<timestamp>-<name>[-quick]`` (``-2``, ``-3``, ... if taken)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path("runs") / f"{stamp}-{name}{'-quick' if quick else ''}"
+    suffix = 1
+    while out.exists():
+        suffix += 1
+        out = out.with_name(f"{stamp}-{name}-{suffix}")
+    return out
 
 
 def _run_name(strategy: str, seed: int) -> str:
@@ -92,13 +140,10 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _previous_files(path: Path) -> list[str]:
-    from balancer.study._report import OUTPUT_FILES
-
-    # The multi-label study's per-label table and a tuning run's record are a study's files too:
-    # left out, --overwrite kept them next to the new study's.
-    others = ("per_label.csv", "tuned.json", "tune.md")
-    names = [name for name in (*OUTPUT_FILES, *others, RUNS_DIR) if (path / name).exists()]
-    return names
+    # Every kind of run's files, the multi-label per-label table and a tuning run's record
+    # included: left out, --overwrite kept them next to the new study's.
+    studies = dict.fromkeys([*OUTPUT_FILES, *ML_OUTPUT_FILES, *output_files("tune")])
+    return [name for name in (*studies, RUNS_DIR) if (path / name).exists()]
 
 
 def clear_previous(path: Path) -> None:
@@ -147,9 +192,11 @@ def prepare_out(out: str | os.PathLike, *, config: dict[str, Any], overwrite: bo
                              f"settings are unknown and it cannot be resumed; pass --overwrite "
                              f"to start again")
         saved = json.loads(saved_file.read_text(encoding="utf-8"))
+        # Compared with sorted keys: the order of a dict setting (tuned_from's settings follow the
+        # strategies' declaration order) is not a setting.
         changed = sorted(key for key in set(saved) | set(config) if key not in _RESUMABLE
-                         and json.dumps(saved.get(key), default=str)
-                         != json.dumps(config.get(key), default=str))
+                         and json.dumps(saved.get(key), default=str, sort_keys=True)
+                         != json.dumps(config.get(key), default=str, sort_keys=True))
         if changed:
             shown = ", ".join(f"{k}: {saved.get(k)!r} then, {config.get(k)!r} now"
                               for k in changed[:4])

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from balancer.study._metrics import classification_metrics
+from balancer.study._strategies import POSTHOC_ROWS
 
 __all__ = ["POSTHOC", "TAU_GRID", "THRESHOLDS", "logit_shift", "posthoc_rows"]
 
@@ -52,9 +53,7 @@ def logit_shift(name: str, setting: float, prior: np.ndarray) -> np.ndarray:
 
 
 #: The base row of each post-hoc row and the StudyConfig field that fixes its setting.
-POSTHOC = {"plain+posthoc": ("plain", "posthoc_tau"),
-           "balanced+posthoc": ("balanced", "balanced_posthoc_tau"),
-           "plain+threshold": ("plain", "threshold")}
+POSTHOC = {name: (row.base, row.settings[0].field) for name, row in POSTHOC_ROWS.items()}
 
 
 def posthoc_rows(predictions, train_counts: np.ndarray, seeds: list[int], *,

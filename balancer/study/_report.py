@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from pathlib import Path
@@ -13,15 +14,20 @@ import torch
 
 from balancer.study._config import StudyConfig
 from balancer.study._metrics import HEADLINE
-from balancer.study._outputs import atomic_text, atomic_write
-from balancer.study._strategies import STRATEGIES
+from balancer.study._ml_config import MultiLabelStudyConfig
+from balancer.study._ml_data import SEMISYNTHETIC
+from balancer.study._ml_metrics import HEADLINE as ML_HEADLINE
+from balancer.study._outputs import (
+    ACROSS_FILES,
+    ML_OUTPUT_FILES,
+    OUTPUT_FILES,
+    atomic_text,
+    atomic_write,
+)
+from balancer.study._strategies import ML_STRATEGIES, STRATEGIES
 
-__all__ = ["OUTPUT_FILES", "format_table", "summarize", "write_outputs"]
-
-#: The files a run folder holds.
-OUTPUT_FILES = ("results.csv", "summary.csv", "paired.csv", "report.md", "recall_by_class.png",
-                "confusion_matrices.png", "reliability.png",
-                "balanced_vs_accuracy.png", "config.json")
+__all__ = ["OUTPUT_FILES", "format_multilabel_table", "format_table", "summarize",
+           "summarize_multilabel", "write_across", "write_multilabel_outputs", "write_outputs"]
 
 _LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
            "macro_auc": "macro AUC", "nll": "NLL", "ece": "ECE"}
@@ -59,7 +65,7 @@ def _cell(mean: float, std: float, seeds: int) -> str:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
@@ -367,18 +373,35 @@ def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, 
             *words, ""]
 
 
+# Config fields that are not training settings: the data, the rows run, where settings came
+# from and what the report shows (each has its own section).
+_NOT_SETTINGS = {"dataset", "data", "csv", "table", "group_col", "image_col", "label_col",
+                 "split_col", "image_size", "strategies", "seeds", "tuned", "tuned_from",
+                 "ordinal", "posthoc", "progress"}
+
+
 def _settings_lines(config: StudyConfig) -> list[str]:
-    keys = ("epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
-            "finetune_freeze", "drw_epochs", "drs_epochs", "crt_epochs", "select", "augment",
-            "width", "focal_gamma", "effective_beta", "ldam_max_margin", "ldam_scale",
-            "drw_beta", "la_tau", "hinge_margin", "posthoc_tau", "balanced_posthoc_tau",
-            "threshold", "ece_bins", "reference", "bootstrap", "device", "threads", "jobs",
-            "train_limit", "quick")
+    """Every training setting of ``config`` (a strategy's own ones included), in field order."""
+    keys = [field.name for field in dataclasses.fields(config) if field.name not in _NOT_SETTINGS]
     return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
 
 
-def write_outputs(results: pd.DataFrame, config: StudyConfig, out: str | Path, *,
-                  command: str, info: dict[str, Any]) -> dict[str, Path]:
+def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyConfig,
+                  out: str | Path, *, command: str,
+                  info: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write the files of a study's run folder into ``out`` (atomically) and return their paths:
+    :data:`~balancer.study._outputs.OUTPUT_FILES` for a single-label study,
+    :data:`~balancer.study._outputs.ML_OUTPUT_FILES` for a multi-label one (``config`` says
+    which). ``info`` defaults to ``results.attrs`` (where the runners store it).
+    """
+    info = results.attrs if info is None else info
+    if isinstance(config, MultiLabelStudyConfig):
+        return write_multilabel_outputs(results, config, out, command=command)
+    return _write_single_label(results, config, out, command=command, info=info)
+
+
+def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | Path, *,
+                        command: str, info: dict[str, Any]) -> dict[str, Path]:
     """Write every file of :data:`OUTPUT_FILES` into ``out`` and return their paths.
 
     ``info`` holds ``class_names``, ``source``, ``counts`` (per split), ``dataset_key`` and
@@ -604,8 +627,7 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
         if metric == "balanced_accuracy":
             headline = result
     frame = pd.DataFrame.from_records(records)
-    paths = {"across.csv": out / "across.csv", "across.md": out / "across.md",
-             "critical_difference.png": out / "critical_difference.png"}
+    paths = {name: out / name for name in ACROSS_FILES}
     atomic_write(paths["across.csv"], lambda tmp: frame.to_csv(tmp, index=False))
     _plot_critical_difference(headline["ranks"], headline["critical_difference"],
                               paths["critical_difference.png"],
@@ -643,4 +665,120 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
              "Critical-difference diagram (Demšar 2006): rows joined by a red line are within "
              "the Nemenyi critical difference of each other.", ""]
     atomic_text(paths["across.md"], "\n".join(lines))
+    return paths
+
+
+# ------------------------------------------------------------------ the multi-label study
+def summarize_multilabel(results: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """:func:`summarize` of a multi-label study's results, whose ``attrs`` hold data frames
+    (``pd.concat`` would compare them)."""
+    rows = results[results["split"] == split]
+    order = list(dict.fromkeys(rows["strategy"]))
+    table = rows.groupby(["strategy", "metric"], sort=False)["value"].agg(["mean", "std"])
+    table = table.unstack("metric")
+    table = table.reindex(order)
+    return table.swaplevel(axis=1).sort_index(axis=1)
+
+
+def _ml_cell(mean: float, std: float) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f}" if not np.isfinite(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def format_multilabel_table(results: pd.DataFrame, metrics: list[str] | None = None) -> str:
+    """A Markdown table of test ``metrics`` (default the headline ones), mean ± std over seeds."""
+    summary = summarize_multilabel(results)
+    metrics = list(ML_HEADLINE) if metrics is None else metrics
+    frame = pd.DataFrame({"strategy": summary.index})
+    for metric in metrics:
+        frame[metric] = [_ml_cell(summary.loc[s, (metric, "mean")], summary.loc[s, (metric, "std")])
+                         for s in summary.index]
+    return _markdown(frame)
+
+
+def _ml_paired_lines(paired: pd.DataFrame, reference: str, seeds: int) -> list[str]:
+    if paired.empty:
+        return [f"Only the reference row ({reference}) was run: nothing to compare."]
+    shown = paired.copy()
+    shown["difference"] = shown["difference"].map(lambda v: f"{v:+.3f}")
+    shown["95% CI"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(paired["ci_low"],
+                                                                   paired["ci_high"],
+                                                                   strict=True)]
+    shown["p (paired t, seeds)"] = paired["p_value"].map(
+        lambda p: "n/a" if not np.isfinite(p) else f"{p:.3g}")
+    shown["significant"] = paired["significant"].map({True: "yes", False: "no"})
+    lines = [f"Each strategy minus **{reference}**, test split: mean over {seeds} seed(s) of "
+             f"the paired difference, a 95% paired-bootstrap interval over seeds and test "
+             f"samples (thresholds fixed as chosen on validation), and a paired t-test over "
+             f"seeds (needs at least 3). *Significant* = interval excludes 0 and p < 0.05.", ""]
+    lines.append(_markdown(shown[["strategy", "metric", "difference", "95% CI",
+                                  "p (paired t, seeds)", "significant"]]))
+    return lines
+
+
+def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfig,
+                             out: str | Path, *, command: str) -> dict[str, Path]:
+    """Write every file of :data:`~balancer.study._outputs.ML_OUTPUT_FILES` into ``out``
+    (atomically) and return them."""
+    out = Path(out)
+    paths = {name: out / name for name in ML_OUTPUT_FILES}
+    info = results.attrs
+    atomic_write(paths["results.csv"], lambda tmp: results.to_csv(tmp, index=False))
+    summary = summarize_multilabel(results)
+    flat = summary.copy()
+    flat.columns = [f"{metric}_{stat}" for metric, stat in flat.columns]
+    atomic_write(paths["summary.csv"], flat.to_csv)
+    paired: pd.DataFrame = info["paired"]
+    atomic_write(paths["paired.csv"], lambda tmp: paired.to_csv(tmp, index=False))
+    names, counts = info["label_names"], info["counts"]
+    per_label = pd.DataFrame({"label": names, **{f"{s}_positives": counts[s]
+                                                 for s in ("train", "val", "test")}})
+    for strategy in summary.index:
+        for kind in ("auroc", "auprc", "f1"):
+            per_label[f"{strategy}:{kind}"] = [summary.loc[strategy, (f"{kind}[{n}]", "mean")]
+                                               for n in names]
+    atomic_write(paths["per_label.csv"], lambda tmp: per_label.to_csv(tmp, index=False))
+    atomic_text(paths["config.json"], json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+
+    seeds = list(config.seeds)
+    rows = info["rows"]
+    lines = ["# Multi-label study", "", f"Command: `{command}`", "",
+             f"Data: {info['source']}.", "",
+             f"Rows: train {rows['train']}, val {rows['val']}, test {rows['test']}; "
+             f"{len(names)} labels. Every strategy trains the same MLP for "
+             f"{config.epochs} epochs of ceil(N / {config.batch_size}) optimizer steps "
+             f"(AdamW, lr {config.lr}); seeds {seeds}; weights: {config.select}. F1 uses per-label "
+             f"thresholds chosen on the validation split only.", ""]
+    if config.data is None and config.table is None:
+        lines += [f"**Semi-synthetic data ({SEMISYNTHETIC}):** the label rows and patient ids "
+                  f"are real (NIH ChestX-ray14 table), the features are generated from the "
+                  f"labels by a seeded generator. These figures say how the strategies handle "
+                  f"real label imbalance and co-occurrence, not how they do on X-ray images.", ""]
+    lines += ["## Strategies", ""]
+    lines += [f"- **{s}**: {ML_STRATEGIES[s].description}" for s in config.strategies]
+    lines += ["", "## Test metrics (mean ± std over seeds)", "", format_multilabel_table(results),
+              ""]
+    rarest = info["rarest"]
+    if rarest:
+        lines += [f"## The {len(rarest)} rarest labels (train / val / test positives)", ""]
+        index = {n: j for j, n in enumerate(names)}
+        for label in rarest:
+            j = index[label]
+            lines += [f"**{label}** ({counts['train'][j]} / {counts['val'][j]} / "
+                      f"{counts['test'][j]})", "",
+                      format_multilabel_table(results, [f"auroc[{label}]", f"auprc[{label}]",
+                                                        f"f1[{label}]"]), ""]
+    lines += ["## Paired differences", ""]
+    lines += [*_ml_paired_lines(paired, config.reference_row(), len(seeds)), ""]
+    rates: pd.DataFrame = info["positive_rates"]
+    if rates.shape[1] > 2:
+        lines += ["## Planned share of training slots carrying each label", "",
+                  "`plain` is the label's frequency in the train split; the samplers' columns are "
+                  "their planned rates (`label_positive_rate`).", "",
+                  _markdown(rates.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)),
+                  ""]
+    lines += [f"Total time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
+              f"per_label.csv.", ""]
+    atomic_text(paths["report.md"], "\n".join(lines))
     return paths

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,26 +27,69 @@ from torch.utils.data import BatchSampler, Sampler, WeightedRandomSampler
 import losses
 from balancer import BalancedBatchSampler, FineTuneSchedule
 
-__all__ = ["DEFERRED_EPOCHS", "STRATEGIES", "Strategy", "make_batch_sampler", "make_loss", "seeded_generator"]
+__all__ = ["DECLARED", "LIBRARY_DEFAULTS", "ML_STRATEGIES", "POSTHOC_ROWS", "SETTINGS",
+           "STRATEGIES", "TUNABLE", "TUNED_ROWS", "Setting", "Strategy", "make_batch_sampler",
+           "make_loss", "seeded_generator"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a strategy: a :class:`~balancer.study.StudyConfig` field, its ``--flag``,
+    its library default and the words of its help.
+
+    Attributes:
+        field: the config field (the flag is ``--field-with-dashes``).
+        default: the value without a given or tuned one; a phase length (``*_epochs``) is capped
+            at ``epochs``; ``None`` for a post-hoc row's setting: chosen per seed on validation.
+        help: what the flag sets, e.g. ``"focal's gamma (0 is cross-entropy)"``.
+    """
+
+    field: str
+    default: float | int | None
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    def default_text(self) -> str:
+        """The default in words, as the help states it."""
+        if self.default is None:
+            return "chosen per seed on validation"
+        if self.field.endswith("_epochs"):
+            return f"min({self.default}, epochs)"
+        return str(self.default)
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """How one row of the study trains.
+    """How one row of the study trains, declared once: everything else (the config's tunable
+    settings and their defaults, the tuning grid, the command-line flags, the report's lines and
+    the post-hoc rows) is read from these declarations.
 
     Attributes:
         name: the row's name.
-        sampling: ``"shuffle"``, ``"undersample"``, ``"wrs"``, ``"balanced"`` or
-            ``"deferred"`` (shuffled passes, then balanced batches for the last epochs).
-        loss: ``"ce"``, ``"weighted"``, ``"effective"``, ``"focal"``, ``"ldam"``,
-            ``"logit-adjusted"`` or ``"hinge"``.
+        sampling: single-label: ``"shuffle"``, ``"undersample"``, ``"wrs"``, ``"balanced"`` or
+            ``"deferred"`` (shuffled passes, then balanced batches for the last epochs);
+            multi-label: ``"shuffle"``, ``"label-balanced"``
+            (:class:`~balancer.MultiLabelBalancedSampler`) or ``"repeat-factor"``
+            (:class:`~balancer.RepeatFactorSampler`); ``""`` for a post-hoc row.
+        loss: single-label: ``"ce"``, ``"weighted"``, ``"effective"``, ``"focal"``, ``"ldam"``,
+            ``"logit-adjusted"`` or ``"hinge"``; multi-label: ``"bce"``, ``"pos-weight"``,
+            ``"asl"``, ``"db"`` or ``"sigmoid-la"``; ``""`` for a post-hoc row.
+        description: one line for the report.
         finetune: the last ``finetune_epochs`` run at the true frequencies, with the fine-tune
             learning rate and (optionally) a frozen backbone.
         deferred_reweighting: the last ``drw_epochs`` add class-balanced weights to the loss.
         cosine_head: the model's classifier is a cosine head (LDAM is defined on cosines).
         classifier_retrain: when the deferred balanced phase starts, the classifier is
             re-initialised and retrained alone, the backbone frozen (cRT).
-        description: one line for the report.
+        task: ``"single"`` (``balancer study``) or ``"multi"`` (``balancer study --multilabel``).
+        settings: the strategy's own key settings, which ``balancer study --tune`` chooses.
+        grid: the tuning grid: ``GRID_POINTS`` values of ``settings``, the first the default.
+        phase: the setting that sets the length of the strategy's last phase, and what the
+            strategy trains as when that phase has 0 epochs.
+        base: a post-hoc row's trained row (its runs' logits are shifted after training).
     """
 
     name: str
@@ -56,14 +100,27 @@ class Strategy:
     deferred_reweighting: bool = False
     cosine_head: bool = False
     classifier_retrain: bool = False
+    task: str = "single"
+    settings: tuple[Setting, ...] = ()
+    grid: tuple[dict[str, Any], ...] = ()
+    phase: tuple[str, str] | None = None
+    base: str | None = None
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+def _grid(field: str, *values: float) -> tuple[dict[str, Any], ...]:
+    return tuple({field: value} for value in values)
+
+
+#: Every row of both studies, in report order.
+DECLARED: tuple[Strategy, ...] = (
     Strategy("plain", "shuffle", "ce", "shuffled batches, cross-entropy"),
     Strategy("weighted", "shuffle", "weighted",
              "cross-entropy with inverse-frequency class weights"),
     Strategy("effective", "shuffle", "effective",
-             "cross-entropy with class-balanced weights (effective number of samples, Cui et al. 2019)"),
+             "cross-entropy with class-balanced weights (effective number of samples, Cui et al. 2019)",
+             settings=(Setting("effective_beta", 0.99, "effective's beta of the effective number "
+                                                       "of samples, in [0, 1)"),),
+             grid=_grid("effective_beta", 0.99, 0.9, 0.999)),
     Strategy("undersample", "undersample", "ce",
              "majority classes cut to the minority count once per seed, cross-entropy"),
     Strategy("oversample-wrs", "wrs", "ce",
@@ -72,25 +129,100 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              "BalancedBatchSampler: equal-frequency batches from circular per-class buffers"),
     Strategy("balanced+finetune", "balanced", "ce",
              "balanced, then the last epochs at the true frequencies (FineTuneSchedule)",
-             finetune=True),
-    Strategy("focal", "shuffle", "focal", "focal loss (Lin et al. 2017), shuffled batches"),
+             finetune=True,
+             settings=(Setting("finetune_epochs", 1,
+                               "balanced+finetune's epochs at true frequencies"),
+                       Setting("finetune_lr_scale", 0.1, "balanced+finetune's learning-rate "
+                                                         "factor in the fine-tune phase")),
+             grid=({"finetune_epochs": 1, "finetune_lr_scale": 0.1},
+                   {"finetune_epochs": 3, "finetune_lr_scale": 0.1},
+                   {"finetune_epochs": 1, "finetune_lr_scale": 1.0}),
+             phase=("finetune_epochs", "balanced")),
+    Strategy("focal", "shuffle", "focal", "focal loss (Lin et al. 2017), shuffled batches",
+             settings=(Setting("focal_gamma", 2.0, "focal's gamma (0 is cross-entropy)"),),
+             grid=_grid("focal_gamma", 2.0, 0.5, 1.0)),
     Strategy("ldam-drw", "shuffle", "ldam",
              "LDAM margins on a cosine head (Cao et al. 2019), class-balanced re-weighting in the "
-             "last epochs", deferred_reweighting=True, cosine_head=True),
+             "last epochs", deferred_reweighting=True, cosine_head=True,
+             settings=(Setting("drw_epochs", 3,
+                               "ldam-drw's last epochs with class-balanced weights"),),
+             grid=_grid("drw_epochs", 3, 1, 6),
+             phase=("drw_epochs", "LDAM without deferred re-weighting")),
     Strategy("logit-adjusted", "shuffle", "logit-adjusted",
-             "logit-adjusted cross-entropy (Menon et al. 2021), shuffled batches"),
+             "logit-adjusted cross-entropy (Menon et al. 2021), shuffled batches",
+             settings=(Setting("la_tau", 1.0, "logit-adjusted's tau (0 is cross-entropy)"),),
+             grid=_grid("la_tau", 1.0, 0.5, 1.5)),
     Strategy("hinge", "shuffle", "hinge", "multi-class hinge (margin) loss, shuffled batches"),
     Strategy("drs", "deferred", "ce",
              "deferred re-sampling (Cao et al. 2019): shuffled batches, then BalancedBatchSampler "
-             "batches for the last epochs, cross-entropy"),
+             "batches for the last epochs, cross-entropy",
+             settings=(Setting("drs_epochs", 3, "drs's last epochs on balanced batches"),),
+             grid=_grid("drs_epochs", 3, 1, 6), phase=("drs_epochs", "plain")),
     Strategy("crt", "deferred", "ce",
              "classifier re-training (Kang et al. 2020): shuffled batches, then the classifier "
              "re-initialised and retrained alone on BalancedBatchSampler batches, backbone frozen",
-             classifier_retrain=True),
-)}
+             classifier_retrain=True,
+             settings=(Setting("crt_epochs", 3, "crt's last epochs retraining the classifier on "
+                                                "balanced batches"),),
+             grid=_grid("crt_epochs", 3, 1, 6), phase=("crt_epochs", "plain")),
+    # Post-hoc rows (balancer/study/_posthoc.py): derived from a trained row, no training.
+    Strategy("plain+posthoc", "", "", "plain's runs, post-hoc logit adjustment", base="plain",
+             settings=(Setting("posthoc_tau", None, "plain+posthoc's tau"),),
+             grid=_grid("posthoc_tau", 1.0, 0.5, 1.5)),
+    Strategy("balanced+posthoc", "", "", "balanced's runs, post-hoc logit adjustment",
+             base="balanced",
+             settings=(Setting("balanced_posthoc_tau", None, "balanced+posthoc's tau"),),
+             grid=_grid("balanced_posthoc_tau", 1.0, 0.5, 1.5)),
+    Strategy("plain+threshold", "", "", "plain's runs, a threshold on p(class 1)", base="plain",
+             settings=(Setting("threshold", None, "plain+threshold's threshold on p(class 1)"),),
+             grid=_grid("threshold", 0.5, 0.25, 0.75)),
+    # The multi-label study (balancer study --multilabel).
+    Strategy("plain", "shuffle", "bce", "shuffled batches, binary cross-entropy", task="multi"),
+    Strategy("label-balanced", "label-balanced", "bce",
+             "MultiLabelBalancedSampler: every label's positives as close to equal as "
+             "co-occurrence allows, BCE", task="multi"),
+    Strategy("label-balanced+finetune", "label-balanced", "bce",
+             "label-balanced, then the last epochs at the true frequencies "
+             "(FineTuneSchedule)", finetune=True, task="multi",
+             phase=("finetune_epochs", "label-balanced")),
+    Strategy("repeat-factor", "repeat-factor", "bce",
+             "RepeatFactorSampler (LVIS repeat factors), BCE", task="multi"),
+    Strategy("pos-weight", "shuffle", "pos-weight",
+             "BCE with per-label pos_weight (N - n_j) / n_j, shuffled batches", task="multi"),
+    Strategy("asl", "shuffle", "asl",
+             "asymmetric loss (Ridnik et al. 2021), shuffled batches", task="multi"),
+    Strategy("db", "shuffle", "db",
+             "distribution-balanced loss (Wu et al. 2020), shuffled batches", task="multi"),
+    Strategy("sigmoid-la", "shuffle", "sigmoid-la",
+             "BCE on logits shifted by each label's prior log-odds (sigmoid logit "
+             "adjustment), shuffled batches", task="multi"),
+)
 
-#: The strategies whose deferred phase length is which setting of :class:`StudyConfig`.
-DEFERRED_EPOCHS = {"drs": "drs_epochs", "crt": "crt_epochs"}
+#: The trained rows of the single-label study, by name.
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in DECLARED
+                                   if s.task == "single" and s.base is None}
+
+#: The post-hoc rows of the single-label study, by name (see :mod:`balancer.study._posthoc`).
+POSTHOC_ROWS: dict[str, Strategy] = {s.name: s for s in DECLARED if s.base is not None}
+
+#: The rows of the multi-label study, by name.
+ML_STRATEGIES: dict[str, Strategy] = {s.name: s for s in DECLARED if s.task == "multi"}
+
+#: Every single-label row with key settings (trained, then post-hoc), by name.
+TUNED_ROWS: dict[str, Strategy] = {s.name: s for s in DECLARED
+                                   if s.task == "single" and s.settings}
+
+#: Every strategy's own key settings: the ones ``balancer study --tune`` chooses on validation.
+TUNABLE: dict[str, tuple[str, ...]] = {
+    name: tuple(setting.field for setting in s.settings) for name, s in TUNED_ROWS.items()}
+
+#: The key settings, by config field, in declaration order.
+SETTINGS: dict[str, Setting] = {
+    setting.field: setting for s in TUNED_ROWS.values() for setting in s.settings}
+
+#: The values of the tunable settings without a tuned file (the papers' defaults; phase lengths
+#: capped at ``epochs``). ``None`` for a post-hoc setting: chosen per seed on validation.
+LIBRARY_DEFAULTS: dict[str, Any] = {field: s.default for field, s in SETTINGS.items()}
 
 
 def seeded_generator(seed: int, *words: int) -> torch.Generator:
@@ -230,8 +362,9 @@ def make_loss(strategy: Strategy, counts: np.ndarray, *, late_phase: bool,
               settings: dict[str, float]) -> nn.Module:
     """The loss the strategy trains with; ``late_phase`` is True in ldam-drw's last ``drw_epochs``.
 
-    ``settings`` holds ``focal_gamma``, ``effective_beta``, ``ldam_max_margin``, ``ldam_scale``,
-    ``drw_beta``, ``la_tau`` and ``hinge_margin``.
+    ``settings`` maps the config's fields to their values (``StudyConfig.to_dict()``); each
+    loss reads its own (``focal_gamma``, ``effective_beta``, ``ldam_max_margin``, ``ldam_scale``,
+    ``drw_beta``, ``la_tau``, ``hinge_margin``).
     """
     counts_t = torch.as_tensor(counts, dtype=torch.float64)
     kind = strategy.loss

@@ -1,22 +1,28 @@
-"""Running the study: every strategy with every seed, each run saved as it finishes."""
+"""Running a study of either task: every strategy with every seed, each run saved as it finishes."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, as_completed
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from balancer import MultiLabelBalancedSampler, RepeatFactorSampler
 from balancer.study._config import StudyConfig
 from balancer.study._data import StudyData, load_study_data
+from balancer.study._ml_config import MultiLabelStudyConfig
+from balancer.study._ml_data import MultiLabelData, load_multilabel_data
+from balancer.study._ml_metrics import HEADLINE as ML_HEADLINE
+from balancer.study._ml_metrics import paired_multilabel
 from balancer.study._outputs import COLUMNS, RunFolder
-from balancer.study._strategies import STRATEGIES, seeded_generator
+from balancer.study._strategies import ML_STRATEGIES, STRATEGIES, seeded_generator
 from balancer.study._train import RunResult
 
-__all__ = ["Predictions", "prepare_data", "run_strategies", "run_study"]
+__all__ = ["Predictions", "prepare_data", "run_multilabel_study", "run_strategies", "run_study"]
 
 
 class Predictions:
@@ -62,8 +68,11 @@ def _limit_train(data: StudyData, limit: int) -> StudyData:
     return data.subset("train", np.sort(np.concatenate(chosen)))
 
 
-def prepare_data(config: StudyConfig) -> StudyData:
-    """Load and check the data of ``config`` (every input error is raised here)."""
+def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | MultiLabelData:
+    """Load and check the data of ``config``, of either task (every input error is raised
+    here)."""
+    if isinstance(config, MultiLabelStudyConfig):
+        return _prepare_multilabel_data(config)
     data = load_study_data(dataset=config.dataset, data=config.data, csv=config.csv,
                            table=config.table, image_col=config.image_col,
                            label_col=config.label_col, split_col=config.split_col,
@@ -185,12 +194,15 @@ def make_pool(data: StudyData, config: StudyConfig, jobs: int | None = None):
                                initializer=_init_worker, initargs=(data, quiet))
 
 
-def run_study(config: StudyConfig, data: StudyData | None = None, *,
+def run_study(config: StudyConfig | MultiLabelStudyConfig,
+              data: StudyData | MultiLabelData | None = None, *,
               folder: RunFolder | None = None) -> pd.DataFrame:
     """Train every strategy with every seed and return the results in long form.
 
     Args:
-        config: the settings (see :class:`StudyConfig`).
+        config: the settings (see :class:`StudyConfig`); a
+            :class:`~balancer.study.MultiLabelStudyConfig` runs the multi-label study (see
+            :func:`_run_multilabel` for its results).
         data: already loaded data; by default :func:`prepare_data` loads ``config``'s.
         folder: a run folder from :func:`~balancer.study.prepare_out`: each finished run is
             saved there at once, and runs it already holds are read instead of trained.
@@ -204,6 +216,8 @@ def run_study(config: StudyConfig, data: StudyData | None = None, *,
     """
     from balancer.study._train import train_and_evaluate
 
+    if isinstance(config, MultiLabelStudyConfig):
+        return _run_multilabel(config, data, folder)
     config.validate()
     data = prepare_data(config) if data is None else data
     device = torch.device(config.device)
@@ -239,3 +253,117 @@ def run_study(config: StudyConfig, data: StudyData | None = None, *,
         dataset_key=key.lower() if key else None, seconds=time.perf_counter() - start,
         predictions=Predictions(labels, probs))
     return results
+
+
+#: The multi-label study's runner is :func:`run_study` with a multi-label config.
+run_multilabel_study = run_study
+
+
+# ------------------------------------------------------------------ the multi-label study
+def _prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
+    """Load and check the data of ``config`` (every input error is raised here)."""
+    data = load_multilabel_data(data=config.data, table=config.table,
+                                label_cols=config.label_cols, label_col=config.label_col,
+                                split_col=config.split_col, group_col=config.group_col,
+                                samples=config.samples)
+    train = len(data.targets["train"])
+    if train < config.batch_size:
+        raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
+                         f"({train} rows); pass a smaller --batch-size")
+    # Build every strategy's sampler and loss once (milliseconds): whatever they refuse is
+    # refused now, not after the first runs have trained.
+    from balancer.study._multilabel import make_multilabel_loss, make_multilabel_sampler
+
+    targets = data.targets["train"].numpy()
+    for name in config.strategies:
+        strategy = ML_STRATEGIES[name]
+        make_multilabel_sampler(strategy, targets, batch_size=config.batch_size,
+                                epochs=config.epochs, finetune_epochs=config.finetune_epochs,
+                                seed=0, rfs_threshold=config.rfs_threshold)
+        make_multilabel_loss(strategy, targets.sum(0), train, config)
+    return data
+
+
+def _multilabel_rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
+    rows = [(name, seed, split, metric, value) for split in ("test", "val")
+            for metric, value in run["metrics"][split].items()]
+    rows += [(name, seed, "run", "selected_epoch", float(run["selected_epoch"])),
+             (name, seed, "run", "steps", float(run["steps"])),
+             (name, seed, "run", "seconds", float(run["seconds"]))]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
+                    folder: RunFolder | None) -> pd.DataFrame:
+    """:func:`run_study` of a multi-label study.
+
+    Returns:
+        A DataFrame with columns ``strategy, seed, split, metric, value`` (test and val metrics
+        of :func:`~balancer.study._ml_metrics.multilabel_metrics`, and each run's
+        ``selected_epoch``, ``steps``, ``seconds``). ``attrs`` holds ``label_names``,
+        ``source``, ``counts`` (per split), ``rarest``, ``paired`` (the paired differences),
+        ``positive_rates`` (per sampler, the planned share of slots carrying each label) and
+        ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    from balancer.study._multilabel import rarest_labels, train_multilabel_run
+
+    config.validate()
+    data = prepare_data(config) if data is None else data
+    device = torch.device(config.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads)
+    start = time.perf_counter()
+    frames, arrays = [], {}
+    pairs = [(name, seed) for name in config.strategies for seed in config.seeds]
+    try:
+        for name, seed in tqdm(pairs, desc="multi-label study", unit="run",
+                               disable=not config.progress):
+            if folder is not None and folder.finished(name, seed):
+                frames.append(folder.rows(name, seed))
+                arrays[(name, seed)] = folder.probs(name, seed)
+                continue
+            run = train_multilabel_run(data, ML_STRATEGIES[name], seed, config, device=device)
+            rows = _multilabel_rows(name, seed, run)
+            if folder is not None:
+                folder.save_run(name, seed, rows, run["arrays"])
+            frames.append(rows)
+            arrays[(name, seed)] = run["arrays"]
+    finally:
+        torch.set_num_threads(threads)
+    results = pd.concat(frames, ignore_index=True)
+    names = list(data.label_names)
+    rarest = rarest_labels(data, config.rarest)
+    metrics = [*ML_HEADLINE, *[f"{kind}[{label}]" for label in rarest
+                            for kind in ("auroc", "auprc")]]
+    paired = paired_multilabel(
+        {key: value["test"] for key, value in arrays.items()}, data.targets["test"].numpy(),
+        {key: value["thresholds"] for key, value in arrays.items()},
+        strategies=list(config.strategies), seeds=list(config.seeds),
+        reference=config.reference_row(), metrics=metrics, names=names,
+        resamples=config.bootstrap)
+    results.attrs.update(
+        label_names=names, source=data.source, rarest=rarest, paired=paired,
+        counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
+        rows={split: len(data.targets[split]) for split in ("train", "val", "test")},
+        positive_rates=_positive_rates(data, config),
+        seconds=time.perf_counter() - start)
+    return results
+
+
+def _positive_rates(data: MultiLabelData, config: MultiLabelStudyConfig) -> pd.DataFrame:
+    """Per label: its share of the train rows and of the slots each sampler plans."""
+    targets = data.targets["train"].numpy()
+    frame = pd.DataFrame({"label": list(data.label_names),
+                          "plain": targets.mean(0, dtype=np.float64)})
+    if any(ML_STRATEGIES[s].sampling == "label-balanced" for s in config.strategies):
+        frame["label-balanced"] = MultiLabelBalancedSampler(
+            targets, config.batch_size, seed=0, samples_per_epoch=len(targets)
+        ).label_positive_rate
+    if any(ML_STRATEGIES[s].sampling == "repeat-factor" for s in config.strategies):
+        frame["repeat-factor"] = RepeatFactorSampler(
+            targets, config.batch_size, threshold=config.rfs_threshold, seed=0
+        ).label_positive_rate
+    return frame

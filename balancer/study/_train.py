@@ -18,7 +18,6 @@ from balancer.study._metrics import classification_metrics
 from balancer.study._model import MLP, SmallCNN, init_from
 from balancer.study._strategies import (
     AUGMENT,
-    DEFERRED_EPOCHS,
     GLOBAL,
     INIT,
     RETRAIN,
@@ -255,15 +254,13 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
     logit_scale = config.ldam_scale if strategy.cosine_head else 1.0
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    deferred = getattr(config, DEFERRED_EPOCHS[strategy.name], 0) if (
-        strategy.name in DEFERRED_EPOCHS) else 0
+    # drs and crt: the length of the balanced last phase of their "deferred" sampling.
+    deferred = getattr(config, strategy.phase[0]) if strategy.sampling == "deferred" else 0
     sampler = make_batch_sampler(strategy, train_labels, batch_size=config.batch_size,
                                  epochs=config.epochs, finetune_epochs=config.finetune_epochs,
                                  seed=seed, deferred_epochs=deferred)
     loader = source.loader(sampler)
-    settings = {name: getattr(config, name) for name in (
-        "focal_gamma", "effective_beta", "ldam_max_margin", "ldam_scale", "drw_beta", "la_tau",
-        "hinge_margin")}
+    settings = config.to_dict()  # the loss reads its own settings from it
     steps_per_epoch = -(-len(train_labels) // config.batch_size)
 
     best_score, best_epoch, best_state = -1.0, -1, None

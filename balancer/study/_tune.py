@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from balancer.study._config import BUDGET, TUNABLE, TUNE_SEEDS, StudyConfig
+from balancer.study._config import BUDGET, TUNE_SEEDS, StudyConfig
 from balancer.study._data import StudyData
 from balancer.study._posthoc import POSTHOC, logit_shift
-from balancer.study._strategies import STRATEGIES
+from balancer.study._strategies import STRATEGIES, TUNED_ROWS
 
 __all__ = ["GRID", "GRID_POINTS", "TUNE_SEEDS", "tune", "tune_markdown", "without_test",
            "write_tuning"]
@@ -38,23 +38,9 @@ __all__ = ["GRID", "GRID_POINTS", "TUNE_SEEDS", "tune", "tune_markdown", "withou
 #: Grid points per strategy: the same for every strategy that has a key setting.
 GRID_POINTS = 3
 
-#: Each strategy's grid: ``GRID_POINTS`` settings of its own key setting(s) (StudyConfig fields).
-GRID: dict[str, tuple[dict[str, Any], ...]] = {
-    "effective": tuple({"effective_beta": b} for b in (0.99, 0.9, 0.999)),
-    "focal": tuple({"focal_gamma": g} for g in (2.0, 0.5, 1.0)),
-    "logit-adjusted": tuple({"la_tau": t} for t in (1.0, 0.5, 1.5)),
-    "balanced+finetune": ({"finetune_epochs": 1, "finetune_lr_scale": 0.1},
-                          {"finetune_epochs": 3, "finetune_lr_scale": 0.1},
-                          {"finetune_epochs": 1, "finetune_lr_scale": 1.0}),
-    "drs": tuple({"drs_epochs": k} for k in (3, 1, 6)),
-    "crt": tuple({"crt_epochs": k} for k in (3, 1, 6)),
-    "ldam-drw": tuple({"drw_epochs": k} for k in (3, 1, 6)),
-    "plain+posthoc": tuple({"posthoc_tau": t} for t in (1.0, 0.5, 1.5)),
-    "balanced+posthoc": tuple({"balanced_posthoc_tau": t} for t in (1.0, 0.5, 1.5)),
-    "plain+threshold": tuple({"threshold": t} for t in (0.5, 0.25, 0.75)),
-}
-assert all(len(points) == GRID_POINTS for points in GRID.values())
-assert {name: tuple(points[0]) for name, points in GRID.items()} == TUNABLE
+#: Each strategy's grid: ``GRID_POINTS`` settings of its own key setting(s) (StudyConfig fields),
+#: as declared with the strategy (:data:`balancer.study._strategies.DECLARED`).
+GRID: dict[str, tuple[dict[str, Any], ...]] = {name: s.grid for name, s in TUNED_ROWS.items()}
 
 
 def without_test(data: StudyData) -> StudyData:
