@@ -25,17 +25,16 @@ cross-entropy saves its log-softmax, and written in place by the block's last op
 gradient in place and returns it; a second backward through the same graph
 (``retain_graph=True``) recomputes it, so results never depend on how often backward runs.
 
-Op budget. F.binary_cross_entropy_with_logits costs about 5 ns per element forward + backward
-on the project's CPU, and an elementwise op on a cached block 0.15-0.5 ns plus about 1.5 us of
-dispatch per block; so a kernel gets about twenty passes per element. What makes that possible:
-every log-sigmoid is a sigmoid and a log (torch's ``log_sigmoid`` and ``softplus`` are not
-vectorised on CPU and cost 2-3 ns each), without the floor clamp (see :func:`_log_sigmoid`)
+Op budget. A kernel must cost about what ``F.binary_cross_entropy_with_logits`` costs forward
+plus backward, which leaves it about twenty elementwise passes over a cached block per element
+(the measurements behind this are in the docs' benchmarks page, "Design measurements"). What
+makes that possible: every log-sigmoid is a sigmoid and a log (torch's ``log_sigmoid`` and
+``softplus`` are not vectorised on CPU), without the floor clamp (see :func:`_log_sigmoid`)
 unless a block needs it -- a reduced loss redoes a block whose sum is not finite, other calls
-take one ``aminmax`` over the logits -- instead of a ``where`` and a comparison per element
-(2-3 ns together); ``lerp`` for every blend of positive and negative
-terms (vectorised, exact at t in {0, 1}); integer powers as products; no comparisons or
-boolean masks on the common paths (each costs about 1 ns per element); arguments of
-sigmoids kept out of the range where they produce subnormals (ten times slower).
+take one ``aminmax`` over the logits -- instead of a ``where`` and a comparison per element;
+``lerp`` for every blend of positive and negative terms (vectorised, exact at t in {0, 1});
+integer powers as products; no comparisons or boolean masks on the common paths; arguments of
+sigmoids kept out of the range where they produce subnormals (an order of magnitude slower).
 
 Small label counts (L = 14) would make every op that broadcasts a per-label vector run its
 inner loop over 14 elements; the specs expand those vectors to contiguous blocks once per call.
@@ -104,7 +103,7 @@ def _log_sigmoid(u: Tensor, extreme: bool) -> tuple[Tensor, Tensor]:
 
 def _constant(value: float, dtype: torch.dtype) -> Tensor:
     """A 0-dim tensor for an op's scalar operand: a Python float is wrapped into a tensor and
-    converted on every call, about 2 us a block (a tenth of a pass over it)."""
+    converted on every call (about a tenth of a pass over a block)."""
     return torch.tensor(value, dtype=dtype)
 
 

@@ -165,8 +165,8 @@ def check_class_vector(vec: Tensor | None, num_classes: int, *, name: str) -> No
 def _all_finite_and_at_least(t: Tensor, low: float) -> bool:
     """Whether every entry of a host tensor is finite and >= low (False for NaN)."""
     if t.numel() <= 64:
-        # A Python pass over a short per-class vector costs about 1 us; a tensor reduction's
-        # dispatch several, which the functional forms would pay on every call.
+        # A Python pass over a short per-class vector is cheaper than a tensor reduction's
+        # dispatch, which the functional forms would pay on every call.
         return all(math.isfinite(v) and v >= low for v in t.tolist())
     lo, hi = torch.aminmax(t)  # NaN propagates to both
     return bool(lo >= low) and bool(lo > -math.inf) and bool(hi < math.inf)
