@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,9 +94,14 @@ class BalancedDataLoader(DataLoader):
         self._consumed = 0
         self._resume_from = 0
         self._seed_was_drawn = False
+        self._warned_trainer = False
         # Bumped when the position changes (set_epoch to another epoch, load_state_dict): an
         # iterator of the old position then no longer counts batches towards the new one.
         self._generation = 0
+        # Lightning and Accelerate also call `batch_sampler.sampler.set_epoch`: on one process
+        # (no RankShardSampler below) that is the only call Lightning makes. A plain attribute
+        # on this loader's sampler, not a DistributedSampler: see _EpochHook.
+        batch_sampler.sampler = _EpochHook(self)
         if batch_sampler.num_replicas > 1:
             # Frameworks that shard by sampler (Lightning, Ray Train) see a DistributedSampler
             # and leave this already-sharded loader as it is; see RankShardSampler. Set past
@@ -110,13 +117,21 @@ class BalancedDataLoader(DataLoader):
     # ------------------------------------------------------------------ sampler controls
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch the next iteration yields; see :meth:`BalancedBatchSampler.set_epoch`."""
+        if not self._warned_trainer:
+            self._warned_trainer = _warn_equal_epochs_trainer(self, sys._getframe(1))
         previous = self.batch_sampler.epoch
-        finished = self._consumed >= self.batch_sampler._batches_per_replica(previous)
+        finished = self._consumed >= self.batch_sampler.batches_in_epoch(previous)
         self.batch_sampler.set_epoch(epoch)
         if epoch != previous or finished:
             self._consumed = 0
             self._resume_from = 0
             self._generation += 1
+
+    @property
+    def batches_received(self) -> int:
+        """Batches the training loop has received from this loader in the current epoch (what
+        :meth:`state_dict` records; a resumed iteration counts from the restored position)."""
+        return self._consumed
 
     @property
     def epoch(self) -> int:
@@ -144,7 +159,7 @@ class BalancedDataLoader(DataLoader):
         After the last batch of an epoch it is the start of the next epoch, as for
         :meth:`BalancedBatchSampler.state_dict`.
         """
-        return self.batch_sampler._state_at(self._consumed)
+        return self.batch_sampler.state_at(self._consumed)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (from :meth:`state_dict`): the next iteration of the saved
@@ -163,6 +178,81 @@ class BalancedDataLoader(DataLoader):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dataset={type(self.dataset).__name__}, "
                 f"num_workers={self.num_workers}, batch_sampler={self.batch_sampler!r})")
+
+
+class _EpochHook:
+    """``loader.batch_sampler.sampler``: where frameworks look for ``set_epoch`` besides
+    ``loader.sampler``.
+
+    Lightning calls ``set_epoch`` on ``loader.sampler`` and on ``loader.batch_sampler.sampler``;
+    a single-process balanced loader keeps the ``DataLoader``'s own ``SequentialSampler`` as
+    ``loader.sampler`` (so that a framework running several processes does not mistake it for a
+    sharded one), which has none, so without this hook every epoch would repeat epoch 0.
+
+    It also notices the one framework path that cannot be exact: Accelerate's ``prepare`` wraps
+    the batch sampler in its ``BatchSamplerShard``, which keeps every ``P``-th batch, and reaches
+    this hook from the prepared loader's ``set_epoch`` at the start of every pass. An already
+    sharded balanced loader would then be sharded a second time (each process serving ``1/P``
+    of its own shard); that is refused here, naming the one-line fix.
+    """
+
+    def __init__(self, loader: BalancedDataLoader) -> None:
+        self._loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        _refuse_second_sharding(self._loader, sys._getframe(1))
+        self._loader.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(epoch={self._loader.epoch})"
+
+
+def _refuse_second_sharding(loader: BalancedDataLoader, caller: Any) -> None:
+    sampler = loader.batch_sampler
+    if sampler.num_replicas == 1:
+        return  # an unsharded plan: a wrapper taking every P-th batch shards it once
+    wrapper = getattr(caller.f_locals.get("self"), "batch_sampler", None)
+    if getattr(wrapper, "batch_sampler", None) is not sampler:
+        return
+    raise RuntimeError(
+        f"this balanced loader is already sharded across {sampler.num_replicas} processes "
+        f"(rank {sampler.rank}), and {type(wrapper).__name__} (accelerator.prepare) shards it "
+        f"again: each process would serve 1/{sampler.num_replicas} of its own balanced batches "
+        f"and the phase would never change. Give Accelerate the plain DataLoader instead: "
+        f"loader = balancer.integrations.accelerate.prepare(accelerator, DataLoader(...), "
+        f"schedule=...), and accelerator.prepare only the model and optimizer"
+    )
+
+
+def _warn_equal_epochs_trainer(loader: BalancedDataLoader, caller: Any) -> bool:
+    """Warn, once, when a plain ``transformers.Trainer`` drives a loader whose epochs differ.
+
+    A ``Trainer`` subclass whose ``get_train_dataloader`` returns a balanced loader is the usual
+    way to give the Trainer a custom loader. It sets the epoch and runs every epoch for its own
+    length, but sizes ``max_steps`` (and so the LR schedule) as ``len(loader) * epochs`` from the
+    first epoch: with a fine-tune phase the run ends short of its plan. Returns whether it warned
+    (or never will for this loader).
+    """
+    transformers = sys.modules.get("transformers")
+    trainer = caller.f_locals.get("self")
+    if transformers is None or not isinstance(trainer, transformers.Trainer):
+        return False
+    sampler = loader.batch_sampler
+    epochs = getattr(sampler.schedule, "total_epochs", None)
+    if epochs is None:
+        return True  # without a schedule every epoch has the same length
+    planned, real = sampler.batches_in_epoch(0) * epochs, sampler.total_batches(epochs)
+    if planned != real:
+        warnings.warn(
+            f"a transformers.Trainer is driving a balanced loader whose epochs differ in length "
+            f"(balanced, then fine-tune): the Trainer plans len(loader) * epochs = {planned} "
+            f"batches per process from the first epoch, but the schedule gives "
+            f"loader.total_batches() = {real}, so the run ends early and the LR schedule never "
+            f"reaches its end. Use balancer.integrations.transformers.BalancedTrainer(..., "
+            f"train_dataset=..., finetune_epochs=k), which plans total_batches() steps and runs "
+            f"every epoch for its own length",
+            UserWarning, stacklevel=3)
+    return True
 
 
 class _CountingIterator:
@@ -434,7 +524,7 @@ class RankShardSampler(DistributedSampler):
 
     def __len__(self) -> int:
         sampler = self._loader.batch_sampler
-        batches = sampler._batches_per_replica(sampler.epoch)
+        batches = sampler.batches_in_epoch()
         # Under several replicas every batch is full (the epoch is padded to whole batches).
         return batches * sampler.batch_size
 

@@ -52,8 +52,7 @@ class LightningBalancedDataLoader(BalancedDataLoader):
     """
 
     def __len__(self) -> int:
-        sampler = self.batch_sampler
-        return sampler._batches_per_replica(sampler.epoch)
+        return self.batch_sampler.batches_in_epoch()
 
 
 def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_epochs: int = 0,
