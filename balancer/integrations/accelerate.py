@@ -128,6 +128,13 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
             (multi-label targets, read with ``labels_of(..., multilabel=True)``), and further
             keywords of that sampler (e.g. ``threshold=0.1``).
     """
+    from accelerate import Accelerator  # the framework, only when asked for
+
+    if not isinstance(accelerator, Accelerator):
+        raise TypeError(f"accelerator should be an accelerate.Accelerator, but got "
+                        f"accelerator={accelerator!r} ({type(accelerator).__name__}); build "
+                        f"accelerator = Accelerator() first and pass it: "
+                        f"prepare(accelerator, loader, ...)")
     if not isinstance(loader, DataLoader):
         raise TypeError(f"loader should be a torch.utils.data.DataLoader, but got "
                         f"{type(loader).__name__}; pass the DataLoader you would give "
