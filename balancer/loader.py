@@ -391,7 +391,8 @@ def balance(
     batch_sampler = kind.build(
         dataset, labels, batch_size, seed=seed, drop_last=drop_last, schedule=schedule,
         num_replicas=num_replicas, rank=rank, batch_type=batch_type, options=sampler_options)
-    balanced = BalancedDataLoader(dataset, batch_sampler, **dataloader_settings(loader))
+    loader_class, own_settings = _balanced_class(loader)
+    balanced = loader_class(dataset, batch_sampler, **dataloader_settings(loader), **own_settings)
     balanced._seed_was_drawn = seed is None
     return balanced
 
@@ -435,6 +436,43 @@ def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
         )
     plain = DataLoader(dataset, batch_size=batch_size, **dataloader_kwargs)
     return balance(plain, labels, **options)
+
+
+# One balanced class per DataLoader subclass, so that a loader's type is stable across calls.
+_BALANCED_CLASSES: dict[type, type] = {}
+
+
+def _balanced_class(loader: DataLoader) -> tuple[type, dict[str, Any]]:
+    """The class of ``balance(loader)`` and the settings of ``loader``'s own class it keeps.
+
+    A ``DataLoader`` subclass whose ``__init__`` passes further keywords on to ``DataLoader``'s
+    (MONAI's ``DataLoader`` and ``ThreadDataLoader``) is kept: the balanced loader is an
+    instance of both it and :class:`BalancedDataLoader`, built with the subclass's own settings
+    that it stores under their names (``ThreadDataLoader``'s ``buffer_size``, ...). Any other
+    subclass gives a plain :class:`BalancedDataLoader`.
+    """
+    cls = type(loader)
+    if cls is DataLoader or issubclass(cls, BalancedDataLoader):
+        return BalancedDataLoader, {}
+    parameters = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return BalancedDataLoader, {}
+    own = {name: getattr(loader, name) for name, parameter in parameters.items()
+           if name not in _DATALOADER_PARAMETERS and hasattr(loader, name)
+           and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
+    if own.get("repeats", 1) != 1:  # MONAI's ThreadDataLoader
+        raise ValueError(
+            f"loader is a {cls.__name__} with repeats={own['repeats']}, which serves every batch "
+            f"{own['repeats']} times: the balanced plan (its per-class counts, its resume "
+            f"position) counts each batch once; build the {cls.__name__} with repeats=1"
+        )
+    if cls not in _BALANCED_CLASSES:
+        # monai.data.DataLoader -> BalancedMonaiDataLoader, ThreadDataLoader -> BalancedThreadDataLoader
+        name = cls.__name__ if cls.__name__ != "DataLoader" else \
+            f"{cls.__module__.split('.')[0].capitalize()}DataLoader"
+        _BALANCED_CLASSES[cls] = type(f"Balanced{name}", (BalancedDataLoader, cls),
+                                      {"__module__": __name__, "__doc__": BalancedDataLoader.__doc__})
+    return _BALANCED_CLASSES[cls], own
 
 
 def dataloader_settings(loader: DataLoader) -> dict[str, Any]:

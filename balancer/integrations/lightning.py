@@ -93,8 +93,14 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
     balanced = _balance(loader, labels, schedule=FineTuneSchedule(max_epochs, finetune_epochs),
                         seed=seed, samples_per_epoch=samples_per_epoch, drop_last=drop_last,
                         sampler=sampler, **sampler_options)
-    # The subclass only changes len(); it adds no state, so the built loader is re-typed.
-    balanced.__class__ = LightningBalancedDataLoader
+    # The subclass only changes len(); it adds no state, so the built loader is re-typed (keeping
+    # the class balance() kept, e.g. MONAI's DataLoader).
+    if type(balanced) is BalancedDataLoader:
+        balanced.__class__ = LightningBalancedDataLoader
+    else:
+        balanced.__class__ = type(f"Lightning{type(balanced).__name__}",
+                                  (LightningBalancedDataLoader, type(balanced)),
+                                  {"__module__": __name__})
     return balanced
 
 
