@@ -59,6 +59,9 @@ class BalancedDataLoader(DataLoader):
       ``len(loader)``), for LR schedules and step-based frameworks;
     - under several replicas, ``loader.sampler`` is a ``DistributedSampler`` holding this rank's
       share, so Lightning and Ray Train leave the loader as it is and call its ``set_epoch``;
+      ``loader.batch_sampler.sampler`` forwards ``set_epoch`` to the loader too (where Lightning
+      looks on a single device, and Accelerate in its prepared loader);
+    - ``loader.batches_received``: batches the loop has received this epoch;
     - ``loader.state_dict()`` / ``loader.load_state_dict(state)``: the position in the plan, for
       checkpoints. The position counts the batches the training loop has *received* from the
       loader in the current epoch, not the batches the sampler has handed to the workers (with

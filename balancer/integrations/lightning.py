@@ -6,7 +6,10 @@ Lightning, with its default ``use_distributed_sampler=True``, rebuilds every tra
 every epoch. A balanced loader built where the process group exists (the ``train_dataloader``
 hook of a ``LightningModule`` or ``LightningDataModule``; Lightning starts the group before it
 calls the hook) shards itself and shows Lightning a ``DistributedSampler`` holding its shard, so
-Lightning leaves it as it is and drives its epochs, phases included. It has ``state_dict`` and
+Lightning leaves it as it is and drives its epochs, phases included. On a single device (no
+process group) Lightning calls ``set_epoch`` only on ``loader.batch_sampler.sampler``, which a
+balanced loader forwards to its own ``set_epoch``, so there too every epoch is the plan's and the
+last ones fine-tune. It has ``state_dict`` and
 ``load_state_dict``, so Lightning stores its position in every checkpoint and
 ``trainer.fit(model, ckpt_path=...)`` resumes mid-epoch with exactly the remaining batches.
 

@@ -4,7 +4,10 @@ The ``Trainer`` sizes a run from the length of the first epoch's loader: ``max_s
 the LR schedule), the number of steps in every epoch, and on resume which epoch and batch a
 global step falls in. Balanced epochs (``C * n_max`` samples) and fine-tune epochs (``N``) differ
 in length, so a plain ``Trainer`` given a balanced loader cuts or stretches epochs, stops early or
-late, and never finishes its LR schedule. :class:`BalancedTrainer` is a ``Trainer`` whose
+late, and never finishes its LR schedule (a ``Trainer`` subclass whose ``get_train_dataloader``
+returns ``balance(loader)`` with a fine-tune schedule gets the plan's batches, each epoch for its
+own length, but plans ``max_steps`` from the first epoch; the loader warns, naming this class, at
+the first epoch). :class:`BalancedTrainer` is a ``Trainer`` whose
 training loader is balanced (through :func:`balancer.integrations.accelerate.prepare`, which the
 Trainer's Accelerate sharding needs) and whose step counts come from
 :meth:`~balancer.BalancedBatchSampler.total_batches`, epoch by epoch.
@@ -76,7 +79,9 @@ class BalancedTrainer(transformers.Trainer):
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
         sampler: the kind of sampler, as for :func:`balancer.balance`: ``"balanced"``, or
             ``"label-balanced"`` / ``"repeat-factor"`` for multi-label targets.
-        sampler_options: further keywords of that sampler, e.g. ``{"threshold": 0.1}``.
+        sampler_options: further keywords of that sampler, as a dict, e.g.
+            ``{"threshold": 0.1}``; such a keyword given to ``BalancedTrainer`` itself is a
+            ``TypeError`` that shows it inside ``sampler_options``.
 
     The plan's seed is ``args.seed``. ``trainer.balanced_sampler`` is this process's sampler once
     training has started.
