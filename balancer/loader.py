@@ -463,6 +463,12 @@ def _balanced_class(loader: DataLoader) -> tuple[type, dict[str, Any]]:
     own = {name: getattr(loader, name) for name, parameter in parameters.items()
            if name not in _DATALOADER_PARAMETERS and hasattr(loader, name)
            and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
+    required = [name for name, parameter in parameters.items()
+                if name not in _DATALOADER_PARAMETERS and name not in own
+                and parameter.default is inspect.Parameter.empty
+                and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    if required:  # a setting it needs and does not keep under its name: it cannot be rebuilt
+        return BalancedDataLoader, {}
     if own.get("repeats", 1) != 1:  # MONAI's ThreadDataLoader
         raise ValueError(
             f"loader is a {cls.__name__} with repeats={own['repeats']}, which serves every batch "

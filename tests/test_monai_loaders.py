@@ -63,6 +63,21 @@ def test_balance_keeps_monais_loader_class_its_collate_and_its_settings(loader_c
     assert np.bincount(batch["label"].numpy(), minlength=3).tolist() == [2, 2, 2]
 
 
+def test_a_subclass_that_cannot_be_rebuilt_gives_a_plain_balanced_loader():
+    """A subclass needing a setting it does not keep under its name cannot be rebuilt with it:
+    balance() then returns a plain BalancedDataLoader, as for any DataLoader."""
+    from balancer import BalancedDataLoader
+
+    class Tagged(torch.utils.data.DataLoader):
+        def __init__(self, dataset, tag, **kwargs):
+            super().__init__(dataset, **kwargs)
+            self.label = tag  # kept under another name
+
+    loader = balance(Tagged(Dataset(records()), "x", batch_size=BATCH_SIZE), "label", seed=0)
+    assert type(loader) is BalancedDataLoader
+    assert len(next(iter(loader))["label"]) == BATCH_SIZE
+
+
 def test_a_thread_loader_repeating_batches_is_refused_naming_the_setting():
     plain = ThreadDataLoader(Dataset(records()), batch_size=BATCH_SIZE, repeats=2)
     with pytest.raises(ValueError, match=r"ThreadDataLoader with repeats=2.*repeats=1"):
