@@ -63,6 +63,25 @@ def test_balance_keeps_monais_loader_class_its_collate_and_its_settings(loader_c
     assert np.bincount(batch["label"].numpy(), minlength=3).tolist() == [2, 2, 2]
 
 
+def test_the_lightning_adapter_keeps_monais_class_too():
+    import lightning as L
+
+    from balancer.integrations import lightning as balancer_lightning
+    from balancer.integrations.lightning import LightningBalancedDataLoader
+
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False)
+    loaders = [balancer_lightning.balance(trainer, ThreadDataLoader(Dataset(records()),
+                                                                    batch_size=BATCH_SIZE),
+                                          "label", finetune_epochs=1) for _ in range(2)]
+    assert all(isinstance(loader, ThreadDataLoader)
+               and isinstance(loader, LightningBalancedDataLoader) for loader in loaders)
+    assert type(loaders[0]) is type(loaders[1])
+    assert loaders[0].collate_fn is list_data_collate
+    loaders[0].set_epoch(2)
+    assert len(loaders[0]) == 14  # the fine-tune epoch: 80 volumes
+
+
 def test_a_subclass_that_cannot_be_rebuilt_gives_a_plain_balanced_loader():
     """A subclass needing a setting it does not keep under its name cannot be rebuilt with it:
     balance() then returns a plain BalancedDataLoader, as for any DataLoader."""

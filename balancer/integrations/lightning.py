@@ -98,13 +98,20 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
                         sampler=sampler, **sampler_options)
     # The subclass only changes len(); it adds no state, so the built loader is re-typed (keeping
     # the class balance() kept, e.g. MONAI's DataLoader).
-    if type(balanced) is BalancedDataLoader:
-        balanced.__class__ = LightningBalancedDataLoader
-    else:
-        balanced.__class__ = type(f"Lightning{type(balanced).__name__}",
-                                  (LightningBalancedDataLoader, type(balanced)),
-                                  {"__module__": __name__})
+    balanced.__class__ = _lightning_class(type(balanced))
     return balanced
+
+
+_LIGHTNING_CLASSES: dict[type, type] = {BalancedDataLoader: LightningBalancedDataLoader}
+
+
+def _lightning_class(cls: type) -> type:
+    """``LightningBalancedDataLoader`` over the class ``balance()`` built, one per class."""
+    if cls not in _LIGHTNING_CLASSES:
+        _LIGHTNING_CLASSES[cls] = type(f"Lightning{cls.__name__}",
+                                       (LightningBalancedDataLoader, cls),
+                                       {"__module__": __name__})
+    return _LIGHTNING_CLASSES[cls]
 
 
 def total_steps(trainer: Any, loader: BalancedDataLoader) -> int:
