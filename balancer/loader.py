@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,6 +59,9 @@ class BalancedDataLoader(DataLoader):
       ``len(loader)``), for LR schedules and step-based frameworks;
     - under several replicas, ``loader.sampler`` is a ``DistributedSampler`` holding this rank's
       share, so Lightning and Ray Train leave the loader as it is and call its ``set_epoch``;
+      ``loader.batch_sampler.sampler`` forwards ``set_epoch`` to the loader too (where Lightning
+      looks on a single device, and Accelerate in its prepared loader);
+    - ``loader.batches_received``: batches the loop has received this epoch;
     - ``loader.state_dict()`` / ``loader.load_state_dict(state)``: the position in the plan, for
       checkpoints. The position counts the batches the training loop has *received* from the
       loader in the current epoch, not the batches the sampler has handed to the workers (with
@@ -92,9 +97,14 @@ class BalancedDataLoader(DataLoader):
         self._consumed = 0
         self._resume_from = 0
         self._seed_was_drawn = False
+        self._warned_trainer = False
         # Bumped when the position changes (set_epoch to another epoch, load_state_dict): an
         # iterator of the old position then no longer counts batches towards the new one.
         self._generation = 0
+        # Lightning and Accelerate also call `batch_sampler.sampler.set_epoch`: on one process
+        # (no RankShardSampler below) that is the only call Lightning makes. A plain attribute
+        # on this loader's sampler, not a DistributedSampler: see _EpochHook.
+        batch_sampler.sampler = _EpochHook(self)
         if batch_sampler.num_replicas > 1:
             # Frameworks that shard by sampler (Lightning, Ray Train) see a DistributedSampler
             # and leave this already-sharded loader as it is; see RankShardSampler. Set past
@@ -110,13 +120,21 @@ class BalancedDataLoader(DataLoader):
     # ------------------------------------------------------------------ sampler controls
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch the next iteration yields; see :meth:`BalancedBatchSampler.set_epoch`."""
+        if not self._warned_trainer:
+            self._warned_trainer = _warn_equal_epochs_trainer(self, sys._getframe(1))
         previous = self.batch_sampler.epoch
-        finished = self._consumed >= self.batch_sampler._batches_per_replica(previous)
+        finished = self._consumed >= self.batch_sampler.batches_in_epoch(previous)
         self.batch_sampler.set_epoch(epoch)
         if epoch != previous or finished:
             self._consumed = 0
             self._resume_from = 0
             self._generation += 1
+
+    @property
+    def batches_received(self) -> int:
+        """Batches the training loop has received from this loader in the current epoch (what
+        :meth:`state_dict` records; a resumed iteration counts from the restored position)."""
+        return self._consumed
 
     @property
     def epoch(self) -> int:
@@ -144,7 +162,7 @@ class BalancedDataLoader(DataLoader):
         After the last batch of an epoch it is the start of the next epoch, as for
         :meth:`BalancedBatchSampler.state_dict`.
         """
-        return self.batch_sampler._state_at(self._consumed)
+        return self.batch_sampler.state_at(self._consumed)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (from :meth:`state_dict`): the next iteration of the saved
@@ -163,6 +181,81 @@ class BalancedDataLoader(DataLoader):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dataset={type(self.dataset).__name__}, "
                 f"num_workers={self.num_workers}, batch_sampler={self.batch_sampler!r})")
+
+
+class _EpochHook:
+    """``loader.batch_sampler.sampler``: where frameworks look for ``set_epoch`` besides
+    ``loader.sampler``.
+
+    Lightning calls ``set_epoch`` on ``loader.sampler`` and on ``loader.batch_sampler.sampler``;
+    a single-process balanced loader keeps the ``DataLoader``'s own ``SequentialSampler`` as
+    ``loader.sampler`` (so that a framework running several processes does not mistake it for a
+    sharded one), which has none, so without this hook every epoch would repeat epoch 0.
+
+    It also notices the one framework path that cannot be exact: Accelerate's ``prepare`` wraps
+    the batch sampler in its ``BatchSamplerShard``, which keeps every ``P``-th batch, and reaches
+    this hook from the prepared loader's ``set_epoch`` at the start of every pass. An already
+    sharded balanced loader would then be sharded a second time (each process serving ``1/P``
+    of its own shard); that is refused here, naming the one-line fix.
+    """
+
+    def __init__(self, loader: BalancedDataLoader) -> None:
+        self._loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        _refuse_second_sharding(self._loader, sys._getframe(1))
+        self._loader.set_epoch(epoch)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(epoch={self._loader.epoch})"
+
+
+def _refuse_second_sharding(loader: BalancedDataLoader, caller: Any) -> None:
+    sampler = loader.batch_sampler
+    if sampler.num_replicas == 1:
+        return  # an unsharded plan: a wrapper taking every P-th batch shards it once
+    wrapper = getattr(caller.f_locals.get("self"), "batch_sampler", None)
+    if getattr(wrapper, "batch_sampler", None) is not sampler:
+        return
+    raise RuntimeError(
+        f"this balanced loader is already sharded across {sampler.num_replicas} processes "
+        f"(rank {sampler.rank}), and {type(wrapper).__name__} (accelerator.prepare) shards it "
+        f"again: each process would serve 1/{sampler.num_replicas} of its own balanced batches "
+        f"and the phase would never change. Give Accelerate the plain DataLoader instead: "
+        f"loader = balancer.integrations.accelerate.prepare(accelerator, DataLoader(...), "
+        f"schedule=...), and accelerator.prepare only the model and optimizer"
+    )
+
+
+def _warn_equal_epochs_trainer(loader: BalancedDataLoader, caller: Any) -> bool:
+    """Warn, once, when a plain ``transformers.Trainer`` drives a loader whose epochs differ.
+
+    A ``Trainer`` subclass whose ``get_train_dataloader`` returns a balanced loader is the usual
+    way to give the Trainer a custom loader. It sets the epoch and runs every epoch for its own
+    length, but sizes ``max_steps`` (and so the LR schedule) as ``len(loader) * epochs`` from the
+    first epoch: with a fine-tune phase the run ends short of its plan. Returns whether it warned
+    (or never will for this loader).
+    """
+    transformers = sys.modules.get("transformers")
+    trainer = caller.f_locals.get("self")
+    if transformers is None or not isinstance(trainer, transformers.Trainer):
+        return False
+    sampler = loader.batch_sampler
+    epochs = getattr(sampler.schedule, "total_epochs", None)
+    if epochs is None:
+        return True  # without a schedule every epoch has the same length
+    planned, real = sampler.batches_in_epoch(0) * epochs, sampler.total_batches(epochs)
+    if planned != real:
+        warnings.warn(
+            f"a transformers.Trainer is driving a balanced loader whose epochs differ in length "
+            f"(balanced, then fine-tune): the Trainer plans len(loader) * epochs = {planned} "
+            f"batches per process from the first epoch, but the schedule gives "
+            f"loader.total_batches() = {real}, so the run ends early and the LR schedule never "
+            f"reaches its end. Use balancer.integrations.transformers.BalancedTrainer(..., "
+            f"train_dataset=..., finetune_epochs=k), which plans total_batches() steps and runs "
+            f"every epoch for its own length",
+            UserWarning, stacklevel=3)
+    return True
 
 
 class _CountingIterator:
@@ -301,7 +394,8 @@ def balance(
     batch_sampler = kind.build(
         dataset, labels, batch_size, seed=seed, drop_last=drop_last, schedule=schedule,
         num_replicas=num_replicas, rank=rank, batch_type=batch_type, options=sampler_options)
-    balanced = BalancedDataLoader(dataset, batch_sampler, **dataloader_settings(loader))
+    loader_class, own_settings = _balanced_class(loader)
+    balanced = loader_class(dataset, batch_sampler, **dataloader_settings(loader), **own_settings)
     balanced._seed_was_drawn = seed is None
     return balanced
 
@@ -345,6 +439,49 @@ def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,
         )
     plain = DataLoader(dataset, batch_size=batch_size, **dataloader_kwargs)
     return balance(plain, labels, **options)
+
+
+# One balanced class per DataLoader subclass, so that a loader's type is stable across calls.
+_BALANCED_CLASSES: dict[type, type] = {}
+
+
+def _balanced_class(loader: DataLoader) -> tuple[type, dict[str, Any]]:
+    """The class of ``balance(loader)`` and the settings of ``loader``'s own class it keeps.
+
+    A ``DataLoader`` subclass whose ``__init__`` passes further keywords on to ``DataLoader``'s
+    (MONAI's ``DataLoader`` and ``ThreadDataLoader``) is kept: the balanced loader is an
+    instance of both it and :class:`BalancedDataLoader`, built with the subclass's own settings
+    that it stores under their names (``ThreadDataLoader``'s ``buffer_size``, ...). Any other
+    subclass gives a plain :class:`BalancedDataLoader`.
+    """
+    cls = type(loader)
+    if cls is DataLoader or issubclass(cls, BalancedDataLoader):
+        return BalancedDataLoader, {}
+    parameters = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return BalancedDataLoader, {}
+    own = {name: getattr(loader, name) for name, parameter in parameters.items()
+           if name not in _DATALOADER_PARAMETERS and hasattr(loader, name)
+           and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
+    required = [name for name, parameter in parameters.items()
+                if name not in _DATALOADER_PARAMETERS and name not in own
+                and parameter.default is inspect.Parameter.empty
+                and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    if required:  # a setting it needs and does not keep under its name: it cannot be rebuilt
+        return BalancedDataLoader, {}
+    if own.get("repeats", 1) != 1:  # MONAI's ThreadDataLoader
+        raise ValueError(
+            f"loader is a {cls.__name__} with repeats={own['repeats']}, which serves every batch "
+            f"{own['repeats']} times: the balanced plan (its per-class counts, its resume "
+            f"position) counts each batch once; build the {cls.__name__} with repeats=1"
+        )
+    if cls not in _BALANCED_CLASSES:
+        # monai.data.DataLoader -> BalancedMonaiDataLoader, ThreadDataLoader -> BalancedThreadDataLoader
+        name = cls.__name__ if cls.__name__ != "DataLoader" else \
+            f"{cls.__module__.split('.')[0].capitalize()}DataLoader"
+        _BALANCED_CLASSES[cls] = type(f"Balanced{name}", (BalancedDataLoader, cls),
+                                      {"__module__": __name__, "__doc__": BalancedDataLoader.__doc__})
+    return _BALANCED_CLASSES[cls], own
 
 
 def dataloader_settings(loader: DataLoader) -> dict[str, Any]:
@@ -434,7 +571,7 @@ class RankShardSampler(DistributedSampler):
 
     def __len__(self) -> int:
         sampler = self._loader.batch_sampler
-        batches = sampler._batches_per_replica(sampler.epoch)
+        batches = sampler.batches_in_epoch()
         # Under several replicas every batch is full (the epoch is padded to whole batches).
         return batches * sampler.batch_size
 

@@ -12,7 +12,14 @@ skipped with a note):
   ``gamma=2``, no alpha, both with ``reduction="sum"`` (kornia's ``"mean"`` divides by N * C,
   ours by N; ``"sum"`` is the same number), forward + backward on CPU. Goal: ours <= kornia.
 - kornia's ``binary_focal_loss_with_logits`` vs ``losses.BinaryFocalLoss`` at (16384, 1000).
-- MONAI's ``FocalLoss`` (softmax and sigmoid forms), if MONAI is installed.
+- MONAI's ``FocalLoss`` (softmax form, without and with per-class ``alpha``, and sigmoid form)
+  vs ``losses.FocalLoss`` / ``BinaryFocalLoss``, the same formula (values and gradients
+  compared), and MONAI's imbalance loss for
+  classification, ``AUCMLoss`` (AUC-margin, Yuan et al. 2021, on sigmoid scores), vs
+  ``losses.PosWeightedBCELoss`` on one imbalanced binary label (10% positives): different
+  formulas for the same problem, so only the speed ratio is printed. (MONAI's other imbalance
+  loss, ``AsymmetricUnifiedFocalLoss``, is a Dice + focal loss over segmentation masks, with no
+  classification counterpart here.) If MONAI is installed.
 - imbalanced-learn's ``RandomOverSampler`` vs ``balancer.BalancedBatchSampler`` for one balanced
   epoch over N long-tailed labels (C classes, imbalance 100): the oversampler's
   ``fit_resample`` of an index column, then a seeded shuffle and batches of 256 as a training
@@ -79,15 +86,18 @@ def max_difference(ours: Callable, peer: Callable, logits: torch.Tensor, target)
 
 
 def compare_losses(title: str, ours: Callable, peer: Callable, logits, target, rounds: int,
-                   goal: float | None = None) -> None:
+                   goal: float | None = None, same_formula: bool = True) -> None:
     for fn in (ours, peer):  # warm-up
         fwd_bwd_time(fn, logits, target)
     r = ratio_rounds(lambda: fwd_bwd_time(ours, logits, target),
                      lambda: fwd_bwd_time(peer, logits, target), rounds)
-    dv, dg = max_difference(ours, peer, logits, target)
+    if same_formula:
+        dv, dg = max_difference(ours, peer, logits, target)
+        agreement = f"|value diff| {dv:.1e}, max |grad diff| {dg:.1e}"
+    else:
+        agreement = "different formulas: values not compared"
     verdict = "" if goal is None else ("  ok" if r <= goal else f"  MISS (goal <= {goal})")
-    print(f"{title:58s} ours/peer {r:5.2f}  (|value diff| {dv:.1e}, max |grad diff| {dg:.1e})"
-          f"{verdict}")
+    print(f"{title:58s} ours/peer {r:5.2f}  ({agreement}){verdict}")
 
 
 def bench_kornia(shapes, rounds: int) -> None:
@@ -124,14 +134,41 @@ def bench_monai(shapes, rounds: int) -> None:
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(n, c, generator=g).requires_grad_()
     target = torch.randint(0, c, (n,), generator=g)
+    # MONAI reads (N, C) as a batch of N images with C channels and no spatial dimension,
+    # which its softmax form does not take as N samples: give it one spatial voxel per sample.
     peer_softmax = MonaiFocal(gamma=2.0, use_softmax=True, to_onehot_y=True, reduction="sum")
     compare_losses(f"FocalLoss vs MONAI FocalLoss(use_softmax=True), N={n}, C={c}",
                    losses.FocalLoss(gamma=2.0, reduction="sum"),
-                   lambda z, y: peer_softmax(z, y.unsqueeze(1)), logits, target, rounds)
+                   lambda z, y: peer_softmax(z.unsqueeze(-1), y.view(-1, 1, 1)), logits, target,
+                   rounds)
+    # Class weights (long-tailed: the rarest class weighs 100x the most frequent), the
+    # imbalance setting of a focal loss: MONAI's alpha sequence is ours.
+    alpha = torch.logspace(-2, 0, c).tolist()
+    peer_alpha = MonaiFocal(gamma=2.0, alpha=alpha, use_softmax=True, to_onehot_y=True,
+                            reduction="sum")
+    compare_losses(f"FocalLoss(alpha) vs MONAI FocalLoss(alpha), N={n}, C={c}",
+                   losses.FocalLoss(gamma=2.0, alpha=alpha, reduction="sum"),
+                   lambda z, y: peer_alpha(z.unsqueeze(-1), y.view(-1, 1, 1)), logits, target,
+                   rounds)
     binary = (torch.rand(n, c, generator=g) < 0.1).float()
     peer_sigmoid = MonaiFocal(gamma=2.0, reduction="mean")
     compare_losses(f"BinaryFocalLoss vs MONAI FocalLoss (sigmoid), N={n}, C={c}",
                    losses.BinaryFocalLoss(gamma=2.0), peer_sigmoid, logits, binary, rounds)
+    bench_monai_aucm(n * 16, rounds)
+
+
+def bench_monai_aucm(n: int, rounds: int) -> None:
+    from monai.losses import AUCMLoss
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(n, 1, generator=g).requires_grad_()
+    target = (torch.rand(n, 1, generator=g) < 0.1).float()
+    positives = int(target.sum())
+    ours = losses.PosWeightedBCELoss([positives], num_samples=n)
+    peer = AUCMLoss(imratio=positives / n)
+    compare_losses(f"PosWeightedBCELoss vs MONAI AUCMLoss (imbalance), N={n}, 1 label", ours,
+                   lambda z, t: peer(torch.sigmoid(z), t), logits, target, rounds,
+                   same_formula=False)
 
 
 def long_tailed_labels(num_samples: int, num_classes: int, ratio: float = 100.0) -> np.ndarray:

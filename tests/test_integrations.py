@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -381,11 +380,21 @@ def test_labels_from_a_hugging_face_dataset_column_without_decoding_rows():
         labels_of(table, "multi")
 
 
+def lightning_trainer(**options):
+    """A real one-process ``lightning.Trainer`` (not started): what ``self.trainer`` is in a
+    ``train_dataloader`` hook, with the attributes the adapter reads under their real names."""
+    import lightning as L
+
+    settings = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False)
+    return L.Trainer(**{**settings, **options})
+
+
 def test_lightning_balance_sizes_the_schedule_and_refuses_what_cannot_work():
     from balancer.integrations import lightning as balancer_lightning
 
     plain = DataLoader(Points(), batch_size=BATCH_SIZE, shuffle=True)
-    trainer = SimpleNamespace(max_epochs=EPOCHS, world_size=1, accumulate_grad_batches=2)
+    trainer = lightning_trainer(max_epochs=EPOCHS, accumulate_grad_batches=2)
     loader = balancer_lightning.balance(trainer, plain, finetune_epochs=FINETUNE, seed=SEED)
     assert loader.batch_sampler.schedule.state_dict() == {"total_epochs": 3, "finetune_epochs": 1}
     # A restored loader still reports the whole epoch (Lightning adds its own done count).
@@ -396,18 +405,19 @@ def test_lightning_balance_sizes_the_schedule_and_refuses_what_cannot_work():
     assert len(loader) == 57
     # 57, 57 and 25 batches, accumulated 2 by 2 (a short last step per epoch)
     assert balancer_lightning.total_steps(trainer, loader) == 29 + 29 + 13
-    with pytest.raises(ValueError, match=r"max_epochs=None.*max_epochs=N"):
-        balancer_lightning.balance(SimpleNamespace(max_epochs=None), plain)
+    with pytest.raises(ValueError, match=r"max_epochs=-1.*max_epochs=N"):
+        balancer_lightning.balance(lightning_trainer(max_epochs=-1), plain)
     with pytest.raises(ValueError, match=r"finetune_epochs"):
         balancer_lightning.balance(trainer, plain, finetune_epochs=4)
     with pytest.raises(RuntimeError, match=r"no process group.*train_dataloader"):
-        balancer_lightning.balance(SimpleNamespace(max_epochs=3, world_size=2), plain)
+        balancer_lightning.balance(
+            lightning_trainer(max_epochs=3, devices=2, strategy="ddp"), plain)
     with pytest.raises(TypeError, match=r"BalancedDataLoader"):
         balancer_lightning.total_steps(trainer, plain)
 
 
 def test_accelerate_prepare_in_one_process_drives_the_epochs_itself():
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
 
     from balancer.integrations.accelerate import prepare
 
@@ -429,9 +439,14 @@ def test_accelerate_prepare_in_one_process_drives_the_epochs_itself():
     with pytest.raises(ValueError, match=r"no batch_size"):
         prepare(accelerator, DataLoader(Points(), batch_size=None))
     with pytest.raises(ValueError, match=r"split_batches=True.*split_batches=False"):
-        prepare(SimpleNamespace(split_batches=True, dispatch_batches=None), plain)
+        prepare(Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(
+            split_batches=True)), plain)
     with pytest.raises(ValueError, match=r"dispatch_batches=True"):
-        prepare(SimpleNamespace(split_batches=False, dispatch_batches=True), plain)
+        prepare(Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(
+            dispatch_batches=True)), plain)
+    with pytest.raises(TypeError, match=r"accelerator should be an accelerate\.Accelerator, "
+                                        r"but got accelerator=None.*prepare\(accelerator, "):
+        prepare(None, plain)
 
 
 def test_transformers_trainer_refuses_settings_it_cannot_honour(tmp_path):
@@ -450,6 +465,23 @@ def test_transformers_trainer_refuses_settings_it_cannot_honour(tmp_path):
                                           num_train_epochs=3)
     with pytest.raises(ValueError, match=r"finetune_epochs"):
         BalancedTrainer(model=model, args=args, train_dataset=Points(), finetune_epochs=5)
+    with pytest.raises(TypeError, match=r"sampler_options should be a dict of the sampler's "
+                                        r"keywords.*but got sampler_options=\[\('threshold', "
+                                        r"0\.1\)\] \(list\)"):
+        BalancedTrainer(model=model, args=args, train_dataset=Points(),
+                        sampler="repeat-factor", sampler_options=[("threshold", 0.1)])
+    # An option of a sampler given to BalancedTrainer itself would reach the Trainer, which
+    # only says "unexpected keyword argument".
+    with pytest.raises(TypeError, match=r"threshold=0\.1 is an option of the 'repeat-factor' "
+                                        r"sampler.*BalancedTrainer\(\.\.\., "
+                                        r"sampler='repeat-factor', "
+                                        r"sampler_options=\{'threshold': 0\.1\}\)"):
+        BalancedTrainer(model=model, args=args, train_dataset=Points(), threshold=0.1)
+    with pytest.raises(TypeError, match=r"min_bucket_share=0\.5 is an option of the "
+                                        r"'label-balanced' sampler.*BalancedTrainer\(\.\.\., "
+                                        r"sampler_options=\{'min_bucket_share': 0\.5\}\)"):
+        BalancedTrainer(model=model, args=args, train_dataset=Points(),
+                        sampler="label-balanced", min_bucket_share=0.5)
 
 
 def test_adapters_build_the_multilabel_samplers_in_one_process_and_name_a_bad_sampler(tmp_path):
@@ -466,7 +498,7 @@ def test_adapters_build_the_multilabel_samplers_in_one_process_and_name_a_bad_sa
     def plain():
         return DataLoader(Findings(), batch_size=BATCH_SIZE, shuffle=True)
 
-    trainer = SimpleNamespace(max_epochs=ML_EPOCHS, world_size=1, accumulate_grad_batches=1)
+    trainer = lightning_trainer(max_epochs=ML_EPOCHS)
     accelerator = Accelerator(cpu=True)
     for kind, options in MULTILABEL_SAMPLERS.items():
         reference = multilabel_sampler(kind, num_replicas=1, rank=0)

@@ -2,8 +2,11 @@
 
 ``accelerator.prepare(loader)`` shards whatever batch sampler it finds with its own
 ``BatchSamplerShard`` (process ``p`` takes batches ``p, p + P, ...``) and never calls a batch
-sampler's ``set_epoch``. Given an already sharded balanced loader it shards a second time, and
-the phase never changes. :func:`prepare` hands Accelerate the *global* plan instead, laid out so
+sampler's ``set_epoch``. Given an already sharded balanced loader (``balance()`` under a process
+group) it would shard a second time, each process serving ``1/P`` of its shard; that loader
+refuses it at the first pass with an error naming this module's :func:`prepare`. (On one process
+``accelerator.prepare(balance(loader))`` is exact: nothing is sharded, and Accelerate sets the
+epoch at every pass.) :func:`prepare` hands Accelerate the *global* plan instead, laid out so
 that Accelerate's own sharding gives every process exactly its balanced shard, and it reaches
 the sampler's ``set_epoch`` the way Accelerate drives epochs.
 
@@ -117,7 +120,7 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     ``accelerator.skip_first_batches(loader, steps_done_in_epoch)`` on the resumed epoch.
 
     Args:
-        accelerator: an ``accelerate.Accelerator``.
+        accelerator: an ``accelerate.Accelerator`` (anything else is a ``TypeError``).
         loader: a ``DataLoader`` with a ``batch_size`` over a map-style dataset (see
             :func:`balancer.balance`).
         labels, schedule, seed, samples_per_epoch, drop_last, batch_type: as for
@@ -128,6 +131,13 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
             (multi-label targets, read with ``labels_of(..., multilabel=True)``), and further
             keywords of that sampler (e.g. ``threshold=0.1``).
     """
+    from accelerate import Accelerator  # the framework, only when asked for
+
+    if not isinstance(accelerator, Accelerator):
+        raise TypeError(f"accelerator should be an accelerate.Accelerator, but got "
+                        f"accelerator={accelerator!r} ({type(accelerator).__name__}); build "
+                        f"accelerator = Accelerator() first and pass it: "
+                        f"prepare(accelerator, loader, ...)")
     if not isinstance(loader, DataLoader):
         raise TypeError(f"loader should be a torch.utils.data.DataLoader, but got "
                         f"{type(loader).__name__}; pass the DataLoader you would give "

@@ -6,7 +6,10 @@ Lightning, with its default ``use_distributed_sampler=True``, rebuilds every tra
 every epoch. A balanced loader built where the process group exists (the ``train_dataloader``
 hook of a ``LightningModule`` or ``LightningDataModule``; Lightning starts the group before it
 calls the hook) shards itself and shows Lightning a ``DistributedSampler`` holding its shard, so
-Lightning leaves it as it is and drives its epochs, phases included. It has ``state_dict`` and
+Lightning leaves it as it is and drives its epochs, phases included. On a single device (no
+process group) Lightning calls ``set_epoch`` only on ``loader.batch_sampler.sampler``, which a
+balanced loader forwards to its own ``set_epoch``, so there too every epoch is the plan's and the
+last ones fine-tune. It has ``state_dict`` and
 ``load_state_dict``, so Lightning stores its position in every checkpoint and
 ``trainer.fit(model, ckpt_path=...)`` resumes mid-epoch with exactly the remaining batches.
 
@@ -52,8 +55,7 @@ class LightningBalancedDataLoader(BalancedDataLoader):
     """
 
     def __len__(self) -> int:
-        sampler = self.batch_sampler
-        return sampler._batches_per_replica(sampler.epoch)
+        return self.batch_sampler.batches_in_epoch()
 
 
 def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_epochs: int = 0,
@@ -94,9 +96,22 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
     balanced = _balance(loader, labels, schedule=FineTuneSchedule(max_epochs, finetune_epochs),
                         seed=seed, samples_per_epoch=samples_per_epoch, drop_last=drop_last,
                         sampler=sampler, **sampler_options)
-    # The subclass only changes len(); it adds no state, so the built loader is re-typed.
-    balanced.__class__ = LightningBalancedDataLoader
+    # The subclass only changes len(); it adds no state, so the built loader is re-typed (keeping
+    # the class balance() kept, e.g. MONAI's DataLoader).
+    balanced.__class__ = _lightning_class(type(balanced))
     return balanced
+
+
+_LIGHTNING_CLASSES: dict[type, type] = {BalancedDataLoader: LightningBalancedDataLoader}
+
+
+def _lightning_class(cls: type) -> type:
+    """``LightningBalancedDataLoader`` over the class ``balance()`` built, one per class."""
+    if cls not in _LIGHTNING_CLASSES:
+        _LIGHTNING_CLASSES[cls] = type(f"Lightning{cls.__name__}",
+                                       (LightningBalancedDataLoader, cls),
+                                       {"__module__": __name__})
+    return _LIGHTNING_CLASSES[cls]
 
 
 def total_steps(trainer: Any, loader: BalancedDataLoader) -> int:

@@ -63,4 +63,4 @@ def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = Tr
 
 def _state_behind(loader: BalancedDataLoader, prepared: Any) -> dict[str, Any]:
     held = 0 if getattr(prepared, "next_batch", None) is None else 1
-    return loader.batch_sampler._state_at(loader._consumed - held)
+    return loader.batch_sampler.state_at(loader.batches_received - held)

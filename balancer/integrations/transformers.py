@@ -4,7 +4,10 @@ The ``Trainer`` sizes a run from the length of the first epoch's loader: ``max_s
 the LR schedule), the number of steps in every epoch, and on resume which epoch and batch a
 global step falls in. Balanced epochs (``C * n_max`` samples) and fine-tune epochs (``N``) differ
 in length, so a plain ``Trainer`` given a balanced loader cuts or stretches epochs, stops early or
-late, and never finishes its LR schedule. :class:`BalancedTrainer` is a ``Trainer`` whose
+late, and never finishes its LR schedule (a ``Trainer`` subclass whose ``get_train_dataloader``
+returns ``balance(loader)`` with a fine-tune schedule gets the plan's batches, each epoch for its
+own length, but plans ``max_steps`` from the first epoch; the loader warns, naming this class, at
+the first epoch). :class:`BalancedTrainer` is a ``Trainer`` whose
 training loader is balanced (through :func:`balancer.integrations.accelerate.prepare`, which the
 Trainer's Accelerate sharding needs) and whose step counts come from
 :meth:`~balancer.BalancedBatchSampler.total_batches`, epoch by epoch.
@@ -27,6 +30,7 @@ training loop (the places that assume equal epochs), and the public ``get_train_
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from functools import partial
@@ -38,11 +42,29 @@ from torch.utils.data import DataLoader
 from balancer._schedule import FineTuneSchedule
 from balancer._validation import check_int
 from balancer.integrations.accelerate import prepare
-from balancer.samplers import sampler_kind
+from balancer.samplers import sampler_kind, sampler_kinds
 
 __all__ = ["BalancedTrainer"]
 
 _LOOP_STEPS = ("set_initial_training_values", "_init_training_state", "_run_epoch")
+
+
+def _refuse_sampler_options_as_keywords(kwargs: dict[str, Any], sampler: Any) -> None:
+    """An option of a sampler given to ``BalancedTrainer`` itself would reach the ``Trainer``,
+    which fails with "unexpected keyword argument"; say where it goes instead."""
+    trainer_keywords = inspect.signature(transformers.Trainer.__init__).parameters
+    # What every kind takes (seed, batch_size, schedule, ...) BalancedTrainer sets itself.
+    common = frozenset.intersection(*(kind.options for kind in sampler_kinds()))
+    for name, value in kwargs.items():
+        kinds = [kind.name for kind in sampler_kinds() if name in kind.options]
+        if name in trainer_keywords or name in common or not kinds:
+            continue
+        chosen = sampler if isinstance(sampler, str) else getattr(sampler, "__name__", sampler)
+        kind_fix = "" if chosen in kinds else f"sampler={kinds[0]!r}, "
+        raise TypeError(
+            f"{name}={value!r} is an option of the {' / '.join(map(repr, kinds))} sampler, not "
+            f"of the Trainer; pass it in sampler_options: "
+            f"BalancedTrainer(..., {kind_fix}sampler_options={{{name!r}: {value!r}}})")
 
 
 class BalancedTrainer(transformers.Trainer):
@@ -57,7 +79,9 @@ class BalancedTrainer(transformers.Trainer):
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
         sampler: the kind of sampler, as for :func:`balancer.balance`: ``"balanced"``, or
             ``"label-balanced"`` / ``"repeat-factor"`` for multi-label targets.
-        sampler_options: further keywords of that sampler, e.g. ``{"threshold": 0.1}``.
+        sampler_options: further keywords of that sampler, as a dict, e.g.
+            ``{"threshold": 0.1}``; such a keyword given to ``BalancedTrainer`` itself is a
+            ``TypeError`` that shows it inside ``sampler_options``.
 
     The plan's seed is ``args.seed``. ``trainer.balanced_sampler`` is this process's sampler once
     training has started.
@@ -76,6 +100,12 @@ class BalancedTrainer(transformers.Trainer):
                 f"into {', '.join(_LOOP_STEPS)}); transformers {transformers.__version__} lacks "
                 f"{', '.join(missing)}: pip install 'balancer[hf]'"
             )
+        if sampler_options is not None and not isinstance(sampler_options, dict):
+            raise TypeError(
+                f"sampler_options should be a dict of the sampler's keywords, e.g. "
+                f"sampler_options={{'threshold': 0.1}}, but got "
+                f"sampler_options={sampler_options!r} ({type(sampler_options).__name__})")
+        _refuse_sampler_options_as_keywords(kwargs, sampler)
         super().__init__(*args, **kwargs)
         epochs = self.args.num_train_epochs
         if epochs != int(epochs) or epochs < 1:

@@ -214,6 +214,25 @@ class PlanBatchSampler(Sampler[list[int]]):
     def _batches_per_replica(self, epoch: int) -> int:
         return self._layout(epoch)[2] // self.num_replicas
 
+    def batches_in_epoch(self, epoch: int | None = None) -> int:
+        """Batches this rank yields in the whole of ``epoch`` (default: the current epoch).
+
+        Unlike ``len()``, it does not shrink for an iteration resumed mid-epoch: it is what a
+        framework that counts the batches already done (Lightning) adds them to.
+
+        Example:
+            >>> from balancer import BalancedBatchSampler, FineTuneSchedule
+            >>> sampler = BalancedBatchSampler([0] * 90 + [1] * 10, batch_size=10,
+            ...                                schedule=FineTuneSchedule(2, 1))
+            >>> sampler.batches_in_epoch(0), sampler.batches_in_epoch(1)  # 2 x 90, then 100
+            (18, 10)
+        """
+        if epoch is None:
+            epoch = self.epoch
+        epoch = check_int("epoch", epoch, minimum=0, maximum=_MAX_EPOCH,
+                          fix="pass an epoch number of the run")
+        return self._batches_per_replica(epoch)
+
     def __len__(self) -> int:
         """Batches this rank yields in its next (or running) iteration of the current epoch.
 
@@ -446,6 +465,18 @@ class PlanBatchSampler(Sampler[list[int]]):
         received (``balancer.balance`` loaders do that for you).
         """
         return self._state_at(self._yielded)
+
+    def state_at(self, batches_done: int) -> dict[str, Any]:
+        """:meth:`state_dict` as it would be after ``batches_done`` batches of the current epoch.
+
+        For a wrapper that knows better than the sampler how many batches the training loop has
+        received (a ``DataLoader`` with workers fetches ahead; Ray Train's loader holds one batch
+        back): it checkpoints ``sampler.state_at(batches_received)``.
+        """
+        batches_done = check_int("batches_done", batches_done, minimum=0,
+                                 maximum=self._batches_per_replica(self.epoch),
+                                 fix="pass the batches of the current epoch already received")
+        return self._state_at(batches_done)
 
     def _state_at(self, batches_done: int) -> dict[str, Any]:
         epoch = self.epoch
