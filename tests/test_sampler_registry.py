@@ -129,8 +129,7 @@ def test_register_refuses_a_name_class_or_state_id_already_taken(tagged):
 
 def test_a_registered_kind_is_built_by_balance_and_every_adapter(tagged, tmp_path):
     """One registry entry is all balance(), the adapters and the checkpoint checks need."""
-    from types import SimpleNamespace
-
+    import lightning as L
     import torch
     import transformers
     from accelerate import Accelerator
@@ -145,7 +144,9 @@ def test_a_registered_kind_is_built_by_balance_and_every_adapter(tagged, tmp_pat
 
     reference = BalancedBatchSampler(SINGLE, 4, seed=2)
     expected = list(reference)
-    trainer = SimpleNamespace(max_epochs=2, world_size=1, accumulate_grad_batches=1)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)  # real, not started: what the hook sees
     built = {
         "balance": balance(plain(), SINGLE, seed=2, sampler="tagged").batch_sampler,
         "lightning": balancer_lightning.balance(trainer, plain(), SINGLE, seed=2,
