@@ -9,7 +9,8 @@ def test_phases_and_counts():
     assert [schedule.is_finetune(e) for e in range(6)] == [False] * 4 + [True] * 2
     assert schedule.balanced_epochs == 4
     assert [schedule.balanced_epochs_before(e) for e in range(6)] == [0, 1, 2, 3, 4, 4]
-    assert repr(schedule) == "FineTuneSchedule(total_epochs=6, finetune_epochs=2)"
+    assert repr(schedule) == ("FineTuneSchedule(total_epochs=6, finetune_epochs=2, "
+                              "batchnorm='frozen')")
 
 
 @pytest.mark.parametrize("total, finetune, phases", [
@@ -23,10 +24,10 @@ def test_edge_schedules(total, finetune, phases):
 
 
 def test_state_dict_roundtrip():
-    schedule = FineTuneSchedule(10, 3)
+    schedule = FineTuneSchedule(10, 3, batchnorm="train")
     other = FineTuneSchedule(2, 0)
     other.load_state_dict(schedule.state_dict())
-    assert other.state_dict() == {"total_epochs": 10, "finetune_epochs": 3}
+    assert other.state_dict() == {"total_epochs": 10, "finetune_epochs": 3, "batchnorm": "train"}
     assert other.phase(7) == "finetune"
 
 
@@ -53,4 +54,13 @@ def test_bad_epochs_and_states():
         schedule.load_state_dict({"total_epochs": 3})
     with pytest.raises(ValueError, match="finetune_epochs=9"):
         schedule.load_state_dict({"total_epochs": 3, "finetune_epochs": 9})
-    assert schedule.state_dict() == {"total_epochs": 4, "finetune_epochs": 1}  # unchanged
+    with pytest.raises(ValueError, match="batchnorm='eval'"):
+        schedule.load_state_dict({"total_epochs": 3, "finetune_epochs": 1, "batchnorm": "eval"})
+    # unchanged by the refused states
+    assert schedule.state_dict() == {"total_epochs": 4, "finetune_epochs": 1, "batchnorm": "frozen"}
+
+
+def test_state_saved_before_the_batchnorm_setting_keeps_the_schedules_own():
+    schedule = FineTuneSchedule(4, 1, batchnorm="train")
+    schedule.load_state_dict({"total_epochs": 6, "finetune_epochs": 2})
+    assert (schedule.total_epochs, schedule.finetune_epochs, schedule.batchnorm) == (6, 2, "train")
