@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from balancer.__main__ import main
-from balancer.study import StudyConfig
-from balancer.study import _config
+from balancer.study import StudyConfig, _config
 from balancer.study._strategies import LIBRARY_DEFAULTS, SETTINGS, TUNABLE
 from balancer.study._tune import GRID
 
