@@ -178,19 +178,22 @@ class FineTuneSchedule:
         return set_train_mode(model, self.phase(epoch), batchnorm=self.batchnorm)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"total_epochs": self.total_epochs, "finetune_epochs": self.finetune_epochs,
-                "batchnorm": self.batchnorm}
+        """The phases: ``total_epochs`` and ``finetune_epochs``.
+
+        ``batchnorm`` is not part of it: it changes no batch, and a sampler checks the schedule
+        of a resumed run by this state, so a checkpoint resumes under either policy, and the
+        checkpoints written before the setting existed still load. Build the schedule with the
+        policy you train with.
+        """
+        return {"total_epochs": self.total_epochs, "finetune_epochs": self.finetune_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = {"total_epochs", "finetune_epochs"} - set(state)
         if missing:
             raise ValueError(f"state is missing {sorted(missing)}; pass a dict from "
                              f"FineTuneSchedule.state_dict()")
-        # A state saved before 0.2.0 has no "batchnorm": keep this schedule's.
-        restored = FineTuneSchedule(state["total_epochs"], state["finetune_epochs"],
-                                    batchnorm=state.get("batchnorm", self.batchnorm))
+        restored = FineTuneSchedule(state["total_epochs"], state["finetune_epochs"])
         self.total_epochs, self.finetune_epochs = restored.total_epochs, restored.finetune_epochs
-        self.batchnorm = restored.batchnorm
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(total_epochs={self.total_epochs}, "

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from balancer import FineTuneSchedule, balance, set_train_mode
+from balancer import BalancedBatchSampler, FineTuneSchedule, balance, set_train_mode
 
 
 class _Nested(nn.Module):
@@ -151,3 +151,16 @@ def test_bad_model_and_phase():
         set_train_mode(_model(), 1)
     with pytest.raises(TypeError, match="positional arguments"):
         FineTuneSchedule(3, 1, "frozen")  # batchnorm is keyword-only
+
+
+def test_a_sampler_checkpoint_resumes_under_either_policy():
+    """The policy changes no batch: it is not part of the schedule's state, which the sampler
+    compares on resume (so checkpoints from before the setting load too)."""
+    labels = torch.tensor([0] * 9 + [1] * 3)
+    saved = BalancedBatchSampler(labels, 4, seed=0, schedule=FineTuneSchedule(2, 1))
+    saved.set_epoch(1)
+    state = saved.state_dict()
+    resumed = BalancedBatchSampler(labels, 4, seed=0,
+                                   schedule=FineTuneSchedule(2, 1, batchnorm="train"))
+    resumed.load_state_dict(state)
+    assert list(resumed) == list(saved)
