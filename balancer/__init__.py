@@ -4,7 +4,7 @@ Equal-frequency minibatches drawn from circular per-class buffers, a fine-tune p
 true class frequencies, and wrappers that add both to an existing ``DataLoader``.
 """
 
-from balancer._schedule import FineTuneSchedule
+from balancer._schedule import FineTuneSchedule, set_train_mode
 from balancer.datasets import SHIPPED_DATASETS, MedMNIST, load_chestxray14_labels, load_medmnist
 from balancer.labels import MultiLabels, labels_of
 from balancer.loader import BalancedDataLoader, balance, balanced_loader
@@ -27,6 +27,7 @@ __all__ = [
     "load_chestxray14_labels",
     "load_medmnist",
     "random_flip_shift",
+    "set_train_mode",
 ]
 
 __version__ = "0.2.0"

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from torch import nn
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -26,7 +27,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from balancer._schedule import Phase
+from balancer._schedule import Phase, set_train_mode
 from balancer._validation import check_bool, check_int
 from balancer.samplers import BalancedBatchSampler, PlanBatchSampler, sampler_kind, sampler_kinds
 
@@ -181,6 +182,14 @@ class BalancedDataLoader(DataLoader):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(dataset={type(self.dataset).__name__}, "
                 f"num_workers={self.num_workers}, batch_sampler={self.batch_sampler!r})")
+
+    def train_mode(self, model: nn.Module) -> nn.Module:
+        """``model`` in training mode for the current epoch's :attr:`phase`, BatchNorm per the
+        schedule's ``batchnorm`` (``"frozen"`` for a schedule without one); see
+        :func:`~balancer.set_train_mode`. Call it after :meth:`set_epoch`, where you would call
+        ``model.train()``."""
+        batchnorm = getattr(self.batch_sampler.schedule, "batchnorm", "frozen")
+        return set_train_mode(model, self.phase, batchnorm=batchnorm)
 
 
 class _EpochHook:

@@ -42,6 +42,7 @@ finetune_epochs = 1  # last epochs at the true class frequencies
 batch_size = 128  # per process
 learning_rate = 2e-3
 finetune_learning_rate = 2e-4
+finetune_batchnorm = "frozen"  # frozen | train: BatchNorm statistics in the fine-tune phase
 seed = 0
 limit = 0  # train on the first `limit` images only (0: all); for quick runs
 num_workers = 0
@@ -99,7 +100,8 @@ def main() -> None:
     num_classes = test_set.num_classes
     channels = test_set.images.shape[1]
 
-    schedule = balancer.FineTuneSchedule(args.epochs, args.finetune_epochs)
+    schedule = balancer.FineTuneSchedule(args.epochs, args.finetune_epochs,
+                                         batchnorm=args.finetune_batchnorm)
     # The one line that adds balancing. Under torchrun every rank gets its shard of one plan.
     loader = balancer.balance(
         DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
@@ -129,7 +131,7 @@ def main() -> None:
         lr = args.learning_rate if loader.phase == "balanced" else args.finetune_learning_rate
         for group in optimizer.param_groups:
             group["lr"] = lr
-        ddp_model.train()
+        loader.train_mode(ddp_model)  # model.train(), BatchNorm per the schedule's batchnorm
         started = time.perf_counter()
         total = torch.zeros(2, device=device)  # summed loss, batches
         for images, targets in loader:

@@ -5,6 +5,8 @@ a fine-tune phase at the true frequencies, and a class-imbalance-aware evaluatio
     python examples/medical_imaging.py --loss focal         # ce | weighted | focal | ldam |
                                                             # logit-adjusted | hinge
     python examples/medical_imaging.py --epochs 2 --finetune-epochs 1 --limit 400   # seconds
+    python examples/medical_imaging.py --finetune-batchnorm train   # re-estimate BatchNorm
+                                                            # statistics in the fine-tune phase
 
 What it does, in the order a study would:
 
@@ -57,6 +59,7 @@ batch_size = 128
 learning_rate = 2e-3
 finetune_lr_factor = 0.1  # the learning rate in the fine-tune phase, relative
 freeze_backbone = 0  # 1: train only the head in the fine-tune phase (validation rejected it)
+finetune_batchnorm = "frozen"  # frozen | train: BatchNorm statistics in the fine-tune phase
 seed = 0
 limit = 0  # train on the first `limit` images only (0: all); for quick runs
 num_workers = 0
@@ -133,7 +136,8 @@ def main() -> None:
         train_set = Subset(train_set, range(min(args.limit, len(train_set))))
     names = CLASS_NAMES.get(args.dataset, tuple(str(c) for c in range(num_classes)))
 
-    schedule = balancer.FineTuneSchedule(args.epochs, args.finetune_epochs)
+    schedule = balancer.FineTuneSchedule(args.epochs, args.finetune_epochs,
+                                         batchnorm=args.finetune_batchnorm)
     loader = balancer.balance(
         DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
                    num_workers=args.num_workers),
@@ -182,7 +186,10 @@ def main() -> None:
             optimizer.param_groups[1]["lr"] = args.learning_rate * args.finetune_lr_factor
         criterion = make_loss(args.loss, true_counts if finetune else equal_counts, true_counts,
                               finetune).to(device)
-        model.train()
+        # model.train(), with the BatchNorm statistics of the balanced phase kept in the
+        # fine-tune phase (schedule's batchnorm="frozen"): re-estimated at the true frequencies
+        # they re-centre the features and push predictions towards the rare class.
+        loader.train_mode(model)
         if finetune and args.freeze_backbone:
             model.backbone.eval()
         total, batches = 0.0, 0

@@ -9,7 +9,8 @@ def test_phases_and_counts():
     assert [schedule.is_finetune(e) for e in range(6)] == [False] * 4 + [True] * 2
     assert schedule.balanced_epochs == 4
     assert [schedule.balanced_epochs_before(e) for e in range(6)] == [0, 1, 2, 3, 4, 4]
-    assert repr(schedule) == "FineTuneSchedule(total_epochs=6, finetune_epochs=2)"
+    assert repr(schedule) == ("FineTuneSchedule(total_epochs=6, finetune_epochs=2, "
+                              "batchnorm='frozen')")
 
 
 @pytest.mark.parametrize("total, finetune, phases", [
@@ -23,10 +24,11 @@ def test_edge_schedules(total, finetune, phases):
 
 
 def test_state_dict_roundtrip():
-    schedule = FineTuneSchedule(10, 3)
+    schedule = FineTuneSchedule(10, 3, batchnorm="train")
     other = FineTuneSchedule(2, 0)
     other.load_state_dict(schedule.state_dict())
     assert other.state_dict() == {"total_epochs": 10, "finetune_epochs": 3}
+    assert other.batchnorm == "frozen"  # a policy of the loop, not of the phases: not restored
     assert other.phase(7) == "finetune"
 
 

@@ -146,8 +146,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     tuned = ("(default: the shipped tuned value for a shipped data set at the default budget, "
              "else {})")
     for setting in SETTINGS.values():  # every strategy's key settings, as declared
-        run.add_argument(setting.flag, type=int if setting.field.endswith("_epochs") else _finite,
-                         default=None, help=f"{setting.help} {tuned.format(setting.default_text())}")
+        kind = (dict(choices=setting.choices) if setting.choices
+                else dict(type=int if setting.field.endswith("_epochs") else _finite))
+        run.add_argument(setting.flag, default=None, **kind,
+                         help=f"{setting.help} {tuned.format(setting.default_text())}")
     run.add_argument("--tuned", action=argparse.BooleanOptionalAction, default=True,
                      help="use the shipped tuned settings (balancer/study/tuned/<dataset>.json) "
                           "for the settings not given, where their budget is this run's")

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from balancer._schedule import check_batchnorm
 from balancer._validation import check_int
 from balancer.study._strategies import (
     LIBRARY_DEFAULTS,
@@ -215,6 +216,9 @@ class StudyConfig(SharedSettings):
         finetune_epochs: balanced+finetune's last epochs at the true frequencies.
         finetune_lr_scale, finetune_freeze: learning-rate factor and frozen backbone in
             balanced+finetune's fine-tune phase.
+        finetune_batchnorm: BatchNorm in the fine-tune phase, ``"frozen"`` or ``"train"``
+            (:func:`balancer.set_train_mode`); the study's default is ``"train"``, the behaviour
+            its pinned results and shipped tuning records were made with.
         drw_epochs: ldam-drw's last epochs with class-balanced weights (the paper re-weights the
             last 20% of training).
         drs_epochs: drs's last epochs on BalancedBatchSampler batches (shuffled before).
@@ -267,6 +271,7 @@ class StudyConfig(SharedSettings):
     finetune_epochs: int | None = None
     finetune_lr_scale: float | None = None
     finetune_freeze: bool = False
+    finetune_batchnorm: str | None = None
     drw_epochs: int | None = None
     drs_epochs: int | None = None
     crt_epochs: int | None = None
@@ -342,6 +347,7 @@ class StudyConfig(SharedSettings):
                                              "to use them all")
         self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
                                               low=0.0, low_open=True)
+        self.finetune_batchnorm = check_batchnorm(self.finetune_batchnorm)
         self.focal_gamma = _check_float("focal_gamma", self.focal_gamma, low=0.0)
         self.effective_beta = _check_float("effective_beta", self.effective_beta, low=0.0,
                                            high=0.999999)

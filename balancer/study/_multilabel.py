@@ -30,7 +30,12 @@ from torch import Tensor, nn
 from torch.utils.data import Sampler
 
 import losses
-from balancer import FineTuneSchedule, MultiLabelBalancedSampler, RepeatFactorSampler
+from balancer import (
+    FineTuneSchedule,
+    MultiLabelBalancedSampler,
+    RepeatFactorSampler,
+    set_train_mode,
+)
 from balancer.study._ml_config import MultiLabelStrategy, MultiLabelStudyConfig
 from balancer.study._ml_data import MultiLabelData
 from balancer.study._ml_metrics import (
@@ -38,7 +43,13 @@ from balancer.study._ml_metrics import (
     multilabel_metrics,
 )
 from balancer.study._model import MLP
-from balancer.study._strategies import GLOBAL, INIT, _ShuffledPasses, seeded_generator
+from balancer.study._strategies import (
+    GLOBAL,
+    INIT,
+    SETTINGS,
+    _ShuffledPasses,
+    seeded_generator,
+)
 
 __all__ = ["make_multilabel_loss", "make_multilabel_sampler", "rarest_labels",
            "train_multilabel_run"]
@@ -142,6 +153,8 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
     criterion = make_multilabel_loss(strategy, targets.sum(0), n, config).to(device)
     val_x = data.features["val"].to(device)
     val_y = data.targets["val"].numpy()
+    # MultiLabelStudyConfig has no finetune_batchnorm field yet: the declared default until then.
+    batchnorm = getattr(config, "finetune_batchnorm", None) or SETTINGS["finetune_batchnorm"].default
     best = (-1.0, -1, None)
     steps = 0
     for epoch in range(config.epochs):
@@ -152,7 +165,7 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
         freeze = finetuning and config.finetune_freeze
         for parameter in model.backbone.parameters():
             parameter.requires_grad_(not freeze)
-        model.train()
+        set_train_mode(model, "finetune" if finetuning else "balanced", batchnorm=batchnorm)
         if freeze:
             model.backbone.eval()  # frozen batch-norm statistics, too
         for batch in sampler:

@@ -26,6 +26,7 @@ from torch.utils.data import BatchSampler, Sampler, WeightedRandomSampler
 
 import losses
 from balancer import BalancedBatchSampler, FineTuneSchedule
+from balancer._schedule import BATCHNORM_POLICIES
 
 __all__ = ["DECLARED", "LIBRARY_DEFAULTS", "ML_STRATEGIES", "POSTHOC_ROWS", "SETTINGS",
            "STRATEGIES", "TUNABLE", "TUNED_ROWS", "Setting", "Strategy", "make_batch_sampler",
@@ -42,11 +43,14 @@ class Setting:
         default: the value without a given or tuned one; a phase length (``*_epochs``) is capped
             at ``epochs``; ``None`` for a post-hoc row's setting: chosen per seed on validation.
         help: what the flag sets, e.g. ``"focal's gamma (0 is cross-entropy)"``.
+        choices: the values of a setting that is a word, not a number (the flag accepts only
+            these); empty for a number.
     """
 
     field: str
-    default: float | int | None
+    default: float | int | str | None
     help: str
+    choices: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -79,7 +83,8 @@ class Strategy:
             ``"asl"``, ``"db"`` or ``"sigmoid-la"``; ``""`` for a post-hoc row.
         description: one line for the report.
         finetune: the last ``finetune_epochs`` run at the true frequencies, with the fine-tune
-            learning rate and (optionally) a frozen backbone.
+            learning rate, BatchNorm per ``finetune_batchnorm`` and (optionally) a frozen
+            backbone.
         deferred_reweighting: the last ``drw_epochs`` add class-balanced weights to the loss.
         cosine_head: the model's classifier is a cosine head (LDAM is defined on cosines).
         classifier_retrain: when the deferred balanced phase starts, the classifier is
@@ -133,10 +138,20 @@ DECLARED: tuple[Strategy, ...] = (
              settings=(Setting("finetune_epochs", 1,
                                "balanced+finetune's epochs at true frequencies"),
                        Setting("finetune_lr_scale", 0.1, "balanced+finetune's learning-rate "
-                                                         "factor in the fine-tune phase")),
-             grid=({"finetune_epochs": 1, "finetune_lr_scale": 0.1},
-                   {"finetune_epochs": 3, "finetune_lr_scale": 0.1},
-                   {"finetune_epochs": 1, "finetune_lr_scale": 1.0}),
+                                                         "factor in the fine-tune phase"),
+                       # "train" (not the library's "frozen"): the pinned results and the
+                       # shipped tuning records were made with it; --tune chooses on validation.
+                       Setting("finetune_batchnorm", "train",
+                               "BatchNorm in the fine-tune phase of balanced+finetune and "
+                               "label-balanced+finetune: frozen (running statistics of the "
+                               "balanced phase) or train (re-estimated at the true frequencies), "
+                               "see balancer.set_train_mode", choices=BATCHNORM_POLICIES)),
+             # The full learning rate (x1.0) left the grid for the BatchNorm point: every shipped
+             # tuning record had rejected it.
+             grid=({"finetune_epochs": 1, "finetune_lr_scale": 0.1, "finetune_batchnorm": "train"},
+                   {"finetune_epochs": 3, "finetune_lr_scale": 0.1, "finetune_batchnorm": "train"},
+                   {"finetune_epochs": 1, "finetune_lr_scale": 0.1,
+                    "finetune_batchnorm": "frozen"}),
              phase=("finetune_epochs", "balanced")),
     Strategy("focal", "shuffle", "focal", "focal loss (Lin et al. 2017), shuffled batches",
              settings=(Setting("focal_gamma", 2.0, "focal's gamma (0 is cross-entropy)"),),

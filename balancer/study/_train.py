@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from balancer import set_train_mode
 from balancer.study._config import StudyConfig
 from balancer.study._data import StudyData
 from balancer.study._metrics import classification_metrics
@@ -285,7 +286,8 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
         for parameter in (model.backbone.parameters()
                           if freeze or config.finetune_freeze else ()):
             parameter.requires_grad_(not freeze)
-        model.train()
+        set_train_mode(model, "finetune" if finetuning else "balanced",
+                       batchnorm=config.finetune_batchnorm)
         if freeze:
             model.backbone.eval()  # frozen batch-norm statistics, too
         criterion = make_loss(strategy, counts, late_phase=reweighting, settings=settings).to(device)
