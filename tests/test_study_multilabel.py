@@ -19,6 +19,14 @@ import balancer.study._study as study_runner
 from balancer import RepeatFactorSampler
 from balancer.__main__ import main
 from balancer.datasets import load_chestxray14_labels
+from balancer.study._data import (
+    grouped_multilabel_split,
+    load_arff,
+    load_multilabel_data,
+    load_multilabel_npz,
+    load_multilabel_table,
+    semisynthetic_chestxray14,
+)
 from balancer.study._metrics import (
     choose_thresholds,
     multilabel_metrics,
@@ -28,14 +36,6 @@ from balancer.study._metrics import (
     weighted_f1,
 )
 from balancer.study._ml_config import ML_STRATEGIES, MultiLabelStudyConfig
-from balancer.study._ml_data import (
-    grouped_multilabel_split,
-    load_arff,
-    load_multilabel_data,
-    load_multilabel_npz,
-    load_multilabel_table,
-    semisynthetic_chestxray14,
-)
 from balancer.study._outputs import ML_OUTPUT_FILES
 from balancer.study._study import run_study
 

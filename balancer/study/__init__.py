@@ -10,9 +10,10 @@ Example::
 
 The multi-label study runs through the same functions with a ``MultiLabelStudyConfig``. Layout:
 ``_strategies`` declares every strategy and its key settings (the rest is derived from it),
-``_config``/``_ml_config`` the settings, ``_data``/``_ml_data`` the data, ``_train``/
-``_multilabel`` the training loops, ``_study`` the runner, ``_outputs`` the run folder and the
-registry of its files, ``_report`` the reports, ``_cli`` the ``balancer study`` command.
+``_config``/``_ml_config`` the settings, ``_data`` the data and ``_metrics`` the metrics (both
+tasks side by side in each), ``_train``/``_multilabel`` the training loops, ``_study`` the
+runner, ``_outputs`` the run folder and the registry of its files, ``_report`` the reports,
+``_cli`` the ``balancer study`` command.
 
 From the command line: ``balancer study --help``.
 """

@@ -277,7 +277,7 @@ def _default_out(config: StudyConfig | MultiLabelStudyConfig, name: str | None =
     from balancer.study._outputs import default_out
 
     if isinstance(config, MultiLabelStudyConfig):
-        from balancer.study._ml_data import SEMISYNTHETIC
+        from balancer.study._data import SEMISYNTHETIC
 
         given = config.data or config.table
         name = f"{Path(given).name.split('.')[0] if given else SEMISYNTHETIC}-multilabel"

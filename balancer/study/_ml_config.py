@@ -27,7 +27,7 @@ class MultiLabelStudyConfig(SharedSettings):
     """Everything that defines a multi-label study; saved as ``study.json`` and ``config.json``.
 
     Data (at most one of ``data`` and ``table``; neither means the semi-synthetic ChestX-ray14
-    set of ``samples`` rows, see :func:`~balancer.study._ml_data.semisynthetic_chestxray14`):
+    set of ``samples`` rows, see :func:`~balancer.study._data.semisynthetic_chestxray14`):
         data: an ``.npz`` with ``X`` and ``Y`` (optional ``names``, ``groups``, ``split``), or an
             ``.arff``/``.arff.gz`` file (MULAN layout).
         table: a CSV table; its labels are ``label_cols`` (0/1 columns) or ``label_col`` (one
