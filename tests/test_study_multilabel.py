@@ -19,6 +19,7 @@ import balancer.study._study as study_runner
 from balancer import RepeatFactorSampler
 from balancer.__main__ import main
 from balancer.datasets import load_chestxray14_labels
+from balancer.study._config import MultiLabelStudyConfig
 from balancer.study._data import (
     grouped_multilabel_split,
     load_arff,
@@ -35,8 +36,8 @@ from balancer.study._metrics import (
     weighted_auroc,
     weighted_f1,
 )
-from balancer.study._ml_config import ML_STRATEGIES, MultiLabelStudyConfig
 from balancer.study._outputs import ML_OUTPUT_FILES
+from balancer.study._strategies import ML_STRATEGIES
 from balancer.study._study import run_study
 
 

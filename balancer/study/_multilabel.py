@@ -31,12 +31,12 @@ from torch.utils.data import Sampler
 
 import losses
 from balancer import FineTuneSchedule, MultiLabelBalancedSampler, RepeatFactorSampler
+from balancer.study._config import MultiLabelStrategy, MultiLabelStudyConfig
 from balancer.study._data import MultiLabelData
 from balancer.study._metrics import (
     choose_thresholds,
     multilabel_metrics,
 )
-from balancer.study._ml_config import MultiLabelStrategy, MultiLabelStudyConfig
 from balancer.study._model import MLP
 from balancer.study._strategies import GLOBAL, INIT, _ShuffledPasses, seeded_generator
 

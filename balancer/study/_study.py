@@ -12,10 +12,9 @@ import pandas as pd
 import torch
 
 from balancer import MultiLabelBalancedSampler, RepeatFactorSampler
-from balancer.study._config import StudyConfig
+from balancer.study._config import MultiLabelStudyConfig, StudyConfig
 from balancer.study._data import MultiLabelData, StudyData, load_multilabel_data, load_study_data
 from balancer.study._metrics import ML_HEADLINE, paired_multilabel
-from balancer.study._ml_config import MultiLabelStudyConfig
 from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import ML_STRATEGIES, STRATEGIES, seeded_generator
 from balancer.study._train import RunResult
