@@ -19,8 +19,8 @@ import balancer.study._study as study_runner
 from balancer import RepeatFactorSampler
 from balancer.__main__ import main
 from balancer.datasets import load_chestxray14_labels
-from balancer.study._ml_config import ML_STRATEGIES, MultiLabelStudyConfig
-from balancer.study._ml_data import (
+from balancer.study._config import MultiLabelStudyConfig
+from balancer.study._data import (
     grouped_multilabel_split,
     load_arff,
     load_multilabel_data,
@@ -28,7 +28,7 @@ from balancer.study._ml_data import (
     load_multilabel_table,
     semisynthetic_chestxray14,
 )
-from balancer.study._ml_metrics import (
+from balancer.study._metrics import (
     choose_thresholds,
     multilabel_metrics,
     paired_multilabel,
@@ -37,6 +37,7 @@ from balancer.study._ml_metrics import (
     weighted_f1,
 )
 from balancer.study._outputs import ML_OUTPUT_FILES
+from balancer.study._strategies import ML_STRATEGIES
 from balancer.study._study import run_study
 
 
@@ -173,7 +174,7 @@ def test_paired_differences_are_the_mean_of_seed_differences():
 
 
 def test_bootstrap_draws_the_same_kept_or_drawn_again(monkeypatch):
-    import balancer.study._ml_metrics as metrics_module
+    import balancer.study._metrics as metrics_module
 
     rng = np.random.default_rng(2)
     targets = (rng.random((80, 2)) < 0.4).astype(int)

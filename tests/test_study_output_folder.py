@@ -33,7 +33,7 @@ def test_a_multilabel_study_resumes_with_another_rarest_but_not_another_budget(t
     """README: "Resuming with other training settings is refused (seeds and strategies may
     change)". --rarest only chooses which labels the report lists (every saved run holds the
     metrics of every label), yet a resume with another --rarest used to be refused."""
-    from balancer.study._ml_config import MultiLabelStudyConfig
+    from balancer.study._config import MultiLabelStudyConfig
     from balancer.study._outputs import prepare_out
 
     config = MultiLabelStudyConfig(quick=True)

@@ -74,7 +74,7 @@ def test_label_cols_on_the_semisynthetic_set_is_refused(tmp_path, capsys, monkey
     """README: multi-label options that do not apply are errors. --label-cols Hernia,Mass on
     the default semi-synthetic set used to be ignored: the study trained all 14 findings."""
     import balancer.study._multilabel as ml
-    from balancer.study._ml_config import MultiLabelStudyConfig
+    from balancer.study._config import MultiLabelStudyConfig
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the inputs were checked")

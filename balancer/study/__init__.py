@@ -10,9 +10,10 @@ Example::
 
 The multi-label study runs through the same functions with a ``MultiLabelStudyConfig``. Layout:
 ``_strategies`` declares every strategy and its key settings (the rest is derived from it),
-``_config``/``_ml_config`` the settings, ``_data``/``_ml_data`` the data, ``_train``/
-``_multilabel`` the training loops, ``_study`` the runner, ``_outputs`` the run folder and the
-registry of its files, ``_report`` the reports, ``_cli`` the ``balancer study`` command.
+``_config`` the settings, ``_data`` the data and ``_metrics`` the metrics (both tasks side by
+side in each), ``_train``/``_multilabel`` the training loops, ``_study`` the runner,
+``_outputs`` the run folder and the registry of its files, ``_report`` the reports, ``_cli``
+the ``balancer study`` command.
 
 From the command line: ``balancer study --help``.
 """
@@ -39,7 +40,7 @@ _EXPORTS = {
     "tune": "_tune", "write_tuning": "_tune",
 }
 # The multi-label study (``balancer study --multilabel``).
-_EXPORTS.update({"MultiLabelStudyConfig": "_ml_config", "run_multilabel_study": "_study",
+_EXPORTS.update({"MultiLabelStudyConfig": "_config", "run_multilabel_study": "_study",
                  "write_multilabel_outputs": "_report"})
 
 __all__ = sorted(name for name in _EXPORTS if name not in ("seeded_generator",

@@ -35,8 +35,7 @@ from typing import NoReturn
 
 # Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
 # matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
-from balancer.study._config import QUICK, TUNE_SEEDS, StudyConfig
-from balancer.study._ml_config import ML_QUICK, MultiLabelStudyConfig
+from balancer.study._config import ML_QUICK, QUICK, TUNE_SEEDS, MultiLabelStudyConfig, StudyConfig
 from balancer.study._strategies import ML_STRATEGIES, POSTHOC_ROWS, SETTINGS, STRATEGIES, TUNABLE
 
 __all__ = ["add_study_parser", "as_flags", "study", "usage_error"]
@@ -279,7 +278,7 @@ def _default_out(config: StudyConfig | MultiLabelStudyConfig, name: str | None =
     from balancer.study._outputs import default_out
 
     if isinstance(config, MultiLabelStudyConfig):
-        from balancer.study._ml_data import SEMISYNTHETIC
+        from balancer.study._data import SEMISYNTHETIC
 
         given = config.data or config.table
         name = f"{Path(given).name.split('.')[0] if given else SEMISYNTHETIC}-multilabel"

@@ -8,7 +8,7 @@
 # back to back as one stream and cuts it into study epochs of ``N`` slots (study epoch ``e`` is
 # slots ``[e N, (e + 1) N)`` of that stream): the same draws, the same step count as everyone.
 # Thresholds for F1 are chosen per run and per label on validation (see
-# :mod:`balancer.study._ml_metrics`); test data tunes nothing.
+# :mod:`balancer.study._metrics`); test data tunes nothing.
 
 Example::
 
@@ -36,9 +36,9 @@ from balancer import (
     RepeatFactorSampler,
     set_train_mode,
 )
-from balancer.study._ml_config import MultiLabelStrategy, MultiLabelStudyConfig
-from balancer.study._ml_data import MultiLabelData
-from balancer.study._ml_metrics import (
+from balancer.study._config import MultiLabelStrategy, MultiLabelStudyConfig
+from balancer.study._data import MultiLabelData
+from balancer.study._metrics import (
     choose_thresholds,
     multilabel_metrics,
 )

@@ -12,11 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from balancer.study._config import StudyConfig
-from balancer.study._metrics import HEADLINE
-from balancer.study._ml_config import MultiLabelStudyConfig
-from balancer.study._ml_data import SEMISYNTHETIC
-from balancer.study._ml_metrics import HEADLINE as ML_HEADLINE
+from balancer.study._config import MultiLabelStudyConfig, StudyConfig
+from balancer.study._data import SEMISYNTHETIC
+from balancer.study._metrics import HEADLINE, ML_HEADLINE
 from balancer.study._outputs import (
     ACROSS_FILES,
     ML_OUTPUT_FILES,

@@ -12,12 +12,9 @@ import pandas as pd
 import torch
 
 from balancer import MultiLabelBalancedSampler, RepeatFactorSampler
-from balancer.study._config import StudyConfig
-from balancer.study._data import StudyData, load_study_data
-from balancer.study._ml_config import MultiLabelStudyConfig
-from balancer.study._ml_data import MultiLabelData, load_multilabel_data
-from balancer.study._ml_metrics import HEADLINE as ML_HEADLINE
-from balancer.study._ml_metrics import paired_multilabel
+from balancer.study._config import MultiLabelStudyConfig, StudyConfig
+from balancer.study._data import MultiLabelData, StudyData, load_multilabel_data, load_study_data
+from balancer.study._metrics import ML_HEADLINE, paired_multilabel
 from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import ML_STRATEGIES, STRATEGIES, seeded_generator
 from balancer.study._train import RunResult
@@ -299,7 +296,7 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
 
     Returns:
         A DataFrame with columns ``strategy, seed, split, metric, value`` (test and val metrics
-        of :func:`~balancer.study._ml_metrics.multilabel_metrics`, and each run's
+        of :func:`~balancer.study._metrics.multilabel_metrics`, and each run's
         ``selected_epoch``, ``steps``, ``seconds``). ``attrs`` holds ``label_names``,
         ``source``, ``counts`` (per split), ``rarest``, ``paired`` (the paired differences),
         ``positive_rates`` (per sampler, the planned share of slots carrying each label) and
