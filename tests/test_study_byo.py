@@ -252,18 +252,3 @@ def test_csv_manifest_with_group_col(tmp_path):
     data = load_study_data(csv=tmp_path / "m.csv", group_col="patient")
     assert sum(len(data.labels[s]) for s in ("train", "val", "test")) == 60
     assert all(len(set(data.labels[s].tolist())) == 2 for s in ("train", "val", "test"))
-
-
-def test_readme_compare_example_runs(tmp_path, monkeypatch):
-    import pathlib
-    import re
-
-    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Your own model and data"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    results = namespace["results"]
-    assert {"plain", "balanced", "focal"} <= set(results["strategy"])
-    assert (tmp_path / "runs" / "mine" / "report.md").is_file()
