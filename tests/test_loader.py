@@ -8,6 +8,7 @@ import multiprocessing
 import numpy as np
 import pytest
 import torch
+from helpers.sampler import make_labels
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -27,12 +28,6 @@ from balancer import (
     balance,
     balanced_loader,
 )
-
-
-def make_labels(counts, seed=0):
-    labels = np.repeat(np.arange(len(counts)), counts)
-    np.random.default_rng(seed).shuffle(labels)
-    return labels
 
 
 class Indexed(Dataset):
