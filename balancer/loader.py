@@ -185,10 +185,10 @@ class BalancedDataLoader(DataLoader):
 
     def train_mode(self, model: nn.Module) -> nn.Module:
         """``model`` in training mode for the current epoch's :attr:`phase`, BatchNorm per the
-        schedule's ``batchnorm`` (``"frozen"`` for a schedule without one); see
+        schedule's ``batchnorm`` (``"train"`` for a schedule without one); see
         :func:`~balancer.set_train_mode`. Call it after :meth:`set_epoch`, where you would call
         ``model.train()``."""
-        batchnorm = getattr(self.batch_sampler.schedule, "batchnorm", "frozen")
+        batchnorm = getattr(self.batch_sampler.schedule, "batchnorm", "train")
         return set_train_mode(model, self.phase, batchnorm=batchnorm)
 
 

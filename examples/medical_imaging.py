@@ -20,8 +20,8 @@ What it does, in the order a study would:
 3. A ``FineTuneSchedule``: balanced epochs first, then the last epoch at the true class
    frequencies with the learning rate x0.1, every layer still trained, so the head's biases
    learn how rare each class really is. These are the settings the comparison study's tuning
-   chose on the validation splits of the shipped data sets (``balancer study --tune``, see the
-   README's "Comparison study"): it preferred 1 fine-tune epoch at x0.1 over 3 epochs and over
+   chose on the validation splits of the shipped data sets (``balancer study --tune``, see
+   docs/study.md): it preferred 1 fine-tune epoch at x0.1 over 3 epochs and over
    the full learning rate, and an earlier grid (``experiments/study_finetune_validation.py``)
    rejected a frozen backbone. ``--freeze-backbone 1`` freezes it anyway.
 4. A loss from the ``losses`` package. A loss that corrects for class frequencies is given the
@@ -59,7 +59,7 @@ batch_size = 128
 learning_rate = 2e-3
 finetune_lr_factor = 0.1  # the learning rate in the fine-tune phase, relative
 freeze_backbone = 0  # 1: train only the head in the fine-tune phase (validation rejected it)
-finetune_batchnorm = "frozen"  # frozen | train: BatchNorm statistics in the fine-tune phase
+finetune_batchnorm = "train"  # train | frozen: BatchNorm statistics in the fine-tune phase
 seed = 0
 limit = 0  # train on the first `limit` images only (0: all); for quick runs
 num_workers = 0
@@ -186,9 +186,9 @@ def main() -> None:
             optimizer.param_groups[1]["lr"] = args.learning_rate * args.finetune_lr_factor
         criterion = make_loss(args.loss, true_counts if finetune else equal_counts, true_counts,
                               finetune).to(device)
-        # model.train(), with the BatchNorm statistics of the balanced phase kept in the
-        # fine-tune phase (schedule's batchnorm="frozen"): re-estimated at the true frequencies
-        # they re-centre the features and push predictions towards the rare class.
+        # model.train(); with the schedule's batchnorm="frozen" the BatchNorm statistics of the
+        # balanced phase are kept in the fine-tune phase (more accuracy, less rare-class recall;
+        # experiments/results/finetune_batchnorm.md).
         loader.train_mode(model)
         if finetune and args.freeze_backbone:
             model.backbone.eval()

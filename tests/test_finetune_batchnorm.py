@@ -84,24 +84,24 @@ def test_train_mode_and_balanced_epochs_update_running_statistics(phase, batchno
 
 def test_frozen_mode_is_undone_by_the_next_balanced_or_train_call():
     model = _model()
-    set_train_mode(model, "finetune")
+    set_train_mode(model, "finetune", batchnorm="frozen")
     set_train_mode(model, "balanced")
     assert all(module.training for module in model.modules())
     model.eval()
-    set_train_mode(model, "finetune")  # from eval mode: everything but BatchNorm trains
+    set_train_mode(model, "finetune", batchnorm="frozen")  # from eval: all but BatchNorm trains
     assert model.head[2].training and not model.head[1].training
 
 
 def test_sync_batchnorm_is_frozen_too():
     model = nn.Sequential(nn.Linear(3, 4), nn.SyncBatchNorm(4))
-    set_train_mode(model, "finetune")
+    set_train_mode(model, "finetune", batchnorm="frozen")
     assert model.training and not model[1].training
 
 
 def test_schedule_train_mode_follows_its_phases_and_policy():
     model = _model()
-    frozen = FineTuneSchedule(3, 1)
-    assert frozen.batchnorm == "frozen"
+    assert FineTuneSchedule(3, 1).batchnorm == "train"  # the default: as before 0.2.0
+    frozen = FineTuneSchedule(3, 1, batchnorm="frozen")
     frozen.train_mode(model, 1)
     assert all(bn.training for bn in _batchnorms(model))
     frozen.train_mode(model, 2)
@@ -126,6 +126,16 @@ def test_loader_train_mode_uses_the_current_phase_and_the_schedules_policy():
         assert [bn.training for bn in _batchnorms(model)] == [not frozen_in_finetune] * 2
     no_schedule = balance(DataLoader(dataset, batch_size=4), labels=dataset.tensors[1], seed=0)
     no_schedule.train_mode(model)
+    assert all(module.training for module in model.modules())
+
+
+def test_the_default_is_train_mode_everywhere():
+    """Without a setting, the fine-tune epoch re-estimates BatchNorm statistics (as before 0.2.0
+    and as the study's evidence was measured)."""
+    model = _model()
+    set_train_mode(model, "finetune")
+    assert all(module.training for module in model.modules())
+    FineTuneSchedule(2, 1).train_mode(model.eval(), 1)
     assert all(module.training for module in model.modules())
 
 

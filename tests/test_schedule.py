@@ -10,7 +10,7 @@ def test_phases_and_counts():
     assert schedule.balanced_epochs == 4
     assert [schedule.balanced_epochs_before(e) for e in range(6)] == [0, 1, 2, 3, 4, 4]
     assert repr(schedule) == ("FineTuneSchedule(total_epochs=6, finetune_epochs=2, "
-                              "batchnorm='frozen')")
+                              "batchnorm='train')")
 
 
 @pytest.mark.parametrize("total, finetune, phases", [
@@ -24,11 +24,11 @@ def test_edge_schedules(total, finetune, phases):
 
 
 def test_state_dict_roundtrip():
-    schedule = FineTuneSchedule(10, 3, batchnorm="train")
+    schedule = FineTuneSchedule(10, 3, batchnorm="frozen")
     other = FineTuneSchedule(2, 0)
     other.load_state_dict(schedule.state_dict())
     assert other.state_dict() == {"total_epochs": 10, "finetune_epochs": 3}
-    assert other.batchnorm == "frozen"  # a policy of the loop, not of the phases: not restored
+    assert other.batchnorm == "train"  # a policy of the loop, not of the phases: not restored
     assert other.phase(7) == "finetune"
 
 

@@ -139,13 +139,14 @@ DECLARED: tuple[Strategy, ...] = (
                                "balanced+finetune's epochs at true frequencies"),
                        Setting("finetune_lr_scale", 0.1, "balanced+finetune's learning-rate "
                                                          "factor in the fine-tune phase"),
-                       # "train" (not the library's "frozen"): the pinned results and the
-                       # shipped tuning records were made with it; --tune chooses on validation.
+                       # "train", as in the library: the pinned results and the shipped
+                       # tuning records were made with it; --tune chooses on validation.
                        Setting("finetune_batchnorm", "train",
-                               "BatchNorm in the fine-tune phase of balanced+finetune and "
-                               "label-balanced+finetune: frozen (running statistics of the "
-                               "balanced phase) or train (re-estimated at the true frequencies), "
-                               "see balancer.set_train_mode", choices=BATCHNORM_POLICIES)),
+                               "BatchNorm in the fine-tune phase of balanced+finetune: frozen "
+                               "(running statistics of the balanced phase) or train (re-estimated "
+                               "at the true frequencies), see balancer.set_train_mode; the "
+                               "multi-label study always uses train",
+                               choices=BATCHNORM_POLICIES)),
              # The full learning rate (x1.0) left the grid for the BatchNorm point: every shipped
              # tuning record had rejected it.
              grid=({"finetune_epochs": 1, "finetune_lr_scale": 0.1, "finetune_batchnorm": "train"},

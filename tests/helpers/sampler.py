@@ -1,7 +1,7 @@
 """Single-label plan checks, index-only datasets and hypothesis strategies shared by the tests
 of ``BalancedBatchSampler`` and ``balance()``.
 
-The guarantees checked are the README's: G1, every sample of a balanced epoch is drawn and every
+The guarantees checked are those of docs/samplers.md: G1, every sample of a balanced epoch is drawn and every
 class gets ``n_max`` draws (plus its share of the padding); G2, within a class the use counts of
 two samples never differ by more than one, after any global batch, across epochs; G3, every rank
 yields the same number of batches.
