@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from balancer.study._config import StudyConfig
-from balancer.study._data import SPLITS, _check_classes
+from balancer.study._config import StudyConfig, check_seeds
+from balancer.study._data import SPLITS, _check_classes, _class_indices, check_finite_features
 from balancer.study._strategies import INIT, STRATEGIES
 
 __all__ = ["compare"]
@@ -28,6 +28,11 @@ def _encode(labels: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], tuple
     """Labels of the three splits to class indices ``0..C-1`` (classes sorted; integers as
     numbers, anything else as strings)."""
     arrays = {s: np.asarray(labels[s]) for s in SPLITS}
+    for s in SPLITS:
+        if np.issubdtype(arrays[s].dtype, np.floating):
+            # As the CLI does: NaN, infinite and fractional labels are refused (as strings they
+            # became classes 'nan' and '0.5'); whole numbers become the integer classes.
+            arrays[s] = _class_indices(arrays[s], f"labels of {s}")
     numeric = all(arrays[s].dtype.kind in "iub" for s in SPLITS)
     values = {s: arrays[s].astype(np.int64) if numeric else arrays[s].astype(str) for s in SPLITS}
     classes = np.unique(np.concatenate([values[s] for s in SPLITS]))
@@ -57,6 +62,41 @@ def _labels(dataset: Dataset, given: Any, split: str) -> np.ndarray:
         if found is None:
             raise ValueError(f"labels of {split}: {error}") from None
         return found
+
+
+def _tensor_inputs(dataset: Dataset) -> torch.Tensor | None:
+    """The inputs of a ``TensorDataset`` (or of a ``Subset`` of one), in the dataset's order,
+    without loading items; ``None`` for any other dataset."""
+    from torch.utils.data import Subset, TensorDataset
+
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[0]
+    if isinstance(dataset, Subset):
+        inner = _tensor_inputs(dataset.dataset)
+        return None if inner is None else inner[torch.as_tensor(dataset.indices, dtype=torch.long)]
+    return None
+
+
+def _check_finite_inputs(datasets: dict[str, Dataset]) -> None:
+    """Refuse NaN or infinite features where they can be seen without loading items: every row of
+    a ``TensorDataset`` split (other datasets are checked on the probe item only)."""
+    for split, dataset in datasets.items():
+        inputs = _tensor_inputs(dataset)
+        if inputs is not None and inputs.is_floating_point() and inputs.ndim >= 1:
+            check_finite_features(inputs.reshape(len(inputs), -1).numpy(),
+                                  f"compare(): the {split} split's inputs")
+
+
+def _input_width(model: nn.Module) -> str:
+    """What the model's first layer expects, for the error message (``''`` when unknown)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.lazy.LazyModuleMixin):
+            return ""
+        if isinstance(module, nn.Linear):
+            return f"(batch, {module.in_features})"
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return f"(batch, {module.in_channels}, ...)"
+    return ""
 
 
 def _seeded_model(model_fn: Callable[[int], nn.Module], num_classes: int, seed: int) -> nn.Module:
@@ -116,6 +156,12 @@ def compare(
     Returns:
         The results in long form, as :func:`run_study` returns them.
 
+    Raises:
+        TypeError, ValueError: before any training, for NaN, infinite or fractional labels,
+            NaN or infinite features (every row of a ``TensorDataset`` split, the probe item of
+            any other), ``seeds`` that is not a non-empty sequence of integers >= 0, and a model
+            whose input or output shape does not fit the data (one item is probed through it).
+
     Example::
 
         import torch
@@ -155,6 +201,15 @@ def compare(
         raise ValueError("tuned=True fills settings from a shipped data set's tuning record "
                          "(balancer/study/tuned/), which says nothing about your data; pass the "
                          "settings themselves (e.g. focal_gamma=0.5)")
+    if "seeds" in settings:
+        seeds = settings["seeds"]
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+            raise TypeError(f"seeds should be a sequence of integers >= 0, but got seeds={seeds!r} "
+                            f"of type {type(seeds).__name__}; pass e.g. seeds=(0, 1, 2)")
+        if not tuple(seeds):
+            raise ValueError(f"seeds={seeds!r} is empty; pass at least one seed, e.g. "
+                             f"seeds=(0, 1, 2)")
+        settings["seeds"] = check_seeds(seeds)
     settings.setdefault("strategies", COMPARE_STRATEGIES)
     settings.setdefault("progress", False)
     # A config without data names the default shipped RetinaMNIST: without these, a user's
@@ -204,10 +259,23 @@ def compare(
                          f"lacks one of those submodules; add both or leave {retrain[0]!r} out")
     from torch.utils.data import default_collate
 
-    inputs = default_collate([source.datasets["val"][0]])[0].to(device)
+    _check_finite_inputs(datasets)
+    inputs = default_collate([source.datasets["train"][0]])[0]
+    if inputs.is_floating_point() and not torch.isfinite(inputs).all():
+        raise ValueError("compare(): the train split's inputs have NaN or infinite values in row "
+                         "0; fill or drop them")
+    inputs = inputs.to(device)
     with torch.no_grad():
         probe.eval()
-        shape = tuple(probe(inputs).shape)
+        try:
+            shape = tuple(probe(inputs).shape)
+        except RuntimeError as error:
+            expects = _input_width(probe)
+            raise ValueError(
+                f"model_fn({num_classes})'s model cannot take the data's inputs: a batch of "
+                f"inputs has shape {tuple(inputs.shape)}, but the model expects "
+                f"{expects or 'another shape'} ({str(error).splitlines()[0]}); make the "
+                f"model's input layer match the data") from error
     if shape != (1, num_classes):
         raise ValueError(f"model_fn({num_classes}) maps one input to shape {shape}, but the "
                          f"study needs logits of shape (1, {num_classes}) ({names})")
