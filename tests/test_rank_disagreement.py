@@ -4,9 +4,12 @@ shards (README "Distributed training")."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import time
+import traceback
 from datetime import timedelta
 
 import pytest
@@ -34,10 +37,13 @@ def _gloo_rank(rank, world, port, out_dir):
     labels = [0] * 6 + [1] * 3
 
     def attempt(build):
+        # Any exception is recorded with its exact type and message (and its traceback, for a
+        # failure the tests did not expect); the tests compare both exactly.
         try:
-            return f"built {as_lists(build())}"
-        except Exception as error:  # the type is what the tests check
-            return f"{type(error).__name__}: {error}"
+            return {"built": as_lists(build())}
+        except Exception as error:
+            return {"type": type(error).__name__, "message": str(error),
+                    "traceback": traceback.format_exc()}
 
     same_rank = attempt(lambda: BalancedBatchSampler(labels, 2, seed=0, num_replicas=world,
                                                      rank=0))
@@ -45,7 +51,7 @@ def _gloo_rank(rank, world, port, out_dir):
     bad_labels = attempt(lambda: BalancedBatchSampler(own, 2, seed=0))
     for name, result in (("same_rank", same_rank), ("bad_labels", bad_labels)):
         with open(os.path.join(out_dir, f"{name}{rank}.txt"), "w") as record:
-            record.write(result)
+            json.dump(result, record)
     try:
         dist.destroy_process_group()
     except Exception:  # teardown after a failed peer
@@ -63,7 +69,21 @@ def gloo_records(tmp_path_factory):
             for process in context.processes:
                 process.kill()
             pytest.fail("the gloo ranks did not finish")
-    return {path.stem: path.read_text() for path in out_dir.iterdir()}
+    records = {path.stem: json.loads(path.read_text()) for path in out_dir.iterdir()}
+    expected = {f"{name}{rank}" for name in ("same_rank", "bad_labels") for rank in range(2)}
+    assert set(records) == expected, f"records {sorted(records)}, expected {sorted(expected)}"
+    return records
+
+
+def assert_raised(record, error, pattern):
+    """The rank raised exactly ``error`` (not a subclass, not another type) with a message that
+    matches ``pattern`` in full; anything else -- a build, another exception -- fails."""
+    assert "built" not in record, f"the rank built a sampler: {record['built']!r:.200}"
+    assert record["type"] == error.__name__, (
+        f"expected {error.__name__}, but the rank raised {record['type']}: {record['message']}\n"
+        f"{record['traceback']}")
+    assert re.fullmatch(pattern, record["message"]), (
+        f"message {record['message']!r} does not match {pattern!r}")
 
 
 def test_a_rank_refusing_its_labels_gives_every_rank_a_value_error(
@@ -80,8 +100,13 @@ def test_a_rank_refusing_its_labels_gives_every_rank_a_value_error(
     gloo's RuntimeError "Connection closed/reset by peer" when rank 1 exits -- or hangs until
     the process-group timeout if rank 1 stays alive (30 min by default for gloo).
     """
-    assert gloo_records["bad_labels1"].startswith("ValueError")
-    assert gloo_records["bad_labels0"].startswith("ValueError"), gloo_records["bad_labels0"]
+    refusal = (r"labels holds a single class \(0\); balancing needs at least two: pass the "
+               r"labels of a data set with two or more classes \(for a subset, take a larger or "
+               r"stratified one\)")
+    assert_raised(gloo_records["bad_labels1"], ValueError, refusal)
+    assert_raised(gloo_records["bad_labels0"], ValueError,
+                  r"BalancedBatchSampler: process 1 could not build its sampler \(ValueError: "
+                  + refusal + r"\); every rank must build the sampler with valid arguments")
 
 
 def test_ranks_that_all_pass_rank_0_are_refused(gloo_records):
@@ -97,6 +122,20 @@ def test_ranks_that_all_pass_rank_0_are_refused(gloo_records):
     Before the fix: both ranks build without complaint and yield identical batches: the whole run
     trains on rank 0's half of the plan twice and never sees the other half.
     """
-    results = gloo_records["same_rank0"], gloo_records["same_rank1"]
-    assert not all(result.startswith("built") for result in results), (
-        f"both ranks built the same shard: {results[0][:80]}")
+    for rank in range(2):
+        assert_raised(gloo_records[f"same_rank{rank}"], ValueError,
+                      r"BalancedBatchSampler: the 2 processes passed rank=\[0, 0\] \(process p "
+                      r"gave the p-th\); each must pass its own rank, dist\.get_rank\(\), or "
+                      r"rank=None, so that their shards are the whole plan")
+
+
+@pytest.mark.parametrize("record", [
+    {"type": "ValueError", "message": "gloo: Connection closed by peer", "traceback": ""},
+    {"type": "RuntimeError", "message": "labels holds a single class (0)", "traceback": ""},
+    {"built": [[0, 6]]},
+])
+def test_a_rank_failing_for_another_reason_fails_the_check(record):
+    """Before, the checks only asked that the record start with "ValueError" (or not start with
+    "built"), so a rank failing for any reason with a ValueError passed them."""
+    with pytest.raises(AssertionError):
+        assert_raised(record, ValueError, r"labels holds a single class \(0\)")
