@@ -5,12 +5,14 @@ adversarial class counts, batch sizes, replicas, seeds, caps and schedules."""
 
 from __future__ import annotations
 
+import pytest
 from helpers.sampler import (
     ADVERSARIAL_COUNTS,
     SEEDS,
     Alternating,
     Usage,
     check_epoch,
+    check_finetune_epoch,
     global_plan,
     make_labels,
 )
@@ -46,8 +48,7 @@ def test_g1_g2_g3_and_composition_in_every_epoch(counts, batch_size, num_replica
     for epoch in range(epochs):
         plan = global_plan(samplers, epoch)
         if schedule is not None and schedule.phase(epoch) == "finetune":
-            flat = [i for batch in plan for i in batch]
-            assert sorted(flat[: len(labels)]) == list(range(len(labels))) or drop_last
+            check_finetune_epoch(len(labels), plan, batch_size, num_replicas, drop_last)
             continue
         check_epoch(labels, plan, batch_size, strict_size=drop_last or num_replicas > 1)
         usage.add(plan)
@@ -93,3 +94,21 @@ def test_batches_larger_than_the_in_batch_order_pool():
                                      drop_last=True) for r in range(2)]
     for epoch in range(2):
         check_epoch(labels, global_plan(samplers, epoch), 16385, strict_size=True)
+
+
+@pytest.mark.parametrize("num_replicas", [1, 2, 3])
+def test_a_drop_last_finetune_epoch_covers_all_but_the_dropped_tail(num_replicas):
+    """Before, the fine-tune check was switched off whenever drop_last was set (`... or
+    drop_last`), so a fine-tune epoch that lost or repeated samples passed it. 17 samples,
+    batch_size=3: the epoch holds 17 - 17 % (3 * num_replicas) distinct samples."""
+    labels = make_labels([13, 4])
+    schedule = Alternating(["finetune"])
+    samplers = [BalancedBatchSampler(labels, 3, seed=0, drop_last=True, num_replicas=num_replicas,
+                                     rank=rank, schedule=schedule) for rank in range(num_replicas)]
+    plan = global_plan(samplers, 0)
+    check_finetune_epoch(len(labels), plan, 3, num_replicas, drop_last=True)
+    assert len(plan) * 3 == 17 - 17 % (3 * num_replicas)
+    repeated = [plan[0], *plan[:-1]]
+    for broken in (plan[:-num_replicas], repeated, [*plan[:-1], plan[-1][:2]]):
+        with pytest.raises(AssertionError):
+            check_finetune_epoch(len(labels), broken, 3, num_replicas, drop_last=True)

@@ -74,6 +74,30 @@ def global_plan(samplers, epoch):
     return [shards[g % replicas][g // replicas] for g in range(len(shards[0]) * replicas)]
 
 
+def check_finetune_epoch(num_samples, plan, batch_size, num_replicas, drop_last):
+    """A fine-tune epoch's global plan is one pass over the data in full batches per rank.
+
+    Without ``drop_last`` it covers every sample once, then pads the last round by repeating
+    the pass's first samples (with one replica, the last batch is short instead). With
+    ``drop_last`` it covers all but the dropped tail: exactly ``num_samples - num_samples %
+    (batch_size * num_replicas)`` distinct samples in full batches, nothing repeated.
+    """
+    flat = [i for batch in plan for i in batch]
+    per_round = batch_size * num_replicas
+    if drop_last:
+        kept = num_samples - num_samples % per_round
+        assert len(flat) == kept > 0, f"{len(flat)} samples, expected {kept}"
+        assert len(set(flat)) == kept, "a drop_last fine-tune epoch repeats a sample"
+        assert set(flat) <= set(range(num_samples))
+        assert all(len(batch) == batch_size for batch in plan), "a short batch with drop_last"
+        return
+    assert sorted(flat[:num_samples]) == list(range(num_samples)), "a sample is missing"
+    assert flat[num_samples:] == flat[:len(flat) - num_samples], "padding is not the pass's start"
+    if num_replicas > 1:
+        assert all(len(batch) == batch_size for batch in plan)
+        assert len(flat) == -(-num_samples // per_round) * per_round
+
+
 class Usage:
     """Per-sample use counts, checked against G2 after every global batch (vectorised)."""
 
