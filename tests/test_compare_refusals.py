@@ -135,3 +135,10 @@ def test_labels_positions_are_counted_within_the_split():
     with pytest.raises(ValueError, match=r"labels of val: 1 label\(s\) are not whole numbers "
                                          r"\(e\.g\. 0\.25 at index 13\)"):
         _compare(train, _split(20, 1, torch.from_numpy(labels)), test)
+
+
+def test_seeds_as_a_generator_is_refused_rather_than_emptied():
+    train, val, test = _datasets()
+    with pytest.raises(TypeError, match=r"seeds should be a sequence of integers >= 0, but got "
+                                        r"seeds=<generator"):
+        _compare(train, val, test, seeds=(s for s in (0, 1)))

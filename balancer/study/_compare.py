@@ -203,10 +203,11 @@ def compare(
                          "settings themselves (e.g. focal_gamma=0.5)")
     if "seeds" in settings:
         seeds = settings["seeds"]
-        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        # Sized, so that a one-shot generator is not emptied by a check before it is used.
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
             raise TypeError(f"seeds should be a sequence of integers >= 0, but got seeds={seeds!r} "
                             f"of type {type(seeds).__name__}; pass e.g. seeds=(0, 1, 2)")
-        if not tuple(seeds):
+        if len(seeds) == 0:
             raise ValueError(f"seeds={seeds!r} is empty; pass at least one seed, e.g. "
                              f"seeds=(0, 1, 2)")
         settings["seeds"] = check_seeds(seeds)
@@ -261,7 +262,8 @@ def compare(
 
     _check_finite_inputs(datasets)
     inputs = default_collate([source.datasets["train"][0]])[0]
-    if inputs.is_floating_point() and not torch.isfinite(inputs).all():
+    if (isinstance(inputs, torch.Tensor) and inputs.is_floating_point()
+            and not torch.isfinite(inputs).all()):
         raise ValueError("compare(): the train split's inputs have NaN or infinite values in row "
                          "0; fill or drop them")
     inputs = inputs.to(device)
