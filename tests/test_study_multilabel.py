@@ -632,7 +632,7 @@ def test_every_single_label_option_is_used_or_refused_with_multilabel(tmp_path, 
     assert {"tune", "jobs", "drs_epochs", "crt_epochs", "threshold"} <= {a.dest for a in refused}
     for action in refused:
         flag = action.option_strings[0]
-        value = [] if action.nargs == 0 else ["1"]
+        value = [] if action.nargs == 0 else [str(action.choices[0]) if action.choices else "1"]
         err = _error([*FAST, flag, *value, "--out", str(tmp_path / "o")], capsys)
         assert f"{flag.replace('--no-', '--')} does not apply with --multilabel" in err, (flag, err)
     assert not (tmp_path / "o" / "runs").exists()
