@@ -46,7 +46,7 @@ _DEFAULTS = StudyConfig(progress=False)
 # rather than silently ignored.
 _APPLIES = {
     "image_col": ("csv",), "image_size": ("csv",), "label_col": ("csv", "table"),
-    "split_col": ("csv", "table"), "group_col": ("csv", "table"),
+    "split_col": ("csv", "table"), "group_col": ("csv", "table"), "split": ("data", "csv", "table"),
 }
 
 
@@ -122,6 +122,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                       help="with --csv or --table: a group id per row (e.g. patient_id); no "
                            "group is in two splits, and the automatic split deals whole groups, "
                            "stratified by class")
+    data.add_argument("--split", default=None, metavar="TRAIN,VAL,TEST",
+                      help="with --data, --csv or --table without a split column: the fractions "
+                           "of the seeded automatic split, stratified by class and by "
+                           "--group-col (default: 0.7,0.1,0.2)")
     data.add_argument("--image-size", type=int, default=None,
                       help=f"with --csv: images are resized to this many pixels square (default: "
                            f"{_DEFAULTS.image_size})")
@@ -237,7 +241,8 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         # else left None: StudyConfig fills a key setting (tuned, or the library default)
     columns = {key: getattr(args, key) if getattr(args, key) is not None
                else getattr(_DEFAULTS, key)
-               for key in ("image_col", "label_col", "split_col", "group_col", "image_size")}
+               for key in ("image_col", "label_col", "split_col", "group_col", "image_size",
+                           "split")}
     return StudyConfig(
         dataset=dataset or args.dataset, data=args.data, csv=args.csv, table=args.table,
         **columns,

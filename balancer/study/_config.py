@@ -207,6 +207,7 @@ class StudyConfig(SharedSettings):
         table: a CSV table of features (``label_col``, optional ``split_col``, ``group_col``);
             trained with a small MLP.
         group_col: a column of group ids (e.g. patient id) kept within one split.
+        split: train, val and test fractions of the automatic split (data without a split).
         train_limit: use only a stratified slice of this many training samples (for ``--quick``).
 
     Training (identical for every strategy):
@@ -260,6 +261,7 @@ class StudyConfig(SharedSettings):
     label_col: str = "label"
     split_col: str = "split"
     image_size: int = 28
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     train_limit: int | None = None
 
     strategies: tuple[str, ...] = tuple(STRATEGIES)
@@ -379,6 +381,9 @@ class StudyConfig(SharedSettings):
         given = [n for n in ("dataset", "data", "csv", "table") if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
+        from balancer.study._data import split_fractions
+
+        self.split = split_fractions(self.split, "split")
         self._validate_device()
 
     def shipped_key(self) -> str | None:

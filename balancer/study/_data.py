@@ -53,6 +53,7 @@ SPLITS = ("train", "val", "test")
 
 # Fractions used to split data that has no split column (seeded; by class or by label).
 _AUTO_SPLIT = {"train": 0.7, "val": 0.1, "test": 0.2}
+_DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 _SHOWN = 5  # how many bad rows or paths an error message lists before "..."
 #: Name of the default multi-label data set in configs, reports and run-folder names.
 SEMISYNTHETIC = "chestxray14-semisynthetic"
@@ -136,6 +137,26 @@ class MultiLabelData:
     def counts(self, split: str = "train") -> np.ndarray:
         """Positives per label in ``split``, shape ``(L,)``."""
         return self.targets[split].sum(0).to(torch.int64).numpy()
+
+
+def split_fractions(value: Any, flag: str = "--split") -> tuple[float, float, float]:
+    """``value`` (``"0.7,0.1,0.2"`` or three numbers) as checked train/val/test fractions:
+    three finite non-negative numbers summing to 1, val and test above 0."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        numbers = tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != 3 or not all(np.isfinite(numbers)):
+        raise ValueError(f"{flag}={value!r} should be three numbers train,val,test such as "
+                         f"0.7,0.1,0.2")
+    if min(numbers) < 0 or numbers[1] <= 0 or numbers[2] <= 0:
+        raise ValueError(f"{flag}={value!r}: the fractions must be non-negative and val and test "
+                         f"above 0 (every split needs samples), e.g. {flag} 0.7,0.1,0.2")
+    if abs(sum(numbers) - 1.0) > 1e-6:
+        raise ValueError(f"{flag}={value!r} sums to {sum(numbers):g}; the train, val and test "
+                         f"fractions must sum to 1, e.g. {flag} 0.7,0.1,0.2")
+    return numbers  # type: ignore[return-value]
 
 
 def _shown(items: list) -> str:
@@ -225,20 +246,31 @@ def _class_indices(raw: np.ndarray, where: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: str) -> None:
+def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: str,
+                   automatic: bool = False) -> None:
     """Every split has samples of at least two classes; every class of val and test is a
-    training class, and every class is in every split."""
+    training class, and every class is in every split. ``automatic``: the split was drawn here
+    (``--split``), and a message says how to change it."""
+    hint = ""
+    if automatic:
+        total = sum(np.bincount(labels[s], minlength=len(names)) for s in SPLITS)
+        small = [names[c] for c in np.flatnonzero(total < 3)]
+        hint = (" The split was drawn automatically (--split); "
+                + (f"class(es) {small} have fewer than 3 samples, too few for three splits: "
+                   f"drop or merge them, or give your own split with --split-col"
+                   if small else "change the fractions with --split (e.g. --split 0.6,0.2,0.2) "
+                                 "or give your own split with --split-col"))
     for split in SPLITS:
         if labels[split].size == 0:
             raise ValueError(f"{what}: the {split} split is empty; every one of {list(SPLITS)} "
-                             f"needs samples")
+                             f"needs samples{hint}")
     for split in SPLITS:
         present = np.unique(labels[split])
         if present.size < 2:
             raise ValueError(
                 f"{what}: the {split} split holds a single class "
                 f"({names[int(present[0])]!r}); per-class recall, AUC and NLL need at least two "
-                f"classes in every split. Add samples of the other classes to it")
+                f"classes in every split. Add samples of the other classes to it{hint}")
     train = set(np.unique(labels["train"]).tolist())
     for split in ("val", "test"):
         extra = sorted(set(np.unique(labels[split]).tolist()) - train)
@@ -247,7 +279,7 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
             raise ValueError(
                 f"{what}: the {split} split has class(es) {shown} that are absent from the train "
                 f"split; a model cannot learn them. Remove those samples or add training samples "
-                f"of those classes"
+                f"of those classes.{hint}"
             )
     for split in SPLITS:
         missing = sorted(set(range(len(names))) - set(np.unique(labels[split]).tolist()))
@@ -255,7 +287,7 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
             raise ValueError(
                 f"{what}: the {split} split has no sample of class(es) "
                 f"{[names[c] for c in missing]}, so per-class recall and AUC are undefined there; "
-                f"every class needs samples in every split"
+                f"every class needs samples in every split.{hint}"
             )
 
 
@@ -312,7 +344,8 @@ def _npz_images(arrays: dict[str, np.ndarray], name: str) -> StudyData:
                      class_names=names, source=name)
 
 
-def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0) -> StudyData:
+def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
+             fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> StudyData:
     """Load a shipped MedMNIST name or any ``.npz``: images in the MedMNIST layout, or a table.
 
     The MedMNIST layout has ``{train,val,test}_images`` (uint8) and ``{train,val,test}_labels``
@@ -330,7 +363,8 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0) -> StudyData:
             raise KeyError(f"{name} has 'X' but no 'y'; store the class index of each row as 'y'")
         split = arrays.get("split")
         return load_features(arrays["X"], arrays["y"], split=split, groups=arrays.get("groups"),
-                             seed=seed, source=f"{name_or_path} (npz table X/y)", where=name)
+                             seed=seed, source=f"{name_or_path} (npz table X/y)", where=name,
+                             fractions=fractions)
     data = _npz_images(arrays, name)
     source = (f"shipped {name_or_path.lower()} (MedMNIST v2, balancer/data)" if shipped
               else f"{name_or_path} (MedMNIST layout)")
@@ -397,14 +431,16 @@ def read_groups(table: pd.DataFrame, group_col: str | None, where: Any) -> np.nd
 
 
 def _splits(table: pd.DataFrame, codes: np.ndarray, path: Path, *, split_col: str,
-            group_col: str | None, seed: int) -> np.ndarray:
+            group_col: str | None, seed: int,
+            fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> tuple[np.ndarray, bool]:
+    """Each row's split and whether it was drawn here (no split column)."""
     groups = read_groups(table, group_col, path)
     if split_col in table.columns:
         splits = table[split_col].astype(str).str.strip().str.lower().to_numpy()
         _check_split(splits, groups, split_name=f"{path}: split_col={split_col!r}",
                      group_name=f"{path}: group_col={group_col!r}")
-        return splits
-    return auto_split(codes, seed, groups=groups, where=f"{path}")
+        return splits, False
+    return auto_split(codes, seed, groups=groups, where=f"{path}", fractions=fractions), True
 
 
 def _check_groups_disjoint(groups: np.ndarray, splits: np.ndarray, where: str) -> None:
@@ -426,6 +462,7 @@ def load_csv(
     group_col: str | None = None,
     image_size: int = 28,
     seed: int = 0,
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
 ) -> StudyData:
     """Load a folder of images described by a CSV manifest (one row per image).
 
@@ -440,6 +477,7 @@ def load_csv(
         image_size: images are resized to ``image_size x image_size`` (bilinear). 16-bit images
             are scaled from their own range to 0..255 (not clipped).
         seed: seed of the automatic split.
+        fractions: train, val and test fractions of the automatic split (``--split``).
 
     Every row whose image is missing, empty or unreadable is reported in one error (the count
     and the first few paths), before any image is used.
@@ -452,7 +490,8 @@ def load_csv(
                              f"{list(table.columns)}); pass --{argument.replace('_', '-')} with "
                              f"one of those")
     codes, names = _codes(table, label_col, path)
-    splits = _splits(table, codes, path, split_col=split_col, group_col=group_col, seed=seed)
+    splits, automatic = _splits(table, codes, path, split_col=split_col, group_col=group_col,
+                                seed=seed, fractions=split_fractions(fractions))
 
     images, problems = [], []
     for row, value in enumerate(table[image_col]):
@@ -479,7 +518,7 @@ def load_csv(
     stacked = np.stack(images)
 
     labels = {s: codes[splits == s] for s in SPLITS}
-    _check_classes(labels, names, f"csv={str(manifest)!r}")
+    _check_classes(labels, names, f"csv={str(manifest)!r}", automatic)
     return StudyData(
         images={s: _as_nchw(stacked[splits == s], f"{path}") for s in SPLITS},
         labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
@@ -529,6 +568,7 @@ def load_table(
     split_col: str = "split",
     group_col: str | None = None,
     seed: int = 0,
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
 ) -> StudyData:
     """Load a CSV table of features: every column but the label, split and group columns is a
     feature. Numeric columns are used as they are, text columns are one-hot encoded (one 0/1
@@ -537,7 +577,7 @@ def load_table(
 
     Args:
         table: the CSV file.
-        label_col, split_col, group_col, seed: as in :func:`load_csv`.
+        label_col, split_col, group_col, seed, fractions: as in :func:`load_csv`.
     """
     path = Path(table)
     frame = _read_table(table, "table", _TABLE)
@@ -545,7 +585,8 @@ def load_table(
         raise ValueError(f"label_col={label_col!r} is not a column of {path} (it has "
                          f"{list(frame.columns)}); pass --label-col with one of those")
     codes, names = _codes(frame, label_col, path)
-    splits = _splits(frame, codes, path, split_col=split_col, group_col=group_col, seed=seed)
+    splits, automatic = _splits(frame, codes, path, split_col=split_col, group_col=group_col,
+                                seed=seed, fractions=split_fractions(fractions))
     features = _table_features(frame, (label_col, split_col, group_col), path)
     if features.shape[1] == 0:
         raise ValueError(f"{path}: no feature columns besides label_col={label_col!r}; a table "
@@ -554,7 +595,7 @@ def load_table(
     return _standardised(features.to_numpy(np.float64), labels, splits, names,
                          source=f"{path} (table, label_col={label_col!r}, "
                                 f"{features.shape[1]} features)",
-                         what=f"table={str(table)!r}")
+                         what=f"table={str(table)!r}", automatic=automatic)
 
 
 def load_features(
@@ -566,6 +607,7 @@ def load_features(
     seed: int = 0,
     source: str = "features",
     where: str = "X",
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
 ) -> StudyData:
     """Numeric features ``X`` ``(N, F)`` and class indices ``y`` ``(N,)`` as study data.
 
@@ -585,16 +627,19 @@ def load_features(
                      split_name=f"{where}: split", group_name=f"{where} groups")
     else:
         splits = auto_split(codes, seed, groups=None if groups is None
-                            else np.asarray(groups).astype(str), where=where)
+                            else np.asarray(groups).astype(str), where=where,
+                            fractions=split_fractions(fractions))
     num_classes = int(codes.max()) + 1 if codes.size else 0
     names = tuple(str(c) for c in range(num_classes))
     labels = {s: codes[splits == s] for s in SPLITS}
-    return _standardised(X.astype(np.float64), labels, splits, names, source=source, what=where)
+    return _standardised(X.astype(np.float64), labels, splits, names, source=source, what=where,
+                         automatic=split is None)
 
 
 def _standardised(X: np.ndarray, labels: dict[str, np.ndarray], splits: np.ndarray,
-                  names: tuple[str, ...], *, source: str, what: str) -> StudyData:
-    _check_classes(labels, names, what)
+                  names: tuple[str, ...], *, source: str, what: str,
+                  automatic: bool = False) -> StudyData:
+    _check_classes(labels, names, what, automatic)
     scaled = _standardise(X, splits)
     return StudyData(images={s: torch.from_numpy(scaled[splits == s]) for s in SPLITS},
                      labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
@@ -602,8 +647,9 @@ def _standardised(X: np.ndarray, labels: dict[str, np.ndarray], splits: np.ndarr
 
 
 def auto_split(codes: np.ndarray, seed: int, *, groups: np.ndarray | None = None,
-               where: str = "data") -> np.ndarray:
-    """A seeded 70/10/20 train/val/test split, stratified by class.
+               where: str = "data",
+               fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> np.ndarray:
+    """A seeded train/val/test split (``fractions``, 70/10/20 by default), stratified by class.
 
     With ``groups`` whole groups are assigned: each group goes with its most frequent class, the
     groups of each class are shuffled and dealt to test, then val, until each holds its share
@@ -611,12 +657,13 @@ def auto_split(codes: np.ndarray, seed: int, *, groups: np.ndarray | None = None
     two splits, and every class is in every split.
     """
     generator = _generator(seed, _SPLIT_KEY)
+    share = dict(zip(SPLITS, fractions, strict=True))
     splits = np.empty(len(codes), dtype=object)
     if groups is None:
         for cls in np.unique(codes):
             members = generator.permutation(np.flatnonzero(codes == cls))
-            n_test = max(1, round(_AUTO_SPLIT["test"] * len(members)))
-            n_val = max(1, round(_AUTO_SPLIT["val"] * len(members)))
+            n_test = max(1, round(share["test"] * len(members)))
+            n_val = max(1, round(share["val"] * len(members)))
             splits[members[:n_test]] = "test"
             splits[members[n_test:n_test + n_val]] = "val"
             splits[members[n_test + n_val:]] = "train"
@@ -630,12 +677,13 @@ def auto_split(codes: np.ndarray, seed: int, *, groups: np.ndarray | None = None
         if len(members) < 3:
             raise ValueError(f"{where}: class {cls} is the main class of only {len(members)} "
                              f"group(s); a split by group needs at least 3 per class (one each "
-                             f"for train, val and test). Give a split column instead")
+                             f"for train, val and test). Give a split column instead "
+                             f"(--split-col)")
         members = members[generator.permutation(len(members))]
         total = int(sizes[members].sum())
         position = 0
         for split in ("test", "val"):
-            target, taken = _AUTO_SPLIT[split] * total, 0
+            target, taken = share[split] * total, 0
             while position < len(members) - 1 and (taken == 0 or taken < target):
                 group = members[position]
                 assigned[group] = split
@@ -658,6 +706,7 @@ def load_study_data(
     group_col: str | None = None,
     image_size: int = 28,
     seed: int = 0,
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
 ) -> StudyData:
     """Load the study's data from exactly one of ``dataset``, ``data``, ``csv`` or ``table``."""
     given = [name for name, value in (("dataset", dataset), ("data", data), ("csv", csv),
@@ -666,15 +715,16 @@ def load_study_data(
         raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
     if csv is not None:
         return load_csv(csv, image_col=image_col, label_col=label_col, split_col=split_col,
-                        group_col=group_col, image_size=image_size, seed=seed)
+                        group_col=group_col, image_size=image_size, seed=seed,
+                        fractions=fractions)
     if table is not None:
         return load_table(table, label_col=label_col, split_col=split_col, group_col=group_col,
-                          seed=seed)
+                          seed=seed, fractions=fractions)
     if data is not None:
         if not Path(data).is_file():
             raise FileNotFoundError(f"data={str(data)!r} does not exist; pass the path of a .npz "
                                     f"file in the MedMNIST layout (or with arrays X and y)")
-        return load_npz(Path(data), seed=seed)
+        return load_npz(Path(data), seed=seed, fractions=fractions)
     name = "retinamnist" if dataset is None else dataset
     if name.lower() not in SHIPPED_DATASETS:
         raise ValueError(f"dataset={name!r} is not a shipped data set; choose one of "

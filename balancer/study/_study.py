@@ -73,7 +73,8 @@ def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | Mul
     data = load_study_data(dataset=config.dataset, data=config.data, csv=config.csv,
                            table=config.table, image_col=config.image_col,
                            label_col=config.label_col, split_col=config.split_col,
-                           group_col=config.group_col, image_size=config.image_size)
+                           group_col=config.group_col, image_size=config.image_size,
+                           fractions=config.split)
     if config.train_limit is not None:
         data = _limit_train(data, config.train_limit)
     if len(data.labels["train"]) < config.batch_size:
