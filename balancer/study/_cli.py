@@ -47,6 +47,7 @@ _DEFAULTS = StudyConfig(progress=False)
 _APPLIES = {
     "image_col": ("csv",), "image_size": ("csv",), "label_col": ("csv", "table"),
     "split_col": ("csv", "table"), "group_col": ("csv", "table"), "split": ("data", "csv", "table"),
+    "impute": ("data", "table"),
 }
 
 
@@ -126,6 +127,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                       help="with --data, --csv or --table without a split column: the fractions "
                            "of the seeded automatic split, stratified by class and by "
                            "--group-col (default: 0.7,0.1,0.2)")
+    data.add_argument("--impute", default=None, choices=("median", "mean"),
+                      help="with --data (X/y) or --table: fill missing feature values with the "
+                           "train split's median or mean (val and test get the train statistic); "
+                           "default: missing values are an error")
     data.add_argument("--image-size", type=int, default=None,
                       help=f"with --csv: images are resized to this many pixels square (default: "
                            f"{_DEFAULTS.image_size})")
@@ -242,7 +247,7 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
     columns = {key: getattr(args, key) if getattr(args, key) is not None
                else getattr(_DEFAULTS, key)
                for key in ("image_col", "label_col", "split_col", "group_col", "image_size",
-                           "split")}
+                           "split", "impute")}
     return StudyConfig(
         dataset=dataset or args.dataset, data=args.data, csv=args.csv, table=args.table,
         **columns,
@@ -399,7 +404,7 @@ _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest")
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
            "finetune_freeze", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads")
+           "threads", "impute")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {

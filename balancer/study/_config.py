@@ -208,6 +208,8 @@ class StudyConfig(SharedSettings):
             trained with a small MLP.
         group_col: a column of group ids (e.g. patient id) kept within one split.
         split: train, val and test fractions of the automatic split (data without a split).
+        impute: ``"median"`` or ``"mean"``: missing feature values (tables) are filled with
+            the train split's statistic; ``None`` refuses them.
         train_limit: use only a stratified slice of this many training samples (for ``--quick``).
 
     Training (identical for every strategy):
@@ -262,6 +264,7 @@ class StudyConfig(SharedSettings):
     split_col: str = "split"
     image_size: int = 28
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    impute: str | None = None
     train_limit: int | None = None
 
     strategies: tuple[str, ...] = tuple(STRATEGIES)
@@ -384,6 +387,9 @@ class StudyConfig(SharedSettings):
         from balancer.study._data import split_fractions
 
         self.split = split_fractions(self.split, "split")
+        if self.impute is not None and self.impute not in ("median", "mean"):
+            raise ValueError(f"impute should be 'median' or 'mean', but got "
+                             f"impute={self.impute!r}")
         self._validate_device()
 
     def shipped_key(self) -> str | None:
@@ -477,6 +483,7 @@ class MultiLabelStudyConfig(SharedSettings):
     split_col: str = "split"
     group_col: str | None = None
     samples: int = 8000
+    impute: str | None = None
 
     strategies: tuple[str, ...] = tuple(ML_STRATEGIES)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)

@@ -177,8 +177,35 @@ def _feature_matrix(X: Any, where: str) -> np.ndarray:
     return X
 
 
-def _standardise(X: np.ndarray, splits: np.ndarray) -> np.ndarray:
-    """``X`` scaled with the train split's mean and standard deviation, as ``float32``."""
+IMPUTE = ("median", "mean")
+
+
+def _check_impute(impute: str | None) -> None:
+    if impute is not None and impute not in IMPUTE:
+        raise ValueError(f"impute={impute!r} is not one of {list(IMPUTE)}; pass --impute median "
+                         f"or --impute mean (or leave it out to refuse missing values)")
+
+
+def _impute(X: np.ndarray, splits: np.ndarray, impute: str | None, where: str) -> np.ndarray:
+    """``X`` with each missing (NaN) value replaced by its column's median or mean over the
+    **train split only**; val and test rows get the train statistics, never their own."""
+    if impute is None or not np.isnan(X).any():
+        return X
+    train = X[splits == "train"]
+    empty = np.flatnonzero(np.isnan(train).all(axis=0)) if len(train) else np.arange(X.shape[1])
+    if empty.size:
+        raise ValueError(f"{where}: feature column(s) {_shown(empty.tolist())} have no value in "
+                         f"the train split, so --impute {impute} has nothing to fill them with; "
+                         f"drop those columns")
+    fill = np.nanmedian(train, axis=0) if impute == "median" else np.nanmean(train, axis=0)
+    return np.where(np.isnan(X), fill[None, :], X)
+
+
+def _standardise(X: np.ndarray, splits: np.ndarray, impute: str | None = None,
+                 where: str = "X") -> np.ndarray:
+    """``X`` (missing values filled per ``impute`` from the train split) scaled with the train
+    split's mean and standard deviation, as ``float32``."""
+    X = _impute(X, splits, impute, where)
     train = X[splits == "train"]
     mean, std = train.mean(axis=0), train.std(axis=0)
     std[std == 0] = 1.0  # a constant training column stays 0, whatever val and test hold
@@ -345,7 +372,8 @@ def _npz_images(arrays: dict[str, np.ndarray], name: str) -> StudyData:
 
 
 def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
-             fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> StudyData:
+             fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+             impute: str | None = None) -> StudyData:
     """Load a shipped MedMNIST name or any ``.npz``: images in the MedMNIST layout, or a table.
 
     The MedMNIST layout has ``{train,val,test}_images`` (uint8) and ``{train,val,test}_labels``
@@ -364,7 +392,7 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
         split = arrays.get("split")
         return load_features(arrays["X"], arrays["y"], split=split, groups=arrays.get("groups"),
                              seed=seed, source=f"{name_or_path} (npz table X/y)", where=name,
-                             fractions=fractions)
+                             fractions=fractions, impute=impute)
     data = _npz_images(arrays, name)
     source = (f"shipped {name_or_path.lower()} (MedMNIST v2, balancer/data)" if shipped
               else f"{name_or_path} (MedMNIST layout)")
@@ -407,12 +435,18 @@ def _codes(table: pd.DataFrame, label_col: str, path: Path) -> tuple[np.ndarray,
     return values.map({n: i for i, n in enumerate(names)}).to_numpy().astype(np.int64), names
 
 
-def check_finite_features(X: np.ndarray, where: Any) -> None:
-    """Refuse a feature matrix with NaN or infinite values, naming the first rows."""
-    if not np.isfinite(X).all():
-        rows = np.flatnonzero(~np.isfinite(X).all(axis=1)).tolist()
-        raise ValueError(f"{where}: X has NaN or infinite values in {len(rows)} row(s) (e.g. "
-                         f"{_shown(rows)}); fill or drop them")
+def check_finite_features(X: np.ndarray, where: Any, impute: str | None = None) -> None:
+    """Refuse a feature matrix with infinite values, or NaN ones unless ``impute`` fills them,
+    naming the first rows."""
+    bad = np.isinf(X) if impute is not None else ~np.isfinite(X)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1)).tolist()
+        kind = "infinite" if impute is not None else "NaN or infinite"
+        fix = ("replace them" if impute is not None else
+               "pass --impute median (or mean) to fill missing values with the train split's "
+               "statistics, or fill or drop them")
+        raise ValueError(f"{where}: X has {kind} values in {len(rows)} row(s) (e.g. "
+                         f"{_shown(rows)}); {fix}")
 
 
 def read_groups(table: pd.DataFrame, group_col: str | None, where: Any) -> np.ndarray | None:
@@ -546,15 +580,20 @@ def _read_table(given: str | os.PathLike, argument: str, kind: str) -> pd.DataFr
 
 
 def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
-                    path: Path) -> pd.DataFrame:
+                    path: Path, impute: str | None = None) -> pd.DataFrame:
     """Every column of ``frame`` but ``others`` (label, split and group columns), text columns
-    one-hot encoded; an empty cell is an error naming its column."""
+    one-hot encoded; an empty cell is an error naming its column (unless ``impute`` fills the
+    empty cells of numeric columns later, from the train split)."""
     features = frame.drop(columns=[c for c in others if c is not None and c in frame.columns])
-    empty = [c for c in features.columns if features[c].isna().any()]
+    empty = [c for c in features.columns if features[c].isna().any()
+             and (impute is None or not pd.api.types.is_numeric_dtype(features[c]))]
     if empty:
+        fix = ("text columns are not imputed; fill them or drop those columns"
+               if impute is not None else
+               "pass --impute median (or mean) to fill them with the train split's statistics, "
+               "or fill them or drop those columns")
         raise ValueError(f"{path}: feature column(s) {empty} have empty cells "
-                         f"({int(features[empty].isna().sum().sum())} in all); fill them (e.g. "
-                         f"with the train median) or drop those columns")
+                         f"({int(features[empty].isna().sum().sum())} in all); {fix}")
     text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if text:
         features = pd.get_dummies(features, columns=text, dtype=np.float64)
@@ -569,6 +608,7 @@ def load_table(
     group_col: str | None = None,
     seed: int = 0,
     fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+    impute: str | None = None,
 ) -> StudyData:
     """Load a CSV table of features: every column but the label, split and group columns is a
     feature. Numeric columns are used as they are, text columns are one-hot encoded (one 0/1
@@ -578,8 +618,11 @@ def load_table(
     Args:
         table: the CSV file.
         label_col, split_col, group_col, seed, fractions: as in :func:`load_csv`.
+        impute: ``"median"`` or ``"mean"`` fills empty numeric cells with the train split's
+            statistic (val and test use the train one); ``None`` refuses them.
     """
     path = Path(table)
+    _check_impute(impute)
     frame = _read_table(table, "table", _TABLE)
     if label_col not in frame.columns:
         raise ValueError(f"label_col={label_col!r} is not a column of {path} (it has "
@@ -587,7 +630,7 @@ def load_table(
     codes, names = _codes(frame, label_col, path)
     splits, automatic = _splits(frame, codes, path, split_col=split_col, group_col=group_col,
                                 seed=seed, fractions=split_fractions(fractions))
-    features = _table_features(frame, (label_col, split_col, group_col), path)
+    features = _table_features(frame, (label_col, split_col, group_col), path, impute)
     if features.shape[1] == 0:
         raise ValueError(f"{path}: no feature columns besides label_col={label_col!r}; a table "
                          f"needs at least one feature column")
@@ -595,7 +638,7 @@ def load_table(
     return _standardised(features.to_numpy(np.float64), labels, splits, names,
                          source=f"{path} (table, label_col={label_col!r}, "
                                 f"{features.shape[1]} features)",
-                         what=f"table={str(table)!r}", automatic=automatic)
+                         what=f"table={str(table)!r}", automatic=automatic, impute=impute)
 
 
 def load_features(
@@ -608,6 +651,7 @@ def load_features(
     source: str = "features",
     where: str = "X",
     fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+    impute: str | None = None,
 ) -> StudyData:
     """Numeric features ``X`` ``(N, F)`` and class indices ``y`` ``(N,)`` as study data.
 
@@ -615,12 +659,13 @@ def load_features(
     (by group when ``groups`` is given). Features are standardised with the train split's
     statistics only, so nothing of the validation or test split leaks into training.
     """
+    _check_impute(impute)
     X = _feature_matrix(X, where)
     codes = _class_indices(y, f"{where} y")
     if len(codes) != len(X):
         raise ValueError(f"{where}: {len(X)} rows in X but {len(codes)} labels in y; they must "
                          f"match")
-    check_finite_features(X, where)
+    check_finite_features(X, where, impute)
     if split is not None:
         splits = np.asarray(split).astype(str)
         _check_split(splits, None if groups is None else np.asarray(groups).astype(str),
@@ -633,14 +678,14 @@ def load_features(
     names = tuple(str(c) for c in range(num_classes))
     labels = {s: codes[splits == s] for s in SPLITS}
     return _standardised(X.astype(np.float64), labels, splits, names, source=source, what=where,
-                         automatic=split is None)
+                         automatic=split is None, impute=impute)
 
 
 def _standardised(X: np.ndarray, labels: dict[str, np.ndarray], splits: np.ndarray,
                   names: tuple[str, ...], *, source: str, what: str,
-                  automatic: bool = False) -> StudyData:
+                  automatic: bool = False, impute: str | None = None) -> StudyData:
     _check_classes(labels, names, what, automatic)
-    scaled = _standardise(X, splits)
+    scaled = _standardise(X, splits, impute, what)
     return StudyData(images={s: torch.from_numpy(scaled[splits == s]) for s in SPLITS},
                      labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
                      class_names=names, source=source)
@@ -707,6 +752,7 @@ def load_study_data(
     image_size: int = 28,
     seed: int = 0,
     fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+    impute: str | None = None,
 ) -> StudyData:
     """Load the study's data from exactly one of ``dataset``, ``data``, ``csv`` or ``table``."""
     given = [name for name, value in (("dataset", dataset), ("data", data), ("csv", csv),
@@ -719,12 +765,12 @@ def load_study_data(
                         fractions=fractions)
     if table is not None:
         return load_table(table, label_col=label_col, split_col=split_col, group_col=group_col,
-                          seed=seed, fractions=fractions)
+                          seed=seed, fractions=fractions, impute=impute)
     if data is not None:
         if not Path(data).is_file():
             raise FileNotFoundError(f"data={str(data)!r} does not exist; pass the path of a .npz "
                                     f"file in the MedMNIST layout (or with arrays X and y)")
-        return load_npz(Path(data), seed=seed, fractions=fractions)
+        return load_npz(Path(data), seed=seed, fractions=fractions, impute=impute)
     name = "retinamnist" if dataset is None else dataset
     if name.lower() not in SHIPPED_DATASETS:
         raise ValueError(f"dataset={name!r} is not a shipped data set; choose one of "
@@ -829,7 +875,7 @@ def _check_targets(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarr
 
 def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
               split: np.ndarray | None, groups: np.ndarray | None, seed: int, source: str,
-              where: str) -> MultiLabelData:
+              where: str, impute: str | None = None) -> MultiLabelData:
     """Check, split (when no split is given) and standardise with the train statistics."""
     X = _feature_matrix(X, where)
     if X.shape[1] == 0:
@@ -837,7 +883,7 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
     if len(X) != len(targets):
         raise ValueError(f"{where}: {len(X)} rows of features but {len(targets)} rows of labels; "
                          f"they must match")
-    check_finite_features(X, where)
+    check_finite_features(X, where, impute)
     if groups is not None:
         groups = np.asarray(groups).astype(str)
         if groups.shape != (len(X),):
@@ -852,7 +898,7 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
     else:
         splits = grouped_multilabel_split(targets, groups=groups, seed=seed)
     _check_targets(targets, names, splits, where)
-    scaled = _standardise(X.astype(np.float64), splits)
+    scaled = _standardise(X.astype(np.float64), splits, impute, where)
     dense = targets.astype(np.float32)
     return MultiLabelData(
         features={s: torch.from_numpy(scaled[splits == s]) for s in SPLITS},
@@ -919,7 +965,8 @@ def semisynthetic_chestxray14(*, samples: int = 8000, features: int = 32,
                      seed=seed, source=source, where="semi-synthetic ChestX-ray14")
 
 
-def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0) -> MultiLabelData:
+def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
+                        impute: str | None = None) -> MultiLabelData:
     """A ``.npz`` with ``X`` ``(N, F)`` numbers and ``Y`` ``(N, L)`` 0/1; optionally ``names``
     (``L`` label names), ``groups`` (one id per row) and ``split`` (train/val/test per row)."""
     arrays = _read_npz(Path(path), "data")
@@ -937,12 +984,14 @@ def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0) -> MultiLabel
     targets, label_names = _encode(Y, f"{where} Y", names=names)
     return _assemble(arrays["X"], targets, label_names, split=arrays.get("split"),
                      groups=arrays.get("groups"), seed=seed,
-                     source=f"{path} (npz, X/Y, {targets.shape[1]} labels)", where=where)
+                     source=f"{path} (npz, X/Y, {targets.shape[1]} labels)", where=where,
+                     impute=impute)
 
 
 def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
                           label_col: str | None = None, split_col: str = "split",
-                          group_col: str | None = None, seed: int = 0) -> MultiLabelData:
+                          group_col: str | None = None, seed: int = 0,
+                          impute: str | None = None) -> MultiLabelData:
     """A CSV table: labels in several 0/1 columns (``label_cols``) or in one column of
     ``|``-separated findings (``label_col``; ``No Finding`` or empty is the empty set); every
     other column but ``split_col`` and ``group_col`` is a feature (text one-hot encoded)."""
@@ -975,10 +1024,11 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
         targets, names = _encode(cells, f"{where} label_col={label_col!r}")
     groups = read_groups(frame, group_col, file)
     split = frame[split_col].to_numpy() if split_col in frame.columns else None
-    features = _table_features(frame, (*wanted, split_col, group_col), file)
+    features = _table_features(frame, (*wanted, split_col, group_col), file, impute)
     return _assemble(features.to_numpy(np.float64), targets, names, split=split, groups=groups,
                      seed=seed, source=f"{file} (CSV table, {len(names)} labels, "
-                                       f"{features.shape[1]} features)", where=where)
+                                       f"{features.shape[1]} features)", where=where,
+                     impute=impute)
 
 
 def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
@@ -1019,11 +1069,13 @@ def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = N
 def load_multilabel_data(*, data: str | None = None, table: str | None = None,
                          label_cols: tuple[str, ...] | None = None, label_col: str | None = None,
                          split_col: str = "split", group_col: str | None = None,
-                         samples: int = 8000, seed: int = 0) -> MultiLabelData:
+                         samples: int = 8000, seed: int = 0,
+                         impute: str | None = None) -> MultiLabelData:
     """The study's data from ``data`` (``.npz`` or ``.arff[.gz]``), ``table`` (CSV) or, with
     neither, the semi-synthetic ChestX-ray14 set."""
     if data is not None and table is not None:
         raise ValueError("pass only one of data and table")
+    _check_impute(impute)
     if data is not None:
         if not Path(data).is_file():
             raise FileNotFoundError(f"data={str(data)!r} does not exist; pass a .npz file with "
@@ -1035,8 +1087,9 @@ def load_multilabel_data(*, data: str | None = None, table: str | None = None,
             raise ValueError(f"label_cols applies to a CSV table or an ARFF file, not to "
                              f"data={str(data)!r} (an .npz holds its labels as Y); remove "
                              f"--label-cols")
-        return load_multilabel_npz(data, seed=seed)
+        return load_multilabel_npz(data, seed=seed, impute=impute)
     if table is not None:
         return load_multilabel_table(table, label_cols=label_cols, label_col=label_col,
-                                     split_col=split_col, group_col=group_col, seed=seed)
+                                     split_col=split_col, group_col=group_col, seed=seed,
+                                     impute=impute)
     return semisynthetic_chestxray14(samples=samples, seed=seed)
