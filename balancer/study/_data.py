@@ -32,6 +32,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ SEMISYNTHETIC = "chestxray14-semisynthetic"
 _SPLIT_KEY = 0x73706C6974  # "split": the single-label automatic split
 _ML_SPLIT_KEY = 0x6D6C73706C6974  # "mlsplit": the multi-label automatic split
 _FEATURE_KEY = 0x6D6C66656174  # "mlfeat": the semi-synthetic features
+_CARVE_KEY = 0x6361727665  # "carve": the validation split carved from train
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,58 @@ def _standardise(X: np.ndarray, splits: np.ndarray, impute: str | None = None,
     mean, std = train.mean(axis=0), train.std(axis=0)
     std[std == 0] = 1.0  # a constant training column stays 0, whatever val and test hold
     return ((X - mean) / std).astype(np.float32)
+
+
+def _notice(message: str) -> None:
+    """A one-line notice on stderr (what the loader decided for the user)."""
+    print(f"balancer study: {message}", file=sys.stderr)
+
+
+def carve_val(codes: np.ndarray, splits: np.ndarray, seed: int, *,
+              groups: np.ndarray | None = None,
+              fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+              where: str = "data") -> tuple[np.ndarray, str | None]:
+    """A validation split carved from the train rows of a train/test-only split.
+
+    ``codes`` are the strata (a class per row). When ``splits`` has train and test rows but no
+    val row, a seeded ``val / (train + val)`` share (by ``fractions``) of each class's train
+    rows becomes val, whole groups when ``groups`` is given (each group with its most frequent
+    class; at least one group of each class stays in train). Returns the new splits and a
+    one-line notice, or the splits unchanged and ``None`` when there was nothing to carve.
+    """
+    if np.any(splits == "val") or not np.any(splits == "train") or not np.any(splits == "test"):
+        return splits, None
+    share = fractions[1] / (fractions[0] + fractions[1])
+    generator = _generator(seed, _CARVE_KEY)
+    train = np.flatnonzero(splits == "train")
+    units = (np.asarray(groups)[train].astype(str) if groups is not None
+             else train.astype(str))
+    frame = pd.DataFrame({"unit": units, "code": codes[train]})
+    dominant = frame.groupby("unit", sort=True)["code"].agg(lambda c: c.value_counts().index[0])
+    sizes = frame.groupby("unit", sort=True).size()
+    chosen: set[str] = set()
+    for cls in np.unique(codes[train]):
+        members = dominant.index[dominant.to_numpy() == cls].to_numpy()
+        if len(members) < 2:
+            kind = "group" if groups is not None else "sample"
+            raise ValueError(f"{where}: the data has train and test rows but no val rows, and "
+                             f"class {cls} has only {len(members)} training {kind}(s), too few "
+                             f"to carve a validation split from train; give val rows in the "
+                             f"split column (or the file's split array)")
+        members = members[generator.permutation(len(members))]
+        target, taken = share * int(sizes[members].sum()), 0
+        for unit in members[:-1]:
+            if taken and taken >= target:
+                break
+            chosen.add(unit)
+            taken += int(sizes[unit])
+    carved = splits.astype(object).copy()
+    carved[train[np.isin(units, list(chosen))]] = "val"
+    carved = carved.astype(str)
+    how = "whole groups, " if groups is not None else ""
+    return carved, (f"{where}: no val rows, so {int(np.sum(carved == 'val'))} of the "
+                    f"{len(train)} train rows became the validation split ({how}stratified by "
+                    f"class, val share {share:.3g} of train from --split); test is unchanged")
 
 
 def _check_split(splits: np.ndarray, groups: np.ndarray | None, *, split_name: str,
@@ -371,6 +425,9 @@ def _npz_images(arrays: dict[str, np.ndarray], name: str) -> StudyData:
                      class_names=names, source=name)
 
 
+_NPZ_TABLE_KEYS = ("X", "y", "split", "is_train", "groups", "label_names")
+
+
 def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
              fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
              impute: str | None = None) -> StudyData:
@@ -378,8 +435,10 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
 
     The MedMNIST layout has ``{train,val,test}_images`` (uint8) and ``{train,val,test}_labels``
     (class indices ``0 .. C-1``). A table has ``X`` (``(N, F)`` numbers) and ``y`` (``(N,)``
-    class indices), optionally ``split`` (``train``/``val``/``test`` per row) and ``groups``
-    (one id per row: no group is in two splits); see :func:`load_features`.
+    class indices), optionally ``split`` (``train``/``val``/``test`` per row) or ``is_train``
+    (a bool per row; the rest is test), ``groups`` (one id per row: no group is in two splits)
+    and ``label_names`` (one name per class); any other array is refused. See
+    :func:`load_features` (a train/test-only split gets val carved from train).
     """
     shipped = isinstance(name_or_path, str) and name_or_path.lower() in SHIPPED_DATASETS
     path = (Path(__file__).resolve().parents[1] / "data" / f"{name_or_path.lower()}.npz"
@@ -389,10 +448,27 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
     if "X" in arrays and not any(k.endswith("_images") for k in arrays):
         if "y" not in arrays:
             raise KeyError(f"{name} has 'X' but no 'y'; store the class index of each row as 'y'")
+        unknown = sorted(set(arrays) - set(_NPZ_TABLE_KEYS))
+        if unknown:
+            raise ValueError(f"{name} has array(s) {unknown} that a table of X and y does not use; "
+                             f"the study reads only {list(_NPZ_TABLE_KEYS)}. Rename them (e.g. a "
+                             f"train mask as 'is_train', class names as 'label_names') or remove "
+                             f"them, so that nothing in the file is ignored")
         split = arrays.get("split")
+        if "is_train" in arrays:
+            if split is not None:
+                raise ValueError(f"{name} has both 'split' and 'is_train'; keep one of them")
+            mask = np.asarray(arrays["is_train"])
+            if mask.shape != (len(arrays["X"]),) or not (
+                    mask.dtype == np.bool_ or np.isin(mask, (0, 1)).all()):
+                raise ValueError(f"{name}: is_train should hold True/False per row, shape "
+                                 f"({len(arrays['X'])},), but got shape {mask.shape} and dtype "
+                                 f"{mask.dtype}")
+            split = np.where(mask.astype(bool), "train", "test")
         return load_features(arrays["X"], arrays["y"], split=split, groups=arrays.get("groups"),
                              seed=seed, source=f"{name_or_path} (npz table X/y)", where=name,
-                             fractions=fractions, impute=impute)
+                             fractions=fractions, impute=impute,
+                             class_names=arrays.get("label_names"))
     data = _npz_images(arrays, name)
     source = (f"shipped {name_or_path.lower()} (MedMNIST v2, balancer/data)" if shipped
               else f"{name_or_path} (MedMNIST layout)")
@@ -473,6 +549,12 @@ def _splits(table: pd.DataFrame, codes: np.ndarray, path: Path, *, split_col: st
         splits = table[split_col].astype(str).str.strip().str.lower().to_numpy()
         _check_split(splits, groups, split_name=f"{path}: split_col={split_col!r}",
                      group_name=f"{path}: group_col={group_col!r}")
+        splits, note = carve_val(codes, splits, seed, groups=groups, fractions=fractions,
+                                 where=f"{path}: split_col={split_col!r}")
+        if note:
+            _notice(note)
+            _check_split(splits, groups, split_name=f"{path}: carved split",
+                         group_name=f"{path}: group_col={group_col!r}")
         return splits, False
     return auto_split(codes, seed, groups=groups, where=f"{path}", fractions=fractions), True
 
@@ -652,12 +734,15 @@ def load_features(
     where: str = "X",
     fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
     impute: str | None = None,
+    class_names: Any = None,
 ) -> StudyData:
     """Numeric features ``X`` ``(N, F)`` and class indices ``y`` ``(N,)`` as study data.
 
     Without ``split`` (``train``/``val``/``test`` per row) the rows are split 70/10/20 per class
-    (by group when ``groups`` is given). Features are standardised with the train split's
-    statistics only, so nothing of the validation or test split leaks into training.
+    (by group when ``groups`` is given). A ``split`` with train and test rows only gets a
+    validation split carved from train (:func:`carve_val`, with a notice). ``class_names`` names
+    the classes ``0 .. C-1``. Features are standardised with the train split's statistics
+    only, so nothing of the validation or test split leaks into training.
     """
     _check_impute(impute)
     X = _feature_matrix(X, where)
@@ -666,19 +751,46 @@ def load_features(
         raise ValueError(f"{where}: {len(X)} rows in X but {len(codes)} labels in y; they must "
                          f"match")
     check_finite_features(X, where, impute)
+    groups = None if groups is None else np.asarray(groups).astype(str)
+    if groups is not None and groups.shape != (len(X),):
+        raise ValueError(f"{where}: groups should hold one id per row, shape ({len(X)},), but "
+                         f"got shape {groups.shape}")
+    fractions = split_fractions(fractions)
     if split is not None:
-        splits = np.asarray(split).astype(str)
-        _check_split(splits, None if groups is None else np.asarray(groups).astype(str),
-                     split_name=f"{where}: split", group_name=f"{where} groups")
+        splits = np.char.lower(np.char.strip(np.asarray(split).astype(str)))
+        if splits.shape != (len(X),):
+            raise ValueError(f"{where}: split should hold one of {list(SPLITS)} per row, shape "
+                             f"({len(X)},), but got shape {splits.shape}")
+        _check_split(splits, groups, split_name=f"{where}: split", group_name=f"{where} groups")
+        splits, note = carve_val(codes, splits, seed, groups=groups, fractions=fractions,
+                                 where=where)
+        if note:
+            _notice(note)
+            source = f"{source}; {note}"
+            _check_split(splits, groups, split_name=f"{where}: carved split",
+                         group_name=f"{where} groups")
     else:
-        splits = auto_split(codes, seed, groups=None if groups is None
-                            else np.asarray(groups).astype(str), where=where,
-                            fractions=split_fractions(fractions))
+        splits = auto_split(codes, seed, groups=groups, where=where, fractions=fractions)
     num_classes = int(codes.max()) + 1 if codes.size else 0
     names = tuple(str(c) for c in range(num_classes))
+    if class_names is not None:
+        names = _label_names(class_names, num_classes, where)
     labels = {s: codes[splits == s] for s in SPLITS}
     return _standardised(X.astype(np.float64), labels, splits, names, source=source, what=where,
                          automatic=split is None, impute=impute)
+
+
+def _label_names(given: Any, num_classes: int, where: str) -> tuple[str, ...]:
+    """The file's names of the classes ``0 .. C-1``: one per class, no duplicate."""
+    names = [str(n) for n in np.asarray(given).ravel().tolist()]
+    if len(names) < num_classes:
+        raise ValueError(f"{where}: label_names holds {len(names)} name(s) but y has classes "
+                         f"0..{num_classes - 1}; store one name per class")
+    seen = [n for i, n in enumerate(names) if n in names[:i]]
+    if seen:
+        raise ValueError(f"{where}: label_names has the duplicate name(s) {sorted(set(seen))}; "
+                         f"give every class its own name")
+    return tuple(names[:num_classes])
 
 
 def _standardised(X: np.ndarray, labels: dict[str, np.ndarray], splits: np.ndarray,
