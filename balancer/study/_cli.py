@@ -131,6 +131,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                       help="with --data (X/y) or --table: fill missing feature values with the "
                            "train split's median or mean (val and test get the train statistic); "
                            "default: missing values are an error")
+    data.add_argument("--min-positives", type=int, default=None, metavar="K",
+                      help="with --multilabel: drop the labels with fewer than K positives in "
+                           "some split, naming them (default: every label is kept, and one "
+                           "without a positive in a split is an error)")
     data.add_argument("--image-size", type=int, default=None,
                       help=f"with --csv: images are resized to this many pixels square (default: "
                            f"{_DEFAULTS.image_size})")
@@ -399,7 +403,7 @@ def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
 # Options that only steer the run (they mean the same with or without --multilabel).
 _RUN = ("multilabel", "quick", "out", "overwrite", "resume", "no_progress")
 # Options of the multi-label study only (their defaults are None, so "given" is "not None").
-_ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest")
+_ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest", "min_positives")
 # Shared options and the config field each one sets.
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
@@ -530,6 +534,8 @@ def _multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelS
         settings["samples"] = args.synthetic_samples
     if args.rarest is not None:
         settings["rarest"] = args.rarest
+    if args.min_positives is not None:
+        settings["min_positives"] = args.min_positives
     if (args.data is not None or args.table is not None) and "samples" in settings:
         raise ValueError("--synthetic-samples sizes the default semi-synthetic set; remove it "
                          "when passing --data or --table")

@@ -484,6 +484,7 @@ class MultiLabelStudyConfig(SharedSettings):
     group_col: str | None = None
     samples: int = 8000
     impute: str | None = None
+    min_positives: int | None = None
 
     strategies: tuple[str, ...] = tuple(ML_STRATEGIES)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)

@@ -975,19 +975,42 @@ def _check_targets(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarr
         missing = [names[j] for j in np.flatnonzero(counts == 0)]
         if missing:
             raise ValueError(
-                f"{where}: the {split} split has no positive of label(s) {_shown(missing)}, so "
-                f"their AUROC, AUPRC and F1 are undefined there; every label needs positives in "
-                f"every split (a label needs at least 3 positive groups for the automatic "
-                f"split). Drop those labels or give a split column that places them")
+                f"{where}: the {split} split has no positive of label(s) "
+                f"{', '.join(missing)} ({len(missing)} in all), so their AUROC, AUPRC and F1 are undefined there; every label needs "
+                f"positives in every split (a label needs at least 3 positive groups for the "
+                f"automatic split). Pass --min-positives 1 (or more) to drop such labels, drop "
+                f"them yourself, or give a split column that places them")
         full = [names[j] for j in np.flatnonzero(counts == int((splits == split).sum()))]
         if split == "train" and full:
             raise ValueError(f"{where}: label(s) {_shown(full)} are positive on every train row; "
                              f"a label needs negatives to be learned. Drop those labels")
 
 
+def _drop_rare_labels(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarray,
+                      k: int, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``targets`` without the labels that have fewer than ``k`` positives in some split (a
+    notice names them all); fewer than two labels left is an error."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"--min-positives should be an integer >= 1, but got {k!r}")
+    fewest = np.min([targets[splits == s].sum(axis=0) for s in SPLITS], axis=0)
+    drop = np.flatnonzero(fewest < k)
+    if not drop.size:
+        return targets, names
+    keep = np.flatnonzero(fewest >= k)
+    dropped = [names[j] for j in drop]
+    if keep.size < 2:
+        raise ValueError(f"{where}: --min-positives {k} would drop {len(dropped)} of "
+                         f"{len(names)} labels ({dropped}), leaving {keep.size}; a multi-label "
+                         f"study needs at least 2. Pass a smaller --min-positives")
+    _notice(f"{where}: --min-positives {k} dropped {len(dropped)} label(s) with fewer than {k} "
+            f"positive(s) in some split: {dropped}")
+    return targets[:, keep], tuple(names[j] for j in keep)
+
+
 def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
               split: np.ndarray | None, groups: np.ndarray | None, seed: int, source: str,
-              where: str, impute: str | None = None) -> MultiLabelData:
+              where: str, impute: str | None = None,
+              min_positives: int | None = None) -> MultiLabelData:
     """Check, split (when no split is given) and standardise with the train statistics."""
     X = _feature_matrix(X, where)
     if X.shape[1] == 0:
@@ -1009,6 +1032,8 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
         _check_split(splits, groups, split_name=f"{where}: split", group_name=f"{where} groups")
     else:
         splits = grouped_multilabel_split(targets, groups=groups, seed=seed)
+    if min_positives is not None:
+        targets, names = _drop_rare_labels(targets, names, splits, min_positives, where)
     _check_targets(targets, names, splits, where)
     scaled = _standardise(X.astype(np.float64), splits, impute, where)
     dense = targets.astype(np.float32)
@@ -1026,7 +1051,7 @@ def _encode(labels, where: str, names=None) -> tuple[np.ndarray, tuple[str, ...]
 
 
 def semisynthetic_chestxray14(*, samples: int = 8000, features: int = 32,
-                              seed: int = 0) -> MultiLabelData:
+                              seed: int = 0, min_positives: int | None = None) -> MultiLabelData:
     r"""Semi-synthetic multi-label data: real ChestX-ray14 label rows, generated features.
 
     Whole patients of the shipped NIH ChestX-ray14 table (``balancer/data``) are drawn in a
@@ -1074,11 +1099,13 @@ def semisynthetic_chestxray14(*, samples: int = 8000, features: int = 32,
               f"{len(take)} patients (NIH table, balancer/data), features generated from the "
               f"labels (seed {seed}, {features} features); not real image data")
     return _assemble(X, targets, names, split=None, groups=patients[rows].astype(str),
-                     seed=seed, source=source, where="semi-synthetic ChestX-ray14")
+                     seed=seed, source=source, where="semi-synthetic ChestX-ray14",
+                     min_positives=min_positives)
 
 
 def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
-                        impute: str | None = None) -> MultiLabelData:
+                        impute: str | None = None,
+                        min_positives: int | None = None) -> MultiLabelData:
     """A ``.npz`` with ``X`` ``(N, F)`` numbers and ``Y`` ``(N, L)`` 0/1; optionally ``names``
     (``L`` label names), ``groups`` (one id per row) and ``split`` (train/val/test per row)."""
     arrays = _read_npz(Path(path), "data")
@@ -1097,13 +1124,14 @@ def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
     return _assemble(arrays["X"], targets, label_names, split=arrays.get("split"),
                      groups=arrays.get("groups"), seed=seed,
                      source=f"{path} (npz, X/Y, {targets.shape[1]} labels)", where=where,
-                     impute=impute)
+                     impute=impute, min_positives=min_positives)
 
 
 def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
                           label_col: str | None = None, split_col: str = "split",
                           group_col: str | None = None, seed: int = 0,
-                          impute: str | None = None) -> MultiLabelData:
+                          impute: str | None = None,
+                          min_positives: int | None = None) -> MultiLabelData:
     """A CSV table: labels in several 0/1 columns (``label_cols``) or in one column of
     ``|``-separated findings (``label_col``; ``No Finding`` or empty is the empty set); every
     other column but ``split_col`` and ``group_col`` is a feature (text one-hot encoded)."""
@@ -1140,11 +1168,11 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
     return _assemble(features.to_numpy(np.float64), targets, names, split=split, groups=groups,
                      seed=seed, source=f"{file} (CSV table, {len(names)} labels, "
                                        f"{features.shape[1]} features)", where=where,
-                     impute=impute)
+                     impute=impute, min_positives=min_positives)
 
 
 def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
-              seed: int = 0) -> MultiLabelData:
+              seed: int = 0, min_positives: int | None = None) -> MultiLabelData:
     """An ARFF file (``.arff`` or ``.arff.gz``) in MULAN's layout: the nominal attributes with
     values ``{0, 1}`` are the labels (or those named by ``label_cols``), the numeric ones the
     features. Read with ``scipy.io.arff``; split automatically (no groups)."""
@@ -1175,14 +1203,16 @@ def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = N
     targets, names = _encode(Y.astype(np.float32), f"data={str(path)!r}", names=list(label_cols))
     return _assemble(X, targets, names, split=None, groups=None, seed=seed,
                      source=f"{file.name} (ARFF, {len(names)} labels, {len(feature_cols)} "
-                            f"features)", where=f"data={str(path)!r}")
+                            f"features)", where=f"data={str(path)!r}",
+                     min_positives=min_positives)
 
 
 def load_multilabel_data(*, data: str | None = None, table: str | None = None,
                          label_cols: tuple[str, ...] | None = None, label_col: str | None = None,
                          split_col: str = "split", group_col: str | None = None,
                          samples: int = 8000, seed: int = 0,
-                         impute: str | None = None) -> MultiLabelData:
+                         impute: str | None = None,
+                         min_positives: int | None = None) -> MultiLabelData:
     """The study's data from ``data`` (``.npz`` or ``.arff[.gz]``), ``table`` (CSV) or, with
     neither, the semi-synthetic ChestX-ray14 set."""
     if data is not None and table is not None:
@@ -1194,14 +1224,14 @@ def load_multilabel_data(*, data: str | None = None, table: str | None = None,
                                     f"X and Y, or an .arff file")
         name = Path(data).name.lower()
         if name.endswith((".arff", ".arff.gz")):
-            return load_arff(data, label_cols=label_cols, seed=seed)
+            return load_arff(data, label_cols=label_cols, seed=seed, min_positives=min_positives)
         if label_cols is not None:
             raise ValueError(f"label_cols applies to a CSV table or an ARFF file, not to "
                              f"data={str(data)!r} (an .npz holds its labels as Y); remove "
                              f"--label-cols")
-        return load_multilabel_npz(data, seed=seed, impute=impute)
+        return load_multilabel_npz(data, seed=seed, impute=impute, min_positives=min_positives)
     if table is not None:
         return load_multilabel_table(table, label_cols=label_cols, label_col=label_col,
                                      split_col=split_col, group_col=group_col, seed=seed,
-                                     impute=impute)
-    return semisynthetic_chestxray14(samples=samples, seed=seed)
+                                     impute=impute, min_positives=min_positives)
+    return semisynthetic_chestxray14(samples=samples, seed=seed, min_positives=min_positives)

@@ -263,7 +263,8 @@ def _prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
     data = load_multilabel_data(data=config.data, table=config.table,
                                 label_cols=config.label_cols, label_col=config.label_col,
                                 split_col=config.split_col, group_col=config.group_col,
-                                samples=config.samples, impute=config.impute)
+                                samples=config.samples, impute=config.impute,
+                                min_positives=config.min_positives)
     train = len(data.targets["train"])
     if train < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
