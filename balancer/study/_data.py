@@ -76,12 +76,15 @@ class StudyData:
         labels: per split, an ``int64`` tensor ``(N,)`` of class indices in ``[0, C)``.
         class_names: the original label of each class index, as strings.
         source: a short description of where the data came from (for the report).
+        groups: per split, the group id (e.g. patient) of each row as strings, or ``None``
+            without a group column; no group is in two splits.
     """
 
     images: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor]
     class_names: tuple[str, ...]
     source: str
+    groups: dict[str, np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -106,7 +109,9 @@ class StudyData:
         index = torch.as_tensor(indices, dtype=torch.long)
         images = dict(self.images, **{split: self.images[split][index]})
         labels = dict(self.labels, **{split: self.labels[split][index]})
-        return StudyData(images, labels, self.class_names, self.source)
+        groups = None if self.groups is None else dict(
+            self.groups, **{split: self.groups[split][np.asarray(indices, dtype=np.int64)]})
+        return StudyData(images, labels, self.class_names, self.source, groups)
 
 
 @dataclass(frozen=True)
@@ -556,7 +561,10 @@ def _splits(table: pd.DataFrame, codes: np.ndarray, path: Path, *, split_col: st
             _check_split(splits, groups, split_name=f"{path}: carved split",
                          group_name=f"{path}: group_col={group_col!r}")
         return splits, False
-    return auto_split(codes, seed, groups=groups, where=f"{path}", fractions=fractions), True
+    splits = auto_split(codes, seed, groups=groups, where=f"{path}", fractions=fractions)
+    _check_split(splits, groups, split_name=f"{path}: automatic split",
+                 group_name=f"{path}: group_col={group_col!r}")
+    return splits, True
 
 
 def _check_groups_disjoint(groups: np.ndarray, splits: np.ndarray, where: str) -> None:
@@ -640,6 +648,8 @@ def load_csv(
         labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
         class_names=names,
         source=f"{path} (CSV manifest, image_col={image_col!r}, label_col={label_col!r})",
+        groups=None if group_col is None else {
+            s: read_groups(table, group_col, path)[splits == s] for s in SPLITS},
     )
 
 
@@ -720,7 +730,8 @@ def load_table(
     return _standardised(features.to_numpy(np.float64), labels, splits, names,
                          source=f"{path} (table, label_col={label_col!r}, "
                                 f"{features.shape[1]} features)",
-                         what=f"table={str(table)!r}", automatic=automatic, impute=impute)
+                         what=f"table={str(table)!r}", automatic=automatic, impute=impute,
+                         groups=read_groups(frame, group_col, path))
 
 
 def load_features(
@@ -771,13 +782,15 @@ def load_features(
                          group_name=f"{where} groups")
     else:
         splits = auto_split(codes, seed, groups=groups, where=where, fractions=fractions)
+        _check_split(splits, groups, split_name=f"{where}: automatic split",
+                     group_name=f"{where} groups")
     num_classes = int(codes.max()) + 1 if codes.size else 0
     names = tuple(str(c) for c in range(num_classes))
     if class_names is not None:
         names = _label_names(class_names, num_classes, where)
     labels = {s: codes[splits == s] for s in SPLITS}
     return _standardised(X.astype(np.float64), labels, splits, names, source=source, what=where,
-                         automatic=split is None, impute=impute)
+                         automatic=split is None, impute=impute, groups=groups)
 
 
 def _label_names(given: Any, num_classes: int, where: str) -> tuple[str, ...]:
@@ -795,12 +808,14 @@ def _label_names(given: Any, num_classes: int, where: str) -> tuple[str, ...]:
 
 def _standardised(X: np.ndarray, labels: dict[str, np.ndarray], splits: np.ndarray,
                   names: tuple[str, ...], *, source: str, what: str,
-                  automatic: bool = False, impute: str | None = None) -> StudyData:
+                  automatic: bool = False, impute: str | None = None,
+                  groups: np.ndarray | None = None) -> StudyData:
     _check_classes(labels, names, what, automatic)
     scaled = _standardise(X, splits, impute, what)
     return StudyData(images={s: torch.from_numpy(scaled[splits == s]) for s in SPLITS},
                      labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
-                     class_names=names, source=source)
+                     class_names=names, source=source,
+                     groups=None if groups is None else {s: groups[splits == s] for s in SPLITS})
 
 
 def auto_split(codes: np.ndarray, seed: int, *, groups: np.ndarray | None = None,
@@ -1032,6 +1047,8 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
         _check_split(splits, groups, split_name=f"{where}: split", group_name=f"{where} groups")
     else:
         splits = grouped_multilabel_split(targets, groups=groups, seed=seed)
+        _check_split(splits, groups, split_name=f"{where}: automatic split",
+                     group_name=f"{where} groups")
     if min_positives is not None:
         targets, names = _drop_rare_labels(targets, names, splits, min_positives, where)
     _check_targets(targets, names, splits, where)
