@@ -556,6 +556,11 @@ class MultiLabelStudyConfig(SharedSettings):
                 self.label_cols = tuple(c.strip() for c in self.label_cols.split(",")
                                         if c.strip())
             self.label_cols = tuple(self.label_cols)
+            twice = sorted({c for i, c in enumerate(self.label_cols)
+                            if c in self.label_cols[:i]})
+            if twice:
+                raise ValueError(f"--label-cols {','.join(self.label_cols)} names the column(s) "
+                                 f"{twice} more than once; list each label column once")
         if self.table is not None and (self.label_cols is None) == (self.label_col is None):
             raise ValueError("a multi-label table needs its labels: pass label_cols (--label-cols "
                              "A,B,C, 0/1 columns) or label_col (--label-col NAME, one "

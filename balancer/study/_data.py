@@ -671,6 +671,32 @@ def _read_table(given: str | os.PathLike, argument: str, kind: str) -> pd.DataFr
                          f"header row") from None
 
 
+def _duplicates(names: Any) -> list[str]:
+    names = [str(n) for n in names]
+    return sorted({n for i, n in enumerate(names) if n in names[:i]})
+
+
+_STRAY_SHARE = 0.1  # a text column with at most this share of non-numbers is a numeric one
+
+
+def _check_stray_words(features: pd.DataFrame, path: Path) -> None:
+    """Refuse a column that is numeric but for a few cells (``"n/a"``, ``"12,5"``, ``"?"``):
+    one-hot encoding it would make a feature of every number."""
+    for column in features.columns:
+        if pd.api.types.is_numeric_dtype(features[column]):
+            continue
+        cells = features[column].dropna()
+        numbers = pd.to_numeric(cells, errors="coerce")
+        stray = cells[numbers.isna()]
+        if len(cells) and len(stray) <= max(1, _STRAY_SHARE * len(cells)) and \
+                numbers.notna().sum() >= 2:
+            shown = [f"row {int(row)}: {value!r}" for row, value in stray.items()]
+            raise ValueError(f"{path}: feature column {column!r} is numeric but for "
+                             f"{len(stray)} cell(s) ({_shown(shown)}); as text it would be one-hot "
+                             f"encoded into a feature per number. Fix those cells (a number, or "
+                             f"empty with --impute) or drop the column")
+
+
 def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
                     path: Path, impute: str | None = None) -> pd.DataFrame:
     """Every column of ``frame`` but ``others`` (label, split and group columns), text columns
@@ -686,6 +712,7 @@ def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
                "or fill them or drop those columns")
         raise ValueError(f"{path}: feature column(s) {empty} have empty cells "
                          f"({int(features[empty].isna().sum().sum())} in all); {fix}")
+    _check_stray_words(features, path)
     text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if text:
         features = pd.get_dummies(features, columns=text, dtype=np.float64)
@@ -1137,6 +1164,9 @@ def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
         raise ValueError(f"{where}: Y should be an (N, L) 0/1 matrix, but got shape {Y.shape}; "
                          f"store one column per label")
     names = arrays["names"].astype(str).tolist() if "names" in arrays else None
+    if names is not None and _duplicates(names):
+        raise ValueError(f"{where}: the array 'names' has the duplicate label name(s) "
+                         f"{_duplicates(names)}; give every label (column of Y) its own name")
     targets, label_names = _encode(Y, f"{where} Y", names=names)
     return _assemble(arrays["X"], targets, label_names, split=arrays.get("split"),
                      groups=arrays.get("groups"), seed=seed,
@@ -1150,7 +1180,8 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
                           impute: str | None = None,
                           min_positives: int | None = None) -> MultiLabelData:
     """A CSV table: labels in several 0/1 columns (``label_cols``) or in one column of
-    ``|``-separated findings (``label_col``; ``No Finding`` or empty is the empty set); every
+    ``|``-separated findings (``label_col``; ``No Finding`` is the empty set, an empty cell an
+    error); every
     other column but ``split_col`` and ``group_col`` is a feature (text one-hot encoded)."""
     file = Path(path)
     if not file.is_file():
@@ -1160,6 +1191,9 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
         raise ValueError("a multi-label table needs its labels: pass --label-cols A,B,C (0/1 "
                          "columns) or --label-col NAME (one '|'-separated column), exactly one")
     frame = _read_table(path, "table", _TABLE)
+    if label_cols is not None and _duplicates(label_cols):
+        raise ValueError(f"--label-cols {','.join(label_cols)} names the column(s) "
+                         f"{_duplicates(label_cols)} more than once; list each label column once")
     wanted = list(label_cols) if label_cols is not None else [label_col]
     absent = [c for c in wanted if c not in frame.columns]
     if absent:
@@ -1177,7 +1211,14 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
                              f"give every row 0 or 1")
         targets, names = _encode(frame[list(label_cols)], where)
     else:
-        cells = frame[label_col].fillna("").astype(str).tolist()
+        empty = np.flatnonzero(frame[label_col].isna().to_numpy()
+                               | (frame[label_col].astype(str).str.strip() == "").to_numpy())
+        if empty.size:
+            raise ValueError(f"{file}: label_col={label_col!r} is empty in row "
+                             f"{_shown(empty.tolist())} ({empty.size} in all); a missing "
+                             f"finding is not 'no finding'. Write 'No Finding' for a row "
+                             f"without findings, or remove those rows")
+        cells = frame[label_col].astype(str).tolist()
         targets, names = _encode(cells, f"{where} label_col={label_col!r}")
     groups = read_groups(frame, group_col, file)
     split = frame[split_col].to_numpy() if split_col in frame.columns else None
