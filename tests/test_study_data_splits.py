@@ -72,3 +72,14 @@ def test_a_class_too_small_for_three_splits_names_the_flag_that_fixes_it(tmp_pat
     message = str(error.value)
     assert "--split" in message and "--split-col" in message and "['2']" in message
     assert "fewer than 3 samples" in message
+
+
+def test_split_is_not_ignored_for_an_npz_with_its_own_image_split(tmp_path):
+    from balancer.study._data import load_npz
+
+    images = {f"{s}_images": np.zeros((6, 4, 4), np.uint8) for s in ("train", "val", "test")}
+    labels = {f"{s}_labels": np.array([0, 1] * 3) for s in ("train", "val", "test")}
+    np.savez(tmp_path / "m.npz", **images, **labels)
+    assert load_npz(tmp_path / "m.npz").num_classes == 2
+    with pytest.raises(ValueError, match="--split applies to a table"):
+        load_npz(tmp_path / "m.npz", fractions=(0.6, 0.2, 0.2))

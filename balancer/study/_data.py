@@ -474,6 +474,10 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
                              seed=seed, source=f"{name_or_path} (npz table X/y)", where=name,
                              fractions=fractions, impute=impute,
                              class_names=arrays.get("label_names"))
+    if tuple(fractions) != _DEFAULT_FRACTIONS or impute is not None:
+        flag = "--split" if tuple(fractions) != _DEFAULT_FRACTIONS else "--impute"
+        raise ValueError(f"{flag} applies to a table of X and y, but {name} holds images in the "
+                         f"MedMNIST layout with its own train/val/test split; remove {flag}")
     data = _npz_images(arrays, name)
     source = (f"shipped {name_or_path.lower()} (MedMNIST v2, balancer/data)" if shipped
               else f"{name_or_path} (MedMNIST layout)")
