@@ -46,7 +46,8 @@ _DEFAULTS = StudyConfig(progress=False)
 # rather than silently ignored.
 _APPLIES = {
     "image_col": ("csv",), "image_size": ("csv",), "label_col": ("csv", "table"),
-    "split_col": ("csv", "table"), "group_col": ("csv", "table"),
+    "split_col": ("csv", "table"), "group_col": ("csv", "table"), "split": ("data", "csv", "table"),
+    "impute": ("data", "table"),
 }
 
 
@@ -122,6 +123,18 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                       help="with --csv or --table: a group id per row (e.g. patient_id); no "
                            "group is in two splits, and the automatic split deals whole groups, "
                            "stratified by class")
+    data.add_argument("--split", default=None, metavar="TRAIN,VAL,TEST",
+                      help="with --data, --csv or --table without a split column: the fractions "
+                           "of the seeded automatic split, stratified by class and by "
+                           "--group-col (default: 0.7,0.1,0.2)")
+    data.add_argument("--impute", default=None, choices=("median", "mean"),
+                      help="with --data (X/y) or --table: fill missing feature values with the "
+                           "train split's median or mean (val and test get the train statistic); "
+                           "default: missing values are an error")
+    data.add_argument("--min-positives", type=int, default=None, metavar="K",
+                      help="with --multilabel: drop the labels with fewer than K positives in "
+                           "some split, naming them (default: every label is kept, and one "
+                           "without a positive in a split is an error)")
     data.add_argument("--image-size", type=int, default=None,
                       help=f"with --csv: images are resized to this many pixels square (default: "
                            f"{_DEFAULTS.image_size})")
@@ -237,7 +250,8 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         # else left None: StudyConfig fills a key setting (tuned, or the library default)
     columns = {key: getattr(args, key) if getattr(args, key) is not None
                else getattr(_DEFAULTS, key)
-               for key in ("image_col", "label_col", "split_col", "group_col", "image_size")}
+               for key in ("image_col", "label_col", "split_col", "group_col", "image_size",
+                           "split", "impute")}
     return StudyConfig(
         dataset=dataset or args.dataset, data=args.data, csv=args.csv, table=args.table,
         **columns,
@@ -389,12 +403,12 @@ def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
 # Options that only steer the run (they mean the same with or without --multilabel).
 _RUN = ("multilabel", "quick", "out", "overwrite", "resume", "no_progress")
 # Options of the multi-label study only (their defaults are None, so "given" is "not None").
-_ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest")
+_ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest", "min_positives")
 # Shared options and the config field each one sets.
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
            "finetune_freeze", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads")
+           "threads", "impute")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {
@@ -520,6 +534,8 @@ def _multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelS
         settings["samples"] = args.synthetic_samples
     if args.rarest is not None:
         settings["rarest"] = args.rarest
+    if args.min_positives is not None:
+        settings["min_positives"] = args.min_positives
     if (args.data is not None or args.table is not None) and "samples" in settings:
         raise ValueError("--synthetic-samples sizes the default semi-synthetic set; remove it "
                          "when passing --data or --table")

@@ -207,6 +207,9 @@ class StudyConfig(SharedSettings):
         table: a CSV table of features (``label_col``, optional ``split_col``, ``group_col``);
             trained with a small MLP.
         group_col: a column of group ids (e.g. patient id) kept within one split.
+        split: train, val and test fractions of the automatic split (data without a split).
+        impute: ``"median"`` or ``"mean"``: missing feature values (tables) are filled with
+            the train split's statistic; ``None`` refuses them.
         train_limit: use only a stratified slice of this many training samples (for ``--quick``).
 
     Training (identical for every strategy):
@@ -260,6 +263,8 @@ class StudyConfig(SharedSettings):
     label_col: str = "label"
     split_col: str = "split"
     image_size: int = 28
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    impute: str | None = None
     train_limit: int | None = None
 
     strategies: tuple[str, ...] = tuple(STRATEGIES)
@@ -379,6 +384,12 @@ class StudyConfig(SharedSettings):
         given = [n for n in ("dataset", "data", "csv", "table") if getattr(self, n) is not None]
         if len(given) > 1:
             raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
+        from balancer.study._data import split_fractions
+
+        self.split = split_fractions(self.split, "split")
+        if self.impute is not None and self.impute not in ("median", "mean"):
+            raise ValueError(f"impute should be 'median' or 'mean', but got "
+                             f"impute={self.impute!r}")
         self._validate_device()
 
     def shipped_key(self) -> str | None:
@@ -472,6 +483,8 @@ class MultiLabelStudyConfig(SharedSettings):
     split_col: str = "split"
     group_col: str | None = None
     samples: int = 8000
+    impute: str | None = None
+    min_positives: int | None = None
 
     strategies: tuple[str, ...] = tuple(ML_STRATEGIES)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -543,6 +556,11 @@ class MultiLabelStudyConfig(SharedSettings):
                 self.label_cols = tuple(c.strip() for c in self.label_cols.split(",")
                                         if c.strip())
             self.label_cols = tuple(self.label_cols)
+            twice = sorted({c for i, c in enumerate(self.label_cols)
+                            if c in self.label_cols[:i]})
+            if twice:
+                raise ValueError(f"--label-cols {','.join(self.label_cols)} names the column(s) "
+                                 f"{twice} more than once; list each label column once")
         if self.table is not None and (self.label_cols is None) == (self.label_col is None):
             raise ValueError("a multi-label table needs its labels: pass label_cols (--label-cols "
                              "A,B,C, 0/1 columns) or label_col (--label-col NAME, one "

@@ -32,6 +32,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ SPLITS = ("train", "val", "test")
 
 # Fractions used to split data that has no split column (seeded; by class or by label).
 _AUTO_SPLIT = {"train": 0.7, "val": 0.1, "test": 0.2}
+_DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 _SHOWN = 5  # how many bad rows or paths an error message lists before "..."
 #: Name of the default multi-label data set in configs, reports and run-folder names.
 SEMISYNTHETIC = "chestxray14-semisynthetic"
@@ -60,6 +62,7 @@ SEMISYNTHETIC = "chestxray14-semisynthetic"
 _SPLIT_KEY = 0x73706C6974  # "split": the single-label automatic split
 _ML_SPLIT_KEY = 0x6D6C73706C6974  # "mlsplit": the multi-label automatic split
 _FEATURE_KEY = 0x6D6C66656174  # "mlfeat": the semi-synthetic features
+_CARVE_KEY = 0x6361727665  # "carve": the validation split carved from train
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,15 @@ class StudyData:
         labels: per split, an ``int64`` tensor ``(N,)`` of class indices in ``[0, C)``.
         class_names: the original label of each class index, as strings.
         source: a short description of where the data came from (for the report).
+        groups: per split, the group id (e.g. patient) of each row as strings, or ``None``
+            without a group column; no group is in two splits.
     """
 
     images: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor]
     class_names: tuple[str, ...]
     source: str
+    groups: dict[str, np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -103,7 +109,9 @@ class StudyData:
         index = torch.as_tensor(indices, dtype=torch.long)
         images = dict(self.images, **{split: self.images[split][index]})
         labels = dict(self.labels, **{split: self.labels[split][index]})
-        return StudyData(images, labels, self.class_names, self.source)
+        groups = None if self.groups is None else dict(
+            self.groups, **{split: self.groups[split][np.asarray(indices, dtype=np.int64)]})
+        return StudyData(images, labels, self.class_names, self.source, groups)
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,26 @@ class MultiLabelData:
         return self.targets[split].sum(0).to(torch.int64).numpy()
 
 
+def split_fractions(value: Any, flag: str = "--split") -> tuple[float, float, float]:
+    """``value`` (``"0.7,0.1,0.2"`` or three numbers) as checked train/val/test fractions:
+    three finite non-negative numbers summing to 1, val and test above 0."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        numbers = tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != 3 or not all(np.isfinite(numbers)):
+        raise ValueError(f"{flag}={value!r} should be three numbers train,val,test such as "
+                         f"0.7,0.1,0.2")
+    if min(numbers) < 0 or numbers[1] <= 0 or numbers[2] <= 0:
+        raise ValueError(f"{flag}={value!r}: the fractions must be non-negative and val and test "
+                         f"above 0 (every split needs samples), e.g. {flag} 0.7,0.1,0.2")
+    if abs(sum(numbers) - 1.0) > 1e-6:
+        raise ValueError(f"{flag}={value!r} sums to {sum(numbers):g}; the train, val and test "
+                         f"fractions must sum to 1, e.g. {flag} 0.7,0.1,0.2")
+    return numbers  # type: ignore[return-value]
+
+
 def _shown(items: list) -> str:
     head = ", ".join(str(item) for item in items[:_SHOWN])
     return head + (", ..." if len(items) > _SHOWN else "")
@@ -156,12 +184,91 @@ def _feature_matrix(X: Any, where: str) -> np.ndarray:
     return X
 
 
-def _standardise(X: np.ndarray, splits: np.ndarray) -> np.ndarray:
-    """``X`` scaled with the train split's mean and standard deviation, as ``float32``."""
+IMPUTE = ("median", "mean")
+
+
+def _check_impute(impute: str | None) -> None:
+    if impute is not None and impute not in IMPUTE:
+        raise ValueError(f"impute={impute!r} is not one of {list(IMPUTE)}; pass --impute median "
+                         f"or --impute mean (or leave it out to refuse missing values)")
+
+
+def _impute(X: np.ndarray, splits: np.ndarray, impute: str | None, where: str) -> np.ndarray:
+    """``X`` with each missing (NaN) value replaced by its column's median or mean over the
+    **train split only**; val and test rows get the train statistics, never their own."""
+    if impute is None or not np.isnan(X).any():
+        return X
+    train = X[splits == "train"]
+    empty = np.flatnonzero(np.isnan(train).all(axis=0)) if len(train) else np.arange(X.shape[1])
+    if empty.size:
+        raise ValueError(f"{where}: feature column(s) {_shown(empty.tolist())} have no value in "
+                         f"the train split, so --impute {impute} has nothing to fill them with; "
+                         f"drop those columns")
+    fill = np.nanmedian(train, axis=0) if impute == "median" else np.nanmean(train, axis=0)
+    return np.where(np.isnan(X), fill[None, :], X)
+
+
+def _standardise(X: np.ndarray, splits: np.ndarray, impute: str | None = None,
+                 where: str = "X") -> np.ndarray:
+    """``X`` (missing values filled per ``impute`` from the train split) scaled with the train
+    split's mean and standard deviation, as ``float32``."""
+    X = _impute(X, splits, impute, where)
     train = X[splits == "train"]
     mean, std = train.mean(axis=0), train.std(axis=0)
     std[std == 0] = 1.0  # a constant training column stays 0, whatever val and test hold
     return ((X - mean) / std).astype(np.float32)
+
+
+def _notice(message: str) -> None:
+    """A one-line notice on stderr (what the loader decided for the user)."""
+    print(f"balancer study: {message}", file=sys.stderr)
+
+
+def carve_val(codes: np.ndarray, splits: np.ndarray, seed: int, *,
+              groups: np.ndarray | None = None,
+              fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+              where: str = "data") -> tuple[np.ndarray, str | None]:
+    """A validation split carved from the train rows of a train/test-only split.
+
+    ``codes`` are the strata (a class per row). When ``splits`` has train and test rows but no
+    val row, a seeded ``val / (train + val)`` share (by ``fractions``) of each class's train
+    rows becomes val, whole groups when ``groups`` is given (each group with its most frequent
+    class; at least one group of each class stays in train). Returns the new splits and a
+    one-line notice, or the splits unchanged and ``None`` when there was nothing to carve.
+    """
+    if np.any(splits == "val") or not np.any(splits == "train") or not np.any(splits == "test"):
+        return splits, None
+    share = fractions[1] / (fractions[0] + fractions[1])
+    generator = _generator(seed, _CARVE_KEY)
+    train = np.flatnonzero(splits == "train")
+    units = (np.asarray(groups)[train].astype(str) if groups is not None
+             else train.astype(str))
+    frame = pd.DataFrame({"unit": units, "code": codes[train]})
+    dominant = frame.groupby("unit", sort=True)["code"].agg(lambda c: c.value_counts().index[0])
+    sizes = frame.groupby("unit", sort=True).size()
+    chosen: set[str] = set()
+    for cls in np.unique(codes[train]):
+        members = dominant.index[dominant.to_numpy() == cls].to_numpy()
+        if len(members) < 2:
+            kind = "group" if groups is not None else "sample"
+            raise ValueError(f"{where}: the data has train and test rows but no val rows, and "
+                             f"class {cls} has only {len(members)} training {kind}(s), too few "
+                             f"to carve a validation split from train; give val rows in the "
+                             f"split column (or the file's split array)")
+        members = members[generator.permutation(len(members))]
+        target, taken = share * int(sizes[members].sum()), 0
+        for unit in members[:-1]:
+            if taken and taken >= target:
+                break
+            chosen.add(unit)
+            taken += int(sizes[unit])
+    carved = splits.astype(object).copy()
+    carved[train[np.isin(units, list(chosen))]] = "val"
+    carved = carved.astype(str)
+    how = "whole groups, " if groups is not None else ""
+    return carved, (f"{where}: no val rows, so {int(np.sum(carved == 'val'))} of the "
+                    f"{len(train)} train rows became the validation split ({how}stratified by "
+                    f"class, val share {share:.3g} of train from --split); test is unchanged")
 
 
 def _check_split(splits: np.ndarray, groups: np.ndarray | None, *, split_name: str,
@@ -225,20 +332,31 @@ def _class_indices(raw: np.ndarray, where: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: str) -> None:
+def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: str,
+                   automatic: bool = False) -> None:
     """Every split has samples of at least two classes; every class of val and test is a
-    training class, and every class is in every split."""
+    training class, and every class is in every split. ``automatic``: the split was drawn here
+    (``--split``), and a message says how to change it."""
+    hint = ""
+    if automatic:
+        total = sum(np.bincount(labels[s], minlength=len(names)) for s in SPLITS)
+        small = [names[c] for c in np.flatnonzero(total < 3)]
+        hint = (" The split was drawn automatically (--split); "
+                + (f"class(es) {small} have fewer than 3 samples, too few for three splits: "
+                   f"drop or merge them, or give your own split with --split-col"
+                   if small else "change the fractions with --split (e.g. --split 0.6,0.2,0.2) "
+                                 "or give your own split with --split-col"))
     for split in SPLITS:
         if labels[split].size == 0:
             raise ValueError(f"{what}: the {split} split is empty; every one of {list(SPLITS)} "
-                             f"needs samples")
+                             f"needs samples{hint}")
     for split in SPLITS:
         present = np.unique(labels[split])
         if present.size < 2:
             raise ValueError(
                 f"{what}: the {split} split holds a single class "
                 f"({names[int(present[0])]!r}); per-class recall, AUC and NLL need at least two "
-                f"classes in every split. Add samples of the other classes to it")
+                f"classes in every split. Add samples of the other classes to it{hint}")
     train = set(np.unique(labels["train"]).tolist())
     for split in ("val", "test"):
         extra = sorted(set(np.unique(labels[split]).tolist()) - train)
@@ -247,7 +365,7 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
             raise ValueError(
                 f"{what}: the {split} split has class(es) {shown} that are absent from the train "
                 f"split; a model cannot learn them. Remove those samples or add training samples "
-                f"of those classes"
+                f"of those classes.{hint}"
             )
     for split in SPLITS:
         missing = sorted(set(range(len(names))) - set(np.unique(labels[split]).tolist()))
@@ -255,7 +373,7 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
             raise ValueError(
                 f"{what}: the {split} split has no sample of class(es) "
                 f"{[names[c] for c in missing]}, so per-class recall and AUC are undefined there; "
-                f"every class needs samples in every split"
+                f"every class needs samples in every split.{hint}"
             )
 
 
@@ -312,13 +430,20 @@ def _npz_images(arrays: dict[str, np.ndarray], name: str) -> StudyData:
                      class_names=names, source=name)
 
 
-def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0) -> StudyData:
+_NPZ_TABLE_KEYS = ("X", "y", "split", "is_train", "groups", "label_names")
+
+
+def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
+             fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+             impute: str | None = None) -> StudyData:
     """Load a shipped MedMNIST name or any ``.npz``: images in the MedMNIST layout, or a table.
 
     The MedMNIST layout has ``{train,val,test}_images`` (uint8) and ``{train,val,test}_labels``
     (class indices ``0 .. C-1``). A table has ``X`` (``(N, F)`` numbers) and ``y`` (``(N,)``
-    class indices), optionally ``split`` (``train``/``val``/``test`` per row) and ``groups``
-    (one id per row: no group is in two splits); see :func:`load_features`.
+    class indices), optionally ``split`` (``train``/``val``/``test`` per row) or ``is_train``
+    (a bool per row; the rest is test), ``groups`` (one id per row: no group is in two splits)
+    and ``label_names`` (one name per class); any other array is refused. See
+    :func:`load_features` (a train/test-only split gets val carved from train).
     """
     shipped = isinstance(name_or_path, str) and name_or_path.lower() in SHIPPED_DATASETS
     path = (Path(__file__).resolve().parents[1] / "data" / f"{name_or_path.lower()}.npz"
@@ -328,9 +453,31 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0) -> StudyData:
     if "X" in arrays and not any(k.endswith("_images") for k in arrays):
         if "y" not in arrays:
             raise KeyError(f"{name} has 'X' but no 'y'; store the class index of each row as 'y'")
+        unknown = sorted(set(arrays) - set(_NPZ_TABLE_KEYS))
+        if unknown:
+            raise ValueError(f"{name} has array(s) {unknown} that a table of X and y does not use; "
+                             f"the study reads only {list(_NPZ_TABLE_KEYS)}. Rename them (e.g. a "
+                             f"train mask as 'is_train', class names as 'label_names') or remove "
+                             f"them, so that nothing in the file is ignored")
         split = arrays.get("split")
+        if "is_train" in arrays:
+            if split is not None:
+                raise ValueError(f"{name} has both 'split' and 'is_train'; keep one of them")
+            mask = np.asarray(arrays["is_train"])
+            if mask.shape != (len(arrays["X"]),) or not (
+                    mask.dtype == np.bool_ or np.isin(mask, (0, 1)).all()):
+                raise ValueError(f"{name}: is_train should hold True/False per row, shape "
+                                 f"({len(arrays['X'])},), but got shape {mask.shape} and dtype "
+                                 f"{mask.dtype}")
+            split = np.where(mask.astype(bool), "train", "test")
         return load_features(arrays["X"], arrays["y"], split=split, groups=arrays.get("groups"),
-                             seed=seed, source=f"{name_or_path} (npz table X/y)", where=name)
+                             seed=seed, source=f"{name_or_path} (npz table X/y)", where=name,
+                             fractions=fractions, impute=impute,
+                             class_names=arrays.get("label_names"))
+    if tuple(fractions) != _DEFAULT_FRACTIONS or impute is not None:
+        flag = "--split" if tuple(fractions) != _DEFAULT_FRACTIONS else "--impute"
+        raise ValueError(f"{flag} applies to a table of X and y, but {name} holds images in the "
+                         f"MedMNIST layout with its own train/val/test split; remove {flag}")
     data = _npz_images(arrays, name)
     source = (f"shipped {name_or_path.lower()} (MedMNIST v2, balancer/data)" if shipped
               else f"{name_or_path} (MedMNIST layout)")
@@ -373,12 +520,18 @@ def _codes(table: pd.DataFrame, label_col: str, path: Path) -> tuple[np.ndarray,
     return values.map({n: i for i, n in enumerate(names)}).to_numpy().astype(np.int64), names
 
 
-def check_finite_features(X: np.ndarray, where: Any) -> None:
-    """Refuse a feature matrix with NaN or infinite values, naming the first rows."""
-    if not np.isfinite(X).all():
-        rows = np.flatnonzero(~np.isfinite(X).all(axis=1)).tolist()
-        raise ValueError(f"{where}: X has NaN or infinite values in {len(rows)} row(s) (e.g. "
-                         f"{_shown(rows)}); fill or drop them")
+def check_finite_features(X: np.ndarray, where: Any, impute: str | None = None) -> None:
+    """Refuse a feature matrix with infinite values, or NaN ones unless ``impute`` fills them,
+    naming the first rows."""
+    bad = np.isinf(X) if impute is not None else ~np.isfinite(X)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1)).tolist()
+        kind = "infinite" if impute is not None else "NaN or infinite"
+        fix = ("replace them" if impute is not None else
+               "pass --impute median (or mean) to fill missing values with the train split's "
+               "statistics, or fill or drop them")
+        raise ValueError(f"{where}: X has {kind} values in {len(rows)} row(s) (e.g. "
+                         f"{_shown(rows)}); {fix}")
 
 
 def read_groups(table: pd.DataFrame, group_col: str | None, where: Any) -> np.ndarray | None:
@@ -397,14 +550,25 @@ def read_groups(table: pd.DataFrame, group_col: str | None, where: Any) -> np.nd
 
 
 def _splits(table: pd.DataFrame, codes: np.ndarray, path: Path, *, split_col: str,
-            group_col: str | None, seed: int) -> np.ndarray:
+            group_col: str | None, seed: int,
+            fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> tuple[np.ndarray, bool]:
+    """Each row's split and whether it was drawn here (no split column)."""
     groups = read_groups(table, group_col, path)
     if split_col in table.columns:
         splits = table[split_col].astype(str).str.strip().str.lower().to_numpy()
         _check_split(splits, groups, split_name=f"{path}: split_col={split_col!r}",
                      group_name=f"{path}: group_col={group_col!r}")
-        return splits
-    return auto_split(codes, seed, groups=groups, where=f"{path}")
+        splits, note = carve_val(codes, splits, seed, groups=groups, fractions=fractions,
+                                 where=f"{path}: split_col={split_col!r}")
+        if note:
+            _notice(note)
+            _check_split(splits, groups, split_name=f"{path}: carved split",
+                         group_name=f"{path}: group_col={group_col!r}")
+        return splits, False
+    splits = auto_split(codes, seed, groups=groups, where=f"{path}", fractions=fractions)
+    _check_split(splits, groups, split_name=f"{path}: automatic split",
+                 group_name=f"{path}: group_col={group_col!r}")
+    return splits, True
 
 
 def _check_groups_disjoint(groups: np.ndarray, splits: np.ndarray, where: str) -> None:
@@ -426,6 +590,7 @@ def load_csv(
     group_col: str | None = None,
     image_size: int = 28,
     seed: int = 0,
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
 ) -> StudyData:
     """Load a folder of images described by a CSV manifest (one row per image).
 
@@ -440,6 +605,7 @@ def load_csv(
         image_size: images are resized to ``image_size x image_size`` (bilinear). 16-bit images
             are scaled from their own range to 0..255 (not clipped).
         seed: seed of the automatic split.
+        fractions: train, val and test fractions of the automatic split (``--split``).
 
     Every row whose image is missing, empty or unreadable is reported in one error (the count
     and the first few paths), before any image is used.
@@ -452,7 +618,8 @@ def load_csv(
                              f"{list(table.columns)}); pass --{argument.replace('_', '-')} with "
                              f"one of those")
     codes, names = _codes(table, label_col, path)
-    splits = _splits(table, codes, path, split_col=split_col, group_col=group_col, seed=seed)
+    splits, automatic = _splits(table, codes, path, split_col=split_col, group_col=group_col,
+                                seed=seed, fractions=split_fractions(fractions))
 
     images, problems = [], []
     for row, value in enumerate(table[image_col]):
@@ -479,12 +646,14 @@ def load_csv(
     stacked = np.stack(images)
 
     labels = {s: codes[splits == s] for s in SPLITS}
-    _check_classes(labels, names, f"csv={str(manifest)!r}")
+    _check_classes(labels, names, f"csv={str(manifest)!r}", automatic)
     return StudyData(
         images={s: _as_nchw(stacked[splits == s], f"{path}") for s in SPLITS},
         labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
         class_names=names,
         source=f"{path} (CSV manifest, image_col={image_col!r}, label_col={label_col!r})",
+        groups=None if group_col is None else {
+            s: read_groups(table, group_col, path)[splits == s] for s in SPLITS},
     )
 
 
@@ -506,16 +675,48 @@ def _read_table(given: str | os.PathLike, argument: str, kind: str) -> pd.DataFr
                          f"header row") from None
 
 
+def _duplicates(names: Any) -> list[str]:
+    names = [str(n) for n in names]
+    return sorted({n for i, n in enumerate(names) if n in names[:i]})
+
+
+_STRAY_SHARE = 0.1  # a text column with at most this share of non-numbers is a numeric one
+
+
+def _check_stray_words(features: pd.DataFrame, path: Path) -> None:
+    """Refuse a column that is numeric but for a few cells (``"n/a"``, ``"12,5"``, ``"?"``):
+    one-hot encoding it would make a feature of every number."""
+    for column in features.columns:
+        if pd.api.types.is_numeric_dtype(features[column]):
+            continue
+        cells = features[column].dropna()
+        numbers = pd.to_numeric(cells, errors="coerce")
+        stray = cells[numbers.isna()]
+        if len(cells) and len(stray) <= max(1, _STRAY_SHARE * len(cells)) and \
+                numbers.notna().sum() >= 2:
+            shown = [f"row {int(row)}: {value!r}" for row, value in stray.items()]
+            raise ValueError(f"{path}: feature column {column!r} is numeric but for "
+                             f"{len(stray)} cell(s) ({_shown(shown)}); as text it would be one-hot "
+                             f"encoded into a feature per number. Fix those cells (a number, or "
+                             f"empty with --impute) or drop the column")
+
+
 def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
-                    path: Path) -> pd.DataFrame:
+                    path: Path, impute: str | None = None) -> pd.DataFrame:
     """Every column of ``frame`` but ``others`` (label, split and group columns), text columns
-    one-hot encoded; an empty cell is an error naming its column."""
+    one-hot encoded; an empty cell is an error naming its column (unless ``impute`` fills the
+    empty cells of numeric columns later, from the train split)."""
     features = frame.drop(columns=[c for c in others if c is not None and c in frame.columns])
-    empty = [c for c in features.columns if features[c].isna().any()]
+    empty = [c for c in features.columns if features[c].isna().any()
+             and (impute is None or not pd.api.types.is_numeric_dtype(features[c]))]
     if empty:
+        fix = ("text columns are not imputed; fill them or drop those columns"
+               if impute is not None else
+               "pass --impute median (or mean) to fill them with the train split's statistics, "
+               "or fill them or drop those columns")
         raise ValueError(f"{path}: feature column(s) {empty} have empty cells "
-                         f"({int(features[empty].isna().sum().sum())} in all); fill them (e.g. "
-                         f"with the train median) or drop those columns")
+                         f"({int(features[empty].isna().sum().sum())} in all); {fix}")
+    _check_stray_words(features, path)
     text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if text:
         features = pd.get_dummies(features, columns=text, dtype=np.float64)
@@ -529,6 +730,8 @@ def load_table(
     split_col: str = "split",
     group_col: str | None = None,
     seed: int = 0,
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+    impute: str | None = None,
 ) -> StudyData:
     """Load a CSV table of features: every column but the label, split and group columns is a
     feature. Numeric columns are used as they are, text columns are one-hot encoded (one 0/1
@@ -537,16 +740,20 @@ def load_table(
 
     Args:
         table: the CSV file.
-        label_col, split_col, group_col, seed: as in :func:`load_csv`.
+        label_col, split_col, group_col, seed, fractions: as in :func:`load_csv`.
+        impute: ``"median"`` or ``"mean"`` fills empty numeric cells with the train split's
+            statistic (val and test use the train one); ``None`` refuses them.
     """
     path = Path(table)
+    _check_impute(impute)
     frame = _read_table(table, "table", _TABLE)
     if label_col not in frame.columns:
         raise ValueError(f"label_col={label_col!r} is not a column of {path} (it has "
                          f"{list(frame.columns)}); pass --label-col with one of those")
     codes, names = _codes(frame, label_col, path)
-    splits = _splits(frame, codes, path, split_col=split_col, group_col=group_col, seed=seed)
-    features = _table_features(frame, (label_col, split_col, group_col), path)
+    splits, automatic = _splits(frame, codes, path, split_col=split_col, group_col=group_col,
+                                seed=seed, fractions=split_fractions(fractions))
+    features = _table_features(frame, (label_col, split_col, group_col), path, impute)
     if features.shape[1] == 0:
         raise ValueError(f"{path}: no feature columns besides label_col={label_col!r}; a table "
                          f"needs at least one feature column")
@@ -554,7 +761,8 @@ def load_table(
     return _standardised(features.to_numpy(np.float64), labels, splits, names,
                          source=f"{path} (table, label_col={label_col!r}, "
                                 f"{features.shape[1]} features)",
-                         what=f"table={str(table)!r}")
+                         what=f"table={str(table)!r}", automatic=automatic, impute=impute,
+                         groups=read_groups(frame, group_col, path))
 
 
 def load_features(
@@ -566,44 +774,85 @@ def load_features(
     seed: int = 0,
     source: str = "features",
     where: str = "X",
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+    impute: str | None = None,
+    class_names: Any = None,
 ) -> StudyData:
     """Numeric features ``X`` ``(N, F)`` and class indices ``y`` ``(N,)`` as study data.
 
     Without ``split`` (``train``/``val``/``test`` per row) the rows are split 70/10/20 per class
-    (by group when ``groups`` is given). Features are standardised with the train split's
-    statistics only, so nothing of the validation or test split leaks into training.
+    (by group when ``groups`` is given). A ``split`` with train and test rows only gets a
+    validation split carved from train (:func:`carve_val`, with a notice). ``class_names`` names
+    the classes ``0 .. C-1``. Features are standardised with the train split's statistics
+    only, so nothing of the validation or test split leaks into training.
     """
+    _check_impute(impute)
     X = _feature_matrix(X, where)
     codes = _class_indices(y, f"{where} y")
     if len(codes) != len(X):
         raise ValueError(f"{where}: {len(X)} rows in X but {len(codes)} labels in y; they must "
                          f"match")
-    check_finite_features(X, where)
+    check_finite_features(X, where, impute)
+    groups = None if groups is None else np.asarray(groups).astype(str)
+    if groups is not None and groups.shape != (len(X),):
+        raise ValueError(f"{where}: groups should hold one id per row, shape ({len(X)},), but "
+                         f"got shape {groups.shape}")
+    fractions = split_fractions(fractions)
     if split is not None:
-        splits = np.asarray(split).astype(str)
-        _check_split(splits, None if groups is None else np.asarray(groups).astype(str),
-                     split_name=f"{where}: split", group_name=f"{where} groups")
+        splits = np.char.lower(np.char.strip(np.asarray(split).astype(str)))
+        if splits.shape != (len(X),):
+            raise ValueError(f"{where}: split should hold one of {list(SPLITS)} per row, shape "
+                             f"({len(X)},), but got shape {splits.shape}")
+        _check_split(splits, groups, split_name=f"{where}: split", group_name=f"{where} groups")
+        splits, note = carve_val(codes, splits, seed, groups=groups, fractions=fractions,
+                                 where=where)
+        if note:
+            _notice(note)
+            source = f"{source}; {note}"
+            _check_split(splits, groups, split_name=f"{where}: carved split",
+                         group_name=f"{where} groups")
     else:
-        splits = auto_split(codes, seed, groups=None if groups is None
-                            else np.asarray(groups).astype(str), where=where)
+        splits = auto_split(codes, seed, groups=groups, where=where, fractions=fractions)
+        _check_split(splits, groups, split_name=f"{where}: automatic split",
+                     group_name=f"{where} groups")
     num_classes = int(codes.max()) + 1 if codes.size else 0
     names = tuple(str(c) for c in range(num_classes))
+    if class_names is not None:
+        names = _label_names(class_names, num_classes, where)
     labels = {s: codes[splits == s] for s in SPLITS}
-    return _standardised(X.astype(np.float64), labels, splits, names, source=source, what=where)
+    return _standardised(X.astype(np.float64), labels, splits, names, source=source, what=where,
+                         automatic=split is None, impute=impute, groups=groups)
+
+
+def _label_names(given: Any, num_classes: int, where: str) -> tuple[str, ...]:
+    """The file's names of the classes ``0 .. C-1``: one per class, no duplicate."""
+    names = [str(n) for n in np.asarray(given).ravel().tolist()]
+    if len(names) < num_classes:
+        raise ValueError(f"{where}: label_names holds {len(names)} name(s) but y has classes "
+                         f"0..{num_classes - 1}; store one name per class")
+    seen = [n for i, n in enumerate(names) if n in names[:i]]
+    if seen:
+        raise ValueError(f"{where}: label_names has the duplicate name(s) {sorted(set(seen))}; "
+                         f"give every class its own name")
+    return tuple(names[:num_classes])
 
 
 def _standardised(X: np.ndarray, labels: dict[str, np.ndarray], splits: np.ndarray,
-                  names: tuple[str, ...], *, source: str, what: str) -> StudyData:
-    _check_classes(labels, names, what)
-    scaled = _standardise(X, splits)
+                  names: tuple[str, ...], *, source: str, what: str,
+                  automatic: bool = False, impute: str | None = None,
+                  groups: np.ndarray | None = None) -> StudyData:
+    _check_classes(labels, names, what, automatic)
+    scaled = _standardise(X, splits, impute, what)
     return StudyData(images={s: torch.from_numpy(scaled[splits == s]) for s in SPLITS},
                      labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
-                     class_names=names, source=source)
+                     class_names=names, source=source,
+                     groups=None if groups is None else {s: groups[splits == s] for s in SPLITS})
 
 
 def auto_split(codes: np.ndarray, seed: int, *, groups: np.ndarray | None = None,
-               where: str = "data") -> np.ndarray:
-    """A seeded 70/10/20 train/val/test split, stratified by class.
+               where: str = "data",
+               fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> np.ndarray:
+    """A seeded train/val/test split (``fractions``, 70/10/20 by default), stratified by class.
 
     With ``groups`` whole groups are assigned: each group goes with its most frequent class, the
     groups of each class are shuffled and dealt to test, then val, until each holds its share
@@ -611,12 +860,13 @@ def auto_split(codes: np.ndarray, seed: int, *, groups: np.ndarray | None = None
     two splits, and every class is in every split.
     """
     generator = _generator(seed, _SPLIT_KEY)
+    share = dict(zip(SPLITS, fractions, strict=True))
     splits = np.empty(len(codes), dtype=object)
     if groups is None:
         for cls in np.unique(codes):
             members = generator.permutation(np.flatnonzero(codes == cls))
-            n_test = max(1, round(_AUTO_SPLIT["test"] * len(members)))
-            n_val = max(1, round(_AUTO_SPLIT["val"] * len(members)))
+            n_test = max(1, round(share["test"] * len(members)))
+            n_val = max(1, round(share["val"] * len(members)))
             splits[members[:n_test]] = "test"
             splits[members[n_test:n_test + n_val]] = "val"
             splits[members[n_test + n_val:]] = "train"
@@ -630,12 +880,13 @@ def auto_split(codes: np.ndarray, seed: int, *, groups: np.ndarray | None = None
         if len(members) < 3:
             raise ValueError(f"{where}: class {cls} is the main class of only {len(members)} "
                              f"group(s); a split by group needs at least 3 per class (one each "
-                             f"for train, val and test). Give a split column instead")
+                             f"for train, val and test). Give a split column instead "
+                             f"(--split-col)")
         members = members[generator.permutation(len(members))]
         total = int(sizes[members].sum())
         position = 0
         for split in ("test", "val"):
-            target, taken = _AUTO_SPLIT[split] * total, 0
+            target, taken = share[split] * total, 0
             while position < len(members) - 1 and (taken == 0 or taken < target):
                 group = members[position]
                 assigned[group] = split
@@ -658,6 +909,8 @@ def load_study_data(
     group_col: str | None = None,
     image_size: int = 28,
     seed: int = 0,
+    fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+    impute: str | None = None,
 ) -> StudyData:
     """Load the study's data from exactly one of ``dataset``, ``data``, ``csv`` or ``table``."""
     given = [name for name, value in (("dataset", dataset), ("data", data), ("csv", csv),
@@ -666,15 +919,16 @@ def load_study_data(
         raise ValueError(f"pass only one of dataset, data, csv and table, but got {given}")
     if csv is not None:
         return load_csv(csv, image_col=image_col, label_col=label_col, split_col=split_col,
-                        group_col=group_col, image_size=image_size, seed=seed)
+                        group_col=group_col, image_size=image_size, seed=seed,
+                        fractions=fractions)
     if table is not None:
         return load_table(table, label_col=label_col, split_col=split_col, group_col=group_col,
-                          seed=seed)
+                          seed=seed, fractions=fractions, impute=impute)
     if data is not None:
         if not Path(data).is_file():
             raise FileNotFoundError(f"data={str(data)!r} does not exist; pass the path of a .npz "
                                     f"file in the MedMNIST layout (or with arrays X and y)")
-        return load_npz(Path(data), seed=seed)
+        return load_npz(Path(data), seed=seed, fractions=fractions, impute=impute)
     name = "retinamnist" if dataset is None else dataset
     if name.lower() not in SHIPPED_DATASETS:
         raise ValueError(f"dataset={name!r} is not a shipped data set; choose one of "
@@ -767,19 +1021,42 @@ def _check_targets(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarr
         missing = [names[j] for j in np.flatnonzero(counts == 0)]
         if missing:
             raise ValueError(
-                f"{where}: the {split} split has no positive of label(s) {_shown(missing)}, so "
-                f"their AUROC, AUPRC and F1 are undefined there; every label needs positives in "
-                f"every split (a label needs at least 3 positive groups for the automatic "
-                f"split). Drop those labels or give a split column that places them")
+                f"{where}: the {split} split has no positive of label(s) "
+                f"{', '.join(missing)} ({len(missing)} in all), so their AUROC, AUPRC and F1 are undefined there; every label needs "
+                f"positives in every split (a label needs at least 3 positive groups for the "
+                f"automatic split). Pass --min-positives 1 (or more) to drop such labels, drop "
+                f"them yourself, or give a split column that places them")
         full = [names[j] for j in np.flatnonzero(counts == int((splits == split).sum()))]
         if split == "train" and full:
             raise ValueError(f"{where}: label(s) {_shown(full)} are positive on every train row; "
                              f"a label needs negatives to be learned. Drop those labels")
 
 
+def _drop_rare_labels(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarray,
+                      k: int, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``targets`` without the labels that have fewer than ``k`` positives in some split (a
+    notice names them all); fewer than two labels left is an error."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"--min-positives should be an integer >= 1, but got {k!r}")
+    fewest = np.min([targets[splits == s].sum(axis=0) for s in SPLITS], axis=0)
+    drop = np.flatnonzero(fewest < k)
+    if not drop.size:
+        return targets, names
+    keep = np.flatnonzero(fewest >= k)
+    dropped = [names[j] for j in drop]
+    if keep.size < 2:
+        raise ValueError(f"{where}: --min-positives {k} would drop {len(dropped)} of "
+                         f"{len(names)} labels ({dropped}), leaving {keep.size}; a multi-label "
+                         f"study needs at least 2. Pass a smaller --min-positives")
+    _notice(f"{where}: --min-positives {k} dropped {len(dropped)} label(s) with fewer than {k} "
+            f"positive(s) in some split: {dropped}")
+    return targets[:, keep], tuple(names[j] for j in keep)
+
+
 def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
               split: np.ndarray | None, groups: np.ndarray | None, seed: int, source: str,
-              where: str) -> MultiLabelData:
+              where: str, impute: str | None = None,
+              min_positives: int | None = None) -> MultiLabelData:
     """Check, split (when no split is given) and standardise with the train statistics."""
     X = _feature_matrix(X, where)
     if X.shape[1] == 0:
@@ -787,7 +1064,7 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
     if len(X) != len(targets):
         raise ValueError(f"{where}: {len(X)} rows of features but {len(targets)} rows of labels; "
                          f"they must match")
-    check_finite_features(X, where)
+    check_finite_features(X, where, impute)
     if groups is not None:
         groups = np.asarray(groups).astype(str)
         if groups.shape != (len(X),):
@@ -801,8 +1078,12 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
         _check_split(splits, groups, split_name=f"{where}: split", group_name=f"{where} groups")
     else:
         splits = grouped_multilabel_split(targets, groups=groups, seed=seed)
+        _check_split(splits, groups, split_name=f"{where}: automatic split",
+                     group_name=f"{where} groups")
+    if min_positives is not None:
+        targets, names = _drop_rare_labels(targets, names, splits, min_positives, where)
     _check_targets(targets, names, splits, where)
-    scaled = _standardise(X.astype(np.float64), splits)
+    scaled = _standardise(X.astype(np.float64), splits, impute, where)
     dense = targets.astype(np.float32)
     return MultiLabelData(
         features={s: torch.from_numpy(scaled[splits == s]) for s in SPLITS},
@@ -818,7 +1099,7 @@ def _encode(labels, where: str, names=None) -> tuple[np.ndarray, tuple[str, ...]
 
 
 def semisynthetic_chestxray14(*, samples: int = 8000, features: int = 32,
-                              seed: int = 0) -> MultiLabelData:
+                              seed: int = 0, min_positives: int | None = None) -> MultiLabelData:
     r"""Semi-synthetic multi-label data: real ChestX-ray14 label rows, generated features.
 
     Whole patients of the shipped NIH ChestX-ray14 table (``balancer/data``) are drawn in a
@@ -866,10 +1147,13 @@ def semisynthetic_chestxray14(*, samples: int = 8000, features: int = 32,
               f"{len(take)} patients (NIH table, balancer/data), features generated from the "
               f"labels (seed {seed}, {features} features); not real image data")
     return _assemble(X, targets, names, split=None, groups=patients[rows].astype(str),
-                     seed=seed, source=source, where="semi-synthetic ChestX-ray14")
+                     seed=seed, source=source, where="semi-synthetic ChestX-ray14",
+                     min_positives=min_positives)
 
 
-def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0) -> MultiLabelData:
+def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
+                        impute: str | None = None,
+                        min_positives: int | None = None) -> MultiLabelData:
     """A ``.npz`` with ``X`` ``(N, F)`` numbers and ``Y`` ``(N, L)`` 0/1; optionally ``names``
     (``L`` label names), ``groups`` (one id per row) and ``split`` (train/val/test per row)."""
     arrays = _read_npz(Path(path), "data")
@@ -884,17 +1168,24 @@ def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0) -> MultiLabel
         raise ValueError(f"{where}: Y should be an (N, L) 0/1 matrix, but got shape {Y.shape}; "
                          f"store one column per label")
     names = arrays["names"].astype(str).tolist() if "names" in arrays else None
+    if names is not None and _duplicates(names):
+        raise ValueError(f"{where}: the array 'names' has the duplicate label name(s) "
+                         f"{_duplicates(names)}; give every label (column of Y) its own name")
     targets, label_names = _encode(Y, f"{where} Y", names=names)
     return _assemble(arrays["X"], targets, label_names, split=arrays.get("split"),
                      groups=arrays.get("groups"), seed=seed,
-                     source=f"{path} (npz, X/Y, {targets.shape[1]} labels)", where=where)
+                     source=f"{path} (npz, X/Y, {targets.shape[1]} labels)", where=where,
+                     impute=impute, min_positives=min_positives)
 
 
 def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
                           label_col: str | None = None, split_col: str = "split",
-                          group_col: str | None = None, seed: int = 0) -> MultiLabelData:
+                          group_col: str | None = None, seed: int = 0,
+                          impute: str | None = None,
+                          min_positives: int | None = None) -> MultiLabelData:
     """A CSV table: labels in several 0/1 columns (``label_cols``) or in one column of
-    ``|``-separated findings (``label_col``; ``No Finding`` or empty is the empty set); every
+    ``|``-separated findings (``label_col``; ``No Finding`` is the empty set, an empty cell an
+    error); every
     other column but ``split_col`` and ``group_col`` is a feature (text one-hot encoded)."""
     file = Path(path)
     if not file.is_file():
@@ -904,6 +1195,9 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
         raise ValueError("a multi-label table needs its labels: pass --label-cols A,B,C (0/1 "
                          "columns) or --label-col NAME (one '|'-separated column), exactly one")
     frame = _read_table(path, "table", _TABLE)
+    if label_cols is not None and _duplicates(label_cols):
+        raise ValueError(f"--label-cols {','.join(label_cols)} names the column(s) "
+                         f"{_duplicates(label_cols)} more than once; list each label column once")
     wanted = list(label_cols) if label_cols is not None else [label_col]
     absent = [c for c in wanted if c not in frame.columns]
     if absent:
@@ -921,18 +1215,26 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
                              f"give every row 0 or 1")
         targets, names = _encode(frame[list(label_cols)], where)
     else:
-        cells = frame[label_col].fillna("").astype(str).tolist()
+        empty = np.flatnonzero(frame[label_col].isna().to_numpy()
+                               | (frame[label_col].astype(str).str.strip() == "").to_numpy())
+        if empty.size:
+            raise ValueError(f"{file}: label_col={label_col!r} is empty in row "
+                             f"{_shown(empty.tolist())} ({empty.size} in all); a missing "
+                             f"finding is not 'no finding'. Write 'No Finding' for a row "
+                             f"without findings, or remove those rows")
+        cells = frame[label_col].astype(str).tolist()
         targets, names = _encode(cells, f"{where} label_col={label_col!r}")
     groups = read_groups(frame, group_col, file)
     split = frame[split_col].to_numpy() if split_col in frame.columns else None
-    features = _table_features(frame, (*wanted, split_col, group_col), file)
+    features = _table_features(frame, (*wanted, split_col, group_col), file, impute)
     return _assemble(features.to_numpy(np.float64), targets, names, split=split, groups=groups,
                      seed=seed, source=f"{file} (CSV table, {len(names)} labels, "
-                                       f"{features.shape[1]} features)", where=where)
+                                       f"{features.shape[1]} features)", where=where,
+                     impute=impute, min_positives=min_positives)
 
 
 def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
-              seed: int = 0) -> MultiLabelData:
+              seed: int = 0, min_positives: int | None = None) -> MultiLabelData:
     """An ARFF file (``.arff`` or ``.arff.gz``) in MULAN's layout: the nominal attributes with
     values ``{0, 1}`` are the labels (or those named by ``label_cols``), the numeric ones the
     features. Read with ``scipy.io.arff``; split automatically (no groups)."""
@@ -963,30 +1265,35 @@ def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = N
     targets, names = _encode(Y.astype(np.float32), f"data={str(path)!r}", names=list(label_cols))
     return _assemble(X, targets, names, split=None, groups=None, seed=seed,
                      source=f"{file.name} (ARFF, {len(names)} labels, {len(feature_cols)} "
-                            f"features)", where=f"data={str(path)!r}")
+                            f"features)", where=f"data={str(path)!r}",
+                     min_positives=min_positives)
 
 
 def load_multilabel_data(*, data: str | None = None, table: str | None = None,
                          label_cols: tuple[str, ...] | None = None, label_col: str | None = None,
                          split_col: str = "split", group_col: str | None = None,
-                         samples: int = 8000, seed: int = 0) -> MultiLabelData:
+                         samples: int = 8000, seed: int = 0,
+                         impute: str | None = None,
+                         min_positives: int | None = None) -> MultiLabelData:
     """The study's data from ``data`` (``.npz`` or ``.arff[.gz]``), ``table`` (CSV) or, with
     neither, the semi-synthetic ChestX-ray14 set."""
     if data is not None and table is not None:
         raise ValueError("pass only one of data and table")
+    _check_impute(impute)
     if data is not None:
         if not Path(data).is_file():
             raise FileNotFoundError(f"data={str(data)!r} does not exist; pass a .npz file with "
                                     f"X and Y, or an .arff file")
         name = Path(data).name.lower()
         if name.endswith((".arff", ".arff.gz")):
-            return load_arff(data, label_cols=label_cols, seed=seed)
+            return load_arff(data, label_cols=label_cols, seed=seed, min_positives=min_positives)
         if label_cols is not None:
             raise ValueError(f"label_cols applies to a CSV table or an ARFF file, not to "
                              f"data={str(data)!r} (an .npz holds its labels as Y); remove "
                              f"--label-cols")
-        return load_multilabel_npz(data, seed=seed)
+        return load_multilabel_npz(data, seed=seed, impute=impute, min_positives=min_positives)
     if table is not None:
         return load_multilabel_table(table, label_cols=label_cols, label_col=label_col,
-                                     split_col=split_col, group_col=group_col, seed=seed)
-    return semisynthetic_chestxray14(samples=samples, seed=seed)
+                                     split_col=split_col, group_col=group_col, seed=seed,
+                                     impute=impute, min_positives=min_positives)
+    return semisynthetic_chestxray14(samples=samples, seed=seed, min_positives=min_positives)

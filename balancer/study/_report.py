@@ -381,7 +381,11 @@ _NOT_SETTINGS = {"dataset", "data", "csv", "table", "group_col", "image_col", "l
 def _settings_lines(config: StudyConfig) -> list[str]:
     """Every training setting of ``config`` (a strategy's own ones included), in field order."""
     keys = [field.name for field in dataclasses.fields(config) if field.name not in _NOT_SETTINGS]
-    return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
+    notes = {"impute": "missing feature values filled with the train split's statistic only; "
+                       "val and test use the train one" if getattr(config, "impute", None)
+             else "missing feature values are refused"}
+    return [f"- `{key}` = `{getattr(config, key)}`"
+            + (f" ({notes[key]})" if key in notes else "") for key in keys]
 
 
 def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyConfig,

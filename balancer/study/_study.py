@@ -73,7 +73,8 @@ def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | Mul
     data = load_study_data(dataset=config.dataset, data=config.data, csv=config.csv,
                            table=config.table, image_col=config.image_col,
                            label_col=config.label_col, split_col=config.split_col,
-                           group_col=config.group_col, image_size=config.image_size)
+                           group_col=config.group_col, image_size=config.image_size,
+                           fractions=config.split, impute=config.impute)
     if config.train_limit is not None:
         data = _limit_train(data, config.train_limit)
     if len(data.labels["train"]) < config.batch_size:
@@ -262,7 +263,8 @@ def _prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
     data = load_multilabel_data(data=config.data, table=config.table,
                                 label_cols=config.label_cols, label_col=config.label_col,
                                 split_col=config.split_col, group_col=config.group_col,
-                                samples=config.samples)
+                                samples=config.samples, impute=config.impute,
+                                min_positives=config.min_positives)
     train = len(data.targets["train"])
     if train < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
