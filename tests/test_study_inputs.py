@@ -322,3 +322,29 @@ def test_cli_errors_name_the_flag_not_the_config_field():
     untouched = ("num_samples=3 and state['epoch']=2 and x.epochs=1 and my-seeds=1 and "
                  "unknown_field=1")
     assert as_flags(untouched, study) == untouched
+
+
+def test_a_mistyped_flag_suggests_the_closest_one(capsys):
+    with pytest.raises(SystemExit):
+        main(["study", "--epohcs", "3"])
+    err = capsys.readouterr().err
+    assert "did you mean --epochs (for --epohcs)?" in err
+
+
+def test_help_text_states_the_defaults(capsys):
+    """The description names what the default --select keeps, and every "(default: X)" the
+    help states in words is the option's default."""
+    from balancer.__main__ import build_parser
+    from balancer.study._cli import _SELECT_TEXT
+
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    study = build_parser()._subparsers._group_actions[0].choices["study"]
+    select = next(a for a in study._actions if a.dest == "select")
+    assert f"keep each run's {_SELECT_TEXT[select.default]} (--select)" in text
+    assert "select on validation" not in text
+    for action in study._actions:
+        stated = re.search(r"\(default: ([\w.\-]+)\)", action.help or "")
+        if stated and action.default is not None:
+            assert stated.group(1) == str(action.default), action.dest

@@ -50,6 +50,11 @@ _APPLIES = {
 }
 
 
+# What --select keeps, in the words of the help text (the description names the default's).
+_SELECT_TEXT = {"last": "final weights",
+                "best": "weights of the epoch with the highest validation balanced accuracy"}
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
@@ -89,9 +94,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     """Add the ``study`` command and every option of both studies to ``subparsers``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "study", help="compare weighting and resampling strategies on one data set",
-        description="Train the same small CNN under several imbalance strategies and seeds, with "
-                    "the same number of optimizer steps each; select on validation, report test "
-                    "metrics (CSV, Markdown, plots, config JSON) in a run folder.",
+        description="Train the same small model (a CNN on images, an MLP on --table data) under "
+                    "several imbalance strategies and seeds, with the same number of optimizer "
+                    f"steps each; keep each run's {_SELECT_TEXT[_DEFAULTS.select]} (--select), "
+                    "report test metrics (CSV, Markdown, plots, config JSON) in a run folder.",
         formatter_class=_HelpFormatter)
     data = parser.add_argument_group("data (at most one of --dataset, --data, --csv, --table)")
     source = data.add_mutually_exclusive_group()
@@ -166,7 +172,7 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                      default=_DEFAULTS.finetune_freeze,
                      help="freeze the backbone in balanced+finetune's fine-tune phase")
     run.add_argument("--select", choices=("best", "last"), default=_DEFAULTS.select,
-                     help="last: final weights; best: highest validation balanced accuracy")
+                     help="; ".join(f"{key}: {text}" for key, text in _SELECT_TEXT.items()))
     run.add_argument("--augment", action=argparse.BooleanOptionalAction,
                      default=_DEFAULTS.augment,
                      help="random shifts of up to 2 pixels and horizontal flips in training")
