@@ -165,7 +165,8 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                           "no test label (seeds default to 100,101)")
     run.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
                      help="train this many runs at once in parallel processes (one torch "
-                          "thread each by default); the results are those of --jobs 1")
+                          "thread each by default); the results are those of --jobs 1 (with or "
+                          "without --multilabel)")
     run.add_argument("--drw-beta", type=_finite, default=_DEFAULTS.drw_beta,
                      help="ldam-drw's beta of the deferred class-balanced weights")
     run.add_argument("--finetune-freeze", action=argparse.BooleanOptionalAction,
@@ -205,7 +206,8 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--resume", action="store_true",
                      help="continue the study in --out: train only the runs it does not hold")
     run.add_argument("--no-progress", action="store_true",
-                     help="no progress bars (they are off anyway when stderr is not a terminal)")
+                     help="no progress bars, and no line per finished run (printed instead of "
+                          "the bars when stderr is not a terminal)")
     _add_multilabel_options(parser)  # --multilabel and the options only it reads
     parser.set_defaults(handler=study, parser=parser)
     return parser
@@ -294,15 +296,24 @@ def _default_out(config: StudyConfig | MultiLabelStudyConfig, name: str | None =
     return default_out(name, quick=config.quick)
 
 
-def _run(config: StudyConfig | MultiLabelStudyConfig, data, folder, command: str):
+def _print_run(strategy: str, seed: int, seconds: float) -> None:
+    # Where no progress bar shows (stderr is not a terminal), one line per finished run, so a
+    # redirected or piped study is not silent for hours.
+    print(f"finished {strategy} seed {seed} in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def _run(config: StudyConfig | MultiLabelStudyConfig, data, folder, command: str,
+         no_progress: bool = False):
     """Run the study of ``config`` (either task) in its prepared ``folder``, write its report
-    and print the main table; return the results."""
+    and print the main table; return the results. Without progress bars (and unless
+    ``no_progress``), print a line per finished run."""
     from balancer.study._report import format_multilabel_table, format_table, write_outputs
     from balancer.study._study import run_study
 
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
-    results = run_study(config, data, folder=folder)
+    results = run_study(config, data, folder=folder,
+                        on_run=None if config.progress or no_progress else _print_run)
     paths = write_outputs(results, config, folder.path, command=command)
     table = (format_multilabel_table if isinstance(config, MultiLabelStudyConfig)
              else format_table)
@@ -365,7 +376,8 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         usage_error(parser, error)
     per_dataset = {}
     for name, config in configs.items():
-        per_dataset[name or "retinamnist"] = _run(config, data[name], folders[name], command)
+        per_dataset[name or "retinamnist"] = _run(config, data[name], folders[name], command,
+                                                  no_progress=args.no_progress)
     if len(names) > 1:
         across = write_across(per_dataset, first, out, command=command)
         print(f"Across data sets: {across['across.md']}")
@@ -400,7 +412,7 @@ _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest")
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
            "finetune_freeze", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads")
+           "threads", "jobs")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {
@@ -422,7 +434,6 @@ _NOT_HERE = {
     "threshold": "the multi-label study chooses per-label thresholds on validation",
     "tune": "the tuning mode covers the single-label strategies only",
     "tuned": "tuning records hold settings of the single-label strategies only",
-    "jobs": "the multi-label study trains its runs in one process",
 }
 
 
@@ -551,5 +562,5 @@ def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
                              resume=args.resume)
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
         usage_error(parser, error)
-    _run(config, data, folder, command)
+    _run(config, data, folder, command, no_progress=args.no_progress)
     return 0

@@ -175,6 +175,20 @@ class SharedSettings:
                              f"it must be one of the strategies run, {list(self.strategies)}; "
                              f"pass one of those or add it to strategies")
 
+    def _validate_jobs(self) -> None:
+        """The checks of ``jobs``: whole runs in parallel CPU processes, at most one per CPU."""
+        self.jobs = check_int("jobs", self.jobs, minimum=1,
+                              fix="pass the number of runs to train in parallel processes, "
+                                  "e.g. --jobs 2 on two cores")
+        cpus = _usable_cpus()
+        if self.jobs > max(cpus, 2):  # 2 always: a one-core machine may still test --jobs 2
+            raise ValueError(f"jobs={self.jobs} would start {self.jobs} training processes on a "
+                             f"machine with {cpus} usable CPU(s); pass --jobs {max(cpus, 2)} "
+                             f"or fewer (each process trains one run at a time)")
+        if self.jobs > 1 and self.device != "cpu":
+            raise ValueError(f"jobs={self.jobs} trains runs in parallel CPU processes, but "
+                             f"device={self.device!r}; pass --jobs 1 on a GPU")
+
     def _validate_device(self) -> None:
         """The check of ``device``, last: the other settings' errors say more."""
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -326,17 +340,7 @@ class StudyConfig(SharedSettings):
                                           maximum=self.epochs,
                                           fix=f"it must lie in [0, epochs={self.epochs}]"))
         check_phases(self, STRATEGIES)
-        self.jobs = check_int("jobs", self.jobs, minimum=1,
-                              fix="pass the number of runs to train in parallel processes, "
-                                  "e.g. --jobs 2 on two cores")
-        cpus = _usable_cpus()
-        if self.jobs > max(cpus, 2):  # 2 always: a one-core machine may still test --jobs 2
-            raise ValueError(f"jobs={self.jobs} would start {self.jobs} training processes on a "
-                             f"machine with {cpus} usable CPU(s); pass --jobs {max(cpus, 2)} "
-                             f"or fewer (each process trains one run at a time)")
-        if self.jobs > 1 and self.device != "cpu":
-            raise ValueError(f"jobs={self.jobs} trains runs in parallel CPU processes, but "
-                             f"device={self.device!r}; pass --jobs 1 on a GPU")
+        self._validate_jobs()
         self.ece_bins = check_int("ece_bins", self.ece_bins, minimum=1,
                                   fix="pass the number of calibration bins, e.g. 15")
         self.image_size = check_int("image_size", self.image_size, minimum=8,
@@ -463,6 +467,8 @@ class MultiLabelStudyConfig(SharedSettings):
         select: ``"last"`` (final weights) or ``"best"`` (highest validation macro AUPRC).
         reference, bootstrap: the row of the paired statistics, and its bootstrap replicates.
         rarest: how many of the rarest labels (by train positives) the report lists.
+        jobs: train this many runs at once in spawned processes (CPU only), as in the
+            single-label study: the results are those of ``jobs=1``.
     """
 
     data: str | None = None
@@ -498,6 +504,7 @@ class MultiLabelStudyConfig(SharedSettings):
     quick: bool = False
     progress: bool = True
     multilabel: bool = True  # marks the saved settings as a multi-label study's
+    jobs: int = 1
 
     task: ClassVar[str] = "multi"
     _selected_by: ClassVar[str] = "validation macro AUPRC"
@@ -517,6 +524,7 @@ class MultiLabelStudyConfig(SharedSettings):
                                          maximum=self.epochs,
                                          fix=f"it must lie in [0, epochs={self.epochs}]")
         check_phases(self, ML_STRATEGIES)
+        self._validate_jobs()
         self.samples = check_int("samples", self.samples, minimum=500,
                                  fix="the semi-synthetic set needs at least 500 rows so that "
                                      "rare findings reach every split, e.g. 8000")
