@@ -384,6 +384,20 @@ def _settings_lines(config: StudyConfig) -> list[str]:
     return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
 
 
+def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
+    """The model this study trained (as ``default_model`` builds it), in words: a table's MLP
+    is not the images' CNN, and ``augment`` means nothing for features."""
+    if info.get("tabular"):
+        return (f"An MLP of two hidden layers of {4 * config.width} units (4 x width = "
+                f"{config.width}; batch norm, ReLU) on the standardised features; no "
+                f"augmentation (it applies to images only, so `augment` has no effect here).")
+    augmented = ("random shifts of up to 2 pixels and horizontal flips in training"
+                 if config.augment else "no augmentation")
+    return (f"A small CNN: three 3x3 conv blocks of {config.width}, {2 * config.width} and "
+            f"{4 * config.width} channels (batch norm, ReLU), global pooling and a linear head; "
+            f"{augmented}.")
+
+
 def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyConfig,
                   out: str | Path, *, command: str,
                   info: dict[str, Any] | None = None) -> dict[str, Path]:
@@ -502,6 +516,8 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         f"**Fairness rule.** {FAIRNESS_RULE} Here: {config.epochs} x "
         f"ceil({sum(counts['train'])} / {config.batch_size}) = "
         f"{config.epochs * -(-sum(counts['train']) // config.batch_size)} steps per run.",
+        "",
+        f"**Model.** {_model_text(config, info)}",
         "",
         "**Model selection.** " + (
             "After every epoch the model is evaluated on the validation split; the weights with "

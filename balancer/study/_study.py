@@ -234,8 +234,8 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         A DataFrame with columns ``strategy, seed, split, metric, value``: the test metrics
         (``split="test"``), the same metrics on validation (``"val"``) and the run's
         ``selected_epoch``, ``steps`` and ``seconds`` (``"run"``). ``attrs`` holds
-        ``class_names``, ``source``, ``counts`` (per split), ``dataset_key``, ``seconds`` and
-        ``predictions`` (:class:`Predictions`).
+        ``class_names``, ``source``, ``tabular`` (the model is the MLP), ``counts`` (per split),
+        ``dataset_key``, ``seconds`` and ``predictions`` (:class:`Predictions`).
     """
     from balancer.study._train import train_and_evaluate
 
@@ -271,7 +271,7 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
     key = (config.dataset or ("retinamnist" if all(
         getattr(config, n) is None for n in ("data", "csv", "table")) else None))
     results.attrs.update(
-        class_names=list(data.class_names), source=data.source,
+        class_names=list(data.class_names), source=data.source, tabular=data.tabular,
         counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
         dataset_key=key.lower() if key else None, seconds=time.perf_counter() - start,
         predictions=Predictions(labels, probs))
