@@ -348,3 +348,39 @@ def test_help_text_states_the_defaults(capsys):
         stated = re.search(r"\(default: ([\w.\-]+)\)", action.help or "")
         if stated and action.default is not None:
             assert stated.group(1) == str(action.default), action.dest
+
+
+@pytest.mark.parametrize(("strategy", "flag"), [
+    ("balanced+finetune", "--finetune-epochs"), ("ldam-drw", "--drw-epochs"),
+    ("drs", "--drs-epochs"), ("crt", "--crt-epochs"),
+])
+def test_a_phase_that_covers_the_whole_run_is_refused_like_zero(strategy, flag, capsys,
+                                                                no_training):
+    """--epochs 3 --drs-epochs 3 never changes phase: drs would train as balanced under its
+    own name, as silently as a phase of 0 would (which is refused)."""
+    err = _cli_error(["--quick", "--strategies", f"plain,{strategy}", "--epochs", "3", flag,
+                      "3"], capsys)
+    assert err.splitlines()[0].startswith(
+        f"balancer study: error: {flag} 3 equals --epochs 3: {strategy}'s phase would cover "
+        f"the whole run")
+    assert f"pass {flag} below 3" in err
+
+
+def test_a_multilabel_finetune_phase_that_covers_the_whole_run_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["study", "--multilabel", "--quick", "--epochs", "2", "--finetune-epochs", "2",
+              "--out", "/nonexistent/never-written"])
+    assert "--finetune-epochs 2 equals --epochs 2" in capsys.readouterr().err
+
+
+def test_the_report_names_rows_whose_capped_phase_covers_the_whole_run():
+    """--quick (2 epochs) caps drs's and crt's default phase of 3 at 2: the report says those
+    rows never change phase, rather than showing them as their strategy silently."""
+    from balancer.study._report import _whole_run_lines
+
+    config = StudyConfig(quick=True, epochs=2, finetune_epochs=1, drw_epochs=1, progress=False,
+                         dataset="breastmnist")
+    text = " ".join(_whole_run_lines(config))
+    assert "`drs` (`drs_epochs` = 2)" in text and "`crt` (`crt_epochs` = 2)" in text
+    assert "balanced+finetune" not in text
+    assert _whole_run_lines(StudyConfig(epochs=12, progress=False, dataset="breastmnist")) == []

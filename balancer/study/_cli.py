@@ -35,7 +35,14 @@ from typing import NoReturn
 
 # Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
 # matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
-from balancer.study._config import ML_QUICK, QUICK, TUNE_SEEDS, MultiLabelStudyConfig, StudyConfig
+from balancer.study._config import (
+    ML_QUICK,
+    QUICK,
+    TUNE_SEEDS,
+    MultiLabelStudyConfig,
+    StudyConfig,
+    whole_run_phases,
+)
 from balancer.study._strategies import ML_STRATEGIES, POSTHOC_ROWS, SETTINGS, STRATEGIES, TUNABLE
 
 __all__ = ["add_study_parser", "as_flags", "study", "usage_error"]
@@ -246,7 +253,7 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
     columns = {key: getattr(args, key) if getattr(args, key) is not None
                else getattr(_DEFAULTS, key)
                for key in ("image_col", "label_col", "split_col", "group_col", "image_size")}
-    return StudyConfig(
+    config = StudyConfig(
         dataset=dataset or args.dataset, data=args.data, csv=args.csv, table=args.table,
         **columns,
         strategies=args.strategies if args.strategies is not None else tuple(STRATEGIES),
@@ -259,6 +266,23 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         threads=args.threads, quick=args.quick,
         # Progress bars only on a terminal: redirected to a file they are noise.
         progress=not args.no_progress and sys.stderr.isatty(), **chosen)
+    _refuse_whole_run_phases(config, STRATEGIES,
+                             {field for field in SETTINGS if getattr(args, field) is not None})
+    return config
+
+
+def _refuse_whole_run_phases(config: StudyConfig | MultiLabelStudyConfig, strategies: dict,
+                             given: set[str]) -> None:
+    """A phase length the user gave that lasts the whole run trains the strategy as another,
+    single-phase one under its own name (as a phase of 0 would): refused, like 0."""
+    for strategy, field in whole_run_phases(config, strategies):
+        if field in given:
+            flag = _flag(field)
+            raise ValueError(f"{flag} {getattr(config, field)} equals --epochs {config.epochs}: "
+                             f"{strategy}'s phase would cover the whole run, so it would never "
+                             f"change phase and train as a single-phase strategy under its own "
+                             f"name; pass {flag} below {config.epochs} (and 1 or more), or "
+                             f"leave {strategy} out of --strategies")
 
 
 def _check_tune(args: argparse.Namespace, names: list[str | None],
@@ -540,9 +564,11 @@ def _multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelS
     if (args.data is not None or args.table is not None) and "samples" in settings:
         raise ValueError("--synthetic-samples sizes the default semi-synthetic set; remove it "
                          "when passing --data or --table")
-    return MultiLabelStudyConfig(quick=bool(args.quick),
-                                 progress=not args.no_progress and sys.stderr.isatty(),
-                                 **settings)
+    config = MultiLabelStudyConfig(quick=bool(args.quick),
+                                   progress=not args.no_progress and sys.stderr.isatty(),
+                                   **settings)
+    _refuse_whole_run_phases(config, ML_STRATEGIES, given)
+    return config
 
 
 def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,

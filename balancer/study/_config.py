@@ -116,6 +116,16 @@ def check_phases(config: Any, strategies: dict[str, Strategy]) -> None:
                              f"the strategies")
 
 
+def whole_run_phases(config: Any, strategies: dict[str, Strategy]) -> list[tuple[str, str]]:
+    """The ``(strategy, field)`` of every phased strategy of ``config`` whose phase lasts all
+    ``epochs``: it never changes phase, so it trains as a single-phase strategy under its own
+    name. A phase length given so is refused by the command line; one that a short budget
+    caps (``--quick``, or ``epochs`` below the default) is named in the report."""
+    return [(strategy, declared.phase[0]) for strategy, declared in strategies.items()
+            if declared.phase is not None and strategy in config.strategies
+            and getattr(config, declared.phase[0]) == config.epochs]
+
+
 def _usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):

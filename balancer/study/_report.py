@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from balancer.study._config import MultiLabelStudyConfig, StudyConfig
+from balancer.study._config import MultiLabelStudyConfig, StudyConfig, whole_run_phases
 from balancer.study._data import SEMISYNTHETIC
 from balancer.study._metrics import HEADLINE, ML_HEADLINE
 from balancer.study._outputs import (
@@ -384,6 +384,20 @@ def _settings_lines(config: StudyConfig) -> list[str]:
     return [f"- `{key}` = `{getattr(config, key)}`" for key in keys]
 
 
+def _whole_run_lines(config: StudyConfig) -> list[str]:
+    """Rows whose phase a short budget stretched over the whole run (``--quick``'s 2 epochs, or
+    ``epochs`` below a default phase length): they never change phase, so the row is another
+    strategy under its name, and the report says so."""
+    phased = whole_run_phases(config, STRATEGIES)
+    if not phased:
+        return []
+    rows = ", ".join(f"`{strategy}` (`{field}` = {config.epochs})" for strategy, field in phased)
+    return [f"**Phases that cover the whole run.** With `epochs` = {config.epochs}"
+            f"{' (--quick)' if config.quick else ''}, these rows never change phase, so each "
+            f"trains as a single-phase strategy under its own name (for example drs as "
+            f"balanced): {rows}. Compare them only at a budget longer than their phase.", ""]
+
+
 def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
     """The model this study trained (as ``default_model`` builds it), in words: a table's MLP
     is not the images' CNN, and ``augment`` means nothing for features."""
@@ -519,6 +533,7 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         "",
         f"**Model.** {_model_text(config, info)}",
         "",
+        *_whole_run_lines(config),
         "**Model selection.** " + (
             "After every epoch the model is evaluated on the validation split; the weights with "
             "the highest validation balanced accuracy (the latest on ties) are evaluated once on "
