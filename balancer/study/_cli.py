@@ -199,6 +199,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--ordinal", action=argparse.BooleanOptionalAction, default=None,
                      help="the classes are ordered grades: report the quadratic weighted kappa "
                           "(default: on for retinamnist, off otherwise)")
+    run.add_argument("--positive-class", default=None, metavar="NAME",
+                     help="for two classes: the class whose AUPRC and sensitivity at 95%% "
+                          "specificity are reported, by name (or index 0/1) (default: class 1, "
+                          "the second class)")
     run.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=_DEFAULTS.threads,
                      help="torch CPU threads (1 is fastest for this small CNN)")
@@ -383,6 +387,9 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
             raise ValueError(f"--threshold sets plain+threshold, a row of two-class data only, "
                              f"but {name or first.shipped_key() or 'the data'} has {classes} "
                              f"classes; remove --threshold")
+        if args.positive_class is not None:
+            for name, config in configs.items():
+                config.positive_class = _positive_index(args.positive_class, data[name])
         if args.tune:
             if out.exists() and any(out.iterdir()) and not args.overwrite:
                 raise ValueError(f"out={str(out)!r} already holds files; pass --overwrite to "
@@ -406,6 +413,22 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         across = write_across(per_dataset, first, out, command=command)
         print(f"Across data sets: {across['across.md']}")
     return 0
+
+
+def _positive_index(name: str, data) -> int:
+    """The index of the class ``name`` (a class name, or the index 0 or 1) of two-class
+    ``data``: the positive class of AUPRC and sensitivity at 95% specificity."""
+    names = [str(n) for n in data.class_names]
+    if len(names) != 2:
+        raise ValueError(f"--positive-class {name} chooses the positive class of a two-class "
+                         f"task, but the data has {len(names)} classes {names}; remove "
+                         f"--positive-class")
+    if name in names:
+        return names.index(name)
+    if name in ("0", "1"):
+        return int(name)
+    raise ValueError(f"--positive-class {name} is not a class of the data; pass one of {names} "
+                     f"(or the index 0 or 1)")
 
 
 def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
@@ -457,6 +480,7 @@ _NOT_HERE = {
     "balanced_posthoc_tau": "the multi-label study has no post-hoc rows",
     "threshold": "the multi-label study chooses per-label thresholds on validation",
     "tune": "the tuning mode covers the single-label strategies only",
+    "positive_class": "every label of a multi-label study is its own positive class",
     "tuned": "tuning records hold settings of the single-label strategies only",
 }
 

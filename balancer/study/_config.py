@@ -273,6 +273,8 @@ class StudyConfig(SharedSettings):
         jobs: train this many runs at once in spawned processes (CPU only); every run is a
             function of its seed, so the results are those of ``jobs=1``.
         ece_bins: bins of the expected calibration error.
+        positive_class: for two classes, the index of the class whose AUPRC and sensitivity at
+            95% specificity are reported (1 by default; ``--positive-class NAME``).
     """
 
     dataset: str | None = None
@@ -327,6 +329,7 @@ class StudyConfig(SharedSettings):
     ece_bins: int = 15
     quick: bool = False
     progress: bool = True
+    positive_class: int = 1
 
     task: ClassVar[str] = "single"
     _selected_by: ClassVar[str] = "validation balanced accuracy"
@@ -351,6 +354,9 @@ class StudyConfig(SharedSettings):
                                           fix=f"it must lie in [0, epochs={self.epochs}]"))
         check_phases(self, STRATEGIES)
         self._validate_jobs()
+        self.positive_class = check_int("positive_class", self.positive_class, minimum=0,
+                                        maximum=1, fix="it is the index of a two-class task's "
+                                                       "positive class, 0 or 1")
         self.ece_bins = check_int("ece_bins", self.ece_bins, minimum=1,
                                   fix="pass the number of calibration bins, e.g. 15")
         self.image_size = check_int("image_size", self.image_size, minimum=8,

@@ -549,7 +549,10 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         f"{config.ece_bins} equal-width confidence bins (Guo et al. 2017). Probabilities are the "
         f"softmax of the model's outputs (for ldam-drw, of the cosines times s = "
         f"{config.ldam_scale}; for hinge, of the raw margin scores, which are not trained to be "
-        f"probabilities, so its NLL and ECE say little).",
+        f"probabilities, so its NLL and ECE say little)."
+        + (f" AUPRC and sensitivity at 95% specificity take **{class_names[config.positive_class]}"
+           f"** (class {config.positive_class}) as the positive class (`--positive-class`)."
+           if len(class_names) == 2 else ""),
         "",
         "**Data.** Class counts per split:",
         "",

@@ -195,7 +195,8 @@ def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray
     derived, derived_probs = posthoc_rows(
         Predictions(labels, probs), train_counts, list(config.seeds), ece_bins=config.ece_bins,
         ordinal=config.is_ordinal(),
-        fixed={name: getattr(config, field) for name, (_, field) in POSTHOC.items()})
+        fixed={name: getattr(config, field) for name, (_, field) in POSTHOC.items()},
+        positive=config.positive_class)
     if derived.empty:
         return results, probs
     return pd.concat([results, derived], ignore_index=True), {**probs, **derived_probs}
