@@ -162,9 +162,13 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                 else dict(type=int if setting.field.endswith("_epochs") else _finite))
         run.add_argument(setting.flag, default=None, **kind,
                          help=f"{setting.help} {tuned.format(setting.default_text())}")
-    run.add_argument("--tuned", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--tuned", nargs="?", const=True, default=True, metavar="FILE",
                      help="use the shipped tuned settings (balancer/study/tuned/<dataset>.json) "
-                          "for the settings not given, where their budget is this run's")
+                          "for the settings not given, where their budget is this run's; with "
+                          "FILE, the tuned.json of a --tune run on this data instead (refused "
+                          "for other data or another budget) (default: on)")
+    run.add_argument("--no-tuned", dest="tuned", action="store_false",
+                     help="use no tuned settings: the library defaults")
     run.add_argument("--tune", action="store_true",
                      help="tuning mode: train every strategy's key setting on a small grid "
                           "(the same number of points and seeds for each) and choose it by "
@@ -264,7 +268,8 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         finetune_freeze=args.finetune_freeze,
         drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
-        tuned=args.tuned, jobs=args.jobs,
+        tuned=args.tuned is not False, jobs=args.jobs,
+        tuned_file=args.tuned if isinstance(args.tuned, str) else None,
         ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
         threads=args.threads, quick=args.quick,
@@ -387,6 +392,9 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
             raise ValueError(f"--threshold sets plain+threshold, a row of two-class data only, "
                              f"but {name or first.shipped_key() or 'the data'} has {classes} "
                              f"classes; remove --threshold")
+        if isinstance(args.tuned, str):
+            for prepared in data.values():
+                _check_tuned_data(args.tuned, prepared)
         if args.positive_class is not None:
             for name, config in configs.items():
                 config.positive_class = _positive_index(args.positive_class, data[name])
@@ -413,6 +421,16 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         across = write_across(per_dataset, first, out, command=command)
         print(f"Across data sets: {across['across.md']}")
     return 0
+
+
+def _check_tuned_data(path: str, data) -> None:
+    """A tuning record (``--tuned FILE``) applies only to the data it was tuned on."""
+    import json
+
+    source = json.loads(Path(path).read_text()).get("source")
+    if source != data.source:
+        raise ValueError(f"--tuned {path} was tuned on {source!r}, but this study's data is "
+                         f"{data.source!r}; pass the tuned.json of a --tune run on this data")
 
 
 def _positive_index(name: str, data) -> int:
@@ -445,8 +463,8 @@ def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
     else:  # only a shipped data set's record is read back; for other data the flags are the way
         flags = " ".join(f"--{key.replace('_', '-')} {value}"
                          for key, value in record["settings"].items())
-        print(f"Tuning record: {paths['tuned.json']}. Tuning records are read back for the "
-              f"shipped data sets only; to use these settings on this data, pass {flags}")
+        print(f"Tuning record: {paths['tuned.json']}; to use these settings on this data, pass "
+              f"{flags}, or --tuned {paths['tuned.json']} (the report then names the record)")
     return 0
 
 
@@ -516,7 +534,7 @@ def _flag(dest: str) -> str:
 
 
 # Config fields set by a flag of another name.
-_FIELD_FLAGS = {"samples": "--synthetic-samples"}
+_FIELD_FLAGS = {"samples": "--synthetic-samples", "tuned_file": "--tuned"}
 
 
 def as_flags(message: str, parser: argparse.ArgumentParser) -> str:

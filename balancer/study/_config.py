@@ -273,6 +273,9 @@ class StudyConfig(SharedSettings):
         jobs: train this many runs at once in spawned processes (CPU only); every run is a
             function of its seed, so the results are those of ``jobs=1``.
         ece_bins: bins of the expected calibration error.
+        tuned_file: a tuning record written by ``--tune`` (its ``tuned.json``) to take the key
+            settings from instead of the shipped one (``--tuned FILE``); refused where its
+            budget is not this config's.
         positive_class: for two classes, the index of the class whose AUPRC and sensitivity at
             95% specificity are reported (1 by default; ``--positive-class NAME``).
     """
@@ -330,6 +333,7 @@ class StudyConfig(SharedSettings):
     quick: bool = False
     progress: bool = True
     positive_class: int = 1
+    tuned_file: str | None = None
 
     task: ClassVar[str] = "single"
     _selected_by: ClassVar[str] = "validation balanced accuracy"
@@ -417,7 +421,18 @@ class StudyConfig(SharedSettings):
                  if getattr(self, name) is None]
         if not unset:
             return  # everything given (or resolved by an earlier validate): tuned_from stays
-        record = load_tuned(self.shipped_key()) if self.tuned and not self.quick else None
+        if self.tuned_file is not None:
+            record = json.loads(Path(self.tuned_file).read_text())
+            wrong = {key: record["budget"].get(key) for key in BUDGET
+                     if record["budget"].get(key) != getattr(self, key)}
+            if wrong:
+                raise ValueError(
+                    f"tuned_file={self.tuned_file!r} was tuned for another budget: "
+                    + ", ".join(f"{key}={value!r} there but {getattr(self, key)!r} here"
+                                for key, value in wrong.items())
+                    + "; run the study at that budget, or tune again at this one")
+        else:
+            record = load_tuned(self.shipped_key()) if self.tuned and not self.quick else None
         applies = record is not None and all(
             record["budget"].get(key) == getattr(self, key) for key in BUDGET)
         taken = dict((self.tuned_from or {}).get("settings") or {})
@@ -429,8 +444,9 @@ class StudyConfig(SharedSettings):
                 default = LIBRARY_DEFAULTS[name]
                 setattr(self, name, min(default, self.epochs) if name.endswith("_epochs")
                         else default)
+        shipped = f"balancer/study/tuned/{self.shipped_key()}.json"
         self.tuned_from = {
-            "file": f"balancer/study/tuned/{self.shipped_key()}.json" if record else None,
+            "file": (self.tuned_file or shipped) if record else None,
             "applies": bool(applies), "run": record.get("run") if record else None,
             "settings": taken}
 

@@ -254,7 +254,9 @@ def _tuned_lines(config: StudyConfig) -> list[str]:
 
     tuned = config.tuned_from or {}
     taken = tuned.get("settings") or {}
-    record = load_tuned(config.shipped_key()) if tuned.get("file") else None
+    record = (None if not tuned.get("file") else
+              json.loads(Path(config.tuned_file).read_text()) if config.tuned_file else
+              load_tuned(config.shipped_key()))
     names = [n for n in TUNABLE if n in config.strategies or "+" in n]
     if record is None or not taken:
         why = ("the data set has no shipped tuning record" if record is None else
