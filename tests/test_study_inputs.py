@@ -347,7 +347,9 @@ def test_help_text_states_the_defaults(capsys):
     for action in study._actions:
         stated = re.search(r"\(default: ([\w.\-]+)\)", action.help or "")
         if stated and action.default is not None:
-            assert stated.group(1) == str(action.default), action.dest
+            words = {True: ("True", "on"), False: ("False", "off")}
+            assert stated.group(1) in words.get(action.default, (str(action.default),)), \
+                action.dest
 
 
 @pytest.mark.parametrize(("strategy", "flag"), [
