@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import shlex
 import sys
 from collections.abc import Sequence
@@ -17,8 +18,27 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors print the one useful line first, then where to find the usage."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help' for every "
-                     f"option)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._did_you_mean(message)}\n(see "
+                     f"'{self.prog} --help' for every option)\n")
+
+    def _did_you_mean(self, message: str) -> str:
+        """For an unknown option, the closest known one (a typo is the usual cause)."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        parsers, known = [self], []
+        while parsers:  # this parser's options and its commands' (the study's flags)
+            parser = parsers.pop()
+            for action in parser._actions:
+                known += [flag for flag in action.option_strings if flag.startswith("--")]
+                if isinstance(action, argparse._SubParsersAction):
+                    parsers += action.choices.values()
+        hints = []
+        for given in message.removeprefix("unrecognized arguments: ").split():
+            name = given.split("=", 1)[0]
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if name.startswith("-") and close:
+                hints.append(f"{close[0]} (for {name})")
+        return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -322,3 +322,67 @@ def test_cli_errors_name_the_flag_not_the_config_field():
     untouched = ("num_samples=3 and state['epoch']=2 and x.epochs=1 and my-seeds=1 and "
                  "unknown_field=1")
     assert as_flags(untouched, study) == untouched
+
+
+def test_a_mistyped_flag_suggests_the_closest_one(capsys):
+    with pytest.raises(SystemExit):
+        main(["study", "--epohcs", "3"])
+    err = capsys.readouterr().err
+    assert "did you mean --epochs (for --epohcs)?" in err
+
+
+def test_help_text_states_the_defaults(capsys):
+    """The description names what the default --select keeps, and every "(default: X)" the
+    help states in words is the option's default."""
+    from balancer.__main__ import build_parser
+    from balancer.study._cli import _SELECT_TEXT
+
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    study = build_parser()._subparsers._group_actions[0].choices["study"]
+    select = next(a for a in study._actions if a.dest == "select")
+    assert f"keep each run's {_SELECT_TEXT[select.default]} (--select)" in text
+    assert "select on validation" not in text
+    for action in study._actions:
+        stated = re.search(r"\(default: ([\w.\-]+)\)", action.help or "")
+        if stated and action.default is not None:
+            words = {True: ("True", "on"), False: ("False", "off")}
+            assert stated.group(1) in words.get(action.default, (str(action.default),)), \
+                action.dest
+
+
+@pytest.mark.parametrize(("strategy", "flag"), [
+    ("balanced+finetune", "--finetune-epochs"), ("ldam-drw", "--drw-epochs"),
+    ("drs", "--drs-epochs"), ("crt", "--crt-epochs"),
+])
+def test_a_phase_that_covers_the_whole_run_is_refused_like_zero(strategy, flag, capsys,
+                                                                no_training):
+    """--epochs 3 --drs-epochs 3 never changes phase: drs would train as balanced under its
+    own name, as silently as a phase of 0 would (which is refused)."""
+    err = _cli_error(["--quick", "--strategies", f"plain,{strategy}", "--epochs", "3", flag,
+                      "3"], capsys)
+    assert err.splitlines()[0].startswith(
+        f"balancer study: error: {flag} 3 equals --epochs 3: {strategy}'s phase would cover "
+        f"the whole run")
+    assert f"pass {flag} below 3" in err
+
+
+def test_a_multilabel_finetune_phase_that_covers_the_whole_run_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["study", "--multilabel", "--quick", "--epochs", "2", "--finetune-epochs", "2",
+              "--out", "/nonexistent/never-written"])
+    assert "--finetune-epochs 2 equals --epochs 2" in capsys.readouterr().err
+
+
+def test_the_report_names_rows_whose_capped_phase_covers_the_whole_run():
+    """--quick (2 epochs) caps drs's and crt's default phase of 3 at 2: the report says those
+    rows never change phase, rather than showing them as their strategy silently."""
+    from balancer.study._report import _whole_run_lines
+
+    config = StudyConfig(quick=True, epochs=2, finetune_epochs=1, drw_epochs=1, progress=False,
+                         dataset="breastmnist")
+    text = " ".join(_whole_run_lines(config))
+    assert "`drs` (`drs_epochs` = 2)" in text and "`crt` (`crt_epochs` = 2)" in text
+    assert "balanced+finetune" not in text
+    assert _whole_run_lines(StudyConfig(epochs=12, progress=False, dataset="breastmnist")) == []

@@ -629,7 +629,7 @@ def test_every_single_label_option_is_used_or_refused_with_multilabel(tmp_path, 
                  if isinstance(action, argparse._SubParsersAction)).choices["study"]
     kept = set(_cli._SHARED) | set(_cli._ONLY_HERE) | set(_cli._RUN) | {"help"}
     refused = [action for action in study._actions if action.dest not in kept]
-    assert {"tune", "jobs", "drs_epochs", "crt_epochs", "threshold"} <= {a.dest for a in refused}
+    assert {"tune", "drs_epochs", "crt_epochs", "threshold"} <= {a.dest for a in refused}
     for action in refused:
         flag = action.option_strings[0]
         value = [] if action.nargs == 0 else [str(action.choices[0]) if action.choices else "1"]

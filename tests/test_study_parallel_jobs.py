@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from helpers.study import FAST
 
 from balancer.study import StudyConfig
@@ -15,3 +16,19 @@ def test_tune_with_jobs_2_chooses_and_scores_exactly_as_jobs_1(small_breastmnist
     parallel = tune(StudyConfig(**{**config.to_dict(), "jobs": 2}), small_breastmnist)
     assert serial["scores"] == parallel["scores"]
     assert serial["settings"] == parallel["settings"]
+
+
+def test_multilabel_study_with_jobs_2_gives_the_results_of_jobs_1(tmp_path, capsys):
+    """--jobs works with --multilabel, with the single-label semantics: whole runs in parallel
+    processes, every number that of --jobs 1 (only the run times differ)."""
+    from balancer.__main__ import main
+
+    argv = ["study", "--multilabel", "--quick", "--no-progress",
+            "--strategies", "plain,label-balanced", "--seeds", "0", "--bootstrap", "100"]
+    results = {}
+    for jobs in (1, 2):
+        assert main([*argv, "--jobs", str(jobs), "--out", str(tmp_path / str(jobs))]) == 0
+        frame = pd.read_csv(tmp_path / str(jobs) / "results.csv")
+        results[jobs] = frame[frame["metric"] != "seconds"].reset_index(drop=True)
+    capsys.readouterr()
+    pd.testing.assert_frame_equal(results[1], results[2])

@@ -35,7 +35,14 @@ from typing import NoReturn
 
 # Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
 # matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
-from balancer.study._config import ML_QUICK, QUICK, TUNE_SEEDS, MultiLabelStudyConfig, StudyConfig
+from balancer.study._config import (
+    ML_QUICK,
+    QUICK,
+    TUNE_SEEDS,
+    MultiLabelStudyConfig,
+    StudyConfig,
+    whole_run_phases,
+)
 from balancer.study._strategies import ML_STRATEGIES, POSTHOC_ROWS, SETTINGS, STRATEGIES, TUNABLE
 
 __all__ = ["add_study_parser", "as_flags", "study", "usage_error"]
@@ -49,6 +56,11 @@ _APPLIES = {
     "split_col": ("csv", "table"), "group_col": ("csv", "table"), "split": ("data", "csv", "table"),
     "impute": ("data", "table"),
 }
+
+
+# What --select keeps, in the words of the help text (the description names the default's).
+_SELECT_TEXT = {"last": "final weights",
+                "best": "weights of the epoch with the highest validation balanced accuracy"}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -90,9 +102,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     """Add the ``study`` command and every option of both studies to ``subparsers``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "study", help="compare weighting and resampling strategies on one data set",
-        description="Train the same small CNN under several imbalance strategies and seeds, with "
-                    "the same number of optimizer steps each; select on validation, report test "
-                    "metrics (CSV, Markdown, plots, config JSON) in a run folder.",
+        description="Train the same small model (a CNN on images, an MLP on --table data) under "
+                    "several imbalance strategies and seeds, with the same number of optimizer "
+                    f"steps each; keep each run's {_SELECT_TEXT[_DEFAULTS.select]} (--select), "
+                    "report test metrics (CSV, Markdown, plots, config JSON) in a run folder.",
         formatter_class=_HelpFormatter)
     data = parser.add_argument_group("data (at most one of --dataset, --data, --csv, --table)")
     source = data.add_mutually_exclusive_group()
@@ -162,9 +175,13 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                 else dict(type=int if setting.field.endswith("_epochs") else _finite))
         run.add_argument(setting.flag, default=None, **kind,
                          help=f"{setting.help} {tuned.format(setting.default_text())}")
-    run.add_argument("--tuned", action=argparse.BooleanOptionalAction, default=True,
+    run.add_argument("--tuned", nargs="?", const=True, default=True, metavar="FILE",
                      help="use the shipped tuned settings (balancer/study/tuned/<dataset>.json) "
-                          "for the settings not given, where their budget is this run's")
+                          "for the settings not given, where their budget is this run's; with "
+                          "FILE, the tuned.json of a --tune run on this data instead (refused "
+                          "for other data or another budget) (default: on)")
+    run.add_argument("--no-tuned", dest="tuned", action="store_false",
+                     help="use no tuned settings: the library defaults")
     run.add_argument("--tune", action="store_true",
                      help="tuning mode: train every strategy's key setting on a small grid "
                           "(the same number of points and seeds for each) and choose it by "
@@ -172,14 +189,15 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                           "no test label (seeds default to 100,101)")
     run.add_argument("--jobs", type=int, default=_DEFAULTS.jobs,
                      help="train this many runs at once in parallel processes (one torch "
-                          "thread each by default); the results are those of --jobs 1")
+                          "thread each by default); the results are those of --jobs 1 (with or "
+                          "without --multilabel)")
     run.add_argument("--drw-beta", type=_finite, default=_DEFAULTS.drw_beta,
                      help="ldam-drw's beta of the deferred class-balanced weights")
     run.add_argument("--finetune-freeze", action=argparse.BooleanOptionalAction,
                      default=_DEFAULTS.finetune_freeze,
                      help="freeze the backbone in balanced+finetune's fine-tune phase")
     run.add_argument("--select", choices=("best", "last"), default=_DEFAULTS.select,
-                     help="last: final weights; best: highest validation balanced accuracy")
+                     help="; ".join(f"{key}: {text}" for key, text in _SELECT_TEXT.items()))
     run.add_argument("--augment", action=argparse.BooleanOptionalAction,
                      default=_DEFAULTS.augment,
                      help="random shifts of up to 2 pixels and horizontal flips in training")
@@ -198,6 +216,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--ordinal", action=argparse.BooleanOptionalAction, default=None,
                      help="the classes are ordered grades: report the quadratic weighted kappa "
                           "(default: on for retinamnist, off otherwise)")
+    run.add_argument("--positive-class", default=None, metavar="NAME",
+                     help="for two classes: the class whose AUPRC and sensitivity at 95%% "
+                          "specificity are reported, by name (or index 0/1) (default: class 1, "
+                          "the second class)")
     run.add_argument("--device", default=_DEFAULTS.device, help="cpu, cuda or cuda:N")
     run.add_argument("--threads", type=int, default=_DEFAULTS.threads,
                      help="torch CPU threads (1 is fastest for this small CNN)")
@@ -212,7 +234,8 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--resume", action="store_true",
                      help="continue the study in --out: train only the runs it does not hold")
     run.add_argument("--no-progress", action="store_true",
-                     help="no progress bars (they are off anyway when stderr is not a terminal)")
+                     help="no progress bars, and no line per finished run (printed instead of "
+                          "the bars when stderr is not a terminal)")
     _add_multilabel_options(parser)  # --multilabel and the options only it reads
     parser.set_defaults(handler=study, parser=parser)
     return parser
@@ -252,19 +275,37 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
                else getattr(_DEFAULTS, key)
                for key in ("image_col", "label_col", "split_col", "group_col", "image_size",
                            "split", "impute")}
-    return StudyConfig(
+    config = StudyConfig(
         dataset=dataset or args.dataset, data=args.data, csv=args.csv, table=args.table,
         **columns,
         strategies=args.strategies if args.strategies is not None else tuple(STRATEGIES),
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         finetune_freeze=args.finetune_freeze,
         drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
-        tuned=args.tuned, jobs=args.jobs,
+        tuned=args.tuned is not False, jobs=args.jobs,
+        tuned_file=args.tuned if isinstance(args.tuned, str) else None,
         ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
         threads=args.threads, quick=args.quick,
         # Progress bars only on a terminal: redirected to a file they are noise.
         progress=not args.no_progress and sys.stderr.isatty(), **chosen)
+    _refuse_whole_run_phases(config, STRATEGIES,
+                             {field for field in SETTINGS if getattr(args, field) is not None})
+    return config
+
+
+def _refuse_whole_run_phases(config: StudyConfig | MultiLabelStudyConfig, strategies: dict,
+                             given: set[str]) -> None:
+    """A phase length the user gave that lasts the whole run trains the strategy as another,
+    single-phase one under its own name (as a phase of 0 would): refused, like 0."""
+    for strategy, field in whole_run_phases(config, strategies):
+        if field in given:
+            flag = _flag(field)
+            raise ValueError(f"{flag} {getattr(config, field)} equals --epochs {config.epochs}: "
+                             f"{strategy}'s phase would cover the whole run, so it would never "
+                             f"change phase and train as a single-phase strategy under its own "
+                             f"name; pass {flag} below {config.epochs} (and 1 or more), or "
+                             f"leave {strategy} out of --strategies")
 
 
 def _check_tune(args: argparse.Namespace, names: list[str | None],
@@ -302,15 +343,24 @@ def _default_out(config: StudyConfig | MultiLabelStudyConfig, name: str | None =
     return default_out(name, quick=config.quick)
 
 
-def _run(config: StudyConfig | MultiLabelStudyConfig, data, folder, command: str):
+def _print_run(strategy: str, seed: int, seconds: float) -> None:
+    # Where no progress bar shows (stderr is not a terminal), one line per finished run, so a
+    # redirected or piped study is not silent for hours.
+    print(f"finished {strategy} seed {seed} in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def _run(config: StudyConfig | MultiLabelStudyConfig, data, folder, command: str,
+         no_progress: bool = False):
     """Run the study of ``config`` (either task) in its prepared ``folder``, write its report
-    and print the main table; return the results."""
+    and print the main table; return the results. Without progress bars (and unless
+    ``no_progress``), print a line per finished run."""
     from balancer.study._report import format_multilabel_table, format_table, write_outputs
     from balancer.study._study import run_study
 
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
-    results = run_study(config, data, folder=folder)
+    results = run_study(config, data, folder=folder,
+                        on_run=None if config.progress or no_progress else _print_run)
     paths = write_outputs(results, config, folder.path, command=command)
     table = (format_multilabel_table if isinstance(config, MultiLabelStudyConfig)
              else format_table)
@@ -356,6 +406,12 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
             raise ValueError(f"--threshold sets plain+threshold, a row of two-class data only, "
                              f"but {name or first.shipped_key() or 'the data'} has {classes} "
                              f"classes; remove --threshold")
+        if isinstance(args.tuned, str):
+            for prepared in data.values():
+                _check_tuned_data(args.tuned, prepared)
+        if args.positive_class is not None:
+            for name, config in configs.items():
+                config.positive_class = _positive_index(args.positive_class, data[name])
         if args.tune:
             if out.exists() and any(out.iterdir()) and not args.overwrite:
                 raise ValueError(f"out={str(out)!r} already holds files; pass --overwrite to "
@@ -373,11 +429,38 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         usage_error(parser, error)
     per_dataset = {}
     for name, config in configs.items():
-        per_dataset[name or "retinamnist"] = _run(config, data[name], folders[name], command)
+        per_dataset[name or "retinamnist"] = _run(config, data[name], folders[name], command,
+                                                  no_progress=args.no_progress)
     if len(names) > 1:
         across = write_across(per_dataset, first, out, command=command)
         print(f"Across data sets: {across['across.md']}")
     return 0
+
+
+def _check_tuned_data(path: str, data) -> None:
+    """A tuning record (``--tuned FILE``) applies only to the data it was tuned on."""
+    import json
+
+    source = json.loads(Path(path).read_text()).get("source")
+    if source != data.source:
+        raise ValueError(f"--tuned {path} was tuned on {source!r}, but this study's data is "
+                         f"{data.source!r}; pass the tuned.json of a --tune run on this data")
+
+
+def _positive_index(name: str, data) -> int:
+    """The index of the class ``name`` (a class name, or the index 0 or 1) of two-class
+    ``data``: the positive class of AUPRC and sensitivity at 95% specificity."""
+    names = [str(n) for n in data.class_names]
+    if len(names) != 2:
+        raise ValueError(f"--positive-class {name} chooses the positive class of a two-class "
+                         f"task, but the data has {len(names)} classes {names}; remove "
+                         f"--positive-class")
+    if name in names:
+        return names.index(name)
+    if name in ("0", "1"):
+        return int(name)
+    raise ValueError(f"--positive-class {name} is not a class of the data; pass one of {names} "
+                     f"(or the index 0 or 1)")
 
 
 def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
@@ -394,8 +477,8 @@ def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
     else:  # only a shipped data set's record is read back; for other data the flags are the way
         flags = " ".join(f"--{key.replace('_', '-')} {value}"
                          for key, value in record["settings"].items())
-        print(f"Tuning record: {paths['tuned.json']}. Tuning records are read back for the "
-              f"shipped data sets only; to use these settings on this data, pass {flags}")
+        print(f"Tuning record: {paths['tuned.json']}; to use these settings on this data, pass "
+              f"{flags}, or --tuned {paths['tuned.json']} (the report then names the record)")
     return 0
 
 
@@ -408,7 +491,7 @@ _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest", "min
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
            "finetune_freeze", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads", "impute")
+           "threads", "impute", "jobs")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {
@@ -429,8 +512,8 @@ _NOT_HERE = {
     "balanced_posthoc_tau": "the multi-label study has no post-hoc rows",
     "threshold": "the multi-label study chooses per-label thresholds on validation",
     "tune": "the tuning mode covers the single-label strategies only",
+    "positive_class": "every label of a multi-label study is its own positive class",
     "tuned": "tuning records hold settings of the single-label strategies only",
-    "jobs": "the multi-label study trains its runs in one process",
 }
 
 
@@ -465,7 +548,7 @@ def _flag(dest: str) -> str:
 
 
 # Config fields set by a flag of another name.
-_FIELD_FLAGS = {"samples": "--synthetic-samples"}
+_FIELD_FLAGS = {"samples": "--synthetic-samples", "tuned_file": "--tuned"}
 
 
 def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
@@ -539,9 +622,11 @@ def _multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelS
     if (args.data is not None or args.table is not None) and "samples" in settings:
         raise ValueError("--synthetic-samples sizes the default semi-synthetic set; remove it "
                          "when passing --data or --table")
-    return MultiLabelStudyConfig(quick=bool(args.quick),
-                                 progress=not args.no_progress and sys.stderr.isatty(),
-                                 **settings)
+    config = MultiLabelStudyConfig(quick=bool(args.quick),
+                                   progress=not args.no_progress and sys.stderr.isatty(),
+                                   **settings)
+    _refuse_whole_run_phases(config, ML_STRATEGIES, given)
+    return config
 
 
 def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -561,5 +646,5 @@ def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
                              resume=args.resume)
     except (TypeError, ValueError, FileNotFoundError, KeyError) as error:
         usage_error(parser, error)
-    _run(config, data, folder, command)
+    _run(config, data, folder, command, no_progress=args.no_progress)
     return 0

@@ -116,6 +116,16 @@ def check_phases(config: Any, strategies: dict[str, Strategy]) -> None:
                              f"the strategies")
 
 
+def whole_run_phases(config: Any, strategies: dict[str, Strategy]) -> list[tuple[str, str]]:
+    """The ``(strategy, field)`` of every phased strategy of ``config`` whose phase lasts all
+    ``epochs``: it never changes phase, so it trains as a single-phase strategy under its own
+    name. A phase length given so is refused by the command line; one that a short budget
+    caps (``--quick``, or ``epochs`` below the default) is named in the report."""
+    return [(strategy, declared.phase[0]) for strategy, declared in strategies.items()
+            if declared.phase is not None and strategy in config.strategies
+            and getattr(config, declared.phase[0]) == config.epochs]
+
+
 def _usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -174,6 +184,20 @@ class SharedSettings:
             raise ValueError(f"unknown reference strategy reference={self.reference!r}{known}: "
                              f"it must be one of the strategies run, {list(self.strategies)}; "
                              f"pass one of those or add it to strategies")
+
+    def _validate_jobs(self) -> None:
+        """The checks of ``jobs``: whole runs in parallel CPU processes, at most one per CPU."""
+        self.jobs = check_int("jobs", self.jobs, minimum=1,
+                              fix="pass the number of runs to train in parallel processes, "
+                                  "e.g. --jobs 2 on two cores")
+        cpus = _usable_cpus()
+        if self.jobs > max(cpus, 2):  # 2 always: a one-core machine may still test --jobs 2
+            raise ValueError(f"jobs={self.jobs} would start {self.jobs} training processes on a "
+                             f"machine with {cpus} usable CPU(s); pass --jobs {max(cpus, 2)} "
+                             f"or fewer (each process trains one run at a time)")
+        if self.jobs > 1 and self.device != "cpu":
+            raise ValueError(f"jobs={self.jobs} trains runs in parallel CPU processes, but "
+                             f"device={self.device!r}; pass --jobs 1 on a GPU")
 
     def _validate_device(self) -> None:
         """The check of ``device``, last: the other settings' errors say more."""
@@ -252,6 +276,11 @@ class StudyConfig(SharedSettings):
         jobs: train this many runs at once in spawned processes (CPU only); every run is a
             function of its seed, so the results are those of ``jobs=1``.
         ece_bins: bins of the expected calibration error.
+        tuned_file: a tuning record written by ``--tune`` (its ``tuned.json``) to take the key
+            settings from instead of the shipped one (``--tuned FILE``); refused where its
+            budget is not this config's.
+        positive_class: for two classes, the index of the class whose AUPRC and sensitivity at
+            95% specificity are reported (1 by default; ``--positive-class NAME``).
     """
 
     dataset: str | None = None
@@ -308,6 +337,8 @@ class StudyConfig(SharedSettings):
     ece_bins: int = 15
     quick: bool = False
     progress: bool = True
+    positive_class: int = 1
+    tuned_file: str | None = None
 
     task: ClassVar[str] = "single"
     _selected_by: ClassVar[str] = "validation balanced accuracy"
@@ -331,17 +362,10 @@ class StudyConfig(SharedSettings):
                                           maximum=self.epochs,
                                           fix=f"it must lie in [0, epochs={self.epochs}]"))
         check_phases(self, STRATEGIES)
-        self.jobs = check_int("jobs", self.jobs, minimum=1,
-                              fix="pass the number of runs to train in parallel processes, "
-                                  "e.g. --jobs 2 on two cores")
-        cpus = _usable_cpus()
-        if self.jobs > max(cpus, 2):  # 2 always: a one-core machine may still test --jobs 2
-            raise ValueError(f"jobs={self.jobs} would start {self.jobs} training processes on a "
-                             f"machine with {cpus} usable CPU(s); pass --jobs {max(cpus, 2)} "
-                             f"or fewer (each process trains one run at a time)")
-        if self.jobs > 1 and self.device != "cpu":
-            raise ValueError(f"jobs={self.jobs} trains runs in parallel CPU processes, but "
-                             f"device={self.device!r}; pass --jobs 1 on a GPU")
+        self._validate_jobs()
+        self.positive_class = check_int("positive_class", self.positive_class, minimum=0,
+                                        maximum=1, fix="it is the index of a two-class task's "
+                                                       "positive class, 0 or 1")
         self.ece_bins = check_int("ece_bins", self.ece_bins, minimum=1,
                                   fix="pass the number of calibration bins, e.g. 15")
         self.image_size = check_int("image_size", self.image_size, minimum=8,
@@ -408,7 +432,18 @@ class StudyConfig(SharedSettings):
                  if getattr(self, name) is None]
         if not unset:
             return  # everything given (or resolved by an earlier validate): tuned_from stays
-        record = load_tuned(self.shipped_key()) if self.tuned and not self.quick else None
+        if self.tuned_file is not None:
+            record = json.loads(Path(self.tuned_file).read_text())
+            wrong = {key: record["budget"].get(key) for key in BUDGET
+                     if record["budget"].get(key) != getattr(self, key)}
+            if wrong:
+                raise ValueError(
+                    f"tuned_file={self.tuned_file!r} was tuned for another budget: "
+                    + ", ".join(f"{key}={value!r} there but {getattr(self, key)!r} here"
+                                for key, value in wrong.items())
+                    + "; run the study at that budget, or tune again at this one")
+        else:
+            record = load_tuned(self.shipped_key()) if self.tuned and not self.quick else None
         applies = record is not None and all(
             record["budget"].get(key) == getattr(self, key) for key in BUDGET)
         taken = dict((self.tuned_from or {}).get("settings") or {})
@@ -420,8 +455,9 @@ class StudyConfig(SharedSettings):
                 default = LIBRARY_DEFAULTS[name]
                 setattr(self, name, min(default, self.epochs) if name.endswith("_epochs")
                         else default)
+        shipped = f"balancer/study/tuned/{self.shipped_key()}.json"
         self.tuned_from = {
-            "file": f"balancer/study/tuned/{self.shipped_key()}.json" if record else None,
+            "file": (self.tuned_file or shipped) if record else None,
             "applies": bool(applies), "run": record.get("run") if record else None,
             "settings": taken}
 
@@ -474,6 +510,8 @@ class MultiLabelStudyConfig(SharedSettings):
         select: ``"last"`` (final weights) or ``"best"`` (highest validation macro AUPRC).
         reference, bootstrap: the row of the paired statistics, and its bootstrap replicates.
         rarest: how many of the rarest labels (by train positives) the report lists.
+        jobs: train this many runs at once in spawned processes (CPU only), as in the
+            single-label study: the results are those of ``jobs=1``.
     """
 
     data: str | None = None
@@ -511,6 +549,7 @@ class MultiLabelStudyConfig(SharedSettings):
     quick: bool = False
     progress: bool = True
     multilabel: bool = True  # marks the saved settings as a multi-label study's
+    jobs: int = 1
 
     task: ClassVar[str] = "multi"
     _selected_by: ClassVar[str] = "validation macro AUPRC"
@@ -530,6 +569,7 @@ class MultiLabelStudyConfig(SharedSettings):
                                          maximum=self.epochs,
                                          fix=f"it must lie in [0, epochs={self.epochs}]")
         check_phases(self, ML_STRATEGIES)
+        self._validate_jobs()
         self.samples = check_int("samples", self.samples, minimum=500,
                                  fix="the semi-synthetic set needs at least 500 rows so that "
                                      "rare findings reach every split, e.g. 8000")

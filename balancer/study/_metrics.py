@@ -97,9 +97,10 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, bins: i
 
 
 def sensitivity_at_specificity(probs: np.ndarray, labels: np.ndarray, *,
-                               specificity: float = 0.95) -> float:
-    """The highest sensitivity (recall of class 1) of any threshold on class 1's probability
-    whose specificity (recall of class 0) is at least ``specificity``.
+                               specificity: float = 0.95, positive: int = 1) -> float:
+    """The highest sensitivity (recall of class ``positive``, 1 by default) of any threshold on
+    its probability whose specificity (recall of the other class) is at least
+    ``specificity``.
 
     Binary tasks only: with more classes "positive" is not defined, and that is an error.
 
@@ -119,7 +120,10 @@ def sensitivity_at_specificity(probs: np.ndarray, labels: np.ndarray, *,
                          f"data")
     if not 0.0 <= specificity <= 1.0:
         raise ValueError(f"specificity should be in [0, 1], but got specificity={specificity}")
-    fpr, tpr, _ = roc_curve(labels, probs[:, 1])
+    if positive not in (0, 1):
+        raise ValueError(f"positive should be 0 or 1 (the positive class of a binary task), "
+                         f"but got positive={positive!r}")
+    fpr, tpr, _ = roc_curve(labels == positive, probs[:, positive])
     return float(tpr[fpr <= 1.0 - specificity + 1e-12].max())
 
 
@@ -144,14 +148,16 @@ def quadratic_weighted_kappa(probs: np.ndarray, labels: np.ndarray, *, ordinal: 
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, *, num_classes: int,
-                           ece_bins: int = 15, ordinal: bool = False) -> dict[str, float]:
+                           ece_bins: int = 15, ordinal: bool = False,
+                           positive: int = 1) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro-F1, per-class recall, macro AUC, NLL, ECE and AUPRC;
     for two classes also the sensitivity at 95% specificity, for ordinal classes the quadratic
     weighted kappa (``qwk``).
 
     AUC is one-vs-rest averaged over classes (``roc_auc_score(multi_class="ovr")``), or the
     ordinary binary AUC of class 1's probability for two classes; AUPRC likewise
-    (``average_precision_score``: of class 1 for two classes, else the one-vs-rest macro mean).
+    (``average_precision_score``: of class ``positive`` for two classes, 1 by default, as is the
+    sensitivity at 95% specificity; else the one-vs-rest macro mean).
     NLL is the mean negative log-likelihood of the true class (``log_loss``). Per-class recall
     is ``recall[c]``.
     """
@@ -168,8 +174,8 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, *, num_classes
         "ece": expected_calibration_error(probs, labels, bins=ece_bins),
     }
     if num_classes == 2:
-        metrics["auprc"] = average_precision_score(labels, probs[:, 1])
-        metrics["sens@95spec"] = sensitivity_at_specificity(probs, labels)
+        metrics["auprc"] = average_precision_score(labels == positive, probs[:, positive])
+        metrics["sens@95spec"] = sensitivity_at_specificity(probs, labels, positive=positive)
     else:
         metrics["auprc"] = average_precision_score(np.eye(num_classes)[labels], probs,
                                                    average="macro")

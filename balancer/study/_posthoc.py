@@ -58,7 +58,8 @@ POSTHOC = {name: (row.base, row.settings[0].field) for name, row in POSTHOC_ROWS
 
 def posthoc_rows(predictions, train_counts: np.ndarray, seeds: list[int], *,
                  ece_bins: int = 15, ordinal: bool = False,
-                 fixed: dict[str, float | None] | None = None) -> tuple[pd.DataFrame, dict]:
+                 fixed: dict[str, float | None] | None = None,
+                 positive: int = 1) -> tuple[pd.DataFrame, dict]:
     """The derived rows for every base row present in ``predictions`` (``plain``,
     ``balanced``), as results rows and as ``{(row, seed): {"val", "test"}}`` probabilities.
 
@@ -91,7 +92,8 @@ def posthoc_rows(predictions, train_counts: np.ndarray, seeds: list[int], *,
             probs[(name, seed)] = derived
             for split in ("test", "val"):
                 metrics = classification_metrics(derived[split], labels[split], num_classes=c,
-                                                 ece_bins=ece_bins, ordinal=ordinal)
+                                                 ece_bins=ece_bins, ordinal=ordinal,
+                                                 positive=positive)
                 rows += [(name, seed, split, m, v) for m, v in metrics.items()]
             key = "posthoc_tau" if name.endswith("posthoc") else "threshold"
             rows.append((name, seed, "run", key, float(setting)))

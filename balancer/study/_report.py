@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from balancer.study._config import MultiLabelStudyConfig, StudyConfig
+from balancer.study._config import MultiLabelStudyConfig, StudyConfig, whole_run_phases
 from balancer.study._data import SEMISYNTHETIC
 from balancer.study._metrics import HEADLINE, ML_HEADLINE
 from balancer.study._outputs import (
@@ -254,7 +254,9 @@ def _tuned_lines(config: StudyConfig) -> list[str]:
 
     tuned = config.tuned_from or {}
     taken = tuned.get("settings") or {}
-    record = load_tuned(config.shipped_key()) if tuned.get("file") else None
+    record = (None if not tuned.get("file") else
+              json.loads(Path(config.tuned_file).read_text()) if config.tuned_file else
+              load_tuned(config.shipped_key()))
     names = [n for n in TUNABLE if n in config.strategies or "+" in n]
     if record is None or not taken:
         why = ("the data set has no shipped tuning record" if record is None else
@@ -388,6 +390,34 @@ def _settings_lines(config: StudyConfig) -> list[str]:
             + (f" ({notes[key]})" if key in notes else "") for key in keys]
 
 
+def _whole_run_lines(config: StudyConfig) -> list[str]:
+    """Rows whose phase a short budget stretched over the whole run (``--quick``'s 2 epochs, or
+    ``epochs`` below a default phase length): they never change phase, so the row is another
+    strategy under its name, and the report says so."""
+    phased = whole_run_phases(config, STRATEGIES)
+    if not phased:
+        return []
+    rows = ", ".join(f"`{strategy}` (`{field}` = {config.epochs})" for strategy, field in phased)
+    return [f"**Phases that cover the whole run.** With `epochs` = {config.epochs}"
+            f"{' (--quick)' if config.quick else ''}, these rows never change phase, so each "
+            f"trains as a single-phase strategy under its own name (for example drs as "
+            f"balanced): {rows}. Compare them only at a budget longer than their phase.", ""]
+
+
+def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
+    """The model this study trained (as ``default_model`` builds it), in words: a table's MLP
+    is not the images' CNN, and ``augment`` means nothing for features."""
+    if info.get("tabular"):
+        return (f"An MLP of two hidden layers of {4 * config.width} units (4 x width = "
+                f"{config.width}; batch norm, ReLU) on the standardised features; no "
+                f"augmentation (it applies to images only, so `augment` has no effect here).")
+    augmented = ("random shifts of up to 2 pixels and horizontal flips in training"
+                 if config.augment else "no augmentation")
+    return (f"A small CNN: three 3x3 conv blocks of {config.width}, {2 * config.width} and "
+            f"{4 * config.width} channels (batch norm, ReLU), global pooling and a linear head; "
+            f"{augmented}.")
+
+
 def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyConfig,
                   out: str | Path, *, command: str,
                   info: dict[str, Any] | None = None) -> dict[str, Path]:
@@ -507,6 +537,9 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         f"ceil({sum(counts['train'])} / {config.batch_size}) = "
         f"{config.epochs * -(-sum(counts['train']) // config.batch_size)} steps per run.",
         "",
+        f"**Model.** {_model_text(config, info)}",
+        "",
+        *_whole_run_lines(config),
         "**Model selection.** " + (
             "After every epoch the model is evaluated on the validation split; the weights with "
             "the highest validation balanced accuracy (the latest on ties) are evaluated once on "
@@ -522,7 +555,10 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         f"{config.ece_bins} equal-width confidence bins (Guo et al. 2017). Probabilities are the "
         f"softmax of the model's outputs (for ldam-drw, of the cosines times s = "
         f"{config.ldam_scale}; for hinge, of the raw margin scores, which are not trained to be "
-        f"probabilities, so its NLL and ECE say little).",
+        f"probabilities, so its NLL and ECE say little)."
+        + (f" AUPRC and sensitivity at 95% specificity take **{class_names[config.positive_class]}"
+           f"** (class {config.positive_class}) as the positive class (`--positive-class`)."
+           if len(class_names) == 2 else ""),
         "",
         "**Data.** Class counts per split:",
         "",

@@ -92,30 +92,45 @@ def _rows(name: str, seed: int, result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def run_strategies(config: StudyConfig, train: Callable[[str, int], RunResult], *,
-                   folder: RunFolder | None = None,
-                   submit: Callable[[str, int], Future] | None = None
-                   ) -> tuple[pd.DataFrame, dict]:
-    """Call ``train(strategy, seed)`` for every pair of ``config`` not already in ``folder``,
-    saving each finished run there; return the rows of all pairs and their probabilities.
+def _run_rows(name: str, seed: int, result: RunResult) -> tuple[pd.DataFrame, dict]:
+    return _rows(name, seed, result), result.probs
 
-    With ``submit`` (``submit(strategy, seed)`` returns a future of the ``RunResult``, e.g. from
-    a process pool), every missing pair is submitted at once and saved as it finishes; the rows
-    come back in the same order as without it.
+
+#: Called with ``(strategy, seed, seconds)`` as each run finishes (see ``on_run`` below).
+OnRun = Callable[[str, int, float], None]
+
+
+def run_strategies(config: StudyConfig | MultiLabelStudyConfig, train: Callable[[str, int], Any],
+                   *, folder: RunFolder | None = None,
+                   submit: Callable[[str, int], Future] | None = None,
+                   rows: Callable[[str, int, Any], tuple[pd.DataFrame, dict]] = _run_rows,
+                   on_run: OnRun | None = None) -> tuple[pd.DataFrame, dict]:
+    """Call ``train(strategy, seed)`` for every pair of ``config`` not already in ``folder``,
+    saving each finished run there; return the rows of all pairs and their arrays.
+
+    With ``submit`` (``submit(strategy, seed)`` returns a future of the result, e.g. from a
+    process pool), every missing pair is submitted at once and saved as it finishes; the rows
+    come back in the same order as without it. ``rows(strategy, seed, result)`` turns a result
+    into its rows and arrays (by default a single-label ``RunResult``'s); ``on_run`` hears of
+    each run trained here, with its seconds.
     """
     from tqdm.auto import tqdm
 
     kept: dict[tuple[str, int], tuple[pd.DataFrame, dict]] = {}
     pairs = [(name, seed) for name in config.strategies for seed in config.seeds]
-    bar = tqdm(total=len(pairs), desc="study", unit="run", position=0,
+    desc = "study" if config.task == "single" else "multi-label study"
+    bar = tqdm(total=len(pairs), desc=desc, unit="run", position=0,
                disable=not config.progress)
 
-    def finish(pair: tuple[str, int], result: RunResult) -> None:
-        rows = _rows(*pair, result)
+    def finish(pair: tuple[str, int], result: Any) -> None:
+        frame, arrays = rows(*pair, result)
         if folder is not None:
-            folder.save_run(*pair, rows, result.probs)
-        kept[pair] = rows, result.probs
+            folder.save_run(*pair, frame, arrays)
+        kept[pair] = frame, arrays
         bar.update()
+        if on_run is not None:
+            seconds = frame.loc[frame["metric"].eq("seconds") & frame["split"].eq("run"), "value"]
+            on_run(*pair, float(seconds.iloc[0]))
 
     missing = []
     for pair in pairs:
@@ -164,6 +179,14 @@ def _train_in_worker(name: str, seed: int, overrides: dict | None = None,
                               device=torch.device(config.device), evaluate=evaluate)
 
 
+def _train_multilabel_in_worker(name: str, seed: int) -> dict[str, Any]:
+    from balancer.study._multilabel import train_multilabel_run
+
+    config = _WORKER["config"]
+    return train_multilabel_run(_WORKER["data"], ML_STRATEGIES[name], seed, config,
+                                device=torch.device(config.device))
+
+
 def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray],
                 train_counts: np.ndarray, config: StudyConfig) -> tuple[pd.DataFrame, dict]:
     """Append the post-hoc rows (see :mod:`balancer.study._posthoc`), derived from the trained
@@ -173,20 +196,22 @@ def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray
     derived, derived_probs = posthoc_rows(
         Predictions(labels, probs), train_counts, list(config.seeds), ece_bins=config.ece_bins,
         ordinal=config.is_ordinal(),
-        fixed={name: getattr(config, field) for name, (_, field) in POSTHOC.items()})
+        fixed={name: getattr(config, field) for name, (_, field) in POSTHOC.items()},
+        positive=config.positive_class)
     if derived.empty:
         return results, probs
     return pd.concat([results, derived], ignore_index=True), {**probs, **derived_probs}
 
 
-def make_pool(data: StudyData, config: StudyConfig, jobs: int | None = None):
+def make_pool(data: StudyData | MultiLabelData, config: StudyConfig | MultiLabelStudyConfig,
+              jobs: int | None = None):
     """``jobs`` (default ``config.jobs``) fresh processes (spawned: nothing of this process's torch state, threads
     or generators is inherited), each with ``config.threads`` torch threads. A run is a
     function of its seed alone, so the results are those of ``jobs=1``."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    quiet = StudyConfig(**{**config.to_dict(), "progress": False, "jobs": 1})
+    quiet = type(config)(**{**config.to_dict(), "progress": False, "jobs": 1})
     return ProcessPoolExecutor(max_workers=config.jobs if jobs is None else jobs,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(data, quiet))
@@ -194,7 +219,7 @@ def make_pool(data: StudyData, config: StudyConfig, jobs: int | None = None):
 
 def run_study(config: StudyConfig | MultiLabelStudyConfig,
               data: StudyData | MultiLabelData | None = None, *,
-              folder: RunFolder | None = None) -> pd.DataFrame:
+              folder: RunFolder | None = None, on_run: OnRun | None = None) -> pd.DataFrame:
     """Train every strategy with every seed and return the results in long form.
 
     Args:
@@ -204,18 +229,20 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         data: already loaded data; by default :func:`prepare_data` loads ``config``'s.
         folder: a run folder from :func:`~balancer.study.prepare_out`: each finished run is
             saved there at once, and runs it already holds are read instead of trained.
+        on_run: called with ``(strategy, seed, seconds)`` as each run trained here finishes
+            (the command line prints a line per run where no progress bar shows).
 
     Returns:
         A DataFrame with columns ``strategy, seed, split, metric, value``: the test metrics
         (``split="test"``), the same metrics on validation (``"val"``) and the run's
         ``selected_epoch``, ``steps`` and ``seconds`` (``"run"``). ``attrs`` holds
-        ``class_names``, ``source``, ``counts`` (per split), ``dataset_key``, ``seconds`` and
-        ``predictions`` (:class:`Predictions`).
+        ``class_names``, ``source``, ``tabular`` (the model is the MLP), ``counts`` (per split),
+        ``dataset_key``, ``seconds`` and ``predictions`` (:class:`Predictions`).
     """
     from balancer.study._train import train_and_evaluate
 
     if isinstance(config, MultiLabelStudyConfig):
-        return _run_multilabel(config, data, folder)
+        return _run_multilabel(config, data, folder, on_run)
     config.validate()
     data = prepare_data(config) if data is None else data
     device = torch.device(config.device)
@@ -233,7 +260,7 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         results, probs = run_strategies(
             config, lambda name, seed: train_and_evaluate(data, STRATEGIES[name], seed, config,
                                                           device=device),
-            folder=folder,
+            folder=folder, on_run=on_run,
             submit=None if pool is None else lambda n, s: pool.submit(_train_in_worker, n, s))
     finally:
         if pool is not None:
@@ -246,7 +273,7 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
     key = (config.dataset or ("retinamnist" if all(
         getattr(config, n) is None for n in ("data", "csv", "table")) else None))
     results.attrs.update(
-        class_names=list(data.class_names), source=data.source,
+        class_names=list(data.class_names), source=data.source, tabular=data.tabular,
         counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
         dataset_key=key.lower() if key else None, seconds=time.perf_counter() - start,
         predictions=Predictions(labels, probs))
@@ -293,7 +320,7 @@ def _multilabel_rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
 
 
 def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
-                    folder: RunFolder | None) -> pd.DataFrame:
+                    folder: RunFolder | None, on_run: OnRun | None = None) -> pd.DataFrame:
     """:func:`run_study` of a multi-label study.
 
     Returns:
@@ -304,8 +331,6 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
         ``positive_rates`` (per sampler, the planned share of slots carrying each label) and
         ``seconds``.
     """
-    from tqdm.auto import tqdm
-
     from balancer.study._multilabel import rarest_labels, train_multilabel_run
 
     config.validate()
@@ -315,24 +340,21 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
     if device.type == "cpu":
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    frames, arrays = [], {}
-    pairs = [(name, seed) for name in config.strategies for seed in config.seeds]
+    pool = None
     try:
-        for name, seed in tqdm(pairs, desc="multi-label study", unit="run",
-                               disable=not config.progress):
-            if folder is not None and folder.finished(name, seed):
-                frames.append(folder.rows(name, seed))
-                arrays[(name, seed)] = folder.probs(name, seed)
-                continue
-            run = train_multilabel_run(data, ML_STRATEGIES[name], seed, config, device=device)
-            rows = _multilabel_rows(name, seed, run)
-            if folder is not None:
-                folder.save_run(name, seed, rows, run["arrays"])
-            frames.append(rows)
-            arrays[(name, seed)] = run["arrays"]
+        if config.jobs > 1:
+            pool = make_pool(data, config)
+        results, arrays = run_strategies(
+            config, lambda name, seed: train_multilabel_run(data, ML_STRATEGIES[name], seed,
+                                                            config, device=device),
+            folder=folder, on_run=on_run,
+            rows=lambda name, seed, run: (_multilabel_rows(name, seed, run), run["arrays"]),
+            submit=None if pool is None else lambda n, s: pool.submit(
+                _train_multilabel_in_worker, n, s))
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)
-    results = pd.concat(frames, ignore_index=True)
     names = list(data.label_names)
     rarest = rarest_labels(data, config.rarest)
     metrics = [*ML_HEADLINE, *[f"{kind}[{label}]" for label in rarest

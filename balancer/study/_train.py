@@ -314,7 +314,8 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
     evaluated = {
         split: classification_metrics(probs[split], source.labels[split],
                                       num_classes=num_classes, ece_bins=config.ece_bins,
-                                      ordinal=config.is_ordinal())
+                                      ordinal=config.is_ordinal(),
+                                      positive=getattr(config, "positive_class", 1))
         for split in evaluate}
     return RunResult(test=evaluated.get("test", {}), val=evaluated["val"],
                      selected_epoch=best_epoch,
