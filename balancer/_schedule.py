@@ -44,7 +44,7 @@ def check_batchnorm(batchnorm: Any) -> BatchNormPolicy:
         raise ValueError(f"batchnorm should be one of {list(BATCHNORM_POLICIES)}, but got "
                          f"batchnorm={batchnorm!r}; pass batchnorm='frozen' (keep the balanced "
                          f"phase's running statistics) or batchnorm='train' (re-estimate them)")
-    return batchnorm  # type: ignore[return-value]
+    return batchnorm
 
 
 def set_train_mode(model: nn.Module, phase: Phase, *,

@@ -11,7 +11,7 @@ import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -122,7 +122,11 @@ class _Batch(Sequence):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: int) -> _Sample: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[_Sample]: ...
+    def __getitem__(self, index: int | slice) -> _Sample | list[_Sample]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return _Sample((self.images[index], int(self.labels[index])))
@@ -134,7 +138,7 @@ class _Batch(Sequence):
         return f"_Batch(images={tuple(self.images.shape)}, labels={self.labels.tolist()})"
 
 
-def _collate_samples(batch, *, collate_fn_map=None):
+def _collate_samples(batch: Any, *, collate_fn_map: dict[Any, Any] | None = None) -> Any:
     if isinstance(batch, _Batch):
         return [batch.images, batch.labels]
     # Samples taken out of their batch (a custom collate_fn's list): collate them as tuples.
@@ -156,6 +160,7 @@ def _index_tensor(indices: Any, size: int) -> Tensor:
     """``indices`` as a 1-D int64 tensor in ``[0, size)`` (negative ones counted from the end,
     as ``dataset[i]`` does), or a ``TypeError``/``ValueError``/``IndexError`` saying why not."""
     accepted = "a list of ints, a 1-D integer numpy array or a 1-D integer torch tensor"
+    index: Tensor | np.ndarray
     if isinstance(indices, Tensor):
         index = indices.detach()
     elif isinstance(indices, np.ndarray):
@@ -173,8 +178,8 @@ def _index_tensor(indices: Any, size: int) -> Tensor:
     else:
         raise TypeError(f"indices should be {accepted}, but got {type(indices).__name__}")
     dtype = index.dtype
-    if isinstance(index, np.ndarray) or dtype == torch.bool or dtype.is_floating_point \
-            or dtype.is_complex:
+    if isinstance(index, np.ndarray) or index.dtype == torch.bool \
+            or index.dtype.is_floating_point or index.dtype.is_complex:
         raise TypeError(
             f"indices should be {accepted}, but got {type(indices).__name__} of dtype {dtype}; "
             f"pass integer positions (a boolean mask: use mask.nonzero()[:, 0] first)")
@@ -293,6 +298,7 @@ class MedMNIST(Dataset):
         return _Batch(images, labels)
 
     def _batch_transformed(self, images: Tensor, size: int) -> Tensor:
+        assert self.batch_transform is not None  # called only when there is one
         out = self.batch_transform(images)
         if not isinstance(out, Tensor) or out.ndim < 1 or len(out) != size:
             got = (f"a tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor)

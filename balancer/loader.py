@@ -14,7 +14,7 @@ import inspect
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 from torch.utils.data import (
@@ -27,7 +27,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from balancer._schedule import Phase, set_train_mode
+from balancer._schedule import BatchNormPolicy, Phase, set_train_mode
 from balancer._validation import check_bool, check_int
 from balancer.samplers import BalancedBatchSampler, PlanBatchSampler, sampler_kind, sampler_kinds
 
@@ -78,6 +78,10 @@ class BalancedDataLoader(DataLoader):
                 ...
     """
 
+    # DataLoader types it ``Sampler | Iterable | None``; here it is always the balancer sampler
+    # passed to __init__ (checked there), which DataLoader forbids replacing afterwards.
+    batch_sampler: PlanBatchSampler
+
     def __init__(self, dataset: Dataset, batch_sampler: BalancedBatchSampler,
                  **kwargs: Any) -> None:
         if not isinstance(batch_sampler, PlanBatchSampler):
@@ -112,7 +116,8 @@ class BalancedDataLoader(DataLoader):
             # DataLoader's guard, which forbids changing `sampler` after construction.
             object.__setattr__(self, "sampler", RankShardSampler(self))
 
-    def __iter__(self) -> Iterator[Any]:
+    # DataLoader.__iter__ returns a _BaseDataLoaderIter; this one wraps it in a counting iterator.
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         start, self._resume_from = self._resume_from, 0
         self._consumed = start
         # The iterator's length is fixed now: the batches this iteration yields.
@@ -188,7 +193,9 @@ class BalancedDataLoader(DataLoader):
         schedule's ``batchnorm`` (``"train"`` for a schedule without one); see
         :func:`~balancer.set_train_mode`. Call it after :meth:`set_epoch`, where you would call
         ``model.train()``."""
-        batchnorm = getattr(self.batch_sampler.schedule, "batchnorm", "train")
+        # A schedule's own value (set_train_mode checks it), or "train" without one.
+        batchnorm = cast(BatchNormPolicy,
+                         getattr(self.batch_sampler.schedule, "batchnorm", "train"))
         return set_train_mode(model, self.phase, batchnorm=batchnorm)
 
 
@@ -554,19 +561,20 @@ class RankShardSampler(DistributedSampler):
     def epoch(self, value: int) -> None:
         self._loader.set_epoch(value)
 
+    # Read-only views of the loader (DistributedSampler's stubs type them as plain attributes).
     @property
-    def num_samples(self) -> int:
+    def num_samples(self) -> int:  # type: ignore[override]
         return len(self)
 
     @property
-    def total_size(self) -> int:
+    def total_size(self) -> int:  # type: ignore[override]
         return len(self) * self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         """``loader.set_epoch(epoch)``: see :meth:`balancer.BalancedDataLoader.set_epoch`."""
         self._loader.set_epoch(epoch)
 
-    def _whole_epoch(self):
+    def _whole_epoch(self) -> PlanBatchSampler:
         # A copy, so that reading the indices leaves the loader's own resume position and
         # iteration counters untouched (the copy shares only caches of pure functions).
         sampler = copy.copy(self._loader.batch_sampler)

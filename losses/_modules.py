@@ -430,8 +430,9 @@ class _LabelCountsLoss(nn.Module):
             return cls(counts, num_samples=int(labels.num_samples), **kwargs)
         if hasattr(labels, "tocoo") and not isinstance(labels, Tensor):  # scipy.sparse
             coo = labels.tocoo()
-            labels = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]).astype(np.int64),
-                                             coo.data, coo.shape, check_invariants=True)
+            labels = torch.sparse_coo_tensor(
+                torch.as_tensor(np.vstack([coo.row, coo.col]).astype(np.int64)),
+                coo.data, coo.shape, check_invariants=True)
         if isinstance(labels, Tensor) and labels.layout != torch.strided:
             return cls._from_sparse_labels(labels, **kwargs)
         if not isinstance(labels, Tensor):
@@ -467,7 +468,8 @@ class _LabelCountsLoss(nn.Module):
         return cls(labels.sum(dim=0), num_samples=int(labels.shape[0]), **kwargs)
 
     @classmethod
-    def _from_sparse_labels(cls: type[_CountsLoss], labels: Tensor, **kwargs) -> _CountsLoss:
+    def _from_sparse_labels(cls: type[_CountsLoss], labels: Tensor,
+                            **kwargs: Any) -> _CountsLoss:
         """``from_labels`` of a sparse (N, L) 0/1 matrix, never made dense."""
         coo = labels.detach().cpu().to_sparse_coo().coalesce()  # a repeated entry is summed
         if labels.dim() != 2 or coo.values().dim() != 1:

@@ -145,7 +145,10 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     if getattr(loader, "_is_accelerate_prepared", False):
         raise ValueError("loader was already prepared by Accelerate; pass the plain DataLoader, "
                          "before accelerator.prepare")
-    if loader.batch_sampler is None or loader.batch_sampler.batch_size is None:
+    # torch types it Sampler | Iterable | None; a batch sampler with batch_size and drop_last
+    # (a BatchSampler, or one that mirrors it) is what this reads.
+    batch_sampler: Any = loader.batch_sampler
+    if batch_sampler is None or batch_sampler.batch_size is None:
         raise ValueError("loader has no batch_size; build the DataLoader with batch_size=N")
     if getattr(loader, "in_order", True) is False:
         raise ValueError("loader has in_order=False, with which a resumed run cannot know which "
@@ -162,10 +165,10 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     # A bad name or an option of another sampler fails before any label is read.
     kind = sampler_kind(sampler, sampler_options)
     if drop_last is None:
-        drop_last = loader.batch_sampler.drop_last
+        drop_last = batch_sampler.drop_last
     # Built as balance() builds it, for Accelerate's processes instead of the process group's.
     balanced = kind.build(
-        loader.dataset, labels, loader.batch_sampler.batch_size, seed=seed, drop_last=drop_last,
+        loader.dataset, labels, batch_sampler.batch_size, seed=seed, drop_last=drop_last,
         schedule=schedule, num_replicas=accelerator.num_processes,
         rank=accelerator.process_index, batch_type=batch_type, options=sampler_options)
     plan = GlobalPlan(balanced)

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 from balancer._schedule import FineTuneSchedule
 from balancer._validation import check_int
 from balancer.integrations.accelerate import prepare
-from balancer.samplers import sampler_kind, sampler_kinds
+from balancer.samplers import PlanBatchSampler, sampler_kind, sampler_kinds
 
 __all__ = ["BalancedTrainer"]
 
@@ -119,7 +119,7 @@ class BalancedTrainer(transformers.Trainer):
                                     maximum=int(epochs),
                                     fix=f"it must lie in [0, num_train_epochs={int(epochs)}]")
         self.balanced_schedule = FineTuneSchedule(int(epochs), finetune_epochs)
-        self.balanced_sampler = None
+        self.balanced_sampler: PlanBatchSampler | None = None  # set by get_train_dataloader
         self._balanced_labels = labels
         self._balanced_samples_per_epoch = samples_per_epoch
         # A bad name or option fails here, not in train().
@@ -161,6 +161,7 @@ class BalancedTrainer(transformers.Trainer):
     # ------------------------------------------------------------------ step counts
     def _epoch_lengths(self) -> list[int]:
         sampler = self.balanced_sampler
+        assert sampler is not None  # the Trainer builds its loader before counting steps
         totals = [sampler.total_batches(e) for e in range(self.balanced_schedule.total_epochs + 1)]
         return [after - before for before, after in itertools.pairwise(totals)]
 
@@ -169,7 +170,7 @@ class BalancedTrainer(transformers.Trainer):
         return max(math.ceil(batches / accumulate), 1)
 
     def set_initial_training_values(self, args: Any, dataloader: Any) -> tuple:
-        values = list(super().set_initial_training_values(args, dataloader))
+        values: list[Any] = list(super().set_initial_training_values(args, dataloader))
         lengths = self._epoch_lengths()
         # (num_train_epochs, num_update_steps_per_epoch, num_examples, num_train_samples,
         #  total_train_batch_size, steps_in_epoch, max_steps): the run is the schedule's epochs,
@@ -196,12 +197,15 @@ class BalancedTrainer(transformers.Trainer):
             remaining -= updates
         return len(self._epoch_lengths()), 0
 
-    def _run_epoch(self, **kwargs: Any) -> Any:
+    # The Trainer passes every argument by keyword; **kwargs keeps this hook independent of the
+    # parameter list, which differs between transformers versions.
+    def _run_epoch(self, **kwargs: Any) -> Any:  # type: ignore[override]
         epoch = kwargs["epoch"]
         length = self._epoch_lengths()[epoch]
         kwargs["steps_in_epoch"] = length
         kwargs["num_update_steps_per_epoch"] = self._update_steps(length)
         # Before the Trainer wraps the loader in skip_first_batches (on resume), whose
         # set_epoch does not reach the sampler.
+        assert self.balanced_sampler is not None  # set when the Trainer built the loader
         self.balanced_sampler.set_epoch(epoch)
         return super()._run_epoch(**kwargs)

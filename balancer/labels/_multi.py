@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -214,12 +214,10 @@ def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLa
     n, num_labels = matrix.shape
     if n == 0:
         raise ValueError(f"{name} is empty; pass one row of labels per sample of the dataset")
-    if names is None:
-        names = np.arange(num_labels)
-    names = _names_array(names)
-    if len(names) != num_labels:
-        raise ValueError(f"names has {len(names)} entries but {name} has {num_labels} columns; "
-                         f"pass one name per column")
+    label_names = _names_array(np.arange(num_labels) if names is None else names)
+    if len(label_names) != num_labels:
+        raise ValueError(f"names has {len(label_names)} entries but {name} has {num_labels} "
+                         f"columns; pass one name per column")
     indptr = np.zeros(n + 1, dtype=np.int64)
     parts = []
     for start in range(0, n, _DENSE_BLOCK_ROWS):
@@ -239,7 +237,7 @@ def _from_matrix(matrix: Any, name: str, names: Sequence[Any] | None) -> MultiLa
         parts.append(columns.astype(np.int32, copy=False))
     np.cumsum(indptr, out=indptr)
     indices = np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
-    return MultiLabels(names=names, indptr=indptr, indices=indices)
+    return MultiLabels(names=label_names, indptr=indptr, indices=indices)
 
 
 def _check_distinct(values: Sequence[Any], argument: str, noun: str) -> None:
@@ -341,11 +339,11 @@ def _from_sparse(labels: Any, name: str, names: Sequence[Any] | None) -> MultiLa
     rows, columns = rows[keep], columns[keep]
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-    names = _names_array(np.arange(num_labels) if names is None else names)
-    if len(names) != num_labels:
-        raise ValueError(f"names has {len(names)} entries but {name} has {num_labels} columns; "
-                         f"pass one name per column")
-    return MultiLabels(names=names, indptr=indptr,
+    label_names = _names_array(np.arange(num_labels) if names is None else names)
+    if len(label_names) != num_labels:
+        raise ValueError(f"names has {len(label_names)} entries but {name} has {num_labels} "
+                         f"columns; pass one name per column")
+    return MultiLabels(names=label_names, indptr=indptr,
                        indices=np.asarray(columns, dtype=np.int32))
 
 
@@ -359,7 +357,7 @@ def _is_missing(value: Any) -> bool:
         isinstance(value, float) and np.isnan(value))
 
 
-def _names_array(names: Sequence[Any]) -> np.ndarray:
+def _names_array(names: Sequence[Any] | np.ndarray) -> np.ndarray:
     values = list(names)
     _check_distinct(values, "names", "")
     array = np.empty(len(values), dtype=object)
@@ -436,7 +434,7 @@ def _from_strings(strings: pd.Series, name: str, names: Sequence[Any] | None, no
                   separator: str) -> MultiLabels:
     # Split each distinct string once: ChestX-ray14's 112,120 rows hold only 836 combinations.
     codes, uniques = pd.factorize(strings, sort=False)
-    sets = []
+    sets: list[list[str]] = []
     for text in uniques:
         parts = [p.strip() for p in text.split(separator)] if text else []
         parts = [p for p in parts if p]
@@ -545,6 +543,16 @@ def _check(targets: MultiLabels, name: str, require_positives: bool, min_labels:
 
 
 # --------------------------------------------------------------------- reader
+class _EncodeOptions(TypedDict):
+    """:func:`encode_multilabels`'s keywords, as a :class:`MultiLabelReader` passes them."""
+
+    no_finding: str
+    separator: str
+    require_positives: bool
+    min_labels: int
+    classes: bool
+
+
 class MultiLabelReader:
     """Turns what :mod:`balancer.labels._sources` finds into :class:`MultiLabels`.
 
@@ -558,8 +566,8 @@ class MultiLabelReader:
 
     def __init__(self, *, no_finding: str = NO_FINDING, separator: str = "|",
                  classes: bool = False) -> None:
-        self.options = dict(no_finding=no_finding, separator=separator, require_positives=False,
-                            min_labels=1, classes=classes)
+        self.options = _EncodeOptions(no_finding=no_finding, separator=separator,
+                                      require_positives=False, min_labels=1, classes=classes)
 
     def _encode(self, values: Any, name: str) -> MultiLabels:
         return encode_multilabels(values, name, **self.options)

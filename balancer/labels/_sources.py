@@ -283,8 +283,8 @@ def _from_named_field(dataset: Any, field: str, length: int | None, reader: Read
             f"of:\n{_OPTIONS}"
         )
     name, table = holders[0]
-    found = reader.column(_tables.read_column(table, field))
-    return _windowed(dataset, found, len(table), length, reader, f"dataset.{name}")
+    read = reader.column(_tables.read_column(table, field))
+    return _windowed(dataset, read, len(table), length, reader, f"dataset.{name}")
 
 
 def _windowed(dataset: Any, found: T, count: int, length: int | None, reader: Reader[T],

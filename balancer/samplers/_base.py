@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -73,6 +73,8 @@ class PlanBatchSampler(Sampler[list[int]]):
     # of the whole epoch): a second shuffle inside each batch would change nothing in
     # distribution and only cost time.
     _SHUFFLE_IN_BATCH = True
+    # Set only by BalancedDataLoader (an _EpochHook): where frameworks look for ``set_epoch``.
+    sampler: Any
 
     def __init__(self, *, num_samples: int, batch_size: int, seed: int | None, drop_last: bool,
                  schedule: Any, num_replicas: int | None, rank: int | None,
@@ -583,7 +585,7 @@ def _as_tensors(rows: np.ndarray) -> tuple[torch.Tensor, ...]:
     return torch.from_numpy(rows.astype(np.int64)).unbind(0)
 
 
-_CONVERTERS = {"list": _as_lists, "numpy": _as_arrays, "tensor": _as_tensors}
+_CONVERTERS: dict[str, Callable[[np.ndarray], Sequence[Any]]] = {"list": _as_lists, "numpy": _as_arrays, "tensor": _as_tensors}
 
 
 class _SlotReader:
@@ -600,7 +602,7 @@ class _SlotReader:
         self._position = 0
 
     def take(self, count: int) -> np.ndarray:
-        parts = []
+        parts: list[np.ndarray] = []
         while count > 0:
             if self._position == self._current.size:
                 if parts:  # the stream may overwrite what parts views

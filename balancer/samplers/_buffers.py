@@ -34,6 +34,7 @@ class GroupedCycles:
         while done < count:
             group, offset = divmod(start + done, length)
             draws = self.groups[k] if self.group_ids[k] == group else self._load(k, group)
+            assert draws is not None  # a buffer's group id is set together with its group
             take = min(count - done, length - offset)
             out[done: done + take] = draws[offset: offset + take]
             done += take

@@ -315,7 +315,7 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
             super().__init__(num_samples=targets.num_samples, batch_size=batch_size, seed=seed,
                              drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
                              rank=rank, batch_type=batch_type)
-            self._targets = targets
+            self._targets: MultiLabels = targets
             self.label_names: np.ndarray = targets.names
             self.label_counts: np.ndarray = targets.counts
             if samples_per_epoch is None:
@@ -340,11 +340,11 @@ class MultiLabelBalancedSampler(PlanBatchSampler):
                     f"({num_buckets} buckets: {targets.num_labels} labels"
                     f"{' and no finding' if buckets.has_no_finding else ''}), but got "
                     f"min_bucket_share={min_bucket_share!r}; pass None for the default 1 / (4 buckets)")
-            self.min_bucket_share = float(min_bucket_share)
+            self.min_bucket_share: float = float(min_bucket_share)
             shares = buckets.cooccurrence()
             self.pattern_length: int = pattern_length(num_buckets)
             pattern = balanced_pattern(shares, self.pattern_length, self.min_bucket_share)
-            self._pattern_slots = PatternSlots(pattern, buckets.num_buckets, None)
+            self._pattern_slots: PatternSlots = PatternSlots(pattern, buckets.num_buckets, None)
             self.bucket_draws_per_round: np.ndarray = self._pattern_slots.per_round
             self.bucket_draws_per_epoch: np.ndarray = (
                 self.bucket_draws_per_round * (self._samples / self.pattern_length))

@@ -38,7 +38,8 @@ class SamplerKind:
     """
 
     name: str
-    sampler_class: type
+    # A PlanBatchSampler subclass; each kind's constructor takes its own positional arguments.
+    sampler_class: type[Any]
     labels: LabelKind
     state_id: str | None
     read_labels: Callable[[Any, Any], Any] = field(repr=False)
@@ -103,7 +104,8 @@ def sampler_kind(sampler: str | type, options: Mapping[str, Any] | None = None) 
             f"sampler should be one of {sorted(_KINDS)} or one of those sampler classes, but got "
             f"sampler={sampler!r}"
         )
-    for option in options or {}:
+    given = options or {}
+    for option in given:
         if option not in kind.options:
             # Every kind that takes it (samples_per_epoch: 'balanced' and 'label-balanced').
             others = [other.name for other in _KINDS.values() if option in other.options]
@@ -111,7 +113,7 @@ def sampler_kind(sampler: str | type, options: Mapping[str, Any] | None = None) 
                    if others else f"remove {option}=")
             raise TypeError(
                 f"{option} is not an option of {kind.sampler_class.__name__} "
-                f"(sampler={sampler!r}), but got {option}={options[option]!r}; {fix}"
+                f"(sampler={sampler!r}), but got {option}={given[option]!r}; {fix}"
             )
     return kind
 

@@ -101,7 +101,7 @@ class RepeatRounding:
         np.floor(points, out=points)
         # The differences of whole floats are exact: cast straight into the integer output
         # (one pass instead of a float diff and then a cast).
-        copies = np.empty(len(points) - 1, dtype=dtype)
+        copies: np.ndarray = np.empty(len(points) - 1, dtype=dtype)
         np.subtract(points[1:], points[:-1], out=copies, casting="unsafe")
         copies += self._laid_whole
         return copies
@@ -186,7 +186,7 @@ class RepeatFactorSampler(PlanBatchSampler):
                 raise ValueError(
                     f"threshold should be in (0, 1], but got threshold={threshold!r}; it is the "
                     f"category frequency below which samples are repeated (LVIS: 0.001)")
-            self.threshold = threshold
+            self.threshold: float = threshold
             factors, per_category = repeat_factors(targets, threshold)
             # A schedule without fine-tune epochs only counts epochs (framework adapters pass
             # one for total_batches()), so it applies whatever the factors are.
@@ -203,7 +203,7 @@ class RepeatFactorSampler(PlanBatchSampler):
             super().__init__(num_samples=targets.num_samples, batch_size=batch_size, seed=seed,
                              drop_last=drop_last, schedule=schedule, num_replicas=num_replicas,
                              rank=rank, batch_type=batch_type)
-            self._targets = targets
+            self._targets: MultiLabels = targets
             self.label_names: np.ndarray = targets.names
             self.label_counts: np.ndarray = targets.counts
             self.repeat_factors: np.ndarray = factors
@@ -216,7 +216,7 @@ class RepeatFactorSampler(PlanBatchSampler):
             ) / factors.sum()
             generator = _rng.Streams(self.seed).get(_rng.RFS_ORDER)
             order = generator.permutation(targets.num_samples).astype(self._index_dtype())
-            self._rounding = RepeatRounding(factors, order, float(generator.random()))
+            self._rounding: RepeatRounding = RepeatRounding(factors, order, float(generator.random()))
             self._cache: tuple[int, np.ndarray] | None = None
             self._check_layouts()
         self._agree_across_ranks()
