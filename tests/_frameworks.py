@@ -138,10 +138,10 @@ def _freeze(value):
 
 # --------------------------------------------------------------------- multi-label runs
 # The same launchers with the multi-label samplers (balance(..., sampler=KIND)): 300 items with
-# ChestX-ray-like findings (and "No Finding"), 2 epochs, the second at the true frequencies; each
+# ChestX-ray-like findings (and "No Finding"), 3 epochs, the last at the true frequencies; each
 # run ("KIND:STOP") stops after STOP steps with a checkpoint and is resumed by a second job.
 MULTILABEL_SAMPLERS = {"label-balanced": {}, "repeat-factor": {"threshold": 0.2}}
-ML_EPOCHS, ML_FINETUNE = 2, 1
+ML_EPOCHS, ML_FINETUNE = 3, 1
 ML_NAMES = ("Effusion", "Mass", "Hernia", "Nodule")
 
 

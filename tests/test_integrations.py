@@ -151,11 +151,12 @@ def test_ray_torchtrainer_two_workers_and_checkpoint_resume(tmp_path):
 
 # --------------------------------------------------------------------- multi-label plans
 # The same launchers with balance(..., sampler="label-balanced" / "repeat-factor"): 300 items,
-# 2 epochs (the second at the true frequencies). Each launch trains one run per ML_RUNS entry
-# "KIND:STOP", one after the other in the same two processes: the first launch stops each run
-# after STOP steps through the framework's checkpoint, the second resumes each from it. Per kind
-# one stop lies inside the balanced epoch and one inside the fine-tune epoch (checked below).
-ML_RUNS = ("label-balanced:11", "label-balanced:26", "repeat-factor:11", "repeat-factor:28")
+# 3 epochs (2 balanced, then 1 at the true frequencies). Each launch trains one run per ML_RUNS
+# entry "KIND:STOP", one after the other in the same two processes: the first launch stops each
+# run after STOP steps through the framework's checkpoint, the second resumes each from it. Per
+# kind one stop lies inside the second balanced epoch (so a run crosses a balanced-to-balanced
+# epoch boundary before its checkpoint) and one inside the fine-tune epoch (checked below).
+ML_RUNS = ("label-balanced:26", "label-balanced:45", "repeat-factor:28", "repeat-factor:50")
 
 
 def planned_lengths(kind: str) -> tuple[dict[int, int], int]:
@@ -184,6 +185,12 @@ def test_the_multilabel_resume_runs_stop_inside_each_phase_of_both_samplers():
         kind, stop = parse_run(spec)
         phases[kind].add(schedule.phase(stopped_in(kind, stop)))
     assert phases == {kind: {"balanced", "finetune"} for kind in MULTILABEL_SAMPLERS}
+    # Every balanced stop lies after the first balanced epoch: consecutive balanced epochs are
+    # checked across a checkpoint, not only the first.
+    for spec in ML_RUNS:
+        kind, stop = parse_run(spec)
+        epoch = stopped_in(kind, stop)
+        assert epoch >= 1, spec
 
 
 def check_multilabel_resumes(out: Path) -> dict[str, tuple[list[dict], list[dict]]]:
