@@ -296,7 +296,8 @@ def compare(
                                      np.bincount(codes["train"], minlength=num_classes), config)
     results.attrs.update(
         class_names=list(names),
-        source=f"user datasets ({_length(train)} / {_length(val)} / {_length(test)} samples), model_fn="
+        source=f"user datasets ({_length(train)} / {_length(val)} / {_length(test)} samples), "
+               f"model_fn="
                f"{getattr(model_fn, '__name__', type(model_fn).__name__)}",
         counts={s: np.bincount(codes[s], minlength=num_classes).tolist() for s in SPLITS},
         dataset_key=None, seconds=time.perf_counter() - start,

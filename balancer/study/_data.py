@@ -1093,7 +1093,8 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
         groups=None if groups is None else {s: groups[splits == s] for s in SPLITS})
 
 
-def _encode(labels: Any, where: str, names: Sequence[Any] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+def _encode(labels: Any, where: str, names: Sequence[Any] | None = None
+            ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Any accepted form of multi-label targets as a dense 0/1 matrix and its label names."""
     encoded = encode_multilabels(labels, where, names=names)
     return encoded.dense(np.float32), tuple(str(n) for n in encoded.names)

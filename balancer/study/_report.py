@@ -129,8 +129,9 @@ def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
 
     summary = summarize(results)
     figure, axes = plt.subplots(figsize=(9, 5.5))
-    # matplotlib's stub types get_cmap as the base Colormap; tab20 is a ListedColormap (.colors)
-    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]  # 20 distinct colours: no two strategies share one
+    # 20 distinct colours: no two strategies share one. matplotlib's stub types get_cmap as the
+    # base Colormap; tab20 is a ListedColormap, which has .colors.
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
     # One marker shape (shapes would suggest groups that do not exist); the legend names the
     # rows, so no labels on the points to collide with each other.
     for k, strategy in enumerate(summary.index):
@@ -192,7 +193,8 @@ def _plot_confusions(predictions: Predictions, strategies: list[str], class_name
     _save(figure, path)
 
 
-def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int, path: Path) -> None:
+def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int,
+                      path: Path) -> None:
     """Top-label reliability diagrams on the test split, pooled over seeds."""
     labels = predictions.labels["test"]
     figure, axes = _grid(len(strategies))

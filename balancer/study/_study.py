@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Any, cast, overload
+from concurrent.futures import Future, as_completed
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from balancer.study._metrics import ML_HEADLINE, paired_multilabel
 from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import ML_STRATEGIES, STRATEGIES, seeded_generator
 from balancer.study._train import RunResult
+
+if TYPE_CHECKING:  # imported where a pool starts (it loads multiprocessing)
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["Predictions", "prepare_data", "run_multilabel_study", "run_strategies", "run_study"]
 
@@ -216,6 +219,7 @@ def make_pool(data: StudyData | MultiLabelData, config: StudyConfig | MultiLabel
     or generators is inherited), each with ``config.threads`` torch threads. A run is a
     function of its seed alone, so the results are those of ``jobs=1``."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     quiet = type(config)(**{**config.to_dict(), "progress": False, "jobs": 1})
     return ProcessPoolExecutor(max_workers=config.jobs if jobs is None else jobs,

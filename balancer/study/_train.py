@@ -234,8 +234,8 @@ def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: S
                      evaluate=evaluate)
 
 
-def train_run(source: Source, make_model: Callable[[], nn.Module], num_classes: int, strategy: Strategy,
-              seed: int, config: StudyConfig, *, device: torch.device,
+def train_run(source: Source, make_model: Callable[[], nn.Module], num_classes: int,
+              strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
               position: int = 1, evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
     """The one training loop of every run: ``config.epochs`` epochs of
     ``ceil(N / batch_size)`` steps from the strategy's batch sampler, then validation
