@@ -8,6 +8,7 @@ import difflib
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from balancer.study._cli import add_study_parser
 
@@ -17,7 +18,7 @@ __all__ = ["build_parser", "main"]
 class _Parser(argparse.ArgumentParser):
     """Usage errors print the one useful line first, then where to find the usage."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}{self._did_you_mean(message)}\n(see "
                      f"'{self.prog} --help' for every option)\n")
 

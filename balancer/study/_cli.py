@@ -30,8 +30,9 @@ import argparse
 import re
 import shlex
 import sys
+from collections.abc import Set
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 # Only the settings are imported here: the study's heavy imports (pandas, scikit-learn, tqdm,
 # matplotlib) wait until a study runs, so `balancer study --help` and usage errors are quick.
@@ -44,6 +45,12 @@ from balancer.study._config import (
     whole_run_phases,
 )
 from balancer.study._strategies import ML_STRATEGIES, POSTHOC_ROWS, SETTINGS, STRATEGIES, TUNABLE
+
+if TYPE_CHECKING:  # the command imports these where it uses them (a fast --help)
+    import pandas as pd
+
+    from balancer.study._data import MultiLabelData, StudyData
+    from balancer.study._outputs import RunFolder
 
 __all__ = ["add_study_parser", "as_flags", "study", "usage_error"]
 
@@ -309,7 +316,7 @@ def _refuse_whole_run_phases(config: StudyConfig | MultiLabelStudyConfig, strate
 
 
 def _check_tune(args: argparse.Namespace, names: list[str | None],
-                passed: set[str] = frozenset()) -> None:
+                passed: Set[str] = frozenset()) -> None:
     """--tune with options that mean nothing in the tuning mode is an error, not ignored
     (``passed``: the options given on the command line, for those with a default)."""
     if len(names) > 1:
@@ -349,8 +356,8 @@ def _print_run(strategy: str, seed: int, seconds: float) -> None:
     print(f"finished {strategy} seed {seed} in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
-def _run(config: StudyConfig | MultiLabelStudyConfig, data, folder, command: str,
-         no_progress: bool = False):
+def _run(config: StudyConfig | MultiLabelStudyConfig, data: StudyData | MultiLabelData,
+         folder: RunFolder, command: str, no_progress: bool = False) -> pd.DataFrame:
     """Run the study of ``config`` (either task) in its prepared ``folder``, write its report
     and print the main table; return the results. Without progress bars (and unless
     ``no_progress``), print a line per finished run."""
@@ -421,7 +428,8 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
 
                 clear_previous(out)  # as for a study: the folder never mixes two runs
             return _tune(first, data[names[0]], out, command)
-        folders = {name: prepare_out(out if len(names) == 1 else out / name,
+        # several data sets: every name is a string (names is [None] only for one)
+        folders = {name: prepare_out(out if len(names) == 1 else out / str(name),
                                      config=config.to_dict(), overwrite=args.overwrite,
                                      resume=args.resume)
                    for name, config in configs.items()}
@@ -437,7 +445,7 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
     return 0
 
 
-def _check_tuned_data(path: str, data) -> None:
+def _check_tuned_data(path: str, data: StudyData) -> None:
     """A tuning record (``--tuned FILE``) applies only to the data it was tuned on."""
     import json
 
@@ -447,7 +455,7 @@ def _check_tuned_data(path: str, data) -> None:
                          f"{data.source!r}; pass the tuned.json of a --tune run on this data")
 
 
-def _positive_index(name: str, data) -> int:
+def _positive_index(name: str, data: StudyData) -> int:
     """The index of the class ``name`` (a class name, or the index 0 or 1) of two-class
     ``data``: the positive class of AUPRC and sensitivity at 95% specificity."""
     names = [str(n) for n in data.class_names]
@@ -463,7 +471,7 @@ def _positive_index(name: str, data) -> int:
                      f"(or the index 0 or 1)")
 
 
-def _tune(config: StudyConfig, data, out: Path, command: str) -> int:
+def _tune(config: StudyConfig, data: StudyData, out: Path, command: str) -> int:
     from balancer.study._tune import tune, write_tuning
 
     record = tune(config, data, command=command, run=out.name)
@@ -557,10 +565,10 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     --synthetic-samples 5``). Only fields that a flag of this parser sets are renamed."""
     flags = {action.dest: next((o for o in action.option_strings if o.startswith("--")), None)
              for action in parser._actions if action.option_strings}
-    flags = {dest: flag for dest, flag in flags.items() if flag} | _FIELD_FLAGS
-    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
-    message = re.sub(rf"^({names}) should", lambda m: f"{flags[m.group(1)]} should", message)
-    return re.sub(rf"(?<![\w\-'\[.])({names})=", lambda m: f"{flags[m.group(1)]} ", message)
+    named = {dest: flag for dest, flag in flags.items() if flag} | _FIELD_FLAGS
+    names = "|".join(sorted(map(re.escape, named), key=len, reverse=True))
+    message = re.sub(rf"^({names}) should", lambda m: f"{named[m.group(1)]} should", message)
+    return re.sub(rf"(?<![\w\-'\[.])({names})=", lambda m: f"{named[m.group(1)]} ", message)
 
 
 def usage_error(parser: argparse.ArgumentParser, error: Exception) -> NoReturn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -235,9 +236,9 @@ def compare(
     given = labels or {}
     raw = {split: _labels(datasets[split], given.get(split), split) for split in SPLITS}
     for split in SPLITS:
-        if raw[split].ndim != 1 or len(raw[split]) != len(datasets[split]):
+        if raw[split].ndim != 1 or len(raw[split]) != _length(datasets[split]):
             raise ValueError(f"labels of {split}: expected one label per item "
-                             f"({len(datasets[split])}), but got shape {raw[split].shape}")
+                             f"({_length(datasets[split])}), but got shape {raw[split].shape}")
     codes, names = _encode(raw)
     _check_classes(codes, names, "compare()")
     if len(codes["train"]) < config.batch_size:
@@ -295,11 +296,17 @@ def compare(
                                      np.bincount(codes["train"], minlength=num_classes), config)
     results.attrs.update(
         class_names=list(names),
-        source=f"user datasets ({len(train)} / {len(val)} / {len(test)} samples), model_fn="
+        source=f"user datasets ({_length(train)} / {_length(val)} / {_length(test)} samples), "
+               f"model_fn="
                f"{getattr(model_fn, '__name__', type(model_fn).__name__)}",
         counts={s: np.bincount(codes[s], minlength=num_classes).tolist() for s in SPLITS},
         dataset_key=None, seconds=time.perf_counter() - start,
         predictions=Predictions({s: codes[s] for s in ("val", "test")}, probs))
     if out is not None:
-        write_outputs(results, config, out, command=command, info=results.attrs)
+        write_outputs(results, config, Path(out), command=command, info=results.attrs)
     return results
+
+
+def _length(dataset: Dataset) -> int:
+    # torch's Dataset declares no __len__; a map-style one has it (compare() checks that first)
+    return len(dataset)  # type: ignore[arg-type]

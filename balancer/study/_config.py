@@ -149,12 +149,28 @@ class SharedSettings:
     #: The fix of a CUDA device asked for on a machine without one.
     _cuda_fix: ClassVar[str]
 
+    # The fields both hold (each declares them as dataclass fields, with its own defaults;
+    # annotations alone on this plain class add no field).
+    strategies: tuple[str, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    select: str
+    width: int
+    reference: str | None
+    bootstrap: int
+    device: str
+    threads: int
+    jobs: int
+
     def _strategies(self) -> dict[str, Strategy]:
         return STRATEGIES if self.task == "single" else ML_STRATEGIES
 
     def _validate_shared(self) -> None:
         """The checks of the shared settings: the strategies, seeds and budget first."""
-        defaults = type(self)
+        defaults: Any = type(self)  # its class attributes are the dataclass fields' defaults
         kind = "" if self.task == "single" else "multi-label "
         self.strategies = check_strategies(self.strategies, self._strategies(), kind)
         self.seeds = check_seeds(self.seeds)

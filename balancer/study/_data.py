@@ -34,6 +34,7 @@ import io
 import os
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ def split_fractions(value: Any, flag: str = "--split") -> tuple[float, float, fl
     if abs(sum(numbers) - 1.0) > 1e-6:
         raise ValueError(f"{flag}={value!r} sums to {sum(numbers):g}; the train, val and test "
                          f"fractions must sum to 1, e.g. {flag} 0.7,0.1,0.2")
-    return numbers  # type: ignore[return-value]
+    return numbers
 
 
 def _shown(items: list) -> str:
@@ -445,8 +446,8 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
     and ``label_names`` (one name per class); any other array is refused. See
     :func:`load_features` (a train/test-only split gets val carved from train).
     """
-    shipped = isinstance(name_or_path, str) and name_or_path.lower() in SHIPPED_DATASETS
-    path = (Path(__file__).resolve().parents[1] / "data" / f"{name_or_path.lower()}.npz"
+    shipped = isinstance(name_or_path, str) and str(name_or_path).lower() in SHIPPED_DATASETS
+    path = (Path(__file__).resolve().parents[1] / "data" / f"{str(name_or_path).lower()}.npz"
             if shipped else Path(name_or_path))
     arrays = _read_npz(path, "dataset" if shipped else "data")
     name = f"data={str(name_or_path)!r}"
@@ -479,7 +480,7 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
         raise ValueError(f"{flag} applies to a table of X and y, but {name} holds images in the "
                          f"MedMNIST layout with its own train/val/test split; remove {flag}")
     data = _npz_images(arrays, name)
-    source = (f"shipped {name_or_path.lower()} (MedMNIST v2, balancer/data)" if shipped
+    source = (f"shipped {str(name_or_path).lower()} (MedMNIST v2, balancer/data)" if shipped
               else f"{name_or_path} (MedMNIST layout)")
     return StudyData(data.images, data.labels, data.class_names, source)
 
@@ -647,13 +648,13 @@ def load_csv(
 
     labels = {s: codes[splits == s] for s in SPLITS}
     _check_classes(labels, names, f"csv={str(manifest)!r}", automatic)
+    groups = read_groups(table, group_col, path)
     return StudyData(
         images={s: _as_nchw(stacked[splits == s], f"{path}") for s in SPLITS},
         labels={s: torch.from_numpy(labels[s]) for s in SPLITS},
         class_names=names,
         source=f"{path} (CSV manifest, image_col={image_col!r}, label_col={label_col!r})",
-        groups=None if group_col is None else {
-            s: read_groups(table, group_col, path)[splits == s] for s in SPLITS},
+        groups=None if groups is None else {s: groups[splits == s] for s in SPLITS},
     )
 
 
@@ -1092,7 +1093,8 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
         groups=None if groups is None else {s: groups[splits == s] for s in SPLITS})
 
 
-def _encode(labels, where: str, names=None) -> tuple[np.ndarray, tuple[str, ...]]:
+def _encode(labels: Any, where: str, names: Sequence[Any] | None = None
+            ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Any accepted form of multi-label targets as a dense 0/1 matrix and its label names."""
     encoded = encode_multilabels(labels, where, names=names)
     return encoded.dense(np.float32), tuple(str(n) for n in encoded.names)

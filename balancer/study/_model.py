@@ -36,8 +36,9 @@ def init_from(model: nn.Module, generator: torch.Generator) -> None:
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear, CosineHead)):
             nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                nn.init.zeros_(bias)
 
 
 class SmallCNN(nn.Module):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from balancer import (
     RepeatFactorSampler,
     set_train_mode,
 )
+from balancer._schedule import BatchNormPolicy
 from balancer.study._config import MultiLabelStrategy, MultiLabelStudyConfig
 from balancer.study._data import MultiLabelData
 from balancer.study._metrics import (
@@ -47,6 +48,7 @@ from balancer.study._strategies import (
     GLOBAL,
     INIT,
     SETTINGS,
+    EpochBatchSampler,
     _ShuffledPasses,
     seeded_generator,
 )
@@ -92,7 +94,7 @@ class _RepeatFactorEpochs(Sampler[list[int]]):
 
 def make_multilabel_sampler(strategy: MultiLabelStrategy, targets: np.ndarray, *,
                             batch_size: int, epochs: int, finetune_epochs: int, seed: int,
-                            rfs_threshold: float) -> Sampler[list[int]]:
+                            rfs_threshold: float) -> EpochBatchSampler:
     """The strategy's batch sampler: ``ceil(N / batch_size)`` batches per epoch."""
     n = len(targets)
     if strategy.sampling == "shuffle":
@@ -146,20 +148,23 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
                 generator=seeded_generator(seed, INIT)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
+    finetune_epochs = config.finetune_epochs
+    assert finetune_epochs is not None  # validate() filled it in when it was left unset
     sampler = make_multilabel_sampler(strategy, targets, batch_size=config.batch_size,
                                       epochs=config.epochs,
-                                      finetune_epochs=config.finetune_epochs, seed=seed,
+                                      finetune_epochs=finetune_epochs, seed=seed,
                                       rfs_threshold=config.rfs_threshold)
     criterion = make_multilabel_loss(strategy, targets.sum(0), n, config).to(device)
     val_x = data.features["val"].to(device)
     val_y = data.targets["val"].numpy()
     # MultiLabelStudyConfig has no finetune_batchnorm field yet: the declared default until then.
-    batchnorm = getattr(config, "finetune_batchnorm", None) or SETTINGS["finetune_batchnorm"].default
-    best = (-1.0, -1, None)
+    batchnorm = cast(BatchNormPolicy, getattr(config, "finetune_batchnorm", None)
+                     or SETTINGS["finetune_batchnorm"].default)
+    best: tuple[float, int, dict[str, Tensor] | None] = (-1.0, -1, None)
     steps = 0
     for epoch in range(config.epochs):
-        finetuning = strategy.finetune and epoch >= config.epochs - config.finetune_epochs
-        sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        finetuning = strategy.finetune and epoch >= config.epochs - finetune_epochs
+        sampler.set_epoch(epoch)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (config.finetune_lr_scale if finetuning else 1.0)
         freeze = finetuning and config.finetune_freeze
@@ -176,14 +181,15 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
             optimizer.step()
             steps += 1
         if config.select == "best" or epoch == config.epochs - 1:
-            probs = _predict(model, val_x)
-            score = multilabel_metrics(probs, val_y, np.full(len(names), 0.5),
+            val_probs = _predict(model, val_x)
+            score = multilabel_metrics(val_probs, val_y, np.full(len(names), 0.5),
                                        names)["macro_auprc"]
             if config.select == "last" or score >= best[0]:
                 best = (score, epoch, {k: v.detach().clone()
                                        for k, v in model.state_dict().items()})
     expected = config.epochs * -(-n // config.batch_size)
     assert steps == expected, (strategy.name, steps, expected)
+    assert best[2] is not None  # the last epoch always evaluates
     model.load_state_dict(best[2])
     probs = {split: _predict(model, data.features[split].to(device)) for split in ("val", "test")}
     thresholds = choose_thresholds(probs["val"], val_y)

@@ -73,7 +73,7 @@ _RESUMABLE = {"strategies", "seeds", "progress", "jobs", "reference", "bootstrap
               "posthoc"}
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -136,7 +136,8 @@ class RunFolder:
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:  # a file object: np.savez would append ".npz" to a name
-        np.savez(handle, **arrays)
+        # numpy's stub types **kwds as its allow_pickle keyword (bool); here every value is an array
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
 
 
 def _previous_files(path: Path) -> list[str]:

@@ -18,11 +18,16 @@ strategy's setting, on validation only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from balancer.study._metrics import classification_metrics
 from balancer.study._strategies import POSTHOC_ROWS
+
+if TYPE_CHECKING:  # only for the annotation: _study imports this module
+    from balancer.study._study import Predictions
 
 __all__ = ["POSTHOC", "TAU_GRID", "THRESHOLDS", "logit_shift", "posthoc_rows"]
 
@@ -53,10 +58,11 @@ def logit_shift(name: str, setting: float, prior: np.ndarray) -> np.ndarray:
 
 
 #: The base row of each post-hoc row and the StudyConfig field that fixes its setting.
-POSTHOC = {name: (row.base, row.settings[0].field) for name, row in POSTHOC_ROWS.items()}
+POSTHOC = {name: (row.base, row.settings[0].field) for name, row in POSTHOC_ROWS.items()
+           if row.base is not None}  # every post-hoc row has a base (POSTHOC_ROWS's filter)
 
 
-def posthoc_rows(predictions, train_counts: np.ndarray, seeds: list[int], *,
+def posthoc_rows(predictions: Predictions, train_counts: np.ndarray, seeds: list[int], *,
                  ece_bins: int = 15, ordinal: bool = False,
                  fixed: dict[str, float | None] | None = None,
                  positive: int = 1) -> tuple[pd.DataFrame, dict]:
@@ -72,11 +78,11 @@ def posthoc_rows(predictions, train_counts: np.ndarray, seeds: list[int], *,
     names = [name for name in POSTHOC if c == 2 or name != "plain+threshold"]
     candidates = {}
     for name in names:
-        grid = (TAU_GRID if name.endswith("+posthoc") else THRESHOLDS)
+        values = (TAU_GRID if name.endswith("+posthoc") else THRESHOLDS)
         if fixed.get(name) is not None:
-            grid = (fixed[name],)
+            values = (fixed[name],)
         candidates[name] = (POSTHOC[name][0],
-                            [(value, logit_shift(name, value, prior)) for value in grid])
+                            [(value, logit_shift(name, value, prior)) for value in values])
     rows, probs = [], {}
     labels = predictions.labels
     for name, (base, grid) in candidates.items():

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,11 @@ from balancer.study._outputs import (
     atomic_write,
 )
 from balancer.study._strategies import ML_STRATEGIES, STRATEGIES
+
+if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn; _study imports this module
+    from matplotlib.figure import Figure
+
+    from balancer.study._study import Predictions
 
 __all__ = ["OUTPUT_FILES", "format_multilabel_table", "format_table", "summarize",
            "summarize_multilabel", "write_across", "write_multilabel_outputs", "write_outputs"]
@@ -124,7 +129,9 @@ def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
 
     summary = summarize(results)
     figure, axes = plt.subplots(figsize=(9, 5.5))
-    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: no two strategies share one
+    # 20 distinct colours: no two strategies share one. matplotlib's stub types get_cmap as the
+    # base Colormap; tab20 is a ListedColormap, which has .colors.
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
     # One marker shape (shapes would suggest groups that do not exist); the legend names the
     # rows, so no labels on the points to collide with each other.
     for k, strategy in enumerate(summary.index):
@@ -143,7 +150,7 @@ def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
     _save(figure, path)
 
 
-def _grid(count: int):
+def _grid(count: int) -> tuple[Figure, np.ndarray]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,7 +165,7 @@ def _grid(count: int):
     return figure, axes.ravel()
 
 
-def _plot_confusions(predictions, strategies: list[str], class_names: list[str],
+def _plot_confusions(predictions: Predictions, strategies: list[str], class_names: list[str],
                      path: Path) -> None:
     """Row-normalised test confusion matrices, pooled over seeds, one panel per strategy."""
     labels = predictions.labels["test"]
@@ -186,7 +193,8 @@ def _plot_confusions(predictions, strategies: list[str], class_names: list[str],
     _save(figure, path)
 
 
-def _plot_reliability(predictions, strategies: list[str], bins: int, path: Path) -> None:
+def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int,
+                      path: Path) -> None:
     """Top-label reliability diagrams on the test split, pooled over seeds."""
     labels = predictions.labels["test"]
     figure, axes = _grid(len(strategies))
@@ -217,7 +225,7 @@ def _plot_reliability(predictions, strategies: list[str], bins: int, path: Path)
     _save(figure, path)
 
 
-def _save(figure, path: Path) -> None:
+def _save(figure: Figure, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
@@ -614,7 +622,7 @@ def _plot_critical_difference(ranks: pd.Series, cd: float, path: Path, title: st
         axes.text(end, y, f"{name} ({rank:.2f})", ha="left" if not left else "right",
                   va="center", fontsize=8)
     values = ranks.to_numpy()
-    groups = []
+    groups: list[tuple[int, int]] = []
     for i in range(k):
         j = max(j for j in range(i, k) if values[j] - values[i] < cd)
         if j > i and not any(a <= i and j <= b for a, b in groups):

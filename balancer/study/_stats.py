@@ -118,9 +118,10 @@ def bootstrap_metrics(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray
     }
 
 
-def paired_differences(predictions, labels: np.ndarray, *, strategies: list[str],
-                       seeds: list[int], reference: str = "plain", resamples: int = 1000,
-                       seed: int = 0, ece_bins: int = 15, alpha: float = 0.05) -> pd.DataFrame:
+def paired_differences(predictions: dict[tuple[str, int], np.ndarray], labels: np.ndarray, *,
+                       strategies: list[str], seeds: list[int], reference: str = "plain",
+                       resamples: int = 1000, seed: int = 0, ece_bins: int = 15,
+                       alpha: float = 0.05) -> pd.DataFrame:
     """Every strategy minus ``reference``, per metric, with a paired-bootstrap CI and a paired
     t-test over seeds (see the design note).
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -251,6 +251,16 @@ def seeded_generator(seed: int, *words: int) -> torch.Generator:
 INIT, UNDERSAMPLE, PASSES, WRS, AUGMENT, GLOBAL, RETRAIN = 1, 2, 3, 4, 5, 6, 7
 
 
+class EpochBatchSampler(Protocol):
+    """What training needs of a batch sampler: batches of indices, their number, ``set_epoch``."""
+
+    def __iter__(self) -> Iterator[list[int]]: ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
 class _ShuffledPasses(Sampler[list[int]]):
     """``ceil(samples_per_epoch / batch_size)`` batches per epoch from back-to-back shuffled
     passes over ``pool``: epoch ``e`` takes draws ``[e * S, (e + 1) * S)`` of that endless stream.
@@ -301,8 +311,11 @@ class _WeightedBatches(Sampler[list[int]]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[int]]:
-        sampler = WeightedRandomSampler(self.weights, self.num_samples, replacement=True,
-                                        generator=seeded_generator(self.seed, WRS, self.epoch))
+        # torch's stub says Sequence[float]; a 1-D tensor of weights is what it documents and uses
+        sampler = WeightedRandomSampler(
+            self.weights,  # type: ignore[arg-type]
+            self.num_samples, replacement=True,
+            generator=seeded_generator(self.seed, WRS, self.epoch))
         yield from BatchSampler(sampler, self.batch_size, drop_last=False)
 
     def __len__(self) -> int:
@@ -315,7 +328,7 @@ class _Deferred(Sampler[list[int]]):
     Both yield ``ceil(N / batch_size)`` batches per epoch, so the switch keeps the step budget.
     """
 
-    def __init__(self, first: Sampler[list[int]], second: BalancedBatchSampler,
+    def __init__(self, first: _ShuffledPasses, second: BalancedBatchSampler,
                  start: int) -> None:
         self.first, self.second, self.start = first, second, start
         self.epoch = 0
@@ -323,7 +336,7 @@ class _Deferred(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         if epoch < self.start:
-            self.first.set_epoch(epoch)  # type: ignore[attr-defined]
+            self.first.set_epoch(epoch)
         else:
             self.second.set_epoch(epoch - self.start)
 
@@ -348,7 +361,7 @@ def undersample_indices(labels: np.ndarray, seed: int) -> np.ndarray:
 
 def make_batch_sampler(strategy: Strategy, labels: np.ndarray, *, batch_size: int, epochs: int,
                        finetune_epochs: int, seed: int,
-                       deferred_epochs: int = 0) -> Sampler[list[int]]:
+                       deferred_epochs: int = 0) -> EpochBatchSampler:
     """The strategy's batch sampler: ``ceil(N / batch_size)`` batches per epoch (see the note).
 
     ``deferred_epochs`` is the length of the balanced last phase of the ``"deferred"`` sampling

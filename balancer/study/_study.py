@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, as_completed
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from balancer.study._metrics import ML_HEADLINE, paired_multilabel
 from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import ML_STRATEGIES, STRATEGIES, seeded_generator
 from balancer.study._train import RunResult
+
+if TYPE_CHECKING:  # imported where a pool starts (it loads multiprocessing)
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["Predictions", "prepare_data", "run_multilabel_study", "run_strategies", "run_study"]
 
@@ -65,6 +68,12 @@ def _limit_train(data: StudyData, limit: int) -> StudyData:
     return data.subset("train", np.sort(np.concatenate(chosen)))
 
 
+@overload
+def prepare_data(config: StudyConfig) -> StudyData: ...
+@overload
+def prepare_data(config: MultiLabelStudyConfig) -> MultiLabelData: ...
+@overload
+def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | MultiLabelData: ...
 def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | MultiLabelData:
     """Load and check the data of ``config``, of either task (every input error is raised
     here)."""
@@ -163,7 +172,8 @@ def run_strategies(config: StudyConfig | MultiLabelStudyConfig, train: Callable[
 _WORKER: dict = {}
 
 
-def _init_worker(data: StudyData, config: StudyConfig) -> None:
+def _init_worker(data: StudyData | MultiLabelData,
+                 config: StudyConfig | MultiLabelStudyConfig) -> None:
     torch.set_num_threads(config.threads)
     _WORKER.update(data=data, config=config)
 
@@ -204,7 +214,7 @@ def add_posthoc(results: pd.DataFrame, probs: dict, labels: dict[str, np.ndarray
 
 
 def make_pool(data: StudyData | MultiLabelData, config: StudyConfig | MultiLabelStudyConfig,
-              jobs: int | None = None):
+              jobs: int | None = None) -> ProcessPoolExecutor:
     """``jobs`` (default ``config.jobs``) fresh processes (spawned: nothing of this process's torch state, threads
     or generators is inherited), each with ``config.threads`` torch threads. A run is a
     function of its seed alone, so the results are those of ``jobs=1``."""
@@ -241,10 +251,11 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
     """
     from balancer.study._train import train_and_evaluate
 
+    # data is of config's task (the caller's); the casts only tell mypy which one
     if isinstance(config, MultiLabelStudyConfig):
-        return _run_multilabel(config, data, folder, on_run)
+        return _run_multilabel(config, cast("MultiLabelData | None", data), folder, on_run)
     config.validate()
-    data = prepare_data(config) if data is None else data
+    data = prepare_data(config) if data is None else cast(StudyData, data)
     device = torch.device(config.device)
     threads = torch.get_num_threads()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
@@ -301,6 +312,7 @@ def _prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
     from balancer.study._multilabel import make_multilabel_loss, make_multilabel_sampler
 
     targets = data.targets["train"].numpy()
+    assert config.finetune_epochs is not None  # validate() filled it in when it was left unset
     for name in config.strategies:
         strategy = ML_STRATEGIES[name]
         make_multilabel_sampler(strategy, targets, batch_size=config.batch_size,

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from balancer import set_train_mode
+from balancer._schedule import BatchNormPolicy
 from balancer.study._config import StudyConfig
 from balancer.study._data import StudyData
 from balancer.study._metrics import classification_metrics
@@ -22,6 +24,7 @@ from balancer.study._strategies import (
     GLOBAL,
     INIT,
     RETRAIN,
+    EpochBatchSampler,
     Strategy,
     make_batch_sampler,
     make_loss,
@@ -116,9 +119,11 @@ class _TensorSource:
         self.augment = config.augment and not data.tabular
         self.device = device
 
-    def loader(self, sampler: Sampler[list[int]]) -> DataLoader:
+    def loader(self, sampler: EpochBatchSampler) -> DataLoader:
         return DataLoader(_Indices(len(self.labels["train"])), batch_sampler=sampler,
-                          collate_fn=_keep)
+                          # torch's stub says collate_fn takes a list; _Indices.__getitems__
+                          # hands it one index tensor
+                          collate_fn=_keep)  # type: ignore[arg-type]
 
     def batch(self, batch: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         batch = batch.to(self.device)
@@ -173,7 +178,7 @@ class DatasetSource:
         self.num_workers = num_workers
         self.eval_batch_size = eval_batch_size
 
-    def loader(self, sampler: Sampler[list[int]]) -> DataLoader:
+    def loader(self, sampler: EpochBatchSampler) -> DataLoader:
         return DataLoader(self.datasets["train"], batch_sampler=sampler,
                           num_workers=self.num_workers)
 
@@ -188,8 +193,12 @@ class DatasetSource:
         return torch.cat([model(inputs.to(self.device)) for inputs, _ in loader])
 
 
+#: Where a run's batches and evaluation inputs come from.
+Source = _TensorSource | DatasetSource
+
+
 @torch.no_grad()
-def predict(model: nn.Module, source, split: str, logit_scale: float) -> np.ndarray:
+def predict(model: nn.Module, source: Source, split: str, logit_scale: float) -> np.ndarray:
     """Class probabilities ``(N, C)`` in float64."""
     model.eval()
     logits = source.logits(model, split)
@@ -225,8 +234,8 @@ def train_and_evaluate(data: StudyData, strategy: Strategy, seed: int, config: S
                      evaluate=evaluate)
 
 
-def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, strategy: Strategy,
-              seed: int, config: StudyConfig, *, device: torch.device,
+def train_run(source: Source, make_model: Callable[[], nn.Module], num_classes: int,
+              strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
               position: int = 1, evaluate: tuple[str, ...] = ("val", "test")) -> RunResult:
     """The one training loop of every run: ``config.epochs`` epochs of
     ``ceil(N / batch_size)`` steps from the strategy's batch sampler, then validation
@@ -244,7 +253,7 @@ def train_run(source, make_model: Callable[[], nn.Module], num_classes: int, str
                           device=device, position=position, evaluate=evaluate)
 
 
-def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
+def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes: int,
                strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
                position: int, evaluate: tuple[str, ...]) -> RunResult:
     start = time.perf_counter()
@@ -256,9 +265,15 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     # drs and crt: the length of the balanced last phase of their "deferred" sampling.
-    deferred = getattr(config, strategy.phase[0]) if strategy.sampling == "deferred" else 0
+    deferred = (getattr(config, strategy.phase[0])
+                if strategy.sampling == "deferred" and strategy.phase is not None else 0)
+    # validate() filled every phase setting left unset (None) from the tuned or library defaults.
+    finetune_epochs, drw_epochs = config.finetune_epochs, config.drw_epochs
+    lr_scale, batchnorm = config.finetune_lr_scale, config.finetune_batchnorm
+    assert finetune_epochs is not None and drw_epochs is not None
+    assert lr_scale is not None and batchnorm is not None
     sampler = make_batch_sampler(strategy, train_labels, batch_size=config.batch_size,
-                                 epochs=config.epochs, finetune_epochs=config.finetune_epochs,
+                                 epochs=config.epochs, finetune_epochs=finetune_epochs,
                                  seed=seed, deferred_epochs=deferred)
     loader = source.loader(sampler)
     settings = config.to_dict()  # the loss reads its own settings from it
@@ -269,27 +284,30 @@ def _train_run(source, make_model: Callable[[], nn.Module], num_classes: int,
     bar = tqdm(range(config.epochs), desc=f"{strategy.name} seed {seed}", unit="epoch",
                leave=False, position=position, disable=not config.progress)
     for epoch in bar:
-        finetuning = strategy.finetune and epoch >= config.epochs - config.finetune_epochs
+        finetuning = strategy.finetune and epoch >= config.epochs - finetune_epochs
         reweighting = (strategy.deferred_reweighting
-                       and epoch >= config.epochs - config.drw_epochs)
+                       and epoch >= config.epochs - drw_epochs)
         retraining = strategy.classifier_retrain and epoch >= config.epochs - deferred
         sampler.set_epoch(epoch)
         if retraining and epoch == config.epochs - deferred:
             # cRT: a fresh classifier (seeded) and a fresh optimizer over it alone; the
             # backbone's features stay as plain training left them.
-            init_from(model.head, seeded_generator(seed, RETRAIN))
-            optimizer = torch.optim.AdamW(model.head.parameters(), lr=config.lr,
+            head = cast(nn.Module, model.head)  # nn.Module.__getattr__ also allows a Tensor
+            init_from(head, seeded_generator(seed, RETRAIN))
+            optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay)
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * (config.finetune_lr_scale if finetuning else 1.0)
+            group["lr"] = config.lr * (lr_scale if finetuning else 1.0)
         freeze = (finetuning and config.finetune_freeze) or retraining
-        for parameter in (model.backbone.parameters()
+        # model.backbone is read only when used (a user's model may have none); cast: nn.Module's
+        # __getattr__ is typed to return a Tensor, too
+        for parameter in (cast(nn.Module, model.backbone).parameters()
                           if freeze or config.finetune_freeze else ()):
             parameter.requires_grad_(not freeze)
         set_train_mode(model, "finetune" if finetuning else "balanced",
-                       batchnorm=config.finetune_batchnorm)
+                       batchnorm=cast(BatchNormPolicy, batchnorm))  # validate() checked it
         if freeze:
-            model.backbone.eval()  # frozen batch-norm statistics, too
+            cast(nn.Module, model.backbone).eval()  # frozen batch-norm statistics, too
         criterion = make_loss(strategy, counts, late_phase=reweighting, settings=settings).to(device)
         generator = seeded_generator(seed, AUGMENT, epoch)
         for batch in loader:
