@@ -27,7 +27,7 @@ from sklearn.metrics import (
 
 from balancer.study._stats import MIN_SEEDS, check_paired
 
-__all__ = ["HEADLINE", "ML_HEADLINE", "TASK_METRICS", "choose_thresholds",
+__all__ = ["HEADLINE", "ML_HEADLINE", "TASK_METRICS", "Predictions", "choose_thresholds",
            "classification_metrics", "expected_calibration_error", "multilabel_metrics",
            "paired_multilabel", "quadratic_weighted_kappa", "sensitivity_at_specificity",
            "weighted_auprc", "weighted_auroc", "weighted_f1"]
@@ -484,3 +484,24 @@ def paired_multilabel(predictions: dict, targets: np.ndarray, thresholds: dict, 
                 "significant": bool((low > 0 or high < 0) and p_value < alpha),
             })
     return pd.DataFrame.from_records(records)
+
+
+# ----------------------------------------------------------------- every run's predictions
+class Predictions:
+    """Every run's val and test probabilities and the true classes, for the paired statistics.
+
+    Attributes:
+        labels: per split (``"val"``, ``"test"``), the ``(N,)`` class indices.
+        probs: per ``(strategy, seed)``, per split, the ``(N, C)`` probabilities.
+
+    Compared by identity, so a DataFrame can carry it in ``attrs`` (pandas compares attrs with
+    ``==``, which arrays do not answer with one bool).
+    """
+
+    def __init__(self, labels: dict[str, np.ndarray],
+                 probs: dict[tuple[str, int], dict[str, np.ndarray]]) -> None:
+        self.labels = labels
+        self.probs = probs
+
+    def __repr__(self) -> str:
+        return f"Predictions({len(self.probs)} runs)"

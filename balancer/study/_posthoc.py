@@ -18,16 +18,11 @@ strategy's setting, on validation only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
-from balancer.study._metrics import classification_metrics
+from balancer.study._metrics import Predictions, classification_metrics
 from balancer.study._strategies import POSTHOC_ROWS
-
-if TYPE_CHECKING:  # only for the annotation: _study imports this module
-    from balancer.study._study import Predictions
 
 __all__ = ["POSTHOC", "TAU_GRID", "THRESHOLDS", "logit_shift", "posthoc_rows"]
 

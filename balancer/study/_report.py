@@ -27,7 +27,7 @@ from balancer.study._strategies import ML_STRATEGIES, STRATEGIES
 if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn; _study imports this module
     from matplotlib.figure import Figure
 
-    from balancer.study._study import Predictions
+    from balancer.study._metrics import Predictions
 
 __all__ = ["OUTPUT_FILES", "format_multilabel_table", "format_table", "summarize",
            "summarize_multilabel", "write_across", "write_multilabel_outputs", "write_outputs"]

@@ -14,7 +14,7 @@ import torch
 from balancer import MultiLabelBalancedSampler, RepeatFactorSampler
 from balancer.study._config import MultiLabelStudyConfig, StudyConfig
 from balancer.study._data import MultiLabelData, StudyData, load_multilabel_data, load_study_data
-from balancer.study._metrics import ML_HEADLINE, paired_multilabel
+from balancer.study._metrics import ML_HEADLINE, Predictions, paired_multilabel
 from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import ML_STRATEGIES, STRATEGIES, seeded_generator
 from balancer.study._train import RunResult
@@ -23,26 +23,6 @@ if TYPE_CHECKING:  # imported where a pool starts (it loads multiprocessing)
     from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["Predictions", "prepare_data", "run_multilabel_study", "run_strategies", "run_study"]
-
-
-class Predictions:
-    """Every run's val and test probabilities and the true classes, for the paired statistics.
-
-    Attributes:
-        labels: per split (``"val"``, ``"test"``), the ``(N,)`` class indices.
-        probs: per ``(strategy, seed)``, per split, the ``(N, C)`` probabilities.
-
-    Compared by identity, so a DataFrame can carry it in ``attrs`` (pandas compares attrs with
-    ``==``, which arrays do not answer with one bool).
-    """
-
-    def __init__(self, labels: dict[str, np.ndarray],
-                 probs: dict[tuple[str, int], dict[str, np.ndarray]]) -> None:
-        self.labels = labels
-        self.probs = probs
-
-    def __repr__(self) -> str:
-        return f"Predictions({len(self.probs)} runs)"
 
 
 _LIMIT_SEED = 0x6C696D6974  # the train_limit slice is the same for every study seed
