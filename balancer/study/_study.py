@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, as_completed
 from typing import TYPE_CHECKING, Any, cast, overload
 
@@ -207,6 +208,31 @@ def make_pool(data: StudyData | MultiLabelData, config: StudyConfig | MultiLabel
                                initializer=_init_worker, initargs=(data, quiet))
 
 
+@contextlib.contextmanager
+def _run_settings(config: StudyConfig | MultiLabelStudyConfig, data: StudyData | MultiLabelData,
+                  worker: Callable[[str, int], Any]
+                  ) -> Iterator[tuple[torch.device, Callable[[str, int], Future] | None]]:
+    """The torch settings both studies train under, restored on exit, and with ``jobs > 1``
+    the process pool: yields the device and ``submit(name, seed)`` (``None`` for one job)."""
+    device = torch.device(config.device)
+    threads = torch.get_num_threads()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads)
+    else:  # the same seed, the same numbers on the GPU too
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    pool = None
+    try:
+        if config.jobs > 1:
+            pool = make_pool(data, config)
+        yield device, None if pool is None else (lambda n, s: pool.submit(worker, n, s))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
 def run_study(config: StudyConfig | MultiLabelStudyConfig,
               data: StudyData | MultiLabelData | None = None, *,
               folder: RunFolder | None = None, on_run: OnRun | None = None) -> pd.DataFrame:
@@ -236,28 +262,12 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         return _run_multilabel(config, cast("MultiLabelData | None", data), folder, on_run)
     config.validate()
     data = prepare_data(config) if data is None else cast(StudyData, data)
-    device = torch.device(config.device)
-    threads = torch.get_num_threads()
-    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads)
-    else:  # the same seed, the same numbers on the GPU too
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     start = time.perf_counter()
-    pool = None
-    try:
-        if config.jobs > 1:
-            pool = make_pool(data, config)
+    with _run_settings(config, data, _train_in_worker) as (device, submit):
         results, probs = run_strategies(
             config, lambda name, seed: train_and_evaluate(data, STRATEGIES[name], seed, config,
                                                           device=device),
-            folder=folder, on_run=on_run,
-            submit=None if pool is None else lambda n, s: pool.submit(_train_in_worker, n, s))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+            folder=folder, on_run=on_run, submit=submit)
     labels = {split: data.labels[split].numpy() for split in ("val", "test")}
     if config.posthoc:
         results, probs = add_posthoc(results, probs, labels, data.counts("train"), config)
@@ -327,26 +337,14 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
 
     config.validate()
     data = prepare_data(config) if data is None else data
-    device = torch.device(config.device)
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    pool = None
-    try:
-        if config.jobs > 1:
-            pool = make_pool(data, config)
+    with _run_settings(config, data, _train_multilabel_in_worker) as (device, submit):
         results, arrays = run_strategies(
             config, lambda name, seed: train_multilabel_run(data, ML_STRATEGIES[name], seed,
                                                             config, device=device),
             folder=folder, on_run=on_run,
             rows=lambda name, seed, run: (_multilabel_rows(name, seed, run), run["arrays"]),
-            submit=None if pool is None else lambda n, s: pool.submit(
-                _train_multilabel_in_worker, n, s))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
+            submit=submit)
     names = list(data.label_names)
     rarest = rarest_labels(data, config.rarest)
     metrics = [*ML_HEADLINE, *[f"{kind}[{label}]" for label in rarest
