@@ -22,6 +22,7 @@ Example::
     model, optimizer = accelerator.prepare(model, optimizer)
     for epoch in range(loader.iteration, 10):  # 0, or the epoch load_state restored
         loader.set_epoch(epoch)
+        loader.train_mode(model)  # model.train(), BatchNorm per the schedule's batchnorm
         for batch in loader:
             ...
 """
@@ -29,10 +30,13 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
+from torch import nn
 from torch.utils.data import DataLoader
 
+from balancer._schedule import set_train_mode
 from balancer.loader import dataloader_settings
 from balancer.samplers import PlanBatchSampler, sampler_kind
 
@@ -111,7 +115,11 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     The returned loader also has ``balanced_sampler`` (this process's sampler) and
     ``total_batches(epochs=None)`` (batches per process over the run, for LR schedules); its
     ``iteration`` (Accelerate's epoch counter) is the epoch to start from: 0, or the epoch
-    ``accelerator.load_state`` restored.
+    ``accelerator.load_state`` restored. Its ``train_mode(model)`` is
+    :meth:`balancer.BalancedDataLoader.train_mode` for the epoch the next pass serves (its
+    ``iteration``): call it where the loop would call ``model.train()``. Accelerate never sets
+    the model's mode, so with ``FineTuneSchedule(..., batchnorm="frozen")`` this call is what
+    keeps BatchNorm in eval mode in the fine-tune epochs; nothing can check that the loop makes it.
 
     Resume: ``accelerator.save_state(dir)`` records the epoch; with
     ``Accelerator(dataloader_config=DataLoaderConfiguration(use_stateful_dataloader=True))`` it also
@@ -176,6 +184,14 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
                                               **dataloader_settings(loader)))
     prepared.balanced_sampler = balanced
     prepared.total_batches = balanced.total_batches
+    prepared.train_mode = partial(_train_mode, prepared, balanced)
     accelerator.register_for_checkpointing(_EpochState(prepared, plan))
     return prepared
 
+
+def _train_mode(prepared: Any, balanced: PlanBatchSampler, model: nn.Module) -> nn.Module:
+    # The epoch of the next pass: Accelerate sets the sampler's epoch only when a pass starts,
+    # after the loop has set the model's mode, so the sampler's own epoch may still be the last.
+    phase = balanced._phase_of(int(getattr(prepared, "iteration", balanced.epoch)))
+    return set_train_mode(model, phase,
+                          batchnorm=getattr(balanced.schedule, "batchnorm", "train"))

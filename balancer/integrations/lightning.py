@@ -28,16 +28,24 @@ Epoch lengths follow the phase, which ``trainer.estimated_stepping_batches`` doe
 an LR schedule with :func:`total_steps` (the loader's :meth:`~balancer.BalancedDataLoader.total_batches`).
 
     L.Trainer(max_epochs=10, strategy="ddp", devices=2).fit(Classifier())
+
+BatchNorm in the fine-tune epochs: ``balance(..., batchnorm="frozen")`` keeps every BatchNorm
+layer of the ``LightningModule`` in eval mode there (its running statistics stay those of the
+balanced epochs; its affine weights still train). Lightning owns the model's mode, so the
+training loop has no place for ``loader.train_mode(model)``; instead ``balance`` adds a callback
+to the trainer that applies the policy before every fine-tune training batch (after anything
+Lightning does to the mode, such as restoring it after validation).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
 from balancer._distributed import is_distributed
-from balancer._schedule import FineTuneSchedule
+from balancer._schedule import BatchNormPolicy, FineTuneSchedule, check_batchnorm
 from balancer._validation import check_int
 from balancer.loader import BalancedDataLoader
 from balancer.loader import balance as _balance
@@ -60,8 +68,8 @@ class LightningBalancedDataLoader(BalancedDataLoader):
 
 def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_epochs: int = 0,
             seed: int | None = 0, samples_per_epoch: int | None = None,
-            drop_last: bool | None = None, sampler: str | type = "balanced",
-            **sampler_options: Any) -> BalancedDataLoader:
+            drop_last: bool | None = None, batchnorm: BatchNormPolicy = "train",
+            sampler: str | type = "balanced", **sampler_options: Any) -> BalancedDataLoader:
     """:func:`balancer.balance` with a :class:`~balancer.FineTuneSchedule` sized from ``trainer``.
 
     The schedule runs ``trainer.max_epochs`` epochs, the last ``finetune_epochs`` of them at the
@@ -74,6 +82,10 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
         loader: the ``DataLoader`` the hook would otherwise return.
         labels, seed, samples_per_epoch, drop_last: as for :func:`balancer.balance`.
         finetune_epochs: final epochs at the true frequencies, in ``[0, max_epochs]``.
+        batchnorm: what BatchNorm layers do in the fine-tune epochs, as for
+            :class:`~balancer.FineTuneSchedule`: ``"train"`` (default; Lightning's own train
+            mode, statistics re-estimated) or ``"frozen"`` (eval mode before every fine-tune
+            batch, through a callback this adds to ``trainer.callbacks``).
         sampler, **sampler_options: the kind of sampler, as for :func:`balancer.balance`
             (``"label-balanced"`` or ``"repeat-factor"`` for multi-label targets).
     """
@@ -86,6 +98,7 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
     finetune_epochs = check_int("finetune_epochs", finetune_epochs, minimum=0,
                                 maximum=max_epochs,
                                 fix=f"it must lie in [0, trainer.max_epochs={max_epochs}]")
+    batchnorm = check_batchnorm(batchnorm)
     world_size = int(getattr(trainer, "world_size", 1))
     if world_size > 1 and not is_distributed():
         raise RuntimeError(
@@ -93,13 +106,71 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
             f"call balance() inside LightningModule.train_dataloader() (or a "
             f"LightningDataModule's), where Lightning has started it"
         )
-    balanced = _balance(loader, labels, schedule=FineTuneSchedule(max_epochs, finetune_epochs),
-                        seed=seed, samples_per_epoch=samples_per_epoch, drop_last=drop_last,
+    schedule = FineTuneSchedule(max_epochs, finetune_epochs, batchnorm=batchnorm)
+    balanced = _balance(loader, labels, schedule=schedule, seed=seed,
+                        samples_per_epoch=samples_per_epoch, drop_last=drop_last,
                         sampler=sampler, **sampler_options)
     # The subclass only changes len(); it adds no state, so the built loader is re-typed (keeping
     # the class balance() kept, e.g. MONAI's DataLoader).
     balanced.__class__ = _lightning_class(type(balanced))
+    _attach_batchnorm_policy(trainer, balanced)
     return balanced
+
+
+def _finetune_batchnorm_callback() -> type:
+    """The callback class behind ``batchnorm="frozen"``, built over Lightning's ``Callback`` the
+    first time it is needed (Lightning is imported only then)."""
+    global _CALLBACK
+    if _CALLBACK is not None:
+        return _CALLBACK
+    from lightning.pytorch.callbacks import Callback  # the framework, only when asked for
+
+    class FineTuneBatchNorm(Callback):
+        """BatchNorm layers in eval mode before every fine-tune training batch.
+
+        Lightning never calls ``model.train()`` at an epoch's start (it keeps the module's modes
+        and restores them after validation), so a plain loop's ``loader.train_mode(model)`` has
+        no place to go. Applied per batch rather than per epoch because a run resumed mid-epoch
+        starts no epoch (``on_train_epoch_start`` is skipped) and a user's
+        ``on_validation_model_train`` may call ``model.train()`` mid-epoch. Only the BatchNorm
+        layers are touched: modes the user set on other modules stay theirs. It holds no state,
+        so checkpoints are unchanged.
+        """
+
+        def __init__(self, loader: BalancedDataLoader) -> None:
+            self.loader = loader
+
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
+                                 batch_idx: int) -> None:
+            # The phase of the batches being served (the loader's epoch, which Lightning sets).
+            if self.loader.phase == "finetune":
+                for module in pl_module.modules():
+                    if isinstance(module, _BatchNorm):
+                        module.eval()
+
+    _CALLBACK = FineTuneBatchNorm
+    return _CALLBACK
+
+
+_CALLBACK: type | None = None
+
+
+def _attach_batchnorm_policy(trainer: Any, loader: BalancedDataLoader) -> None:
+    """Add the callback that applies ``batchnorm="frozen"``, or point it at the new ``loader``."""
+    if getattr(loader.batch_sampler.schedule, "batchnorm", "train") != "frozen":
+        return  # "train": Lightning's own train mode is the policy
+    callbacks = getattr(trainer, "callbacks", None)
+    if not isinstance(callbacks, list):
+        raise TypeError(f"batchnorm='frozen' needs the lightning.Trainer (its callbacks list), "
+                        f"but got trainer of type {type(trainer).__name__}; pass self.trainer "
+                        f"from the train_dataloader hook")
+    cls = _finetune_batchnorm_callback()
+    for callback in callbacks:
+        if isinstance(callback, cls):
+            # The hook ran again (reload_dataloaders_every_n_epochs): follow the new loader.
+            callback.loader = loader
+            return
+    callbacks.append(cls(loader))
 
 
 _LIGHTNING_CLASSES: dict[type, type] = {BalancedDataLoader: LightningBalancedDataLoader}

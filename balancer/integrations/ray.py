@@ -18,6 +18,7 @@ Example (inside the function given to ``TorchTrainer``)::
         ...  # model and optimizer, then loader.load_state_dict(saved["loader"])
     for epoch in range(loader.epoch, 10):
         loader.set_epoch(epoch)
+        loader.train_mode(model)  # model.train(), BatchNorm per the schedule's batchnorm
         for batch in loader:
             ...  # ray.train.report(..., checkpoint=...) with loader.state_dict() in it
 """
@@ -30,7 +31,7 @@ from balancer.loader import BalancedDataLoader
 
 __all__ = ["prepare_data_loader"]
 
-_FORWARDED = ("set_epoch", "state_dict", "load_state_dict", "total_batches")
+_FORWARDED = ("set_epoch", "state_dict", "load_state_dict", "total_batches", "train_mode")
 
 
 def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = True,
@@ -38,9 +39,15 @@ def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = Tr
     """``ray.train.torch.prepare_data_loader(loader)``, keeping the balanced loader's controls.
 
     The returned loader iterates like Ray's (batches on the worker's device) and has the
-    balanced loader's ``set_epoch``, ``state_dict``, ``load_state_dict`` and ``total_batches``;
-    ``balanced`` is the balanced loader itself (``.epoch``, ``.phase``). Its ``state_dict()``
-    counts the batches the loop received, not the one Ray's wrapper holds ahead of it.
+    balanced loader's ``set_epoch``, ``state_dict``, ``load_state_dict``, ``total_batches`` and
+    ``train_mode``; ``balanced`` is the balanced loader itself (``.epoch``, ``.phase``). Its
+    ``state_dict()`` counts the batches the loop received, not the one Ray's wrapper holds ahead
+    of it.
+
+    The train function is the user's own loop, which Ray never puts in train mode: with
+    ``FineTuneSchedule(..., batchnorm="frozen")`` the loop must call ``loader.train_mode(model)``
+    after ``loader.set_epoch(epoch)`` (the model as ``ray.train.torch.prepare_model`` returned it
+    is fine) where it would call ``model.train()``; nothing can check that it does.
     """
     import ray.train.torch  # the framework, only when asked for
 

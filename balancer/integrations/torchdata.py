@@ -16,16 +16,20 @@ Example::
     loader.load_state_dict(state)        # a new process: build it the same way, then load
     for epoch in range(loader.batch_sampler.epoch, 10):
         loader.set_epoch(epoch)
+        loader.train_mode(model)  # model.train(), BatchNorm per the schedule's batchnorm
         for batch in loader:
             ...
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from torch import nn
 from torch.utils.data import DataLoader
 
+from balancer._schedule import set_train_mode
 from balancer.loader import balance as _balance
 from balancer.loader import dataloader_settings
 
@@ -42,7 +46,12 @@ def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> A
             ``seed``, ``samples_per_epoch``, ``drop_last``).
 
     The returned loader's ``set_epoch(epoch)`` is the sampler's: call it at every epoch. After
-    ``load_state_dict(state)``, ``loader.batch_sampler.epoch`` is the epoch to resume.
+    ``load_state_dict(state)``, ``loader.batch_sampler.epoch`` is the epoch to resume. Its
+    ``train_mode(model)`` is :meth:`balancer.BalancedDataLoader.train_mode`: ``model.train()``
+    with BatchNorm per the schedule's ``batchnorm`` in the fine-tune phase. Call it after
+    ``set_epoch`` where the loop would call ``model.train()``; with
+    ``FineTuneSchedule(..., batchnorm="frozen")`` only that call freezes the statistics, and
+    nothing can check that the loop makes it.
     """
     from torchdata.stateful_dataloader import StatefulDataLoader  # only when asked for
 
@@ -52,6 +61,7 @@ def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> A
     sampler = _balance(loader, labels, **options).batch_sampler
     stateful = StatefulDataLoader(loader.dataset, batch_sampler=sampler, **dataloader_settings(loader))
     stateful.set_epoch = sampler.set_epoch
+    stateful.train_mode = partial(_train_mode, sampler)
     restore = stateful.load_state_dict
 
     def load_state_dict(state: dict[str, Any]) -> None:
@@ -66,3 +76,9 @@ def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> A
 
     stateful.load_state_dict = load_state_dict
     return stateful
+
+
+def _train_mode(sampler: Any, model: nn.Module) -> nn.Module:
+    # The same rule as BalancedDataLoader.train_mode: the phase of the epoch last set.
+    return set_train_mode(model, sampler.phase,
+                          batchnorm=getattr(sampler.schedule, "batchnorm", "train"))

@@ -20,12 +20,21 @@ Example::
                               train_dataset=train_set, finetune_epochs=2)
     trainer.train()  # or trainer.train(resume_from_checkpoint=True)
 
+BatchNorm in the fine-tune epochs: ``BalancedTrainer(..., batchnorm="frozen")`` keeps every
+BatchNorm layer in eval mode in the fine-tune training steps (running statistics of the balanced
+epochs kept, affine weights still trained). The ``Trainer`` calls ``model.train()`` at the start
+of every ``training_step``; the policy is applied right after it, in
+``compute_loss_context_manager`` (which ``training_step`` enters just before the forward pass),
+so a subclass may still override ``training_step`` or ``compute_loss`` as long as its step calls
+``self.compute_loss_context_manager()`` as the Trainer's does.
+
 Labels are read as :func:`balancer.labels_of` reads them (a ``datasets.Dataset``'s
 ``label``/``labels`` column, without decoding any row), or given with ``labels=``.
 
 Written against the ``Trainer`` of transformers 5.x: it overrides the private
 ``set_initial_training_values``, ``_init_training_state`` and ``_run_epoch`` steps of the
-training loop (the places that assume equal epochs), and the public ``get_train_dataloader``.
+training loop (the places that assume equal epochs), and the public ``get_train_dataloader``
+and ``compute_loss_context_manager``.
 """
 
 from __future__ import annotations
@@ -37,9 +46,10 @@ from functools import partial
 from typing import Any
 
 import transformers
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from balancer._schedule import FineTuneSchedule
+from balancer._schedule import BatchNormPolicy, FineTuneSchedule, check_batchnorm
 from balancer._validation import check_int
 from balancer.integrations.accelerate import prepare
 from balancer.samplers import PlanBatchSampler, sampler_kind, sampler_kinds
@@ -75,6 +85,10 @@ class BalancedTrainer(transformers.Trainer):
         *args, **kwargs: as for ``transformers.Trainer``. ``args.num_train_epochs`` must be a
             whole number and ``args.max_steps`` unset: the run is whole epochs of the schedule.
         finetune_epochs: final epochs at the true frequencies, in ``[0, num_train_epochs]``.
+        batchnorm: what BatchNorm layers do in the fine-tune epochs, as for
+            :class:`~balancer.FineTuneSchedule`: ``"train"`` (default; statistics re-estimated
+            at the true frequencies) or ``"frozen"`` (eval mode in every fine-tune training
+            step, after the Trainer's own ``model.train()``).
         labels: where the class of every training item is; see :func:`balancer.labels_of`.
         samples_per_epoch: optional length of a balanced epoch; see the sampler.
         sampler: the kind of sampler, as for :func:`balancer.balance`: ``"balanced"``, or
@@ -87,7 +101,8 @@ class BalancedTrainer(transformers.Trainer):
     training has started.
     """
 
-    def __init__(self, *args: Any, finetune_epochs: int = 0, labels: Any = None,
+    def __init__(self, *args: Any, finetune_epochs: int = 0,
+                 batchnorm: BatchNormPolicy = "train", labels: Any = None,
                  samples_per_epoch: int | None = None, sampler: str | type = "balanced",
                  sampler_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         missing = [name for name in _LOOP_STEPS if not callable(getattr(transformers.Trainer,
@@ -106,6 +121,7 @@ class BalancedTrainer(transformers.Trainer):
                 f"sampler_options={{'threshold': 0.1}}, but got "
                 f"sampler_options={sampler_options!r} ({type(sampler_options).__name__})")
         _refuse_sampler_options_as_keywords(kwargs, sampler)
+        batchnorm = check_batchnorm(batchnorm)  # before the Trainer's (slow) construction
         super().__init__(*args, **kwargs)
         epochs = self.args.num_train_epochs
         if epochs != int(epochs) or epochs < 1:
@@ -118,7 +134,8 @@ class BalancedTrainer(transformers.Trainer):
         finetune_epochs = check_int("finetune_epochs", finetune_epochs, minimum=0,
                                     maximum=int(epochs),
                                     fix=f"it must lie in [0, num_train_epochs={int(epochs)}]")
-        self.balanced_schedule = FineTuneSchedule(int(epochs), finetune_epochs)
+        self.balanced_schedule = FineTuneSchedule(int(epochs), finetune_epochs,
+                                                  batchnorm=batchnorm)
         self.balanced_sampler: PlanBatchSampler | None = None  # set by get_train_dataloader
         self._balanced_labels = labels
         self._balanced_samples_per_epoch = samples_per_epoch
@@ -209,3 +226,16 @@ class BalancedTrainer(transformers.Trainer):
         assert self.balanced_sampler is not None  # set when the Trainer built the loader
         self.balanced_sampler.set_epoch(epoch)
         return super()._run_epoch(**kwargs)
+
+    # ------------------------------------------------------------------ BatchNorm
+    def compute_loss_context_manager(self) -> Any:
+        # training_step calls model.train() and then enters this, right before the forward pass:
+        # the one overridable place between the two. prediction_step enters it too, with the
+        # model in eval mode, where nothing is changed.
+        sampler = self.balanced_sampler
+        if (self.balanced_schedule.batchnorm == "frozen" and sampler is not None
+                and sampler.phase == "finetune" and self.model is not None and self.model.training):
+            for module in self.model.modules():  # the wrapped model (DDP) shares these modules
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return super().compute_loss_context_manager()
