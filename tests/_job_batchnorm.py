@@ -146,12 +146,13 @@ def trainer(out: str) -> None:
             return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
 
     class Epoch(transformers.TrainerCallback):
-        """The sampler's epoch, set by BalancedTrainer before each epoch's first step."""
+        """The sampler's epoch, which BalancedTrainer sets after on_epoch_begin, before the
+        epoch's first step."""
 
         def __init__(self, holder: list, net: Net) -> None:
             self.holder, self.net = holder, net
 
-        def on_epoch_begin(self, args, state, control, **kwargs):
+        def on_step_begin(self, args, state, control, **kwargs):
             self.net.epoch = self.holder[0].balanced_sampler.epoch
 
     points = Points()

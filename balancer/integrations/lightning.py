@@ -117,7 +117,7 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
     return balanced
 
 
-def _finetune_batchnorm_callback() -> type:
+def _finetune_batchnorm_callback() -> type[Any]:
     """The callback class behind ``batchnorm="frozen"``, built over Lightning's ``Callback`` the
     first time it is needed (Lightning is imported only then)."""
     global _CALLBACK
@@ -152,7 +152,7 @@ def _finetune_batchnorm_callback() -> type:
     return _CALLBACK
 
 
-_CALLBACK: type | None = None
+_CALLBACK: type[Any] | None = None
 
 
 def _attach_batchnorm_policy(trainer: Any, loader: BalancedDataLoader) -> None:
