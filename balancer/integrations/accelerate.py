@@ -36,7 +36,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import DataLoader
 
-from balancer._schedule import set_train_mode
+from balancer._schedule import Phase, set_train_mode
 from balancer.loader import dataloader_settings
 from balancer.samplers import PlanBatchSampler, sampler_kind
 
@@ -192,6 +192,8 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
 def _train_mode(prepared: Any, balanced: PlanBatchSampler, model: nn.Module) -> nn.Module:
     # The epoch of the next pass: Accelerate sets the sampler's epoch only when a pass starts,
     # after the loop has set the model's mode, so the sampler's own epoch may still be the last.
-    phase = balanced._phase_of(int(getattr(prepared, "iteration", balanced.epoch)))
-    return set_train_mode(model, phase,
-                          batchnorm=getattr(balanced.schedule, "batchnorm", "train"))
+    epoch = int(getattr(prepared, "iteration", balanced.epoch))
+    schedule = balanced.schedule
+    # set_train_mode checks what a schedule's phase() returned.
+    phase: Phase = "balanced" if schedule is None else schedule.phase(epoch)
+    return set_train_mode(model, phase, batchnorm=getattr(schedule, "batchnorm", "train"))
