@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ import torch
 
 from balancer.study._config import MultiLabelStudyConfig, StudyConfig, whole_run_phases
 from balancer.study._data import SEMISYNTHETIC
+from balancer.study._environment import describe_environment, environment_lines
 from balancer.study._metrics import HEADLINE, ML_HEADLINE
 from balancer.study._outputs import (
     ACROSS_FILES,
@@ -316,25 +316,124 @@ _METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy
                  "macro_f1": "macro-F1", "macro_auc": "macro AUC", "nll": "NLL", "ece": "ECE"}
 
 
-def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, Any],
-                    csv_path: Path) -> list[str]:
-    """The paired differences to the reference row, as a table and in words."""
-    from balancer.study._stats import BOOTSTRAP_METRICS, MIN_SEEDS, paired_differences
+def format_p(p: float) -> str:
+    """A p-value as every report prints it: ``n/a`` where no test ran, ``< 0.001`` below 0.001
+    (three decimals would print a misleading ``0.000``), else three decimals."""
+    if not np.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_phrase(p: float) -> str:
+    """``p = 0.012``, ``p < 0.001`` or ``p n/a``: a p-value inside a sentence."""
+    text = format_p(p)
+    return f"p {text}" if text == "n/a" or text.startswith("<") else f"p = {text}"
+
+
+def verdict_lines(means: pd.DataFrame, paired: pd.DataFrame | None, *, reference: str,
+                  headline: dict[str, bool], words: dict[str, str], seeds: int,
+                  min_seeds: int) -> list[str]:
+    """The report's opening section: per headline metric, the best row by mean, its paired
+    difference to ``reference`` (interval and p) and whether that is significant by the
+    report's rule (the interval excludes 0 and p < 0.05); then, plainly, whether any row is
+    significantly better than ``reference`` at all.
+
+    Args:
+        means: test means, indexed by strategy (run order), one column per metric.
+        paired: the paired table (``strategy, metric, difference, ci_low, ci_high, p_value,
+            better, significant``), or ``None`` where no paired statistics were computed.
+        headline: the metrics, with whether higher is better; ``words`` names them.
+        seeds: seeds run; ``min_seeds``: the fewest the paired test needs.
+    """
+    rule = ("*Significant* means the paired 95% bootstrap interval of the difference excludes "
+            "0 **and** the paired t-test over seeds has p < 0.05 (no correction for multiple "
+            "comparisons); the best row by mean is not a winner unless it is significant.")
+    lines = ["## What wins (test split)", "", rule, ""]
+    if paired is None or len(means.index) < 2:
+        only = ("only one row was run" if len(means.index) < 2 else
+                "no paired statistics were computed for this report")
+        return [*lines, f"Nothing is compared with the reference row `{reference}`: {only}.",
+                ""]
+    any_better: list[str] = []
+    for metric, higher in headline.items():
+        if metric not in means.columns:
+            continue
+        column = means[metric].dropna()
+        if column.empty:
+            continue
+        best_value = column.max() if higher else column.min()
+        # Rows equal to the best (shared runs, e.g. drs at a budget inside its first phase)
+        # are named together: picking one would be arbitrary.
+        tied = [s for s, v in column.items() if np.isclose(v, best_value, rtol=0, atol=1e-12)]
+        best = reference if reference in tied else tied[0]
+        others = [s for s in tied if s != best]
+        name = f"`{best}`" + (f" (tied with {', '.join(f'`{s}`' for s in others)})"
+                              if others else "")
+        direction = "highest" if higher else "lowest"
+        rows = paired[paired["metric"] == metric]
+        better = rows[rows["significant"] & rows["better"]]["strategy"].tolist()
+        any_better += [s for s in better if s not in any_better]
+        text = f"- **{words.get(metric, metric)}** ({direction} is best): "
+        if best == reference:
+            text += (f"{name}, the reference row, has the {direction} mean "
+                     f"({best_value:.3f}).")
+        else:
+            row = rows[rows["strategy"] == best].iloc[0]
+            verdict = (f"**significantly better** than `{reference}`"
+                       if row["significant"] and row["better"] else "not significant")
+            text += (f"{name} has the {direction} mean ({best_value:.3f}): "
+                     f"{row['difference']:+.3f} vs `{reference}`, 95% CI "
+                     f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], "
+                     f"{_p_phrase(row['p_value'])}: {verdict}.")
+        others_better = [s for s in better if s not in tied]
+        if others_better:
+            text += (f" Also significantly better than `{reference}`: "
+                     f"{', '.join(f'`{s}`' for s in others_better)}.")
+        lines.append(text)
+    lines.append("")
+    if seeds < min_seeds:
+        lines += [f"**No row is significantly better than `{reference}`**: with {seeds} "
+                  f"seed(s) the paired test over seeds cannot run (it needs at least "
+                  f"{min_seeds}), so this run cannot call any difference significant. Run more "
+                  f"seeds (e.g. --seeds 0,1,2,3,4).", ""]
+    elif not any_better:
+        lines += [f"**No row is significantly better than `{reference}`** on any of these "
+                  f"metrics with {seeds} seeds.", ""]
+    return lines
+
+
+def _paired_table(results: pd.DataFrame, config: StudyConfig,
+                  info: dict[str, Any]) -> pd.DataFrame | None:
+    """The paired differences of every row to the reference row (``None`` where there is
+    nothing to pair: no predictions, one row, or the reference not run)."""
+    from balancer.study._stats import paired_differences
 
     predictions = info.get("predictions")
     strategies = list(dict.fromkeys(results["strategy"]))
     reference = config.reference_row()
     if predictions is None or len(strategies) < 2 or reference not in strategies:
-        return []
+        return None
     seeds = sorted(results["seed"].unique().tolist())
-    table = paired_differences({key: value["test"] for key, value in predictions.probs.items()},
-                               predictions.labels["test"], strategies=strategies, seeds=seeds,
-                               reference=reference, resamples=config.bootstrap,
-                               ece_bins=config.ece_bins)
-    atomic_write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    return paired_differences({key: value["test"] for key, value in predictions.probs.items()},
+                              predictions.labels["test"], strategies=strategies, seeds=seeds,
+                              reference=reference, resamples=config.bootstrap,
+                              ece_bins=config.ece_bins)
+
+
+def _paired_section(results: pd.DataFrame, config: StudyConfig,
+                    table: pd.DataFrame | None) -> list[str]:
+    """The paired differences to the reference row, as a table and in words."""
+    from balancer.study._stats import BOOTSTRAP_METRICS, MIN_SEEDS
+
+    if table is None:
+        return []
+    strategies = list(dict.fromkeys(results["strategy"]))
+    reference = config.reference_row()
+    seeds = sorted(results["seed"].unique().tolist())
     cells = {}
     for row in table.itertuples(index=False):
-        p = "" if np.isnan(row.p_value) else f", p={row.p_value:.3f}"
+        shown = format_p(row.p_value)  # compact in a cell: "p=0.012", "p<0.001"
+        p = "" if shown == "n/a" else ", p<0.001" if shown.startswith("<") else f", p={shown}"
         mark = " **sig.**" if row.significant else ""
         cells[(row.strategy, row.metric)] = (f"{row.difference:+.3f} [{row.ci_low:+.3f}, "
                                              f"{row.ci_high:+.3f}]{p}{mark}")
@@ -394,7 +493,11 @@ def _settings_lines(config: StudyConfig) -> list[str]:
     notes = {"impute": "missing feature values filled with the train split's statistic only; "
                        "val and test use the train one" if getattr(config, "impute", None)
              else "missing feature values are refused"}
-    return [f"- `{key}` = `{getattr(config, key)}`"
+    if config.reference is None:  # None means "the default row": say which row that is
+        notes["reference"] = "the default: `plain` when it is run, else the first strategy"
+    values = {key: getattr(config, key) for key in keys}
+    values["reference"] = config.reference_row()
+    return [f"- `{key}` = `{values[key]}`"
             + (f" ({notes[key]})" if key in notes else "") for key in keys]
 
 
@@ -424,6 +527,17 @@ def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
     return (f"A small CNN: three 3x3 conv blocks of {config.width}, {2 * config.width} and "
             f"{4 * config.width} channels (batch norm, ReLU), global pooling and a linear head; "
             f"{augmented}.")
+
+
+def _environment(info: dict[str, Any],
+                 config: StudyConfig | MultiLabelStudyConfig) -> tuple[dict[str, Any], str]:
+    """The environment the runner recorded as the run started, or (a report written from
+    results without it) this process's now; with the words saying when the load was read."""
+    recorded = info.get("environment")
+    if recorded is not None:
+        return recorded, "when the run started"
+    return (describe_environment(device=config.device, threads=config.threads,
+                                 jobs=config.jobs), "when this report was written")
 
 
 def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyConfig,
@@ -494,10 +608,20 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
                f"{sum(counts['train'])} training samples. These numbers only show that the study "
                f"runs; they are not evidence for or against any strategy.", ""]
               if config.quick else [])
+    from balancer.study._stats import MIN_SEEDS
+
+    paired = _paired_table(results, config, info)
+    if paired is not None:
+        atomic_write(paths["paired.csv"], lambda tmp: paired.to_csv(tmp, index=False))
+    test_means = summarize(results).xs("mean", axis=1, level=1)
+    environment, when = _environment(info, config)
     lines = [
         "# Comparison study: weighting vs resampling",
         "",
         *banner,
+        *verdict_lines(test_means, paired, reference=config.reference_row(),
+                       headline=HEADLINE, words=_METRIC_WORDS, seeds=len(seeds),
+                       min_seeds=MIN_SEEDS),
         f"Data: {info['source']}; {len(class_names)} classes; "
         f"{len(seeds)} seed(s) {seeds}; test-split metrics, mean ± sample std (ddof=1) over seeds.",
         "",
@@ -514,7 +638,7 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         "![balanced accuracy vs accuracy](balanced_vs_accuracy.png)",
         "",
         *_task_section(results),
-        *_paired_section(results, config, info, paths["paired.csv"]),
+        *_paired_section(results, config, paired),
         "## Per-class recall (test split)",
         "",
         recall_table,
@@ -582,14 +706,14 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         "",
         *_settings_lines(config),
         "",
-        f"torch {torch.__version__}, Python {platform.python_version()}. Files: "
-        f"{', '.join(OUTPUT_FILES)}.",
+        *environment_lines(environment, when=when),
+        f"Files: {', '.join(OUTPUT_FILES)}.",
         "",
     ]
     payload = {"command": command, "config": config.to_dict(),
                "data": {"source": info["source"], "class_names": class_names,
                         "counts": {s: [int(n) for n in counts[s]] for s in counts}},
-               "torch": torch.__version__}
+               "torch": torch.__version__, "environment": environment}
     atomic_text(paths["config.json"], json.dumps(payload, indent=2, default=str) + "\n")
     # The report last: its presence says the folder holds a finished study.
     atomic_text(paths["report.md"], "\n".join(lines))
@@ -664,7 +788,7 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
                             "p_wilcoxon": None if row is None else row["p_value"],
                             "p_holm": None if row is None else row["p_holm"]})
         friedman = result["friedman"]
-        test = (f"Friedman chi2 = {friedman[0]:.2f}, p = {friedman[1]:.3f}" if friedman else
+        test = (f"Friedman chi2 = {friedman[0]:.2f}, {_p_phrase(friedman[1])}" if friedman else
                 f"no Friedman test: it needs at least {MIN_DATASETS} data sets, this run has "
                 f"{result['datasets']}")
         ranked = ", ".join(f"`{s}` {r:.2f}" for s, r in result["ranks"].items())
@@ -686,7 +810,7 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
                    f"only.")
     elif not significant:
         verdict = (f"On balanced accuracy no strategy differs from `{reference}` after Holm's "
-                   f"adjustment (Friedman p = {headline['friedman'][1]:.3f}). With "
+                   f"adjustment (Friedman {_p_phrase(headline['friedman'][1])}). With "
                    f"{len(names)} data sets the Wilcoxon test's smallest possible two-sided p "
                    f"is {2 / 2 ** len(names):.3f}.")
     else:
@@ -694,8 +818,8 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
                    f"`{reference}`: {', '.join(f'`{s}`' for s in significant)}.")
     wilcoxon_rows = pd.DataFrame({
         "strategy": table["strategy"],
-        "p (Wilcoxon)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_value"]],
-        "p (Holm)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_holm"]],
+        "p (Wilcoxon)": [format_p(p) for p in table["p_value"]],
+        "p (Holm)": [format_p(p) for p in table["p_holm"]],
     })
     lines = ["# Comparison study across data sets", "", "Command:", "", "```bash", command,
              "```", "", f"Data sets: {', '.join(names)} (each one unit: its test metric's mean "
@@ -726,6 +850,10 @@ def summarize_multilabel(results: pd.DataFrame, split: str = "test") -> pd.DataF
     return table.swaplevel(axis=1).sort_index(axis=1)
 
 
+_ML_WORDS = {"macro_auroc": "macro AUROC", "macro_auprc": "macro AUPRC", "macro_f1": "macro-F1",
+             "micro_f1": "micro-F1"}
+
+
 def _ml_cell(mean: float, std: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
@@ -751,8 +879,7 @@ def _ml_paired_lines(paired: pd.DataFrame, reference: str, seeds: int) -> list[s
     shown["95% CI"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(paired["ci_low"],
                                                                    paired["ci_high"],
                                                                    strict=True)]
-    shown["p (paired t, seeds)"] = paired["p_value"].map(
-        lambda p: "n/a" if not np.isfinite(p) else f"{p:.3g}")
+    shown["p (paired t, seeds)"] = paired["p_value"].map(format_p)
     shown["significant"] = paired["significant"].map({True: "yes", False: "no"})
     lines = [f"Each strategy minus **{reference}**, test split: mean over {seeds} seed(s) of "
              f"the paired difference, a 95% paired-bootstrap interval over seeds and test "
@@ -785,11 +912,21 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
             per_label[f"{strategy}:{kind}"] = [summary.loc[strategy, (f"{kind}[{n}]", "mean")]
                                                for n in names]
     atomic_write(paths["per_label.csv"], lambda tmp: per_label.to_csv(tmp, index=False))
-    atomic_text(paths["config.json"], json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+    environment, when = _environment(info, config)
+    # The settings stay top-level (as before); the environment is a record beside them.
+    atomic_text(paths["config.json"], json.dumps({**config.to_dict(), "environment": environment},
+                                                 indent=2, default=str) + "\n")
+
+    from balancer.study._stats import MIN_SEEDS
 
     seeds = list(config.seeds)
     rows = info["rows"]
-    lines = ["# Multi-label study", "", f"Command: `{command}`", "",
+    test_means = summarize_multilabel(results).xs("mean", axis=1, level=1)
+    lines = ["# Multi-label study", "",
+             *verdict_lines(test_means, paired, reference=config.reference_row(),
+                            headline=ML_HEADLINE, words=_ML_WORDS, seeds=len(seeds),
+                            min_seeds=MIN_SEEDS),
+             f"Command: `{command}`", "",
              f"Data: {info['source']}.", "",
              f"Rows: train {rows['train']}, val {rows['val']}, test {rows['test']}; "
              f"{len(names)} labels. Every strategy trains the same MLP for "
@@ -825,6 +962,6 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
                   _markdown(rates.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)),
                   ""]
     lines += [f"Total time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
-              f"per_label.csv.", ""]
+              f"per_label.csv.", "", *environment_lines(environment, when=when)]
     atomic_text(paths["report.md"], "\n".join(lines))
     return paths
