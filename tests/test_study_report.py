@@ -31,7 +31,7 @@ def _probs(labels: np.ndarray, strength: float, rng: np.random.Generator) -> np.
 
 
 def _write(tmp_path: Path, *, seeds: tuple[int, ...], strengths: dict[str, float],
-           info_extra: dict | None = None, **settings) -> str:
+           info_extra: dict | None = None, cpu: bool = True, **settings) -> str:
     """Write a single-label report of ``STRATEGIES`` from synthetic predictions; its text."""
     from balancer.study import StudyConfig
     from balancer.study._metrics import Predictions, classification_metrics
@@ -52,7 +52,9 @@ def _write(tmp_path: Path, *, seeds: tuple[int, ...], strengths: dict[str, float
                                                  num_classes=CLASSES)
                 rows += [(name, seed, split, m, v) for m, v in metrics.items()]
             rows += [(name, seed, "run", "selected_epoch", 1.0), (name, seed, "run", "steps", 8.0),
-                     (name, seed, "run", "seconds", 0.5)]
+                     (name, seed, "run", "seconds", 10.0 + seed)]
+            if cpu:  # a run folder from before CPU time was measured has no such row
+                rows.append((name, seed, "run", "cpu_seconds", 1.0 + STRATEGIES.index(name)))
     results = pd.DataFrame(rows, columns=COLUMNS)
     config = StudyConfig(strategies=STRATEGIES, seeds=seeds, progress=False, bootstrap=100,
                          epochs=2, **settings)
@@ -165,7 +167,7 @@ def test_no_table_prints_a_p_value_of_zero():
         results = pd.concat([results, results.iloc[:2].assign(seed=seed)])
     single = "\n".join(_paired_section(results, StudyConfig(progress=False), table))
     assert "p<0.001 **sig.**" in single and "0.000" not in single
-    multi = "\n".join(_ml_paired_lines(table.assign(metric=list(ML_HEADLINE) + ["x", "y"]),
+    multi = "\n".join(_ml_paired_lines(table.assign(metric=[*ML_HEADLINE, "x", "y"]),
                                        "plain", 5))
     assert "| < 0.001 |" in multi and "0.000" not in multi
 
@@ -264,3 +266,36 @@ def test_the_multilabel_report_opens_with_what_wins_and_records_the_environment(
     saved = json.loads((out / "config.json").read_text())
     assert set(saved["environment"]) == ENVIRONMENT_KEYS
     assert saved["epochs"] == 2  # the settings stay where they were
+
+
+# -------------------------------------------------------------------------------- CPU time
+def test_the_runs_table_shows_cpu_and_wall_time_and_says_what_they_are(tmp_path):
+    report = _write(tmp_path / "new", seeds=(0, 1), strengths=dict.fromkeys(STRATEGIES, 1.0))
+    runs = _section(report, "Runs")
+    assert "| strategy | epoch evaluated (1-based, of 2; mean) | optimizer steps | CPU s per run " \
+           "| wall s per run |" in runs
+    # CPU: 1, 2, 3 s by strategy; wall: 10 and 11 s by seed, so 10.5 s on average.
+    assert "| plain | 2.0 | 8 | 1.0 | 10.5 |" in runs and "| balanced | 2.0 | 8 | 3.0 | 10.5 |" in runs
+    assert "`time.process_time`" in runs
+    old = _write(tmp_path / "old", seeds=(0,), strengths=dict.fromkeys(STRATEGIES, 1.0),
+                 cpu=False)
+    assert "| plain | 2.0 | 8 | n/a | 10.0 |" in _section(old, "Runs")
+
+
+def test_every_trained_run_records_its_cpu_seconds(tmp_path, capsys):
+    from balancer.__main__ import main
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(240) < 0.25).astype(int)
+    pd.DataFrame({"a": rng.standard_normal(240) + y, "y": y}).to_csv(tmp_path / "t.csv",
+                                                                     index=False)
+    assert main(["study", "--quick", "--table", str(tmp_path / "t.csv"), "--label-col", "y",
+                 "--strategies", "plain,balanced", "--seeds", "0,1", "--no-posthoc",
+                 "--no-progress", "--bootstrap", "100", "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    results = pd.read_csv(tmp_path / "o" / "results.csv")
+    runs = results[results["split"] == "run"].pivot_table(index=["strategy", "seed"],
+                                                          columns="metric", values="value")
+    assert len(runs) == 4
+    assert (runs["cpu_seconds"] > 0).all() and (runs["seconds"] > 0).all()
+    assert runs["cpu_seconds"].ne(runs["seconds"]).all()  # two clocks, not one copied

@@ -554,6 +554,32 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyCo
     return _write_single_label(results, config, out, command=command, info=info)
 
 
+#: What the runs tables' time columns are (both reports).
+CPU_TIME_NOTE = (
+    "*CPU s per run*: CPU time of the process that trained the run (`time.process_time`, user "
+    "and system time of all its threads), mean over seeds: it compares the strategies' costs, "
+    "since it barely changes with the machine's load. *wall s per run*: elapsed time, which "
+    "stretches when other processes share the CPUs. Both cover training and evaluation; both "
+    "are in results.csv (`cpu_seconds`, `seconds`). The first run in a process also pays "
+    "one-time start-up costs (imports, first calls of each kernel).")
+
+
+def _run_means(run_rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per strategy (run order), the mean over seeds of the run rows ``metrics``; a metric no
+    run recorded (``cpu_seconds`` in a folder resumed from before it was measured) is NaN."""
+    runs = run_rows[run_rows["metric"].isin(metrics)].pivot_table(
+        index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
+    return runs.reindex(columns=metrics)
+
+
+def _time_columns(runs: pd.DataFrame) -> dict[str, list[str]]:
+    def shown(values: pd.Series) -> list[str]:
+        return ["n/a" if not np.isfinite(v) else f"{v:.1f}" for v in values]
+
+    return {"CPU s per run": shown(runs["cpu_seconds"]),
+            "wall s per run": shown(runs["seconds"])}
+
+
 def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | Path, *,
                         command: str, info: dict[str, Any]) -> dict[str, Path]:
     """Write every file of :data:`OUTPUT_FILES` into ``out`` and return their paths.
@@ -590,14 +616,13 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
                                                    for k, metric in enumerate(recalls)})
     run_rows = results[results["split"] == "run"]
     chosen = run_rows[run_rows["metric"].isin(["posthoc_tau", "threshold"])]
-    runs = run_rows[run_rows["metric"].isin(["selected_epoch", "steps", "seconds"])].pivot_table(
-        index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
+    runs = _run_means(run_rows, ["selected_epoch", "steps", "seconds", "cpu_seconds"])
     run_frame = pd.DataFrame({
         "strategy": runs.index,
         f"epoch evaluated (1-based, of {config.epochs}; mean)":
             [f"{v + 1:.1f}" for v in runs["selected_epoch"]],
         "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
-        "seconds per run": [f"{v:.1f}" for v in runs["seconds"]],
+        **_time_columns(runs),
     })
     counts = info["counts"]
     count_lines = [f"- {split}: " + ", ".join(f"{class_names[c]}: {int(n)}"
@@ -655,6 +680,8 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         "## Runs",
         "",
         _markdown(run_frame),
+        "",
+        CPU_TIME_NOTE,
         "",
         f"Total wall time: {info['seconds']:.0f} s.",
     ]
@@ -961,7 +988,13 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
                   "their planned rates (`label_positive_rate`).", "",
                   _markdown(rates.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)),
                   ""]
-    lines += [f"Total time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
+    runs = _run_means(results[results["split"] == "run"], ["steps", "seconds", "cpu_seconds"])
+    lines += ["## Runs", "",
+              _markdown(pd.DataFrame({"strategy": runs.index,
+                                      "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
+                                      **_time_columns(runs)})),
+              "", CPU_TIME_NOTE, ""]
+    lines += [f"Total wall time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
               f"per_label.csv.", "", *environment_lines(environment, when=when)]
     atomic_text(paths["report.md"], "\n".join(lines))
     return paths

@@ -74,12 +74,18 @@ def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | Mul
     return data
 
 
+#: The run rows that measure time (wall and CPU seconds): they differ between two runs of one
+#: study, while every other row is a function of the settings and seeds.
+TIMING_METRICS = ("seconds", "cpu_seconds")
+
+
 def _rows(name: str, seed: int, result: RunResult) -> pd.DataFrame:
     rows = [(name, seed, "test", metric, value) for metric, value in result.test.items()]
     rows += [(name, seed, "val", metric, value) for metric, value in result.val.items()]
     rows += [(name, seed, "run", "selected_epoch", float(result.selected_epoch)),
              (name, seed, "run", "steps", float(result.steps)),
-             (name, seed, "run", "seconds", result.seconds)]
+             (name, seed, "run", "seconds", result.seconds),
+             (name, seed, "run", "cpu_seconds", result.cpu_seconds)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -321,7 +327,8 @@ def _multilabel_rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
             for metric, value in run["metrics"][split].items()]
     rows += [(name, seed, "run", "selected_epoch", float(run["selected_epoch"])),
              (name, seed, "run", "steps", float(run["steps"])),
-             (name, seed, "run", "seconds", float(run["seconds"]))]
+             (name, seed, "run", "seconds", float(run["seconds"])),
+             (name, seed, "run", "cpu_seconds", float(run["cpu_seconds"]))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
