@@ -121,33 +121,99 @@ def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path,
     _save(figure, path)
 
 
-def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
+#: Saturated colours (tab10's) and filled markers: row k gets colour k % 10 and marker k % 9,
+#: a pair no other row of the first 90 shares. No pale or pastel tints (tab20 pairs each colour
+#: with one), which vanish on white and read as the same row as their dark twin.
+_ROW_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                "#7f7f7f", "#bcbd22", "#17becf")
+_ROW_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
+
+
+def row_style(k: int) -> tuple[str, str]:
+    """The colour and marker of the ``k``-th row in the study's scatter plots."""
+    return _ROW_COLOURS[k % len(_ROW_COLOURS)], _ROW_MARKERS[k % len(_ROW_MARKERS)]
+
+
+def _place_labels(anchors: list[tuple[float, float]], sizes: list[tuple[float, float]],
+                  gap: float) -> list[tuple[float, float]]:
+    """Label positions (lower-left corners, display pixels) that do not overlap each other.
+
+    Each label starts just right of its point and, if it would cover a label already placed,
+    moves up or down in steps of its height (the nearest free slot), so that it stays next to
+    its point and a leader line can join them. Placed from the top down; the points' markers
+    (``gap`` pixels around each) are obstacles too.
+    """
+    placed = [(x - gap, y - gap, x + gap, y + gap) for x, y in anchors]
+    result: list[tuple[float, float]] = [(0.0, 0.0)] * len(anchors)
+    for i in sorted(range(len(anchors)), key=lambda j: -anchors[j][1]):
+        (x, y), (w, h) = anchors[i], sizes[i]
+        left = x + gap
+        for step in [0, *[s * sign for s in range(1, 60) for sign in (-1, 1)]]:
+            bottom = y - h / 2 + step * h
+            if not any(left < r and left + w > lft and bottom < top and bottom + h > btm
+                       for lft, btm, r, top in placed):
+                break
+        placed.append((left, bottom, left + w, bottom + h))
+        result[i] = (left, bottom)
+    return result
+
+
+def tradeoff_figure(summary: pd.DataFrame) -> Figure:
+    """Test balanced accuracy against accuracy, one point per row of ``summary`` (mean ± std
+    over seeds): a colour and marker per row, named in the legend and beside the point.
+
+    Rows at the same point (runs a short budget made identical, e.g. drs and balanced) get one
+    label naming them all, as their markers hide each other.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = summarize(results)
-    figure, axes = plt.subplots(figsize=(9, 5.5))
-    # 20 distinct colours: no two strategies share one. matplotlib's stub types get_cmap as the
-    # base Colormap; tab20 is a ListedColormap, which has .colors.
-    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
-    # One marker shape (shapes would suggest groups that do not exist); the legend names the
-    # rows, so no labels on the points to collide with each other.
+    figure, axes = plt.subplots(figsize=(10, 6))
+    points: dict[tuple[float, float], list[str]] = {}
     for k, strategy in enumerate(summary.index):
         row = summary.loc[strategy]
-        axes.errorbar(row[("accuracy", "mean")], row[("balanced_accuracy", "mean")],
-                      xerr=np.nan_to_num(row[("accuracy", "std")]),
-                      yerr=np.nan_to_num(row[("balanced_accuracy", "std")]),
-                      fmt="o", color=colours[k % len(colours)], capsize=3, label=strategy)
-    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5),
-                title="strategy")
+        x, y = float(row[("accuracy", "mean")]), float(row[("balanced_accuracy", "mean")])
+        colour, marker = row_style(k)
+        axes.errorbar(x, y, xerr=np.nan_to_num(row[("accuracy", "std")]),
+                      yerr=np.nan_to_num(row[("balanced_accuracy", "std")]), fmt=marker,
+                      color=colour, markersize=10 if marker == "*" else 7,
+                      markeredgecolor="black", markeredgewidth=0.5,
+                      capsize=3, elinewidth=0.8, label=strategy)
+        points.setdefault((round(x, 9), round(y, 9)), []).append(strategy)
+    axes.margins(x=0.25, y=0.12)  # room for the labels right of the outermost points
     axes.set_xlabel("test accuracy")
     axes.set_ylabel("test balanced accuracy")
     axes.set_title("Balanced accuracy vs accuracy (mean ± std over seeds)")
     axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5),
+                title="strategy")
     figure.tight_layout()
-    _save(figure, path)
+    # Labels are placed in pixels once the layout is final; then the figure is not resized.
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    texts = [" = ".join(names) for names in points.values()]
+    anchors = [tuple(axes.transData.transform(xy)) for xy in points]
+    sizes = []
+    for text in texts:
+        probe = axes.text(0, 0, text, fontsize=7.5)
+        box = probe.get_window_extent(renderer)
+        sizes.append((box.width, box.height))
+        probe.remove()
+    spots = _place_labels([(float(a), float(b)) for a, b in anchors], sizes, gap=7.0)
+    to_data = axes.transData.inverted()
+    for text, xy, spot, (_, h) in zip(texts, points, spots, sizes, strict=True):
+        where = to_data.transform((spot[0], spot[1] + h / 2))
+        moved = abs(axes.transData.transform(xy)[1] - (spot[1] + h / 2)) > 1
+        axes.annotate(text, xy=xy, xytext=(float(where[0]), float(where[1])), fontsize=7.5,
+                      va="center", ha="left",
+                      arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5,
+                                  "shrinkA": 0, "shrinkB": 4} if moved else None)
+    return figure
+
+
+def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
+    _save(tradeoff_figure(summarize(results)), path)
 
 
 def _grid(count: int) -> tuple[Figure, np.ndarray]:
@@ -193,12 +259,16 @@ def _plot_confusions(predictions: Predictions, strategies: list[str], class_name
     _save(figure, path)
 
 
-def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int,
-                      path: Path) -> None:
-    """Top-label reliability diagrams on the test split, pooled over seeds."""
+def reliability_figure(predictions: Predictions, strategies: list[str], bins: int) -> Figure:
+    """Top-label reliability diagrams on the test split, pooled over seeds, one panel per
+    strategy: per confidence bin the accuracy (bars), the share of predictions in it (grey bars,
+    with the count above) and, in the title, the ECE of the pooled predictions (the bins drawn)."""
+    from balancer.study._metrics import expected_calibration_error
+
     labels = predictions.labels["test"]
     figure, axes = _grid(len(strategies))
     edges = np.linspace(0, 1, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
     for ax, name in zip(axes, strategies, strict=False):
         runs = [p["test"] for (s, _), p in predictions.probs.items() if s == name]
         probs = np.concatenate(runs)
@@ -208,21 +278,36 @@ def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int
         which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
         size = np.bincount(which, minlength=bins)
         accuracy = np.bincount(which, correct, minlength=bins) / np.maximum(size, 1)
-        centres = (edges[:-1] + edges[1:]) / 2
         filled = size > 0
-        ax.bar(centres[filled], accuracy[filled], width=1 / bins, edgecolor="black",
-               linewidth=0.3, alpha=0.8)
+        share = size / size.sum()
+        # A bin of 3 predictions says little about calibration: the grey bars and counts show
+        # how much each accuracy bar stands on.
+        ax.bar(centres, share, width=1 / bins, color="lightgrey", edgecolor="grey",
+               linewidth=0.3, gid="share")
+        ax.bar(centres[filled], accuracy[filled], width=0.6 / bins, color="tab:blue",
+               edgecolor="black", linewidth=0.3, alpha=0.85, gid="accuracy")
+        for centre, count in zip(centres[filled], size[filled], strict=True):
+            ax.text(centre, 1.01, str(int(count)), ha="center", va="bottom", fontsize=5,
+                    rotation=90)
         ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
         ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title(name, fontsize=8)
+        ax.set_ylim(0, 1.12)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ece = expected_calibration_error(probs, truth, bins=bins)
+        ax.set_title(f"{name}: ECE {ece:.3f}", fontsize=8)
         ax.set_xlabel("confidence", fontsize=7)
-        ax.set_ylabel("accuracy", fontsize=7)
+        ax.set_ylabel("accuracy / share", fontsize=7)
         ax.tick_params(labelsize=6)
-    figure.suptitle(f"Reliability diagrams (test, {bins} bins, pooled over seeds; the dashed "
-                    f"line is perfect calibration)", fontsize=9)
+    figure.suptitle(f"Reliability diagrams (test, {bins} bins, pooled over seeds; blue: accuracy, "
+                    f"grey: share of predictions, count above each bin; the dashed line is "
+                    f"perfect calibration; ECE of the pooled predictions)", fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
+    return figure
+
+
+def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int,
+                      path: Path) -> None:
+    _save(reliability_figure(predictions, strategies, bins), path)
 
 
 def _save(figure: Figure, path: Path) -> None:
