@@ -247,14 +247,20 @@ def test_the_environment_is_no_setting_so_resume_still_works(tmp_path, capsys):
     assert "- load average when the run started: " in _section(report, "Environment")
 
 
-def test_the_multilabel_report_opens_with_what_wins_and_records_the_environment(tmp_path,
-                                                                                capsys):
+@pytest.fixture(scope="module")
+def multilabel_study(tmp_path_factory):
+    """A quick multi-label study of two rows (seconds): its folder."""
     from balancer.__main__ import main
 
-    out = tmp_path / "ml"
+    out = tmp_path_factory.mktemp("ml") / "run"
     assert main(["study", "--multilabel", "--quick", "--strategies", "plain,pos-weight",
                  "--no-progress", "--bootstrap", "100", "--out", str(out)]) == 0
-    capsys.readouterr()
+    return out
+
+
+def test_the_multilabel_report_opens_with_what_wins_and_records_the_environment(
+        multilabel_study):
+    out = multilabel_study
     report = (out / "report.md").read_text()
     assert report.index("## What wins (test split)") < report.index("Command:")
     section = _section(report, "What wins")
@@ -282,20 +288,72 @@ def test_the_runs_table_shows_cpu_and_wall_time_and_says_what_they_are(tmp_path)
     assert "| plain | 2.0 | 8 | n/a | 10.0 |" in _section(old, "Runs")
 
 
-def test_every_trained_run_records_its_cpu_seconds(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def table_study(tmp_path_factory):
+    """A quick study of a feature table (the MLP), two rows and two seeds: its folder."""
     from balancer.__main__ import main
 
+    folder = tmp_path_factory.mktemp("table")
     rng = np.random.default_rng(0)
     y = (rng.random(240) < 0.25).astype(int)
-    pd.DataFrame({"a": rng.standard_normal(240) + y, "y": y}).to_csv(tmp_path / "t.csv",
+    pd.DataFrame({"a": rng.standard_normal(240) + y, "y": y}).to_csv(folder / "t.csv",
                                                                      index=False)
-    assert main(["study", "--quick", "--table", str(tmp_path / "t.csv"), "--label-col", "y",
+    assert main(["study", "--quick", "--table", str(folder / "t.csv"), "--label-col", "y",
                  "--strategies", "plain,balanced", "--seeds", "0,1", "--no-posthoc",
-                 "--no-progress", "--bootstrap", "100", "--out", str(tmp_path / "o")]) == 0
-    capsys.readouterr()
-    results = pd.read_csv(tmp_path / "o" / "results.csv")
+                 "--no-progress", "--bootstrap", "100", "--out", str(folder / "o")]) == 0
+    return folder / "o"
+
+
+def test_every_trained_run_records_its_cpu_seconds(table_study):
+    results = pd.read_csv(table_study / "results.csv")
     runs = results[results["split"] == "run"].pivot_table(index=["strategy", "seed"],
                                                           columns="metric", values="value")
     assert len(runs) == 4
     assert (runs["cpu_seconds"] > 0).all() and (runs["seconds"] > 0).all()
     assert runs["cpu_seconds"].ne(runs["seconds"]).all()  # two clocks, not one copied
+
+
+# ------------------------------------------------------------------- settings of the model
+def test_a_table_study_lists_the_mlps_settings_not_the_cnns(table_study):
+    settings = _section((table_study / "report.md").read_text(), "Settings")
+    assert "`augment`" not in settings
+    assert "- `width` = `16` (the MLP's two hidden layers have 4 x width = 64 units)" in settings
+
+
+def test_an_image_study_lists_the_cnns_width_and_augmentation(tmp_path):
+    settings = _section(_write(tmp_path, seeds=(0,), strengths=dict.fromkeys(STRATEGIES, 1.0)),
+                        "Settings")
+    assert "- `augment` = `True`" in settings
+    assert "- `width` = `16` (channels of the CNN's first block)" in settings
+
+
+def test_the_multilabel_report_lists_its_mlps_settings(multilabel_study):
+    report = (multilabel_study / "report.md").read_text()
+    assert "the same MLP (two hidden layers of 64 units, batch norm, ReLU; no augmentation)" \
+        in report
+    settings = _section(report, "Settings")
+    assert "- `width` = `64` (units per hidden layer of the MLP)" in settings
+    assert "- `reference` = `plain`" in settings and "`augment`" not in settings
+    assert "- `epochs` = `2`" in settings
+
+
+def test_a_compare_report_names_the_callers_model_and_no_cnn_settings(tmp_path):
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from balancer.study import compare
+
+    generator = torch.Generator().manual_seed(0)
+    parts = []
+    for n in (128, 64, 64):
+        y = (torch.rand(n, generator=generator) < 0.3).long()
+        parts.append(TensorDataset(torch.randn(n, 4, generator=generator) + y[:, None], y))
+    compare(*parts, lambda c: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, c)),
+            strategies=("plain", "weighted"), seeds=(0,), epochs=1, batch_size=32,
+            out=tmp_path / "o", bootstrap=100, posthoc=False, progress=False)
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "**Model.** The caller's own model (`compare(..., model_fn)`)" in report
+    assert "CNN" not in report
+    settings = _section(report, "Settings")
+    assert "`width`" not in settings and "`augment`" not in settings

@@ -572,12 +572,33 @@ _NOT_SETTINGS = {"dataset", "data", "csv", "table", "group_col", "image_col", "l
                  "ordinal", "posthoc", "progress"}
 
 
-def _settings_lines(config: StudyConfig) -> list[str]:
-    """Every training setting of ``config`` (a strategy's own ones included), in field order."""
-    keys = [field.name for field in dataclasses.fields(config) if field.name not in _NOT_SETTINGS]
-    notes = {"impute": "missing feature values filled with the train split's statistic only; "
+# The multi-label study's data and report fields (its model is always the MLP).
+_ML_NOT_SETTINGS = _NOT_SETTINGS | {"label_cols", "samples", "rarest"}
+
+
+def _settings_lines(config: StudyConfig | MultiLabelStudyConfig,
+                    info: dict[str, Any] | None = None) -> list[str]:
+    """Every training setting of ``config`` (a strategy's own ones included), in field order,
+    as the model trained uses them: a table's MLP has no augmentation and ``width`` sizes its
+    hidden layers; a caller's own model (``compare``) uses neither."""
+    info = info or {}
+    multilabel = isinstance(config, MultiLabelStudyConfig)
+    skipped = set(_ML_NOT_SETTINGS if multilabel else _NOT_SETTINGS)
+    notes: dict[str, str] = {}
+    if multilabel:
+        notes["width"] = "units per hidden layer of the MLP"
+    elif info.get("own_model"):
+        skipped |= {"width", "augment"}  # model_fn's model: the study builds no model
+    elif info.get("tabular"):
+        skipped.add("augment")  # images only: a table's features are not augmented
+        notes["width"] = (f"the MLP's two hidden layers have 4 x width = {4 * config.width} "
+                          f"units")
+    else:
+        notes["width"] = "channels of the CNN's first block"
+    keys = [field.name for field in dataclasses.fields(config) if field.name not in skipped]
+    notes["impute"] = ("missing feature values filled with the train split's statistic only; "
                        "val and test use the train one" if getattr(config, "impute", None)
-             else "missing feature values are refused"}
+                       else "missing feature values are refused")
     if config.reference is None:  # None means "the default row": say which row that is
         notes["reference"] = "the default: `plain` when it is run, else the first strategy"
     values = {key: getattr(config, key) for key in keys}
@@ -603,6 +624,9 @@ def _whole_run_lines(config: StudyConfig) -> list[str]:
 def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
     """The model this study trained (as ``default_model`` builds it), in words: a table's MLP
     is not the images' CNN, and ``augment`` means nothing for features."""
+    if info.get("own_model"):
+        return ("The caller's own model (`compare(..., model_fn)`), a fresh one per run; the "
+                "study's `width` and `augment` do not apply to it.")
     if info.get("tabular"):
         return (f"An MLP of two hidden layers of {4 * config.width} units (4 x width = "
                 f"{config.width}; batch norm, ReLU) on the standardised features; no "
@@ -816,7 +840,7 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         *_tuned_lines(config),
         "## Settings",
         "",
-        *_settings_lines(config),
+        *_settings_lines(config, info),
         "",
         *environment_lines(environment, when=when),
         f"Files: {', '.join(OUTPUT_FILES)}.",
@@ -1041,7 +1065,8 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
              f"Command: `{command}`", "",
              f"Data: {info['source']}.", "",
              f"Rows: train {rows['train']}, val {rows['val']}, test {rows['test']}; "
-             f"{len(names)} labels. Every strategy trains the same MLP for "
+             f"{len(names)} labels. Every strategy trains the same MLP (two hidden layers of "
+             f"{config.width} units, batch norm, ReLU; no augmentation) for "
              f"{config.epochs} epochs of ceil(N / {config.batch_size}) optimizer steps "
              f"(AdamW, lr {config.lr}); seeds {seeds}; weights: {config.select}. F1 uses per-label "
              f"thresholds chosen on the validation split only.", ""]
@@ -1080,6 +1105,7 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
                                       **_time_columns(runs)})),
               "", CPU_TIME_NOTE, ""]
     lines += [f"Total wall time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
-              f"per_label.csv.", "", *environment_lines(environment, when=when)]
+              f"per_label.csv.", "", "## Settings", "", *_settings_lines(config), "",
+              *environment_lines(environment, when=when)]
     atomic_text(paths["report.md"], "\n".join(lines))
     return paths
