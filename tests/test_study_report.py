@@ -93,7 +93,7 @@ def test_report_opens_with_the_significant_winner_and_its_numbers(tmp_path):
                 if t.startswith("- **accuracy**"))
     assert line.startswith("- **accuracy** (highest is best): `weighted` has the highest mean")
     assert (f"{row.difference:+.3f} vs `plain`, 95% CI [{row.ci_low:+.3f}, {row.ci_high:+.3f}], "
-            f"p {'< 0.001' if row.p_value < 0.001 else f'= {row.p_value:.3f}'}: "
+            f"p {'< 0.001' if row.p_value < 0.001 else f'= {format_p(row.p_value)}'}: "
             f"**significantly better** than `plain`.") in line
     assert "No row is significantly better" not in report
 
@@ -146,9 +146,11 @@ def test_a_best_row_tied_with_others_is_named_with_them():
 
 # ------------------------------------------------------------------------------- p-values
 @pytest.mark.parametrize(("p", "text"), [(0.0, "< 0.001"), (4e-7, "< 0.001"), (0.00099, "< 0.001"),
-                                         (0.001, "0.001"), (0.0123, "0.012"), (1.0, "1.000"),
+                                         (0.001, "0.001"), (0.00123, "0.00123"),
+                                         (0.0495, "0.0495"), (0.0504, "0.0504"), (0.1, "0.100"),
+                                         (0.5784, "0.578"), (1.0, "1.000"),
                                          (float("nan"), "n/a")])
-def test_p_values_below_a_thousandth_print_as_less_than(p, text):
+def test_p_values_print_as_less_than_a_thousandth_or_with_enough_digits(p, text):
     assert format_p(p) == text
 
 

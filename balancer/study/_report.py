@@ -403,10 +403,12 @@ _METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy
 
 def format_p(p: float) -> str:
     """A p-value as every report prints it: ``n/a`` where no test ran, ``< 0.001`` below 0.001
-    (three decimals would print a misleading ``0.000``), else three decimals."""
+    (three decimals would print a misleading ``0.000``), three significant digits below 0.1 (so
+    0.0504 and 0.0495 do not both print as 0.050 next to the rule p < 0.05), else three
+    decimals."""
     if not np.isfinite(p):
         return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}" if p < 0.1 else f"{p:.3f}"
 
 
 def _p_phrase(p: float) -> str:
