@@ -11,6 +11,7 @@ import balancer.study._report
 import balancer.study._train
 from balancer.__main__ import main
 from balancer.study._outputs import atomic_write
+from balancer.study._study import TIMING_METRICS
 
 FAST = ["--quick", "--no-progress", "--strategies", "plain,balanced", "--seeds", "0,1",
         "--train-limit", "64", "--batch-size", "32"]
@@ -136,7 +137,7 @@ def test_interrupted_study_keeps_finished_runs_and_resume_trains_only_the_rest(
     assert trained == [("balanced", 0), ("balanced", 1)]
     assert "Resuming" in capsys.readouterr().err
     ours, theirs = (pd.read_csv(p / "results.csv") for p in (out, reference))
-    keep = lambda f: f[f["metric"] != "seconds"].reset_index(drop=True)  # noqa: E731
+    keep = lambda f: f[~f["metric"].isin(TIMING_METRICS)].reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(keep(ours), keep(theirs))
 
 

@@ -175,6 +175,8 @@ def _tabular(tmp_path, seeds, **settings):
 
 
 def test_report_states_in_words_what_is_and_is_not_significant(tmp_path):
+    from balancer.study._report import format_p
+
     out = _tabular(tmp_path, (0, 1, 2))
     report = (out / "report.md").read_text()
     assert "## Paired differences to `plain` (test split)" in report
@@ -189,8 +191,8 @@ def test_report_states_in_words_what_is_and_is_not_significant(tmp_path):
     assert paired["p_value"].notna().all()
     # The table's cells are the CSV's numbers.
     row = paired[(paired["strategy"] == "weighted") & (paired["metric"] == "accuracy")].iloc[0]
-    assert f"{row.difference:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}], p={row.p_value:.3f}" \
-        in report
+    assert f"{row.difference:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}], " \
+           f"p={format_p(row.p_value)}" in report
 
 
 def test_report_with_too_few_seeds_says_so_instead_of_a_p_value(tmp_path):

@@ -13,6 +13,7 @@ from balancer.__main__ import main
 from balancer.study import STRATEGIES, StudyConfig, prepare_data, run_study
 from balancer.study._config import BUDGET, LIBRARY_DEFAULTS, TUNABLE
 from balancer.study._strategies import make_batch_sampler
+from balancer.study._study import TIMING_METRICS
 from balancer.study._train import _TensorSource, default_model, train_run
 from balancer.study._tune import GRID, GRID_POINTS, tune, without_test
 
@@ -84,7 +85,7 @@ def test_jobs_gives_the_results_of_one_job(breast):
     config = StudyConfig(**FAST, strategies=("plain", "crt", "balanced"), seeds=(0, 1))
     serial = run_study(config, breast)
     parallel = run_study(StudyConfig(**{**config.to_dict(), "jobs": 2}), breast)
-    keep = lambda frame: frame[frame["metric"] != "seconds"].reset_index(drop=True)  # noqa: E731
+    keep = lambda f: f[~f["metric"].isin(TIMING_METRICS)].reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(keep(serial), keep(parallel))
     for key, probs in serial.attrs["predictions"].probs.items():
         for split in ("val", "test"):

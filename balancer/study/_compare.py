@@ -300,7 +300,7 @@ def compare(
                f"model_fn="
                f"{getattr(model_fn, '__name__', type(model_fn).__name__)}",
         counts={s: np.bincount(codes[s], minlength=num_classes).tolist() for s in SPLITS},
-        dataset_key=None, seconds=time.perf_counter() - start,
+        dataset_key=None, seconds=time.perf_counter() - start, own_model=True,
         predictions=Predictions({s: codes[s] for s in ("val", "test")}, probs))
     if out is not None:
         write_outputs(results, config, Path(out), command=command, info=results.attrs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ import torch
 
 from balancer.study._config import MultiLabelStudyConfig, StudyConfig, whole_run_phases
 from balancer.study._data import SEMISYNTHETIC
+from balancer.study._environment import describe_environment, environment_lines
 from balancer.study._metrics import HEADLINE, ML_HEADLINE
 from balancer.study._outputs import (
     ACROSS_FILES,
@@ -121,33 +121,99 @@ def _plot_recall(results: pd.DataFrame, class_names: list[str], path: Path,
     _save(figure, path)
 
 
-def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
+#: Saturated colours (tab10's) and filled markers: row k gets colour k % 10 and marker k % 9,
+#: a pair no other row of the first 90 shares. No pale or pastel tints (tab20 pairs each colour
+#: with one), which vanish on white and read as the same row as their dark twin.
+_ROW_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                "#7f7f7f", "#bcbd22", "#17becf")
+_ROW_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
+
+
+def row_style(k: int) -> tuple[str, str]:
+    """The colour and marker of the ``k``-th row in the study's scatter plots."""
+    return _ROW_COLOURS[k % len(_ROW_COLOURS)], _ROW_MARKERS[k % len(_ROW_MARKERS)]
+
+
+def _place_labels(anchors: list[tuple[float, float]], sizes: list[tuple[float, float]],
+                  gap: float) -> list[tuple[float, float]]:
+    """Label positions (lower-left corners, display pixels) that do not overlap each other.
+
+    Each label starts just right of its point and, if it would cover a label already placed,
+    moves up or down in steps of its height (the nearest free slot), so that it stays next to
+    its point and a leader line can join them. Placed from the top down; the points' markers
+    (``gap`` pixels around each) are obstacles too.
+    """
+    placed = [(x - gap, y - gap, x + gap, y + gap) for x, y in anchors]
+    result: list[tuple[float, float]] = [(0.0, 0.0)] * len(anchors)
+    for i in sorted(range(len(anchors)), key=lambda j: -anchors[j][1]):
+        (x, y), (w, h) = anchors[i], sizes[i]
+        left = x + gap
+        for step in [0, *[s * sign for s in range(1, 60) for sign in (-1, 1)]]:
+            bottom = y - h / 2 + step * h
+            if not any(left < r and left + w > lft and bottom < top and bottom + h > btm
+                       for lft, btm, r, top in placed):
+                break
+        placed.append((left, bottom, left + w, bottom + h))
+        result[i] = (left, bottom)
+    return result
+
+
+def tradeoff_figure(summary: pd.DataFrame) -> Figure:
+    """Test balanced accuracy against accuracy, one point per row of ``summary`` (mean ± std
+    over seeds): a colour and marker per row, named in the legend and beside the point.
+
+    Rows at the same point (runs a short budget made identical, e.g. drs and balanced) get one
+    label naming them all, as their markers hide each other.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = summarize(results)
-    figure, axes = plt.subplots(figsize=(9, 5.5))
-    # 20 distinct colours: no two strategies share one. matplotlib's stub types get_cmap as the
-    # base Colormap; tab20 is a ListedColormap, which has .colors.
-    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
-    # One marker shape (shapes would suggest groups that do not exist); the legend names the
-    # rows, so no labels on the points to collide with each other.
+    figure, axes = plt.subplots(figsize=(10, 6))
+    points: dict[tuple[float, float], list[str]] = {}
     for k, strategy in enumerate(summary.index):
         row = summary.loc[strategy]
-        axes.errorbar(row[("accuracy", "mean")], row[("balanced_accuracy", "mean")],
-                      xerr=np.nan_to_num(row[("accuracy", "std")]),
-                      yerr=np.nan_to_num(row[("balanced_accuracy", "std")]),
-                      fmt="o", color=colours[k % len(colours)], capsize=3, label=strategy)
-    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5),
-                title="strategy")
+        x, y = float(row[("accuracy", "mean")]), float(row[("balanced_accuracy", "mean")])
+        colour, marker = row_style(k)
+        axes.errorbar(x, y, xerr=np.nan_to_num(row[("accuracy", "std")]),
+                      yerr=np.nan_to_num(row[("balanced_accuracy", "std")]), fmt=marker,
+                      color=colour, markersize=10 if marker == "*" else 7,
+                      markeredgecolor="black", markeredgewidth=0.5,
+                      capsize=3, elinewidth=0.8, label=strategy)
+        points.setdefault((round(x, 9), round(y, 9)), []).append(strategy)
+    axes.margins(x=0.25, y=0.12)  # room for the labels right of the outermost points
     axes.set_xlabel("test accuracy")
     axes.set_ylabel("test balanced accuracy")
     axes.set_title("Balanced accuracy vs accuracy (mean ± std over seeds)")
     axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5),
+                title="strategy")
     figure.tight_layout()
-    _save(figure, path)
+    # Labels are placed in pixels once the layout is final; then the figure is not resized.
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    texts = [" = ".join(names) for names in points.values()]
+    anchors = [tuple(axes.transData.transform(xy)) for xy in points]
+    sizes = []
+    for text in texts:
+        probe = axes.text(0, 0, text, fontsize=7.5)
+        box = probe.get_window_extent(renderer)
+        sizes.append((box.width, box.height))
+        probe.remove()
+    spots = _place_labels([(float(a), float(b)) for a, b in anchors], sizes, gap=7.0)
+    to_data = axes.transData.inverted()
+    for text, xy, spot, (_, h) in zip(texts, points, spots, sizes, strict=True):
+        where = to_data.transform((spot[0], spot[1] + h / 2))
+        moved = abs(axes.transData.transform(xy)[1] - (spot[1] + h / 2)) > 1
+        axes.annotate(text, xy=xy, xytext=(float(where[0]), float(where[1])), fontsize=7.5,
+                      va="center", ha="left",
+                      arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5,
+                                  "shrinkA": 0, "shrinkB": 4} if moved else None)
+    return figure
+
+
+def _plot_tradeoff(results: pd.DataFrame, path: Path) -> None:
+    _save(tradeoff_figure(summarize(results)), path)
 
 
 def _grid(count: int) -> tuple[Figure, np.ndarray]:
@@ -193,12 +259,16 @@ def _plot_confusions(predictions: Predictions, strategies: list[str], class_name
     _save(figure, path)
 
 
-def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int,
-                      path: Path) -> None:
-    """Top-label reliability diagrams on the test split, pooled over seeds."""
+def reliability_figure(predictions: Predictions, strategies: list[str], bins: int) -> Figure:
+    """Top-label reliability diagrams on the test split, pooled over seeds, one panel per
+    strategy: per confidence bin the accuracy (bars), the share of predictions in it (grey bars,
+    with the count above) and, in the title, the ECE of the pooled predictions (the bins drawn)."""
+    from balancer.study._metrics import expected_calibration_error
+
     labels = predictions.labels["test"]
     figure, axes = _grid(len(strategies))
     edges = np.linspace(0, 1, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
     for ax, name in zip(axes, strategies, strict=False):
         runs = [p["test"] for (s, _), p in predictions.probs.items() if s == name]
         probs = np.concatenate(runs)
@@ -208,21 +278,36 @@ def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int
         which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
         size = np.bincount(which, minlength=bins)
         accuracy = np.bincount(which, correct, minlength=bins) / np.maximum(size, 1)
-        centres = (edges[:-1] + edges[1:]) / 2
         filled = size > 0
-        ax.bar(centres[filled], accuracy[filled], width=1 / bins, edgecolor="black",
-               linewidth=0.3, alpha=0.8)
+        share = size / size.sum()
+        # A bin of 3 predictions says little about calibration: the grey bars and counts show
+        # how much each accuracy bar stands on.
+        ax.bar(centres, share, width=1 / bins, color="lightgrey", edgecolor="grey",
+               linewidth=0.3, gid="share")
+        ax.bar(centres[filled], accuracy[filled], width=0.6 / bins, color="tab:blue",
+               edgecolor="black", linewidth=0.3, alpha=0.85, gid="accuracy")
+        for centre, count in zip(centres[filled], size[filled], strict=True):
+            ax.text(centre, 1.01, str(int(count)), ha="center", va="bottom", fontsize=5,
+                    rotation=90)
         ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
         ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title(name, fontsize=8)
+        ax.set_ylim(0, 1.12)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ece = expected_calibration_error(probs, truth, bins=bins)
+        ax.set_title(f"{name}: ECE {ece:.3f}", fontsize=8)
         ax.set_xlabel("confidence", fontsize=7)
-        ax.set_ylabel("accuracy", fontsize=7)
+        ax.set_ylabel("accuracy / share", fontsize=7)
         ax.tick_params(labelsize=6)
-    figure.suptitle(f"Reliability diagrams (test, {bins} bins, pooled over seeds; the dashed "
-                    f"line is perfect calibration)", fontsize=9)
+    figure.suptitle(f"Reliability diagrams (test, {bins} bins, pooled over seeds; blue: accuracy, "
+                    f"grey: share of predictions, count above each bin; the dashed line is "
+                    f"perfect calibration; ECE of the pooled predictions)", fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
+    return figure
+
+
+def _plot_reliability(predictions: Predictions, strategies: list[str], bins: int,
+                      path: Path) -> None:
+    _save(reliability_figure(predictions, strategies, bins), path)
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -316,25 +401,126 @@ _METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy
                  "macro_f1": "macro-F1", "macro_auc": "macro AUC", "nll": "NLL", "ece": "ECE"}
 
 
-def _paired_section(results: pd.DataFrame, config: StudyConfig, info: dict[str, Any],
-                    csv_path: Path) -> list[str]:
-    """The paired differences to the reference row, as a table and in words."""
-    from balancer.study._stats import BOOTSTRAP_METRICS, MIN_SEEDS, paired_differences
+def format_p(p: float) -> str:
+    """A p-value as every report prints it: ``n/a`` where no test ran, ``< 0.001`` below 0.001
+    (three decimals would print a misleading ``0.000``), three significant digits below 0.1 (so
+    0.0504 and 0.0495 do not both print as 0.050 next to the rule p < 0.05), else three
+    decimals."""
+    if not np.isfinite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}" if p < 0.1 else f"{p:.3f}"
+
+
+def _p_phrase(p: float) -> str:
+    """``p = 0.012``, ``p < 0.001`` or ``p n/a``: a p-value inside a sentence."""
+    text = format_p(p)
+    return f"p {text}" if text == "n/a" or text.startswith("<") else f"p = {text}"
+
+
+def verdict_lines(means: pd.DataFrame, paired: pd.DataFrame | None, *, reference: str,
+                  headline: dict[str, bool], words: dict[str, str], seeds: int,
+                  min_seeds: int) -> list[str]:
+    """The report's opening section: per headline metric, the best row by mean, its paired
+    difference to ``reference`` (interval and p) and whether that is significant by the
+    report's rule (the interval excludes 0 and p < 0.05); then, plainly, whether any row is
+    significantly better than ``reference`` at all.
+
+    Args:
+        means: test means, indexed by strategy (run order), one column per metric.
+        paired: the paired table (``strategy, metric, difference, ci_low, ci_high, p_value,
+            better, significant``), or ``None`` where no paired statistics were computed.
+        headline: the metrics, with whether higher is better; ``words`` names them.
+        seeds: seeds run; ``min_seeds``: the fewest the paired test needs.
+    """
+    rule = ("*Significant* means the paired 95% bootstrap interval of the difference excludes "
+            "0 **and** the paired t-test over seeds has p < 0.05 (no correction for multiple "
+            "comparisons); the best row by mean is not a winner unless it is significant.")
+    lines = ["## What wins (test split)", "", rule, ""]
+    if paired is None or len(means.index) < 2:
+        only = ("only one row was run" if len(means.index) < 2 else
+                "no paired statistics were computed for this report")
+        return [*lines, f"Nothing is compared with the reference row `{reference}`: {only}.",
+                ""]
+    any_better: list[str] = []
+    for metric, higher in headline.items():
+        if metric not in means.columns:
+            continue
+        column = means[metric].dropna()
+        if column.empty:
+            continue
+        best_value = column.max() if higher else column.min()
+        # Rows equal to the best (shared runs, e.g. drs at a budget inside its first phase)
+        # are named together: picking one would be arbitrary.
+        tied = [s for s, v in column.items() if np.isclose(v, best_value, rtol=0, atol=1e-12)]
+        best = reference if reference in tied else tied[0]
+        others = [s for s in tied if s != best]
+        name = f"`{best}`" + (f" (tied with {', '.join(f'`{s}`' for s in others)})"
+                              if others else "")
+        direction = "highest" if higher else "lowest"
+        rows = paired[paired["metric"] == metric]
+        better = rows[rows["significant"] & rows["better"]]["strategy"].tolist()
+        any_better += [s for s in better if s not in any_better]
+        text = f"- **{words.get(metric, metric)}** ({direction} is best): "
+        if best == reference:
+            text += (f"{name}, the reference row, has the {direction} mean "
+                     f"({best_value:.3f}).")
+        else:
+            row = rows[rows["strategy"] == best].iloc[0]
+            verdict = (f"**significantly better** than `{reference}`"
+                       if row["significant"] and row["better"] else "not significant")
+            text += (f"{name} has the {direction} mean ({best_value:.3f}): "
+                     f"{row['difference']:+.3f} vs `{reference}`, 95% CI "
+                     f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], "
+                     f"{_p_phrase(row['p_value'])}: {verdict}.")
+        others_better = [s for s in better if s not in tied]
+        if others_better:
+            text += (f" Also significantly better than `{reference}`: "
+                     f"{', '.join(f'`{s}`' for s in others_better)}.")
+        lines.append(text)
+    lines.append("")
+    if seeds < min_seeds:
+        lines += [f"**No row is significantly better than `{reference}`**: with {seeds} "
+                  f"seed(s) the paired test over seeds cannot run (it needs at least "
+                  f"{min_seeds}), so this run cannot call any difference significant. Run more "
+                  f"seeds (e.g. --seeds 0,1,2,3,4).", ""]
+    elif not any_better:
+        lines += [f"**No row is significantly better than `{reference}`** on any of these "
+                  f"metrics with {seeds} seeds.", ""]
+    return lines
+
+
+def _paired_table(results: pd.DataFrame, config: StudyConfig,
+                  info: dict[str, Any]) -> pd.DataFrame | None:
+    """The paired differences of every row to the reference row (``None`` where there is
+    nothing to pair: no predictions, one row, or the reference not run)."""
+    from balancer.study._stats import paired_differences
 
     predictions = info.get("predictions")
     strategies = list(dict.fromkeys(results["strategy"]))
     reference = config.reference_row()
     if predictions is None or len(strategies) < 2 or reference not in strategies:
-        return []
+        return None
     seeds = sorted(results["seed"].unique().tolist())
-    table = paired_differences({key: value["test"] for key, value in predictions.probs.items()},
-                               predictions.labels["test"], strategies=strategies, seeds=seeds,
-                               reference=reference, resamples=config.bootstrap,
-                               ece_bins=config.ece_bins)
-    atomic_write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
+    return paired_differences({key: value["test"] for key, value in predictions.probs.items()},
+                              predictions.labels["test"], strategies=strategies, seeds=seeds,
+                              reference=reference, resamples=config.bootstrap,
+                              ece_bins=config.ece_bins)
+
+
+def _paired_section(results: pd.DataFrame, config: StudyConfig,
+                    table: pd.DataFrame | None) -> list[str]:
+    """The paired differences to the reference row, as a table and in words."""
+    from balancer.study._stats import BOOTSTRAP_METRICS, MIN_SEEDS
+
+    if table is None:
+        return []
+    strategies = list(dict.fromkeys(results["strategy"]))
+    reference = config.reference_row()
+    seeds = sorted(results["seed"].unique().tolist())
     cells = {}
     for row in table.itertuples(index=False):
-        p = "" if np.isnan(row.p_value) else f", p={row.p_value:.3f}"
+        shown = format_p(row.p_value)  # compact in a cell: "p=0.012", "p<0.001"
+        p = "" if shown == "n/a" else ", p<0.001" if shown.startswith("<") else f", p={shown}"
         mark = " **sig.**" if row.significant else ""
         cells[(row.strategy, row.metric)] = (f"{row.difference:+.3f} [{row.ci_low:+.3f}, "
                                              f"{row.ci_high:+.3f}]{p}{mark}")
@@ -388,13 +574,38 @@ _NOT_SETTINGS = {"dataset", "data", "csv", "table", "group_col", "image_col", "l
                  "ordinal", "posthoc", "progress"}
 
 
-def _settings_lines(config: StudyConfig) -> list[str]:
-    """Every training setting of ``config`` (a strategy's own ones included), in field order."""
-    keys = [field.name for field in dataclasses.fields(config) if field.name not in _NOT_SETTINGS]
-    notes = {"impute": "missing feature values filled with the train split's statistic only; "
+# The multi-label study's data and report fields (its model is always the MLP).
+_ML_NOT_SETTINGS = _NOT_SETTINGS | {"label_cols", "samples", "rarest"}
+
+
+def _settings_lines(config: StudyConfig | MultiLabelStudyConfig,
+                    info: dict[str, Any] | None = None) -> list[str]:
+    """Every training setting of ``config`` (a strategy's own ones included), in field order,
+    as the model trained uses them: a table's MLP has no augmentation and ``width`` sizes its
+    hidden layers; a caller's own model (``compare``) uses neither."""
+    info = info or {}
+    multilabel = isinstance(config, MultiLabelStudyConfig)
+    skipped = set(_ML_NOT_SETTINGS if multilabel else _NOT_SETTINGS)
+    notes: dict[str, str] = {}
+    if multilabel:
+        notes["width"] = "units per hidden layer of the MLP"
+    elif info.get("own_model"):
+        skipped |= {"width", "augment"}  # model_fn's model: the study builds no model
+    elif info.get("tabular"):
+        skipped.add("augment")  # images only: a table's features are not augmented
+        notes["width"] = (f"the MLP's two hidden layers have 4 x width = {4 * config.width} "
+                          f"units")
+    else:
+        notes["width"] = "channels of the CNN's first block"
+    keys = [field.name for field in dataclasses.fields(config) if field.name not in skipped]
+    notes["impute"] = ("missing feature values filled with the train split's statistic only; "
                        "val and test use the train one" if getattr(config, "impute", None)
-             else "missing feature values are refused"}
-    return [f"- `{key}` = `{getattr(config, key)}`"
+                       else "missing feature values are refused")
+    if config.reference is None:  # None means "the default row": say which row that is
+        notes["reference"] = "the default: `plain` when it is run, else the first strategy"
+    values = {key: getattr(config, key) for key in keys}
+    values["reference"] = config.reference_row()
+    return [f"- `{key}` = `{values[key]}`"
             + (f" ({notes[key]})" if key in notes else "") for key in keys]
 
 
@@ -415,6 +626,9 @@ def _whole_run_lines(config: StudyConfig) -> list[str]:
 def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
     """The model this study trained (as ``default_model`` builds it), in words: a table's MLP
     is not the images' CNN, and ``augment`` means nothing for features."""
+    if info.get("own_model"):
+        return ("The caller's own model (`compare(..., model_fn)`), a fresh one per run; the "
+                "study's `width` and `augment` do not apply to it.")
     if info.get("tabular"):
         return (f"An MLP of two hidden layers of {4 * config.width} units (4 x width = "
                 f"{config.width}; batch norm, ReLU) on the standardised features; no "
@@ -424,6 +638,17 @@ def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
     return (f"A small CNN: three 3x3 conv blocks of {config.width}, {2 * config.width} and "
             f"{4 * config.width} channels (batch norm, ReLU), global pooling and a linear head; "
             f"{augmented}.")
+
+
+def _environment(info: dict[str, Any],
+                 config: StudyConfig | MultiLabelStudyConfig) -> tuple[dict[str, Any], str]:
+    """The environment the runner recorded as the run started, or (a report written from
+    results without it) this process's now; with the words saying when the load was read."""
+    recorded = info.get("environment")
+    if recorded is not None:
+        return recorded, "when the run started"
+    return (describe_environment(device=config.device, threads=config.threads,
+                                 jobs=config.jobs), "when this report was written")
 
 
 def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyConfig,
@@ -438,6 +663,32 @@ def write_outputs(results: pd.DataFrame, config: StudyConfig | MultiLabelStudyCo
     if isinstance(config, MultiLabelStudyConfig):
         return write_multilabel_outputs(results, config, out, command=command)
     return _write_single_label(results, config, out, command=command, info=info)
+
+
+#: What the runs tables' time columns are (both reports).
+CPU_TIME_NOTE = (
+    "*CPU s per run*: CPU time of the process that trained the run (`time.process_time`, user "
+    "and system time of all its threads), mean over seeds: it compares the strategies' costs, "
+    "since it barely changes with the machine's load. *wall s per run*: elapsed time, which "
+    "stretches when other processes share the CPUs. Both cover training and evaluation; both "
+    "are in results.csv (`cpu_seconds`, `seconds`). The first run in a process also pays "
+    "one-time start-up costs (imports, first calls of each kernel).")
+
+
+def _run_means(run_rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per strategy (run order), the mean over seeds of the run rows ``metrics``; a metric no
+    run recorded (``cpu_seconds`` in a folder resumed from before it was measured) is NaN."""
+    runs = run_rows[run_rows["metric"].isin(metrics)].pivot_table(
+        index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
+    return runs.reindex(columns=metrics)
+
+
+def _time_columns(runs: pd.DataFrame) -> dict[str, list[str]]:
+    def shown(values: pd.Series) -> list[str]:
+        return ["n/a" if not np.isfinite(v) else f"{v:.1f}" for v in values]
+
+    return {"CPU s per run": shown(runs["cpu_seconds"]),
+            "wall s per run": shown(runs["seconds"])}
 
 
 def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | Path, *,
@@ -476,14 +727,13 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
                                                    for k, metric in enumerate(recalls)})
     run_rows = results[results["split"] == "run"]
     chosen = run_rows[run_rows["metric"].isin(["posthoc_tau", "threshold"])]
-    runs = run_rows[run_rows["metric"].isin(["selected_epoch", "steps", "seconds"])].pivot_table(
-        index="strategy", columns="metric", values="value", aggfunc="mean", sort=False)
+    runs = _run_means(run_rows, ["selected_epoch", "steps", "seconds", "cpu_seconds"])
     run_frame = pd.DataFrame({
         "strategy": runs.index,
         f"epoch evaluated (1-based, of {config.epochs}; mean)":
             [f"{v + 1:.1f}" for v in runs["selected_epoch"]],
         "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
-        "seconds per run": [f"{v:.1f}" for v in runs["seconds"]],
+        **_time_columns(runs),
     })
     counts = info["counts"]
     count_lines = [f"- {split}: " + ", ".join(f"{class_names[c]}: {int(n)}"
@@ -494,10 +744,20 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
                f"{sum(counts['train'])} training samples. These numbers only show that the study "
                f"runs; they are not evidence for or against any strategy.", ""]
               if config.quick else [])
+    from balancer.study._stats import MIN_SEEDS
+
+    paired = _paired_table(results, config, info)
+    if paired is not None:
+        atomic_write(paths["paired.csv"], lambda tmp: paired.to_csv(tmp, index=False))
+    test_means = summarize(results).xs("mean", axis=1, level=1)
+    environment, when = _environment(info, config)
     lines = [
         "# Comparison study: weighting vs resampling",
         "",
         *banner,
+        *verdict_lines(test_means, paired, reference=config.reference_row(),
+                       headline=HEADLINE, words=_METRIC_WORDS, seeds=len(seeds),
+                       min_seeds=MIN_SEEDS),
         f"Data: {info['source']}; {len(class_names)} classes; "
         f"{len(seeds)} seed(s) {seeds}; test-split metrics, mean ± sample std (ddof=1) over seeds.",
         "",
@@ -514,7 +774,7 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         "![balanced accuracy vs accuracy](balanced_vs_accuracy.png)",
         "",
         *_task_section(results),
-        *_paired_section(results, config, info, paths["paired.csv"]),
+        *_paired_section(results, config, paired),
         "## Per-class recall (test split)",
         "",
         recall_table,
@@ -531,6 +791,8 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         "## Runs",
         "",
         _markdown(run_frame),
+        "",
+        CPU_TIME_NOTE,
         "",
         f"Total wall time: {info['seconds']:.0f} s.",
     ]
@@ -580,16 +842,16 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         *_tuned_lines(config),
         "## Settings",
         "",
-        *_settings_lines(config),
+        *_settings_lines(config, info),
         "",
-        f"torch {torch.__version__}, Python {platform.python_version()}. Files: "
-        f"{', '.join(OUTPUT_FILES)}.",
+        *environment_lines(environment, when=when),
+        f"Files: {', '.join(OUTPUT_FILES)}.",
         "",
     ]
     payload = {"command": command, "config": config.to_dict(),
                "data": {"source": info["source"], "class_names": class_names,
                         "counts": {s: [int(n) for n in counts[s]] for s in counts}},
-               "torch": torch.__version__}
+               "torch": torch.__version__, "environment": environment}
     atomic_text(paths["config.json"], json.dumps(payload, indent=2, default=str) + "\n")
     # The report last: its presence says the folder holds a finished study.
     atomic_text(paths["report.md"], "\n".join(lines))
@@ -664,7 +926,7 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
                             "p_wilcoxon": None if row is None else row["p_value"],
                             "p_holm": None if row is None else row["p_holm"]})
         friedman = result["friedman"]
-        test = (f"Friedman chi2 = {friedman[0]:.2f}, p = {friedman[1]:.3f}" if friedman else
+        test = (f"Friedman chi2 = {friedman[0]:.2f}, {_p_phrase(friedman[1])}" if friedman else
                 f"no Friedman test: it needs at least {MIN_DATASETS} data sets, this run has "
                 f"{result['datasets']}")
         ranked = ", ".join(f"`{s}` {r:.2f}" for s, r in result["ranks"].items())
@@ -686,7 +948,7 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
                    f"only.")
     elif not significant:
         verdict = (f"On balanced accuracy no strategy differs from `{reference}` after Holm's "
-                   f"adjustment (Friedman p = {headline['friedman'][1]:.3f}). With "
+                   f"adjustment (Friedman {_p_phrase(headline['friedman'][1])}). With "
                    f"{len(names)} data sets the Wilcoxon test's smallest possible two-sided p "
                    f"is {2 / 2 ** len(names):.3f}.")
     else:
@@ -694,8 +956,8 @@ def write_across(per_dataset: dict[str, pd.DataFrame], config: StudyConfig, out:
                    f"`{reference}`: {', '.join(f'`{s}`' for s in significant)}.")
     wilcoxon_rows = pd.DataFrame({
         "strategy": table["strategy"],
-        "p (Wilcoxon)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_value"]],
-        "p (Holm)": [("n/a" if np.isnan(p) else f"{p:.3f}") for p in table["p_holm"]],
+        "p (Wilcoxon)": [format_p(p) for p in table["p_value"]],
+        "p (Holm)": [format_p(p) for p in table["p_holm"]],
     })
     lines = ["# Comparison study across data sets", "", "Command:", "", "```bash", command,
              "```", "", f"Data sets: {', '.join(names)} (each one unit: its test metric's mean "
@@ -726,6 +988,10 @@ def summarize_multilabel(results: pd.DataFrame, split: str = "test") -> pd.DataF
     return table.swaplevel(axis=1).sort_index(axis=1)
 
 
+_ML_WORDS = {"macro_auroc": "macro AUROC", "macro_auprc": "macro AUPRC", "macro_f1": "macro-F1",
+             "micro_f1": "micro-F1"}
+
+
 def _ml_cell(mean: float, std: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
@@ -751,8 +1017,7 @@ def _ml_paired_lines(paired: pd.DataFrame, reference: str, seeds: int) -> list[s
     shown["95% CI"] = [f"[{lo:+.3f}, {hi:+.3f}]" for lo, hi in zip(paired["ci_low"],
                                                                    paired["ci_high"],
                                                                    strict=True)]
-    shown["p (paired t, seeds)"] = paired["p_value"].map(
-        lambda p: "n/a" if not np.isfinite(p) else f"{p:.3g}")
+    shown["p (paired t, seeds)"] = paired["p_value"].map(format_p)
     shown["significant"] = paired["significant"].map({True: "yes", False: "no"})
     lines = [f"Each strategy minus **{reference}**, test split: mean over {seeds} seed(s) of "
              f"the paired difference, a 95% paired-bootstrap interval over seeds and test "
@@ -785,14 +1050,25 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
             per_label[f"{strategy}:{kind}"] = [summary.loc[strategy, (f"{kind}[{n}]", "mean")]
                                                for n in names]
     atomic_write(paths["per_label.csv"], lambda tmp: per_label.to_csv(tmp, index=False))
-    atomic_text(paths["config.json"], json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+    environment, when = _environment(info, config)
+    # The settings stay top-level (as before); the environment is a record beside them.
+    atomic_text(paths["config.json"], json.dumps({**config.to_dict(), "environment": environment},
+                                                 indent=2, default=str) + "\n")
+
+    from balancer.study._stats import MIN_SEEDS
 
     seeds = list(config.seeds)
     rows = info["rows"]
-    lines = ["# Multi-label study", "", f"Command: `{command}`", "",
+    test_means = summarize_multilabel(results).xs("mean", axis=1, level=1)
+    lines = ["# Multi-label study", "",
+             *verdict_lines(test_means, paired, reference=config.reference_row(),
+                            headline=ML_HEADLINE, words=_ML_WORDS, seeds=len(seeds),
+                            min_seeds=MIN_SEEDS),
+             f"Command: `{command}`", "",
              f"Data: {info['source']}.", "",
              f"Rows: train {rows['train']}, val {rows['val']}, test {rows['test']}; "
-             f"{len(names)} labels. Every strategy trains the same MLP for "
+             f"{len(names)} labels. Every strategy trains the same MLP (two hidden layers of "
+             f"{config.width} units, batch norm, ReLU; no augmentation) for "
              f"{config.epochs} epochs of ceil(N / {config.batch_size}) optimizer steps "
              f"(AdamW, lr {config.lr}); seeds {seeds}; weights: {config.select}. F1 uses per-label "
              f"thresholds chosen on the validation split only.", ""]
@@ -824,7 +1100,14 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
                   "their planned rates (`label_positive_rate`).", "",
                   _markdown(rates.map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)),
                   ""]
-    lines += [f"Total time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
-              f"per_label.csv.", ""]
+    runs = _run_means(results[results["split"] == "run"], ["steps", "seconds", "cpu_seconds"])
+    lines += ["## Runs", "",
+              _markdown(pd.DataFrame({"strategy": runs.index,
+                                      "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
+                                      **_time_columns(runs)})),
+              "", CPU_TIME_NOTE, ""]
+    lines += [f"Total wall time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
+              f"per_label.csv.", "", "## Settings", "", *_settings_lines(config), "",
+              *environment_lines(environment, when=when)]
     atomic_text(paths["report.md"], "\n".join(lines))
     return paths

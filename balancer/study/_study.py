@@ -15,6 +15,7 @@ import torch
 from balancer import MultiLabelBalancedSampler, RepeatFactorSampler
 from balancer.study._config import MultiLabelStudyConfig, StudyConfig
 from balancer.study._data import MultiLabelData, StudyData, load_multilabel_data, load_study_data
+from balancer.study._environment import describe_environment
 from balancer.study._metrics import ML_HEADLINE, Predictions, paired_multilabel
 from balancer.study._outputs import COLUMNS, RunFolder
 from balancer.study._strategies import ML_STRATEGIES, STRATEGIES, seeded_generator
@@ -73,12 +74,18 @@ def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | Mul
     return data
 
 
+#: The run rows that measure time (wall and CPU seconds): they differ between two runs of one
+#: study, while every other row is a function of the settings and seeds.
+TIMING_METRICS = ("seconds", "cpu_seconds")
+
+
 def _rows(name: str, seed: int, result: RunResult) -> pd.DataFrame:
     rows = [(name, seed, "test", metric, value) for metric, value in result.test.items()]
     rows += [(name, seed, "val", metric, value) for metric, value in result.val.items()]
     rows += [(name, seed, "run", "selected_epoch", float(result.selected_epoch)),
              (name, seed, "run", "steps", float(result.steps)),
-             (name, seed, "run", "seconds", result.seconds)]
+             (name, seed, "run", "seconds", result.seconds),
+             (name, seed, "run", "cpu_seconds", result.cpu_seconds)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -253,7 +260,8 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         (``split="test"``), the same metrics on validation (``"val"``) and the run's
         ``selected_epoch``, ``steps`` and ``seconds`` (``"run"``). ``attrs`` holds
         ``class_names``, ``source``, ``tabular`` (the model is the MLP), ``counts`` (per split),
-        ``dataset_key``, ``seconds`` and ``predictions`` (:class:`Predictions`).
+        ``dataset_key``, ``seconds``, ``predictions`` (:class:`Predictions`) and
+        ``environment`` (the machine, as the run started).
     """
     from balancer.study._train import train_and_evaluate
 
@@ -263,6 +271,8 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
     config.validate()
     data = prepare_data(config) if data is None else cast(StudyData, data)
     start = time.perf_counter()
+    environment = describe_environment(device=config.device, threads=config.threads,
+                                       jobs=config.jobs)  # the load average as the run starts
     with _run_settings(config, data, _train_in_worker) as (device, submit):
         results, probs = run_strategies(
             config, lambda name, seed: train_and_evaluate(data, STRATEGIES[name], seed, config,
@@ -277,7 +287,7 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         class_names=list(data.class_names), source=data.source, tabular=data.tabular,
         counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
         dataset_key=key.lower() if key else None, seconds=time.perf_counter() - start,
-        predictions=Predictions(labels, probs))
+        predictions=Predictions(labels, probs), environment=environment)
     return results
 
 
@@ -317,7 +327,8 @@ def _multilabel_rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
             for metric, value in run["metrics"][split].items()]
     rows += [(name, seed, "run", "selected_epoch", float(run["selected_epoch"])),
              (name, seed, "run", "steps", float(run["steps"])),
-             (name, seed, "run", "seconds", float(run["seconds"]))]
+             (name, seed, "run", "seconds", float(run["seconds"])),
+             (name, seed, "run", "cpu_seconds", float(run["cpu_seconds"]))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -330,14 +341,16 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
         of :func:`~balancer.study._metrics.multilabel_metrics`, and each run's
         ``selected_epoch``, ``steps``, ``seconds``). ``attrs`` holds ``label_names``,
         ``source``, ``counts`` (per split), ``rarest``, ``paired`` (the paired differences),
-        ``positive_rates`` (per sampler, the planned share of slots carrying each label) and
-        ``seconds``.
+        ``positive_rates`` (per sampler, the planned share of slots carrying each label),
+        ``seconds`` and ``environment`` (the machine, as the run started).
     """
     from balancer.study._multilabel import rarest_labels, train_multilabel_run
 
     config.validate()
     data = prepare_data(config) if data is None else data
     start = time.perf_counter()
+    environment = describe_environment(device=config.device, threads=config.threads,
+                                       jobs=config.jobs)  # the load average as the run starts
     with _run_settings(config, data, _train_multilabel_in_worker) as (device, submit):
         results, arrays = run_strategies(
             config, lambda name, seed: train_multilabel_run(data, ML_STRATEGIES[name], seed,
@@ -360,7 +373,7 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
         counts={split: data.counts(split).tolist() for split in ("train", "val", "test")},
         rows={split: len(data.targets[split]) for split in ("train", "val", "test")},
         positive_rates=_positive_rates(data, config),
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start, environment=environment)
     return results
 
 

@@ -48,6 +48,9 @@ class RunResult:
         selected_epoch: the epoch (0-based) whose weights were evaluated on test.
         steps: optimizer steps taken (the same for every strategy).
         seconds: wall time of training and evaluation.
+        cpu_seconds: CPU time (``time.process_time``: every thread of the training process,
+            user and system) of the same span: unlike wall time, it does not stretch with
+            other processes' load, so it compares the strategies' costs.
         probs: per split (``"val"``, ``"test"``), the ``(N, C)`` predicted probabilities, kept
             for the paired statistics over test samples.
     """
@@ -58,6 +61,7 @@ class RunResult:
     steps: int
     seconds: float
     probs: dict[str, np.ndarray] = field(default_factory=dict)
+    cpu_seconds: float = float("nan")
 
 
 class _Indices(Dataset):
@@ -256,7 +260,7 @@ def train_run(source: Source, make_model: Callable[[], nn.Module], num_classes: 
 def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes: int,
                strategy: Strategy, seed: int, config: StudyConfig, *, device: torch.device,
                position: int, evaluate: tuple[str, ...]) -> RunResult:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     train_labels = source.labels["train"]
     counts = np.bincount(train_labels, minlength=num_classes)
     model = make_model().to(device)
@@ -337,4 +341,5 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
         for split in evaluate}
     return RunResult(test=evaluated.get("test", {}), val=evaluated["val"],
                      selected_epoch=best_epoch,
-                     steps=steps, seconds=time.perf_counter() - start, probs=probs)
+                     steps=steps, seconds=time.perf_counter() - start, probs=probs,
+                     cpu_seconds=time.process_time() - cpu_start)
