@@ -170,6 +170,12 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--epochs", type=int, default=None,
                      help=f"budget in epochs of ceil(N/batch_size) steps (default: "
                           f"{_DEFAULTS.epochs})")
+    run.add_argument("--min-steps", type=int, default=None, metavar="K",
+                     help="raise --epochs, once the train split is loaded, so that every run "
+                          "takes at least K optimizer steps (with or without --multilabel); "
+                          "phase lengths given in epochs (--finetune-epochs, --drw-epochs, "
+                          "--drs-epochs, --crt-epochs) keep their share of the run, scaled by "
+                          "the same factor (default: exactly --epochs)")
     run.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
                      help="samples per optimizer step")
     run.add_argument("--lr", type=_finite, default=_DEFAULTS.lr, help="AdamW learning rate")
@@ -289,7 +295,7 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         finetune_freeze=args.finetune_freeze,
         drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
-        tuned=args.tuned is not False, jobs=args.jobs,
+        tuned=args.tuned is not False, jobs=args.jobs, min_steps=args.min_steps,
         tuned_file=args.tuned if isinstance(args.tuned, str) else None,
         ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
@@ -356,6 +362,27 @@ def _print_run(strategy: str, seed: int, seconds: float) -> None:
     print(f"finished {strategy} seed {seed} in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
+def _warn_budget(config: StudyConfig | MultiLabelStudyConfig,
+                 data: StudyData | MultiLabelData) -> None:
+    """One line on the console before training when runs will fall below the floor of
+    optimizer steps (:data:`~balancer.study._config.MIN_RUN_STEPS` in all,
+    :data:`~balancer.study._config.MIN_PHASE_STEPS` in a phase); the report repeats it."""
+    from balancer.study._config import MIN_PHASE_STEPS, MIN_RUN_STEPS, below_floor, planned_steps
+    from balancer.study._data import MultiLabelData
+
+    rows = len(data.targets["train"] if isinstance(data, MultiLabelData)
+               else data.labels["train"])
+    low = {name: steps for name, steps in planned_steps(config, rows).items()
+           if below_floor(*steps)}
+    if low:
+        print(f"balancer study: warning: {len(low)} strategy(ies) will train below the floor of "
+              f"{MIN_RUN_STEPS} optimizer steps per run and {MIN_PHASE_STEPS} per phase: "
+              + ", ".join(f"{name} ({total} steps, shortest phase {shortest})"
+                          for name, (total, shortest) in low.items())
+              + f"; pass --min-steps {MIN_RUN_STEPS} (or more) to raise the epochs",
+              file=sys.stderr)
+
+
 def _run(config: StudyConfig | MultiLabelStudyConfig, data: StudyData | MultiLabelData,
          folder: RunFolder, command: str, no_progress: bool = False) -> pd.DataFrame:
     """Run the study of ``config`` (either task) in its prepared ``folder``, write its report
@@ -366,6 +393,7 @@ def _run(config: StudyConfig | MultiLabelStudyConfig, data: StudyData | MultiLab
 
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
+    _warn_budget(config, data)
     results = run_study(config, data, folder=folder,
                         on_run=None if config.progress or no_progress else _print_run)
     paths = write_outputs(results, config, folder.path, command=command)
@@ -499,7 +527,7 @@ _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest", "min
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
            "finetune_freeze", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads", "impute", "jobs")
+           "threads", "impute", "jobs", "min_steps")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {

@@ -70,6 +70,7 @@ def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | Mul
     if len(data.labels["train"]) < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
                          f"({len(data.labels['train'])} samples); pass a smaller --batch-size")
+    config.apply_min_steps(len(data.labels["train"]))
     return data
 
 
@@ -78,6 +79,7 @@ def _rows(name: str, seed: int, result: RunResult) -> pd.DataFrame:
     rows += [(name, seed, "val", metric, value) for metric, value in result.val.items()]
     rows += [(name, seed, "run", "selected_epoch", float(result.selected_epoch)),
              (name, seed, "run", "steps", float(result.steps)),
+             (name, seed, "run", "shortest_phase_steps", float(result.shortest_phase_steps)),
              (name, seed, "run", "seconds", result.seconds)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -251,7 +253,8 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
     Returns:
         A DataFrame with columns ``strategy, seed, split, metric, value``: the test metrics
         (``split="test"``), the same metrics on validation (``"val"``) and the run's
-        ``selected_epoch``, ``steps`` and ``seconds`` (``"run"``). ``attrs`` holds
+        ``selected_epoch``, ``steps``, ``shortest_phase_steps`` and ``seconds``
+        (``"run"``). ``attrs`` holds
         ``class_names``, ``source``, ``tabular`` (the model is the MLP), ``counts`` (per split),
         ``dataset_key``, ``seconds`` and ``predictions`` (:class:`Predictions`).
     """
@@ -262,6 +265,7 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         return _run_multilabel(config, cast("MultiLabelData | None", data), folder, on_run)
     config.validate()
     data = prepare_data(config) if data is None else cast(StudyData, data)
+    config.apply_min_steps(len(data.labels["train"]))  # as prepare_data does (a no-op there)
     start = time.perf_counter()
     with _run_settings(config, data, _train_in_worker) as (device, submit):
         results, probs = run_strategies(
@@ -297,6 +301,7 @@ def _prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
     if train < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
                          f"({train} rows); pass a smaller --batch-size")
+    config.apply_min_steps(train)
     # Build every strategy's sampler and loss once (milliseconds): whatever they refuse is
     # refused now, not after the first runs have trained.
     from balancer.study._multilabel import make_multilabel_loss, make_multilabel_sampler
@@ -317,6 +322,7 @@ def _multilabel_rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
             for metric, value in run["metrics"][split].items()]
     rows += [(name, seed, "run", "selected_epoch", float(run["selected_epoch"])),
              (name, seed, "run", "steps", float(run["steps"])),
+             (name, seed, "run", "shortest_phase_steps", float(run["shortest_phase_steps"])),
              (name, seed, "run", "seconds", float(run["seconds"]))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -328,7 +334,8 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
     Returns:
         A DataFrame with columns ``strategy, seed, split, metric, value`` (test and val metrics
         of :func:`~balancer.study._metrics.multilabel_metrics`, and each run's
-        ``selected_epoch``, ``steps``, ``seconds``). ``attrs`` holds ``label_names``,
+        ``selected_epoch``, ``steps``, ``shortest_phase_steps``, ``seconds``). ``attrs`` holds
+        ``label_names``,
         ``source``, ``counts`` (per split), ``rarest``, ``paired`` (the paired differences),
         ``positive_rates`` (per sampler, the planned share of slots carrying each label) and
         ``seconds``.
@@ -337,6 +344,7 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
 
     config.validate()
     data = prepare_data(config) if data is None else data
+    config.apply_min_steps(len(data.targets["train"]))  # as prepare_data does (a no-op there)
     start = time.perf_counter()
     with _run_settings(config, data, _train_multilabel_in_worker) as (device, submit):
         results, arrays = run_strategies(

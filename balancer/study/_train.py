@@ -47,6 +47,8 @@ class RunResult:
         val: the same metrics on the validation split (what any tuning may look at).
         selected_epoch: the epoch (0-based) whose weights were evaluated on test.
         steps: optimizer steps taken (the same for every strategy).
+        shortest_phase_steps: the optimizer steps of the run's shortest phase (all of
+            ``steps`` for a single-phase strategy), e.g. crt's retraining of its new head.
         seconds: wall time of training and evaluation.
         probs: per split (``"val"``, ``"test"``), the ``(N, C)`` predicted probabilities, kept
             for the paired statistics over test samples.
@@ -56,6 +58,7 @@ class RunResult:
     val: dict[str, float]
     selected_epoch: int
     steps: int
+    shortest_phase_steps: int
     seconds: float
     probs: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -281,6 +284,8 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
 
     best_score, best_epoch, best_state = -1.0, -1, None
     steps = 0
+    # Steps counted per phase (False: the first, True: the last phase of a phased strategy).
+    phase_steps: dict[bool, int] = {}
     bar = tqdm(range(config.epochs), desc=f"{strategy.name} seed {seed}", unit="epoch",
                leave=False, position=position, disable=not config.progress)
     for epoch in bar:
@@ -310,6 +315,8 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
             cast(nn.Module, model.backbone).eval()  # frozen batch-norm statistics, too
         criterion = make_loss(strategy, counts, late_phase=reweighting, settings=settings).to(device)
         generator = seeded_generator(seed, AUGMENT, epoch)
+        late = finetuning or reweighting or (strategy.sampling == "deferred"
+                                             and epoch >= config.epochs - deferred)
         for batch in loader:
             inputs, targets = source.batch(batch, generator)
             loss = criterion(model(inputs), targets)
@@ -317,6 +324,7 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
             loss.backward()
             optimizer.step()
             steps += 1
+            phase_steps[late] = phase_steps.get(late, 0) + 1
 
         val_probs = predict(model, source, "val", logit_scale)
         score = _balanced_accuracy(val_probs, source.labels["val"], num_classes)
@@ -337,4 +345,5 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
         for split in evaluate}
     return RunResult(test=evaluated.get("test", {}), val=evaluated["val"],
                      selected_epoch=best_epoch,
-                     steps=steps, seconds=time.perf_counter() - start, probs=probs)
+                     steps=steps, shortest_phase_steps=min(phase_steps.values()),
+                     seconds=time.perf_counter() - start, probs=probs)
