@@ -623,6 +623,10 @@ class MultiLabelStudyConfig(SharedSettings):
             single-label study.
         finetune_epochs, finetune_lr_scale, finetune_freeze: label-balanced+finetune's last
             epochs at the true frequencies, their learning-rate factor, a frozen backbone.
+        finetune_batchnorm: BatchNorm of the MLP in that fine-tune phase, ``"train"``
+            (re-estimated at the true frequencies, the default the pinned results were made
+            with) or ``"frozen"`` (:func:`balancer.set_train_mode`), as in the single-label
+            study.
         rfs_threshold: repeat-factor sampling's ``t`` (labels rarer than ``t`` are repeated).
         asl_gamma_neg, asl_gamma_pos, asl_clip: the asymmetric loss's settings (the paper's).
         la_tau: sigmoid-la's ``tau``.
@@ -653,6 +657,7 @@ class MultiLabelStudyConfig(SharedSettings):
     finetune_epochs: int | None = None
     finetune_lr_scale: float = 0.1
     finetune_freeze: bool = False
+    finetune_batchnorm: str = "train"
     rfs_threshold: float = 0.1
     asl_gamma_neg: float = 4.0
     asl_gamma_pos: float = 0.0
@@ -699,6 +704,7 @@ class MultiLabelStudyConfig(SharedSettings):
                                 fix="pass how many of the rarest labels to list, e.g. 3")
         self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
                                               low=0.0, low_open=True)
+        self.finetune_batchnorm = check_batchnorm(self.finetune_batchnorm)
         self.rfs_threshold = _check_float("rfs_threshold", self.rfs_threshold, low=0.0,
                                           high=1.0, low_open=True,
                                           fix="labels rarer than this share are repeated, "

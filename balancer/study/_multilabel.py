@@ -47,7 +47,6 @@ from balancer.study._model import MLP
 from balancer.study._strategies import (
     GLOBAL,
     INIT,
-    SETTINGS,
     EpochBatchSampler,
     _ShuffledPasses,
     seeded_generator,
@@ -157,9 +156,7 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
     criterion = make_multilabel_loss(strategy, targets.sum(0), n, config).to(device)
     val_x = data.features["val"].to(device)
     val_y = data.targets["val"].numpy()
-    # MultiLabelStudyConfig has no finetune_batchnorm field yet: the declared default until then.
-    batchnorm = cast(BatchNormPolicy, getattr(config, "finetune_batchnorm", None)
-                     or SETTINGS["finetune_batchnorm"].default)
+    batchnorm = cast(BatchNormPolicy, config.finetune_batchnorm)  # validate() checked it
     best: tuple[float, int, dict[str, Tensor] | None] = (-1.0, -1, None)
     steps = 0
     phase_steps: dict[bool, int] = {}  # per phase: False the first, True the fine-tune phase
