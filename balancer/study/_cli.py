@@ -442,8 +442,8 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
                              f"but {name or first.shipped_key() or 'the data'} has {classes} "
                              f"classes; remove --threshold")
         if isinstance(args.tuned, str):
-            for prepared in data.values():
-                _check_tuned_data(args.tuned, prepared)
+            for name, prepared in data.items():
+                _check_tuned_data(args.tuned, configs[name], prepared)
         if args.positive_class is not None:
             for name, config in configs.items():
                 config.positive_class = _positive_index(args.positive_class, data[name])
@@ -473,14 +473,30 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
     return 0
 
 
-def _check_tuned_data(path: str, data: StudyData) -> None:
-    """A tuning record (``--tuned FILE``) applies only to the data it was tuned on."""
+def _check_tuned_data(path: str, config: StudyConfig, data: StudyData) -> None:
+    """A tuning record (``--tuned FILE``) applies only to the data it was tuned on: the same
+    file content (wherever it lies now), label column, classes and task kind."""
     import json
 
-    source = json.loads(Path(path).read_text()).get("source")
-    if source != data.source:
-        raise ValueError(f"--tuned {path} was tuned on {source!r}, but this study's data is "
-                         f"{data.source!r}; pass the tuned.json of a --tune run on this data")
+    from balancer.study._tune import tuned_identity
+
+    record = json.loads(Path(path).read_text())
+    source = record.get("source")
+    if "data" not in record:  # a record written before identities: its source string
+        if source != data.source:
+            raise ValueError(f"--tuned {path} was tuned on {source!r}, but this study's data "
+                             f"is {data.source!r}; pass the tuned.json of a --tune run on "
+                             f"this data")
+        return
+    there, here = record["data"], tuned_identity(config, data)
+    differ = [key for key in sorted(set(there) | set(here)) if there.get(key) != here.get(key)]
+    if differ:
+        def shown(identity: dict) -> str:
+            return ", ".join(f"{key} {identity.get(key)!r}" for key in differ)
+
+        raise ValueError(f"--tuned {path} was tuned on other data: {source!r} ({shown(there)}), "
+                         f"but this study's data is {data.source!r} ({shown(here)}); pass the "
+                         f"tuned.json of a --tune run on this data")
 
 
 def _positive_index(name: str, data: StudyData) -> int:

@@ -30,6 +30,7 @@ feature checks and the standardisation with the train split's statistics.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import sys
@@ -46,7 +47,8 @@ import torch
 from balancer.datasets import SHIPPED_DATASETS
 from balancer.labels import encode_multilabels
 
-__all__ = ["SPLITS", "MultiLabelData", "StudyData", "grouped_multilabel_split", "load_arff",
+__all__ = ["SPLITS", "MultiLabelData", "StudyData", "data_identity", "grouped_multilabel_split",
+           "load_arff",
            "load_csv", "load_features", "load_multilabel_data", "load_multilabel_npz",
            "load_multilabel_table", "load_npz", "load_study_data", "load_table",
            "semisynthetic_chestxray14"]
@@ -935,6 +937,28 @@ def load_study_data(
         raise ValueError(f"dataset={name!r} is not a shipped data set; choose one of "
                          f"{list(SHIPPED_DATASETS)}, or pass a file with --data PATH.npz")
     return load_npz(name.lower())
+
+def data_identity(*, dataset: str | None = None, data: str | os.PathLike | None = None,
+                  csv: str | os.PathLike | None = None, table: str | os.PathLike | None = None,
+                  label_col: str | None = None, class_names: Sequence[Any],
+                  task: str = "single") -> dict[str, Any]:
+    """What a tuning record was made on, independent of where the file lies: the task kind,
+    the SHA-256 of the data file's bytes (a shipped data set's ``.npz``; of a CSV manifest,
+    the manifest's, not its images'), the label column of a CSV (another target of the same
+    file is other data) and the class names. A moved or renamed copy has the same identity;
+    edited data, another label column or other classes do not."""
+    given = next((Path(p) for p in (data, csv, table) if p is not None), None)
+    if given is None:
+        name = (dataset or "retinamnist").lower()
+        given = Path(__file__).resolve().parents[1] / "data" / f"{name}.npz"
+    digest = hashlib.sha256()
+    with open(given, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"task": task, "sha256": digest.hexdigest(),
+            "label_col": label_col if (csv is not None or table is not None) else None,
+            "classes": [str(name) for name in class_names]}
+
 
 # ---------------------------------------------------------------------------------------------
 # Multi-label: features (N, F), 0/1 labels (N, L)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from balancer.study._config import TUNE_SEEDS, StudyConfig
-from balancer.study._data import StudyData
+from balancer.study._data import StudyData, data_identity
 from balancer.study._posthoc import POSTHOC, logit_shift
 from balancer.study._strategies import STRATEGIES, TUNED_ROWS
 
@@ -48,6 +48,14 @@ def without_test(data: StudyData) -> StudyData:
     return StudyData({split: data.images[split] for split in ("train", "val")},
                      {split: data.labels[split] for split in ("train", "val")},
                      data.class_names, data.source)
+
+
+def tuned_identity(config: StudyConfig, data: StudyData) -> dict[str, Any]:
+    """The identity of ``config``'s data (:func:`~balancer.study._data.data_identity`) that a
+    tuning record carries and ``--tuned FILE`` compares."""
+    return data_identity(dataset=config.dataset, data=config.data, csv=config.csv,
+                         table=config.table, label_col=config.label_col,
+                         class_names=data.class_names, task=config.task)
 
 
 def _capped(point: dict[str, Any], epochs: int) -> dict[str, Any]:
@@ -161,6 +169,8 @@ def tune(config: StudyConfig, data: StudyData, *, command: str = "(python)",
     return {
         "dataset": config.shipped_key(),
         "source": data.source,
+        # what --tuned FILE compares with the study's data (the source names a path)
+        "data": tuned_identity(config, data),
         "budget": config.given_budget(),
         "seeds": list(config.seeds),
         "criterion": "validation balanced accuracy, mean over the tuning seeds; the first "
