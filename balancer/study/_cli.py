@@ -145,8 +145,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                            "stratified by class")
     data.add_argument("--split", default=None, metavar="TRAIN,VAL,TEST",
                       help="with --data, --csv or --table without a split column: the fractions "
-                           "of the seeded automatic split, stratified by class and by "
-                           "--group-col (default: 0.7,0.1,0.2)")
+                           "of the seeded automatic split, stratified by class (by label with "
+                           "--multilabel) and by --group-col, and of the validation split "
+                           "carved from train when the split has no val rows (default: "
+                           "0.7,0.1,0.2)")
     data.add_argument("--impute", default=None, choices=("median", "mean"),
                       help="with --data (X/y) or --table: fill missing feature values with the "
                            "train split's median or mean (val and test get the train statistic); "
@@ -543,7 +545,7 @@ _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest", "min
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
            "finetune_freeze", "finetune_batchnorm", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads", "impute", "jobs", "min_steps")
+           "threads", "impute", "jobs", "min_steps", "split")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {

@@ -616,6 +616,9 @@ class MultiLabelStudyConfig(SharedSettings):
         table: a CSV table; its labels are ``label_cols`` (0/1 columns) or ``label_col`` (one
             ``|``-separated column).
         split_col, group_col: a train/val/test column and a group (patient) column of the table.
+        split: train, val and test fractions of the automatic split (data without a split),
+            and of the validation split carved from train when the data's split has train and
+            test rows only, as in the single-label study.
 
     Training (identical for every strategy; every strategy takes ``epochs * ceil(N /
     batch_size)`` optimizer steps, ``N`` the training rows):
@@ -645,6 +648,7 @@ class MultiLabelStudyConfig(SharedSettings):
     split_col: str = "split"
     group_col: str | None = None
     samples: int = 8000
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     impute: str | None = None
     min_positives: int | None = None
 
@@ -719,6 +723,9 @@ class MultiLabelStudyConfig(SharedSettings):
         if self.data is not None and self.table is not None:
             raise ValueError(f"pass only one of data and table, but got data={self.data!r} and "
                              f"table={self.table!r}")
+        from balancer.study._data import split_fractions
+
+        self.split = split_fractions(self.split, "split")
         if self.label_cols is not None:
             if isinstance(self.label_cols, str):
                 self.label_cols = tuple(c.strip() for c in self.label_cols.split(",")

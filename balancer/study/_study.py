@@ -296,7 +296,7 @@ def _prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
                                 label_cols=config.label_cols, label_col=config.label_col,
                                 split_col=config.split_col, group_col=config.group_col,
                                 samples=config.samples, impute=config.impute,
-                                min_positives=config.min_positives)
+                                min_positives=config.min_positives, fractions=config.split)
     train = len(data.targets["train"])
     if train < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
