@@ -457,6 +457,7 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
                 from balancer.study._outputs import clear_previous
 
                 clear_previous(out)  # as for a study: the folder never mixes two runs
+            _warn_budget(first, data[names[0]])
             return _tune(first, data[names[0]], out, command)
         # several data sets: every name is a string (names is [None] only for one)
         folders = {name: prepare_out(out if len(names) == 1 else out / str(name),
