@@ -19,6 +19,7 @@ from balancer.study._config import (
     below_floor,
     planned_steps,
 )
+from balancer.study._data import load_multilabel_data
 from balancer.study._report import _budget_lines
 
 
@@ -144,12 +145,13 @@ def test_runs_take_min_steps_and_record_their_shortest_phase(tmp_path, capsys):
     assert f"--min-steps {MIN_RUN_STEPS}" in line and f"`--min-steps {MIN_RUN_STEPS}`" in report
 
 
-def test_the_multilabel_study_takes_min_steps_too(tmp_path):
-    config = MultiLabelStudyConfig(data=str(_ml_npz(tmp_path / "m.npz")), seeds=(0,),
+def test_the_multilabel_study_takes_min_steps_too_with_data_the_caller_loaded(tmp_path):
+    path = str(_ml_npz(tmp_path / "m.npz"))
+    config = MultiLabelStudyConfig(data=path, seeds=(0,),
                                    strategies=("plain", "label-balanced+finetune"),
                                    epochs=2, batch_size=16, min_steps=30, bootstrap=100,
                                    progress=False)
-    results = run_study(config)
+    results = run_study(config, load_multilabel_data(data=path))  # not through prepare_data
     rows = results.attrs["rows"]["train"]
     per_epoch = -(-rows // 16)
     run = results[results["split"].eq("run")].pivot_table(index="strategy", columns="metric",

@@ -215,7 +215,11 @@ def _run_settings(config: StudyConfig | MultiLabelStudyConfig, data: StudyData |
                   worker: Callable[[str, int], Any]
                   ) -> Iterator[tuple[torch.device, Callable[[str, int], Future] | None]]:
     """The torch settings both studies train under, restored on exit, and with ``jobs > 1``
-    the process pool: yields the device and ``submit(name, seed)`` (``None`` for one job)."""
+    the process pool: yields the device and ``submit(name, seed)`` (``None`` for one job).
+    ``config``'s ``min_steps`` is applied first (as :func:`prepare_data` does; a no-op when it
+    did), so data loaded by the caller gets it too, the pool's copy included."""
+    rows = data.targets["train"] if isinstance(data, MultiLabelData) else data.labels["train"]
+    config.apply_min_steps(len(rows))
     device = torch.device(config.device)
     threads = torch.get_num_threads()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
@@ -265,7 +269,6 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
         return _run_multilabel(config, cast("MultiLabelData | None", data), folder, on_run)
     config.validate()
     data = prepare_data(config) if data is None else cast(StudyData, data)
-    config.apply_min_steps(len(data.labels["train"]))  # as prepare_data does (a no-op there)
     start = time.perf_counter()
     with _run_settings(config, data, _train_in_worker) as (device, submit):
         results, probs = run_strategies(
@@ -344,7 +347,6 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
 
     config.validate()
     data = prepare_data(config) if data is None else data
-    config.apply_min_steps(len(data.targets["train"]))  # as prepare_data does (a no-op there)
     start = time.perf_counter()
     with _run_settings(config, data, _train_multilabel_in_worker) as (device, submit):
         results, arrays = run_strategies(

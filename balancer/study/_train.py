@@ -343,7 +343,7 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
                                       ordinal=config.is_ordinal(),
                                       positive=getattr(config, "positive_class", 1))
         for split in evaluate}
-    return RunResult(test=evaluated.get("test", {}), val=evaluated["val"],
+    return RunResult(shortest_phase_steps=min(phase_steps.values()),
+                     test=evaluated.get("test", {}), val=evaluated["val"],
                      selected_epoch=best_epoch,
-                     steps=steps, shortest_phase_steps=min(phase_steps.values()),
-                     seconds=time.perf_counter() - start, probs=probs)
+                     steps=steps, seconds=time.perf_counter() - start, probs=probs)
