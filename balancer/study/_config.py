@@ -749,6 +749,7 @@ class MultiLabelStudyConfig(SharedSettings):
                              f"--table, or remove --label-col")
         if self.table is None and (self.group_col is not None or self.split_col != "split"):
             raise ValueError("group_col and split_col apply only to a CSV table (an .npz holds "
-                             "them as the arrays 'groups' and 'split'; the semi-synthetic set is "
-                             "split by patient); pass --table, or remove them")
+                             "them as the arrays 'groups' and 'split' or 'is_train'; the "
+                             "semi-synthetic set is split by patient); pass --table, or remove "
+                             "them")
         self._validate_device()
