@@ -185,3 +185,40 @@ def test_budget_lines_name_each_run_below_the_floor_and_the_fix():
     assert f"--min-steps {MIN_RUN_STEPS}" in text
     at_floor = _results({"plain": (MIN_RUN_STEPS, MIN_PHASE_STEPS)})
     assert _budget_lines(at_floor, config) == []
+
+
+def test_a_tuning_record_is_made_for_and_matched_with_the_given_budget(tmp_path, monkeypatch):
+    import balancer.study._train as train_module
+
+    path = _table(tmp_path / "t.csv", n=120)
+    seen = []
+    real = train_module.train_and_evaluate
+
+    def spy(data, strategy, seed, config, **kwargs):
+        seen.append((config.epochs, config.crt_epochs))
+        return real(data, strategy, seed, config, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_and_evaluate", spy)
+    flags = ["--table", str(path), "--label-col", "y", "--strategies", "crt", "--no-posthoc",
+             "--epochs", "4", "--batch-size", "16", "--min-steps", "40", "--no-progress"]
+    assert main(["study", "--tune", *flags, "--out", str(tmp_path / "tune")]) == 0
+    record = json.loads((tmp_path / "tune" / "tuned.json").read_text())
+    # Made for the given budget, its grid in the given epochs (crt's 3, 1, 6 capped at 4) ...
+    assert (record["budget"]["epochs"], record["budget"]["min_steps"]) == (4, 40)
+    assert record["grid"]["crt"] == [{"crt_epochs": 3}, {"crt_epochs": 1}, {"crt_epochs": 4}]
+    # ... and trained at the raised epochs, each phase keeping its share (a whole run stays one).
+    raised = seen[0][0]
+    assert raised > 4 and {epochs for epochs, _ in seen} == {raised}
+    assert sorted({crt for _, crt in seen}) == sorted(
+        {max(1, min(int(3 * raised / 4 + 0.5), raised - 1)), max(1, int(raised / 4 + 0.5)),
+         raised})
+    # A study with the same flags takes the record, scaled the same way.
+    config = StudyConfig(table=str(path), label_col="y", strategies=("crt",), posthoc=False,
+                         epochs=4, batch_size=16, min_steps=40,
+                         tuned_file=str(tmp_path / "tune" / "tuned.json"))
+    assert config.tuned_from["applies"]
+    chosen = record["settings"]["crt_epochs"]
+    prepare_data(config)
+    assert config.epochs == raised
+    assert config.crt_epochs == (raised if chosen == 4 else
+                                 max(1, min(int(chosen * raised / 4 + 0.5), raised - 1)))
