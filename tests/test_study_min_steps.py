@@ -110,7 +110,8 @@ def test_runs_take_min_steps_and_record_their_shortest_phase(tmp_path, capsys):
     assert main(["study", "--table", str(path), "--label-col", "y", "--seeds", "0",
                  "--strategies", "plain,crt,balanced+finetune", "--no-posthoc", "--no-progress",
                  "--bootstrap", "100", "--epochs", "4", "--min-steps", "60",
-                 "--batch-size", "16", "--crt-epochs", "1", "--finetune-epochs", "1", "--out", str(out)]) == 0
+                 "--batch-size", "16", "--crt-epochs", "1", "--finetune-epochs", "1",
+                 "--out", str(out)]) == 0
     err = capsys.readouterr().err
     results = pd.read_csv(out / "results.csv")
     steps = results[results["split"].eq("run")].pivot_table(

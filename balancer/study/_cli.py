@@ -545,8 +545,8 @@ _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest", "min
 # Shared options and the config field each one sets.
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
-           "finetune_freeze", "finetune_batchnorm", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads", "impute", "jobs", "min_steps", "split")
+           "finetune_freeze", "finetune_batchnorm", "select", "width", "reference", "bootstrap",
+           "la_tau", "device", "threads", "impute", "jobs", "min_steps", "split")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {
