@@ -145,8 +145,10 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                            "stratified by class")
     data.add_argument("--split", default=None, metavar="TRAIN,VAL,TEST",
                       help="with --data, --csv or --table without a split column: the fractions "
-                           "of the seeded automatic split, stratified by class and by "
-                           "--group-col (default: 0.7,0.1,0.2)")
+                           "of the seeded automatic split, stratified by class (by label with "
+                           "--multilabel) and by --group-col, and of the validation split "
+                           "carved from train when the split has no val rows (default: "
+                           "0.7,0.1,0.2)")
     data.add_argument("--impute", default=None, choices=("median", "mean"),
                       help="with --data (X/y) or --table: fill missing feature values with the "
                            "train split's median or mean (val and test get the train statistic); "
@@ -170,6 +172,12 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--epochs", type=int, default=None,
                      help=f"budget in epochs of ceil(N/batch_size) steps (default: "
                           f"{_DEFAULTS.epochs})")
+    run.add_argument("--min-steps", type=int, default=None, metavar="K",
+                     help="raise --epochs, once the train split is loaded, so that every run "
+                          "takes at least K optimizer steps (with or without --multilabel); "
+                          "phase lengths given in epochs (--finetune-epochs, --drw-epochs, "
+                          "--drs-epochs, --crt-epochs) keep their share of the run, scaled by "
+                          "the same factor (default: exactly --epochs)")
     run.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
                      help="samples per optimizer step")
     run.add_argument("--lr", type=_finite, default=_DEFAULTS.lr, help="AdamW learning rate")
@@ -289,7 +297,7 @@ def _config(args: argparse.Namespace, dataset: str | None = None) -> StudyConfig
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         finetune_freeze=args.finetune_freeze,
         drw_beta=args.drw_beta, reference=args.reference, bootstrap=args.bootstrap,
-        tuned=args.tuned is not False, jobs=args.jobs,
+        tuned=args.tuned is not False, jobs=args.jobs, min_steps=args.min_steps,
         tuned_file=args.tuned if isinstance(args.tuned, str) else None,
         ordinal=args.ordinal, posthoc=args.posthoc,
         select=args.select, augment=args.augment, width=args.width, device=args.device,
@@ -356,6 +364,27 @@ def _print_run(strategy: str, seed: int, seconds: float) -> None:
     print(f"finished {strategy} seed {seed} in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
+def _warn_budget(config: StudyConfig | MultiLabelStudyConfig,
+                 data: StudyData | MultiLabelData) -> None:
+    """One line on the console before training when runs will fall below the floor of
+    optimizer steps (:data:`~balancer.study._config.MIN_RUN_STEPS` in all,
+    :data:`~balancer.study._config.MIN_PHASE_STEPS` in a phase); the report repeats it."""
+    from balancer.study._config import MIN_PHASE_STEPS, MIN_RUN_STEPS, below_floor, planned_steps
+    from balancer.study._data import MultiLabelData
+
+    rows = len(data.targets["train"] if isinstance(data, MultiLabelData)
+               else data.labels["train"])
+    low = {name: steps for name, steps in planned_steps(config, rows).items()
+           if below_floor(*steps)}
+    if low:
+        print(f"balancer study: warning: {len(low)} strategy(ies) will train below the floor of "
+              f"{MIN_RUN_STEPS} optimizer steps per run and {MIN_PHASE_STEPS} per phase: "
+              + ", ".join(f"{name} ({total} steps, shortest phase {shortest})"
+                          for name, (total, shortest) in low.items())
+              + f"; pass --min-steps {MIN_RUN_STEPS} (or more) to raise the epochs",
+              file=sys.stderr)
+
+
 def _run(config: StudyConfig | MultiLabelStudyConfig, data: StudyData | MultiLabelData,
          folder: RunFolder, command: str, no_progress: bool = False) -> pd.DataFrame:
     """Run the study of ``config`` (either task) in its prepared ``folder``, write its report
@@ -366,6 +395,7 @@ def _run(config: StudyConfig | MultiLabelStudyConfig, data: StudyData | MultiLab
 
     if folder.done:
         print(f"Resuming {folder.path}: {len(folder.done)} finished run(s) kept", file=sys.stderr)
+    _warn_budget(config, data)
     results = run_study(config, data, folder=folder,
                         on_run=None if config.progress or no_progress else _print_run)
     paths = write_outputs(results, config, folder.path, command=command)
@@ -414,8 +444,8 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
                              f"but {name or first.shipped_key() or 'the data'} has {classes} "
                              f"classes; remove --threshold")
         if isinstance(args.tuned, str):
-            for prepared in data.values():
-                _check_tuned_data(args.tuned, prepared)
+            for name, prepared in data.items():
+                _check_tuned_data(args.tuned, configs[name], prepared)
         if args.positive_class is not None:
             for name, config in configs.items():
                 config.positive_class = _positive_index(args.positive_class, data[name])
@@ -427,6 +457,7 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
                 from balancer.study._outputs import clear_previous
 
                 clear_previous(out)  # as for a study: the folder never mixes two runs
+            _warn_budget(first, data[names[0]])
             return _tune(first, data[names[0]], out, command)
         # several data sets: every name is a string (names is [None] only for one)
         folders = {name: prepare_out(out if len(names) == 1 else out / str(name),
@@ -445,14 +476,30 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
     return 0
 
 
-def _check_tuned_data(path: str, data: StudyData) -> None:
-    """A tuning record (``--tuned FILE``) applies only to the data it was tuned on."""
+def _check_tuned_data(path: str, config: StudyConfig, data: StudyData) -> None:
+    """A tuning record (``--tuned FILE``) applies only to the data it was tuned on: the same
+    file content (wherever it lies now), label column, classes and task kind."""
     import json
 
-    source = json.loads(Path(path).read_text()).get("source")
-    if source != data.source:
-        raise ValueError(f"--tuned {path} was tuned on {source!r}, but this study's data is "
-                         f"{data.source!r}; pass the tuned.json of a --tune run on this data")
+    from balancer.study._tune import tuned_identity
+
+    record = json.loads(Path(path).read_text())
+    source = record.get("source")
+    if "data" not in record:  # a record written before identities: its source string
+        if source != data.source:
+            raise ValueError(f"--tuned {path} was tuned on {source!r}, but this study's data "
+                             f"is {data.source!r}; pass the tuned.json of a --tune run on "
+                             f"this data")
+        return
+    there, here = record["data"], tuned_identity(config, data)
+    differ = [key for key in sorted(set(there) | set(here)) if there.get(key) != here.get(key)]
+    if differ:
+        def shown(identity: dict) -> str:
+            return ", ".join(f"{key} {identity.get(key)!r}" for key in differ)
+
+        raise ValueError(f"--tuned {path} was tuned on other data: {source!r} ({shown(there)}), "
+                         f"but this study's data is {data.source!r} ({shown(here)}); pass the "
+                         f"tuned.json of a --tune run on this data")
 
 
 def _positive_index(name: str, data: StudyData) -> int:
@@ -498,8 +545,8 @@ _ONLY_HERE = ("label_cols", "rfs_threshold", "synthetic_samples", "rarest", "min
 # Shared options and the config field each one sets.
 _SHARED = ("data", "table", "label_col", "split_col", "group_col", "strategies", "seeds",
            "epochs", "batch_size", "lr", "weight_decay", "finetune_epochs", "finetune_lr_scale",
-           "finetune_freeze", "select", "width", "reference", "bootstrap", "la_tau", "device",
-           "threads", "impute", "jobs")
+           "finetune_freeze", "finetune_batchnorm", "select", "width", "reference", "bootstrap",
+           "la_tau", "device", "threads", "impute", "jobs", "min_steps", "split")
 # Single-label options that do not apply to the multi-label study, with why: the key settings
 # of the single-label strategies (as declared) and the options below.
 _NOT_HERE = {

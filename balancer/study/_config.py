@@ -23,8 +23,8 @@ from balancer.study._strategies import (
     Strategy,
 )
 
-__all__ = ["BUDGET", "LIBRARY_DEFAULTS", "QUICK", "TUNABLE", "TUNED_DIR", "TUNE_SEEDS", "StudyConfig",
-           "load_tuned"]
+__all__ = ["BUDGET", "LIBRARY_DEFAULTS", "MIN_PHASE_STEPS", "MIN_RUN_STEPS", "QUICK", "TUNABLE",
+           "TUNED_DIR", "TUNE_SEEDS", "StudyConfig", "below_floor", "load_tuned", "planned_steps"]
 
 #: What ``--quick`` changes: one seed, two short epochs on a 256-sample slice of the train split.
 QUICK: dict[str, Any] = {"seeds": (0,), "epochs": 2, "finetune_epochs": 1, "drw_epochs": 1,
@@ -36,7 +36,16 @@ _ORDINAL = {"retinamnist"}
 #: The settings that define the training budget: tuned values apply only to a study with the
 #: same ones (a phase length tuned for 12 epochs means nothing for 6).
 BUDGET = ("epochs", "batch_size", "lr", "weight_decay", "width", "augment", "select",
-          "train_limit", "finetune_freeze")
+          "train_limit", "finetune_freeze", "min_steps")
+
+#: The floor of a run's budget, in optimizer steps: a run below it is named in the report and
+#: on the console, with the fix ``--min-steps``. AdamW's first moment averages over about
+#: ``1 / (1 - beta1) = 10`` steps: a phase of fewer than 20 steps (two such spans) ends while the
+#: momentum still mostly carries the previous phase (or, for crt's re-initialised head, before
+#: its first moment has settled), and a run of fewer than 100 steps (ten spans) has barely left
+#: its initialisation, so whatever it reports says more about the start than the strategy.
+MIN_RUN_STEPS = 100
+MIN_PHASE_STEPS = 20
 
 #: The seeds of the tuning runs (``balancer study --tune``), apart from the study's own 0..4.
 TUNE_SEEDS = (100, 101)
@@ -126,6 +135,27 @@ def whole_run_phases(config: Any, strategies: dict[str, Strategy]) -> list[tuple
             and getattr(config, declared.phase[0]) == config.epochs]
 
 
+def planned_steps(config: Any, train_rows: int) -> dict[str, tuple[int, int]]:
+    """Per trained strategy of ``config``: the optimizer steps of a run on ``train_rows``
+    training rows, and those of its shortest phase (the whole run for a single-phase strategy,
+    or one whose phase covers the whole run). The training loops count the same numbers as
+    they train (``steps`` and ``shortest_phase_steps`` in ``results.csv``)."""
+    per_epoch = -(-train_rows // config.batch_size)
+    planned = {}
+    for name in config.strategies:
+        declared = config._strategies()[name]
+        phase = getattr(config, declared.phase[0]) if declared.phase is not None else 0
+        epochs = min(phase, config.epochs - phase) if 0 < phase < config.epochs else config.epochs
+        planned[name] = (config.epochs * per_epoch, epochs * per_epoch)
+    return planned
+
+
+def below_floor(steps: int, shortest: int) -> bool:
+    """Whether a run of ``steps`` optimizer steps whose shortest phase has ``shortest`` falls
+    below the floor (:data:`MIN_RUN_STEPS`, :data:`MIN_PHASE_STEPS`)."""
+    return steps < MIN_RUN_STEPS or shortest < MIN_PHASE_STEPS
+
+
 def _usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -164,6 +194,8 @@ class SharedSettings:
     device: str
     threads: int
     jobs: int
+    min_steps: int | None
+    budget_from: dict[str, Any] | None
 
     def _strategies(self) -> dict[str, Strategy]:
         return STRATEGIES if self.task == "single" else ML_STRATEGIES
@@ -187,6 +219,11 @@ class SharedSettings:
                                      f"{self._threads_example}")
         self.bootstrap = check_int("bootstrap", self.bootstrap, minimum=100,
                                    fix="a 95% interval needs at least 100 replicates, e.g. 1000")
+        if self.min_steps is not None:
+            self.min_steps = check_int("min_steps", self.min_steps, minimum=1,
+                                       fix=f"pass the fewest optimizer steps a run may take, "
+                                           f"e.g. --min-steps {MIN_RUN_STEPS}, or leave it "
+                                           f"unset to train exactly --epochs")
         self.lr = _check_float("lr", self.lr, low=0.0, low_open=True)
         self.weight_decay = _check_float("weight_decay", self.weight_decay, low=0.0)
         if self.select not in ("best", "last"):
@@ -224,6 +261,61 @@ class SharedSettings:
             raise ValueError(f"device={self.device!r} was asked for, but torch.cuda.is_available() "
                              f"is False on this machine{self._cuda_fix}")
 
+    # Design note: --min-steps
+    # ``epochs`` counts passes of ``ceil(N / batch_size)`` steps, so a small train split gets few
+    # optimizer steps. ``min_steps`` raises the run's epochs, once the train split's size is
+    # known (:meth:`apply_min_steps`), to the fewest that give every run at least that many
+    # steps. A phase given in epochs (the last ``finetune_epochs``, ``drw_epochs``,
+    # ``drs_epochs``, ``crt_epochs``) keeps its share of the run: it is scaled by the same
+    # factor, rounded, at least 1 epoch, and a phase shorter than the run stays shorter (at
+    # most ``epochs - 1``). So "the last 3 of 12 epochs" becomes "the last 25 of 100", and
+    # crt's re-initialised head gets more steps, not just its backbone. Everything that
+    # compares budgets (tuning records) compares the given ones (:meth:`given_budget`).
+
+    def phase_fields(self) -> tuple[str, ...]:
+        """The settings that give a phase's length in epochs (of this config's task)."""
+        return tuple(dict.fromkeys(declared.phase[0] for declared in self._strategies().values()
+                                   if declared.phase is not None))
+
+    def scale_phase(self, value: int) -> int:
+        """A phase length in the given budget's epochs as the run's (see the note above): the
+        value itself unless ``min_steps`` raised ``epochs``."""
+        if self.budget_from is None or value == 0:
+            return value
+        given, raised = self.budget_from["epochs"], self.epochs
+        if value >= given:
+            return raised  # a phase of the whole run stays one (the report names it)
+        return min(max(1, math.floor(value * raised / given + 0.5)), raised - 1)
+
+    def given_budget(self) -> dict[str, Any]:
+        """The budget settings (:data:`BUDGET`) as given, before ``min_steps`` raised
+        ``epochs``: what tuning records are made for and compared with."""
+        budget = {key: getattr(self, key, None) for key in BUDGET}
+        if self.budget_from is not None:
+            budget["epochs"] = self.budget_from["epochs"]
+        return budget
+
+    def apply_min_steps(self, train_rows: int) -> None:
+        """Raise ``epochs`` so that a run of ``train_rows`` training rows takes at least
+        ``min_steps`` optimizer steps, and scale the phase lengths with it (see the note);
+        ``budget_from`` records the given epochs and the scaling. Nothing changes without
+        ``min_steps``, when the run already has enough steps, or on a second call."""
+        if self.min_steps is None or self.budget_from is not None:
+            return
+        per_epoch = -(-train_rows // self.batch_size)
+        needed = -(-self.min_steps // per_epoch)
+        if needed <= self.epochs:
+            return
+        phases = {name: getattr(self, name) for name in self.phase_fields()}
+        self.budget_from = {"epochs": self.epochs, "min_steps": self.min_steps,
+                            "steps_per_epoch": per_epoch}
+        self.epochs = needed
+        for name, value in phases.items():
+            if value is not None:
+                setattr(self, name, self.scale_phase(value))
+        self.budget_from["phases"] = {name: [value, getattr(self, name)]
+                                      for name, value in phases.items()}
+
     def reference_row(self) -> str:
         """``reference``, or ``plain`` when it is run, else the first strategy."""
         if self.reference is not None:
@@ -255,6 +347,11 @@ class StudyConfig(SharedSettings):
     Training (identical for every strategy):
         strategies, seeds: the rows and the repetitions.
         epochs: the budget, in epochs of ``ceil(N / batch_size)`` optimizer steps each.
+        min_steps: raise ``epochs`` (once the train split is loaded) so that every run takes at
+            least this many optimizer steps; the phase lengths below keep their share of the
+            run (scaled by the same factor, at least 1 epoch, shorter than the run when they
+            were). ``budget_from`` records the given epochs and the scaling. ``None``: exactly
+            ``epochs``.
         batch_size, lr, weight_decay: AdamW settings.
         finetune_epochs: balanced+finetune's last epochs at the true frequencies.
         finetune_lr_scale, finetune_freeze: learning-rate factor and frozen backbone in
@@ -355,6 +452,8 @@ class StudyConfig(SharedSettings):
     progress: bool = True
     positive_class: int = 1
     tuned_file: str | None = None
+    min_steps: int | None = None
+    budget_from: dict[str, Any] | None = None
 
     task: ClassVar[str] = "single"
     _selected_by: ClassVar[str] = "validation balanced accuracy"
@@ -448,20 +547,22 @@ class StudyConfig(SharedSettings):
                  if getattr(self, name) is None]
         if not unset:
             return  # everything given (or resolved by an earlier validate): tuned_from stays
+        budget = self.given_budget()
         if self.tuned_file is not None:
             record = json.loads(Path(self.tuned_file).read_text())
             wrong = {key: record["budget"].get(key) for key in BUDGET
-                     if record["budget"].get(key) != getattr(self, key)}
+                     if record["budget"].get(key) != budget[key]}
             if wrong:
                 raise ValueError(
                     f"tuned_file={self.tuned_file!r} was tuned for another budget: "
-                    + ", ".join(f"{key}={value!r} there but {getattr(self, key)!r} here"
+                    + ", ".join(f"{key}={value!r} there but {budget[key]!r} here"
                                 for key, value in wrong.items())
                     + "; run the study at that budget, or tune again at this one")
         else:
             record = load_tuned(self.shipped_key()) if self.tuned and not self.quick else None
+        # A record without a key of the budget (min_steps, added later) was made without it.
         applies = record is not None and all(
-            record["budget"].get(key) == getattr(self, key) for key in BUDGET)
+            record["budget"].get(key) == budget[key] for key in BUDGET)
         taken = dict((self.tuned_from or {}).get("settings") or {})
         for name in unset:
             if applies and record["settings"].get(name) is not None:
@@ -469,8 +570,10 @@ class StudyConfig(SharedSettings):
                 taken[name] = record["settings"][name]
             elif LIBRARY_DEFAULTS[name] is not None:
                 default = LIBRARY_DEFAULTS[name]
-                setattr(self, name, min(default, self.epochs) if name.endswith("_epochs")
+                setattr(self, name, min(default, budget["epochs"]) if name.endswith("_epochs")
                         else default)
+            if name.endswith("_epochs") and getattr(self, name) is not None:
+                setattr(self, name, self.scale_phase(getattr(self, name)))
         shipped = f"balancer/study/tuned/{self.shipped_key()}.json"
         self.tuned_from = {
             "file": (self.tuned_file or shipped) if record else None,
@@ -513,12 +616,20 @@ class MultiLabelStudyConfig(SharedSettings):
         table: a CSV table; its labels are ``label_cols`` (0/1 columns) or ``label_col`` (one
             ``|``-separated column).
         split_col, group_col: a train/val/test column and a group (patient) column of the table.
+        split: train, val and test fractions of the automatic split (data without a split),
+            and of the validation split carved from train when the data's split has train and
+            test rows only, as in the single-label study.
 
     Training (identical for every strategy; every strategy takes ``epochs * ceil(N /
     batch_size)`` optimizer steps, ``N`` the training rows):
-        strategies, seeds, epochs, batch_size, lr, weight_decay: as in the single-label study.
+        strategies, seeds, epochs, batch_size, lr, weight_decay, min_steps: as in the
+            single-label study.
         finetune_epochs, finetune_lr_scale, finetune_freeze: label-balanced+finetune's last
             epochs at the true frequencies, their learning-rate factor, a frozen backbone.
+        finetune_batchnorm: BatchNorm of the MLP in that fine-tune phase, ``"train"``
+            (re-estimated at the true frequencies, the default the pinned results were made
+            with) or ``"frozen"`` (:func:`balancer.set_train_mode`), as in the single-label
+            study.
         rfs_threshold: repeat-factor sampling's ``t`` (labels rarer than ``t`` are repeated).
         asl_gamma_neg, asl_gamma_pos, asl_clip: the asymmetric loss's settings (the paper's).
         la_tau: sigmoid-la's ``tau``.
@@ -537,6 +648,7 @@ class MultiLabelStudyConfig(SharedSettings):
     split_col: str = "split"
     group_col: str | None = None
     samples: int = 8000
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     impute: str | None = None
     min_positives: int | None = None
 
@@ -549,6 +661,7 @@ class MultiLabelStudyConfig(SharedSettings):
     finetune_epochs: int | None = None
     finetune_lr_scale: float = 0.1
     finetune_freeze: bool = False
+    finetune_batchnorm: str = "train"
     rfs_threshold: float = 0.1
     asl_gamma_neg: float = 4.0
     asl_gamma_pos: float = 0.0
@@ -566,6 +679,8 @@ class MultiLabelStudyConfig(SharedSettings):
     progress: bool = True
     multilabel: bool = True  # marks the saved settings as a multi-label study's
     jobs: int = 1
+    min_steps: int | None = None
+    budget_from: dict[str, Any] | None = None
 
     task: ClassVar[str] = "multi"
     _selected_by: ClassVar[str] = "validation macro AUPRC"
@@ -593,6 +708,7 @@ class MultiLabelStudyConfig(SharedSettings):
                                 fix="pass how many of the rarest labels to list, e.g. 3")
         self.finetune_lr_scale = _check_float("finetune_lr_scale", self.finetune_lr_scale,
                                               low=0.0, low_open=True)
+        self.finetune_batchnorm = check_batchnorm(self.finetune_batchnorm)
         self.rfs_threshold = _check_float("rfs_threshold", self.rfs_threshold, low=0.0,
                                           high=1.0, low_open=True,
                                           fix="labels rarer than this share are repeated, "
@@ -607,6 +723,9 @@ class MultiLabelStudyConfig(SharedSettings):
         if self.data is not None and self.table is not None:
             raise ValueError(f"pass only one of data and table, but got data={self.data!r} and "
                              f"table={self.table!r}")
+        from balancer.study._data import split_fractions
+
+        self.split = split_fractions(self.split, "split")
         if self.label_cols is not None:
             if isinstance(self.label_cols, str):
                 self.label_cols = tuple(c.strip() for c in self.label_cols.split(",")
@@ -630,6 +749,7 @@ class MultiLabelStudyConfig(SharedSettings):
                              f"--table, or remove --label-col")
         if self.table is None and (self.group_col is not None or self.split_col != "split"):
             raise ValueError("group_col and split_col apply only to a CSV table (an .npz holds "
-                             "them as the arrays 'groups' and 'split'; the semi-synthetic set is "
-                             "split by patient); pass --table, or remove them")
+                             "them as the arrays 'groups' and 'split' or 'is_train'; the "
+                             "semi-synthetic set is split by patient); pass --table, or remove "
+                             "them")
         self._validate_device()

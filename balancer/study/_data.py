@@ -13,23 +13,27 @@ labels ``(N, L)``, from
 - the default, **semi-synthetic** ChestX-ray14 set (:func:`semisynthetic_chestxray14`): real
   label rows and patient ids of the shipped NIH table, with features *generated from the
   labels* by a seeded generator. No image is involved; the features are not real data.
-- a user's ``.npz`` with ``X`` ``(N, F)`` and ``Y`` ``(N, L)`` (optional ``groups``, ``split``,
-  ``names``), :func:`load_multilabel_npz`;
+- a user's ``.npz`` with ``X`` ``(N, F)`` and ``Y`` ``(N, L)`` (optional ``groups``, ``split``
+  or ``is_train``, ``names`` or ``label_names``), :func:`load_multilabel_npz`;
 - a user's CSV table with several 0/1 label columns or one ``|``-separated column of findings,
   :func:`load_multilabel_table`;
 - an ARFF file (MULAN's format: the nominal ``{0,1}`` attributes are the labels),
   :func:`load_arff`, so a developer can run on the classic MULAN sets.
 
-Without a split, rows are split 70/10/20 by :func:`grouped_multilabel_split`: whole groups
-(patients) when a group column is given, each label's positives spread over the three splits.
+Without a split, rows are split 70/10/20 (``--split``) by :func:`grouped_multilabel_split`:
+whole groups (patients) when a group column is given, each label's positives spread over the
+three splits.
 
-Both tasks share the reading of files (npz, CSV), group columns, given split columns, the
-feature checks and the standardisation with the train split's statistics.
+Both tasks share the reading of files (npz, CSV), group columns, the splits
+(:func:`resolve_splits`: a given split checked and, without val rows, a validation split carved
+from train; or an automatic one, by ``--split``; no group in two splits), the feature checks
+and the standardisation with the train split's statistics.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import sys
@@ -46,15 +50,15 @@ import torch
 from balancer.datasets import SHIPPED_DATASETS
 from balancer.labels import encode_multilabels
 
-__all__ = ["SPLITS", "MultiLabelData", "StudyData", "grouped_multilabel_split", "load_arff",
+__all__ = ["SPLITS", "MultiLabelData", "StudyData", "carve_multilabel_val", "data_identity",
+           "grouped_multilabel_split", "load_arff",
            "load_csv", "load_features", "load_multilabel_data", "load_multilabel_npz",
-           "load_multilabel_table", "load_npz", "load_study_data", "load_table",
+           "load_multilabel_table", "load_npz", "load_study_data", "load_table", "resolve_splits",
            "semisynthetic_chestxray14"]
 
 SPLITS = ("train", "val", "test")
 
 # Fractions used to split data that has no split column (seeded; by class or by label).
-_AUTO_SPLIT = {"train": 0.7, "val": 0.1, "test": 0.2}
 _DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 _SHOWN = 5  # how many bad rows or paths an error message lists before "..."
 #: Name of the default multi-label data set in configs, reports and run-folder names.
@@ -282,6 +286,42 @@ def _check_split(splits: np.ndarray, groups: np.ndarray | None, *, split_name: s
         _check_groups_disjoint(groups, splits, group_name)
 
 
+def resolve_splits(split: Any, strata: np.ndarray, *, groups: np.ndarray | None, seed: int,
+                   fractions: tuple[float, float, float], where: str,
+                   split_name: str | None = None, group_name: str | None = None,
+                   carve_where: str | None = None) -> tuple[np.ndarray, str | None]:
+    """Each row's split, the one path of both tasks: ``split`` as given (``train``/``val``/
+    ``test`` per row, checked, with a validation split carved from train when it has none),
+    or, without it, a seeded automatic split by ``fractions``. Either way no group of
+    ``groups`` is in two splits. ``strata`` are what the splits are stratified by: a class
+    index per row (single-label: :func:`auto_split`, :func:`carve_val`) or the ``(N, L)`` 0/1
+    labels (multi-label: :func:`grouped_multilabel_split`, :func:`carve_multilabel_val`).
+    Returns the splits and the carving's notice (already printed), or ``None``."""
+    rows = len(strata)
+    split_name = split_name or f"{where}: split"
+    group_name = group_name or f"{where} groups"
+    multilabel = np.ndim(strata) == 2
+    if split is None:
+        splits = (grouped_multilabel_split(strata, groups=groups, seed=seed, fractions=fractions)
+                  if multilabel else
+                  auto_split(strata, seed, groups=groups, where=where, fractions=fractions))
+        _check_split(splits, groups, split_name=f"{where}: automatic split",
+                     group_name=group_name)
+        return splits, None
+    splits = np.char.lower(np.char.strip(np.asarray(split).astype(str)))
+    if splits.shape != (rows,):
+        raise ValueError(f"{where}: split should hold one of {list(SPLITS)} per row, shape "
+                         f"({rows},), but got shape {splits.shape}")
+    _check_split(splits, groups, split_name=split_name, group_name=group_name)
+    carve = carve_multilabel_val if multilabel else carve_val
+    splits, note = carve(strata, splits, seed, groups=groups, fractions=fractions,
+                         where=carve_where or where)
+    if note:
+        _notice(note)
+        _check_split(splits, groups, split_name=f"{where}: carved split", group_name=group_name)
+    return splits, note
+
+
 def _as_nchw(images: np.ndarray, where: str) -> torch.Tensor:
     if images.dtype != np.uint8:
         raise ValueError(f"{where}: images should be uint8 (0-255), but got dtype {images.dtype}; "
@@ -434,6 +474,24 @@ def _npz_images(arrays: dict[str, np.ndarray], name: str) -> StudyData:
 _NPZ_TABLE_KEYS = ("X", "y", "split", "is_train", "groups", "label_names")
 
 
+def _npz_split(arrays: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    """The split an npz table stores, for both tasks: ``split`` (train/val/test per row), or
+    ``is_train`` (True/False per row; the rest is test, and val is carved from train), or
+    ``None``."""
+    split = arrays.get("split")
+    if "is_train" not in arrays:
+        return split
+    if split is not None:
+        raise ValueError(f"{name} has both 'split' and 'is_train'; keep one of them")
+    mask = np.asarray(arrays["is_train"])
+    if mask.shape != (len(arrays["X"]),) or not (
+            mask.dtype == np.bool_ or np.isin(mask, (0, 1)).all()):
+        raise ValueError(f"{name}: is_train should hold True/False per row, shape "
+                         f"({len(arrays['X'])},), but got shape {mask.shape} and dtype "
+                         f"{mask.dtype}")
+    return np.where(mask.astype(bool), "train", "test")
+
+
 def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
              fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
              impute: str | None = None) -> StudyData:
@@ -460,18 +518,8 @@ def load_npz(name_or_path: str | os.PathLike, *, seed: int = 0,
                              f"the study reads only {list(_NPZ_TABLE_KEYS)}. Rename them (e.g. a "
                              f"train mask as 'is_train', class names as 'label_names') or remove "
                              f"them, so that nothing in the file is ignored")
-        split = arrays.get("split")
-        if "is_train" in arrays:
-            if split is not None:
-                raise ValueError(f"{name} has both 'split' and 'is_train'; keep one of them")
-            mask = np.asarray(arrays["is_train"])
-            if mask.shape != (len(arrays["X"]),) or not (
-                    mask.dtype == np.bool_ or np.isin(mask, (0, 1)).all()):
-                raise ValueError(f"{name}: is_train should hold True/False per row, shape "
-                                 f"({len(arrays['X'])},), but got shape {mask.shape} and dtype "
-                                 f"{mask.dtype}")
-            split = np.where(mask.astype(bool), "train", "test")
-        return load_features(arrays["X"], arrays["y"], split=split, groups=arrays.get("groups"),
+        return load_features(arrays["X"], arrays["y"], split=_npz_split(arrays, name),
+                             groups=arrays.get("groups"),
                              seed=seed, source=f"{name_or_path} (npz table X/y)", where=name,
                              fractions=fractions, impute=impute,
                              class_names=arrays.get("label_names"))
@@ -554,22 +602,14 @@ def _splits(table: pd.DataFrame, codes: np.ndarray, path: Path, *, split_col: st
             group_col: str | None, seed: int,
             fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> tuple[np.ndarray, bool]:
     """Each row's split and whether it was drawn here (no split column)."""
-    groups = read_groups(table, group_col, path)
-    if split_col in table.columns:
-        splits = table[split_col].astype(str).str.strip().str.lower().to_numpy()
-        _check_split(splits, groups, split_name=f"{path}: split_col={split_col!r}",
-                     group_name=f"{path}: group_col={group_col!r}")
-        splits, note = carve_val(codes, splits, seed, groups=groups, fractions=fractions,
-                                 where=f"{path}: split_col={split_col!r}")
-        if note:
-            _notice(note)
-            _check_split(splits, groups, split_name=f"{path}: carved split",
-                         group_name=f"{path}: group_col={group_col!r}")
-        return splits, False
-    splits = auto_split(codes, seed, groups=groups, where=f"{path}", fractions=fractions)
-    _check_split(splits, groups, split_name=f"{path}: automatic split",
-                 group_name=f"{path}: group_col={group_col!r}")
-    return splits, True
+    given = split_col in table.columns
+    column = f"{path}: split_col={split_col!r}"
+    splits, _ = resolve_splits(table[split_col].to_numpy() if given else None, codes,
+                               groups=read_groups(table, group_col, path), seed=seed,
+                               fractions=fractions, where=f"{path}", split_name=column,
+                               group_name=f"{path}: group_col={group_col!r}",
+                               carve_where=column)
+    return splits, not given
 
 
 def _check_groups_disjoint(groups: np.ndarray, splits: np.ndarray, where: str) -> None:
@@ -798,24 +838,10 @@ def load_features(
     if groups is not None and groups.shape != (len(X),):
         raise ValueError(f"{where}: groups should hold one id per row, shape ({len(X)},), but "
                          f"got shape {groups.shape}")
-    fractions = split_fractions(fractions)
-    if split is not None:
-        splits = np.char.lower(np.char.strip(np.asarray(split).astype(str)))
-        if splits.shape != (len(X),):
-            raise ValueError(f"{where}: split should hold one of {list(SPLITS)} per row, shape "
-                             f"({len(X)},), but got shape {splits.shape}")
-        _check_split(splits, groups, split_name=f"{where}: split", group_name=f"{where} groups")
-        splits, note = carve_val(codes, splits, seed, groups=groups, fractions=fractions,
-                                 where=where)
-        if note:
-            _notice(note)
-            source = f"{source}; {note}"
-            _check_split(splits, groups, split_name=f"{where}: carved split",
-                         group_name=f"{where} groups")
-    else:
-        splits = auto_split(codes, seed, groups=groups, where=where, fractions=fractions)
-        _check_split(splits, groups, split_name=f"{where}: automatic split",
-                     group_name=f"{where} groups")
+    splits, note = resolve_splits(split, codes, groups=groups, seed=seed,
+                                  fractions=split_fractions(fractions), where=where)
+    if note:
+        source = f"{source}; {note}"
     num_classes = int(codes.max()) + 1 if codes.size else 0
     names = tuple(str(c) for c in range(num_classes))
     if class_names is not None:
@@ -936,14 +962,39 @@ def load_study_data(
                          f"{list(SHIPPED_DATASETS)}, or pass a file with --data PATH.npz")
     return load_npz(name.lower())
 
+def data_identity(*, dataset: str | None = None, data: str | os.PathLike | None = None,
+                  csv: str | os.PathLike | None = None, table: str | os.PathLike | None = None,
+                  label_col: str | None = None, class_names: Sequence[Any],
+                  task: str = "single") -> dict[str, Any]:
+    """What a tuning record was made on, independent of where the file lies: the task kind,
+    the SHA-256 of the data file's bytes (a shipped data set's ``.npz``; of a CSV manifest,
+    the manifest's, not its images'), the label column of a CSV (another target of the same
+    file is other data) and the class names. A moved or renamed copy has the same identity;
+    edited data, another label column or other classes do not."""
+    given = next((Path(p) for p in (data, csv, table) if p is not None), None)
+    if given is None:
+        name = (dataset or "retinamnist").lower()
+        given = Path(__file__).resolve().parents[1] / "data" / f"{name}.npz"
+    digest = hashlib.sha256()
+    with open(given, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"task": task, "sha256": digest.hexdigest(),
+            "label_col": label_col if (csv is not None or table is not None) else None,
+            "classes": [str(name) for name in class_names]}
+
+
 # ---------------------------------------------------------------------------------------------
 # Multi-label: features (N, F), 0/1 labels (N, L)
 # ---------------------------------------------------------------------------------------------
 
 
 def grouped_multilabel_split(targets: np.ndarray, *, groups: np.ndarray | None = None,
-                             seed: int = 0) -> np.ndarray:
-    """A seeded 70/10/20 train/val/test split of multi-label rows, by group when given.
+                             seed: int = 0,
+                             fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS
+                             ) -> np.ndarray:
+    """A seeded train/val/test split of multi-label rows (``fractions``, 70/10/20 by default;
+    a split of share 0 gets no row), by group when given.
 
     Groups (a row each without ``groups``) are dealt one at a time, label by label, the label
     carried by the fewest groups first (an iterative stratification after Sechidis et al. 2011,
@@ -960,6 +1011,7 @@ def grouped_multilabel_split(targets: np.ndarray, *, groups: np.ndarray | None =
         targets: ``(N, L)`` 0/1.
         groups: ``(N,)`` group ids (e.g. patient ids), or ``None``.
         seed: seed of the generator that orders the groups.
+        fractions: the train, val and test shares (``--split``).
 
     Returns:
         ``(N,)`` strings ``"train"``, ``"val"`` or ``"test"``.
@@ -983,7 +1035,9 @@ def grouped_multilabel_split(targets: np.ndarray, *, groups: np.ndarray | None =
     generator = _generator(seed, _ML_SPLIT_KEY)
     ranking = generator.permutation(num_groups)  # a seeded order of the groups
     names = ("test", "val", "train")
-    shares = np.array([_AUTO_SPLIT[s] for s in names])
+    shares = np.array([dict(zip(SPLITS, fractions, strict=True))[s] for s in names])
+    # A split of share 0 (carving val from train deals to train and val only) takes nothing.
+    closed = np.where(shares > 0, 0.0, -np.inf)
     assigned = np.full(num_groups, -1)
     have = np.zeros((3, num_labels), dtype=np.int64)
     rows = np.zeros(3, dtype=np.int64)
@@ -994,21 +1048,47 @@ def grouped_multilabel_split(targets: np.ndarray, *, groups: np.ndarray | None =
         for group in members:
             if assigned[group] >= 0:
                 continue
-            missing = np.flatnonzero(have[:, label] == 0)
+            missing = np.flatnonzero((have[:, label] == 0) & (shares > 0))
             if missing.size:
                 where = int(missing[0])
             else:
                 deficit = shares * totals[label] - have[:, label]
-                where = int(np.argmax(deficit + 1e-9 * (shares * n - rows)))
+                where = int(np.argmax(deficit + 1e-9 * (shares * n - rows) + closed))
             assigned[group] = where
             have[where] += carried[group]
             rows[where] += sizes[group]
     for group in ranking:
         if assigned[group] < 0:
-            where = int(np.argmax(shares * n - rows))
+            where = int(np.argmax(shares * n - rows + closed))
             assigned[group] = where
             rows[where] += sizes[group]
     return np.array(names)[assigned[codes]]
+
+
+def carve_multilabel_val(targets: np.ndarray, splits: np.ndarray, seed: int, *,
+                         groups: np.ndarray | None = None,
+                         fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS,
+                         where: str = "data") -> tuple[np.ndarray, str | None]:
+    """:func:`carve_val` of multi-label rows: when ``splits`` has train and test rows but no
+    val row, a seeded ``val / (train + val)`` share (by ``fractions``) of the train rows
+    becomes val, dealt by :func:`grouped_multilabel_split` (whole groups when ``groups`` is
+    given, each label's positives spread over train and val). Returns the new splits and a
+    one-line notice, or the splits unchanged and ``None`` when there was nothing to carve."""
+    if np.any(splits == "val") or not np.any(splits == "train") or not np.any(splits == "test"):
+        return splits, None
+    share = fractions[1] / (fractions[0] + fractions[1])
+    train = np.flatnonzero(splits == "train")
+    dealt = grouped_multilabel_split(
+        np.asarray(targets)[train], groups=None if groups is None else np.asarray(groups)[train],
+        seed=seed, fractions=(1.0 - share, share, 0.0))
+    carved = splits.astype(object).copy()
+    carved[train[dealt == "val"]] = "val"
+    carved = carved.astype(str)
+    how = "whole groups, " if groups is not None else ""
+    return carved, (f"{where}: no val rows, so {int(np.sum(carved == 'val'))} of the "
+                    f"{len(train)} train rows became the validation split ({how}each label's "
+                    f"positives spread over train and val, val share {share:.3g} of train from "
+                    f"--split); test is unchanged")
 
 
 def _check_targets(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarray,
@@ -1057,8 +1137,10 @@ def _drop_rare_labels(targets: np.ndarray, names: tuple[str, ...], splits: np.nd
 def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
               split: np.ndarray | None, groups: np.ndarray | None, seed: int, source: str,
               where: str, impute: str | None = None,
-              min_positives: int | None = None) -> MultiLabelData:
-    """Check, split (when no split is given) and standardise with the train statistics."""
+              min_positives: int | None = None,
+              fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> MultiLabelData:
+    """Check, split (:func:`resolve_splits`, as the single-label data) and standardise with
+    the train statistics."""
     X = _feature_matrix(X, where)
     if X.shape[1] == 0:
         raise ValueError(f"{where}: X has no feature columns; pass at least one feature")
@@ -1071,16 +1153,10 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
         if groups.shape != (len(X),):
             raise ValueError(f"{where}: groups should hold one id per row, shape ({len(X)},), but "
                              f"got shape {groups.shape}")
-    if split is not None:
-        splits = np.char.lower(np.char.strip(np.asarray(split).astype(str)))
-        if splits.shape != (len(X),):
-            raise ValueError(f"{where}: split should hold one of {list(SPLITS)} per row, shape "
-                             f"({len(X)},), but got shape {splits.shape}")
-        _check_split(splits, groups, split_name=f"{where}: split", group_name=f"{where} groups")
-    else:
-        splits = grouped_multilabel_split(targets, groups=groups, seed=seed)
-        _check_split(splits, groups, split_name=f"{where}: automatic split",
-                     group_name=f"{where} groups")
+    splits, note = resolve_splits(split, targets, groups=groups, seed=seed,
+                                  fractions=split_fractions(fractions), where=where)
+    if note:
+        source = f"{source}; {note}"
     if min_positives is not None:
         targets, names = _drop_rare_labels(targets, names, splits, min_positives, where)
     _check_targets(targets, names, splits, where)
@@ -1101,7 +1177,9 @@ def _encode(labels: Any, where: str, names: Sequence[Any] | None = None
 
 
 def semisynthetic_chestxray14(*, samples: int = 8000, features: int = 32,
-                              seed: int = 0, min_positives: int | None = None) -> MultiLabelData:
+                              seed: int = 0, min_positives: int | None = None,
+                              fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS
+                              ) -> MultiLabelData:
     r"""Semi-synthetic multi-label data: real ChestX-ray14 label rows, generated features.
 
     Whole patients of the shipped NIH ChestX-ray14 table (``balancer/data``) are drawn in a
@@ -1150,14 +1228,23 @@ def semisynthetic_chestxray14(*, samples: int = 8000, features: int = 32,
               f"labels (seed {seed}, {features} features); not real image data")
     return _assemble(X, targets, names, split=None, groups=patients[rows].astype(str),
                      seed=seed, source=source, where="semi-synthetic ChestX-ray14",
-                     min_positives=min_positives)
+                     min_positives=min_positives, fractions=fractions)
+
+
+_NPZ_MULTILABEL_KEYS = ("X", "Y", "split", "is_train", "groups", "names", "label_names")
 
 
 def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
                         impute: str | None = None,
-                        min_positives: int | None = None) -> MultiLabelData:
-    """A ``.npz`` with ``X`` ``(N, F)`` numbers and ``Y`` ``(N, L)`` 0/1; optionally ``names``
-    (``L`` label names), ``groups`` (one id per row) and ``split`` (train/val/test per row)."""
+                        min_positives: int | None = None,
+                        fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS
+                        ) -> MultiLabelData:
+    """A ``.npz`` with ``X`` ``(N, F)`` numbers and ``Y`` ``(N, L)`` 0/1; optionally
+    ``names`` or ``label_names`` (``L`` label names), ``groups`` (one id per row) and
+    ``split`` (train/val/test per row) or ``is_train`` (True/False per row, the rest test), as
+    a single-label npz table; any other array is refused. Without a split the rows are split
+    by ``fractions``; a train/test-only split gets val carved from train
+    (:func:`resolve_splits`)."""
     arrays = _read_npz(Path(path), "data")
     where = f"data={str(path)!r}"
     missing = [key for key in ("X", "Y") if key not in arrays]
@@ -1165,26 +1252,37 @@ def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
         raise KeyError(f"{where} lacks the array(s) {missing} of a multi-label table; it has "
                        f"{sorted(arrays)}. Store the features as 'X' (N x F) and the 0/1 labels "
                        f"as 'Y' (N x L)")
+    unknown = sorted(set(arrays) - set(_NPZ_MULTILABEL_KEYS))
+    if unknown:
+        raise ValueError(f"{where} has array(s) {unknown} that a multi-label table does not use; "
+                         f"the study reads only {list(_NPZ_MULTILABEL_KEYS)}. Rename them (e.g. "
+                         f"a train mask as 'is_train') or remove them, so that nothing in the "
+                         f"file is ignored")
+    if "names" in arrays and "label_names" in arrays:
+        raise ValueError(f"{where} has both 'names' and 'label_names'; keep one of them")
     Y = arrays["Y"]
     if Y.ndim != 2:
         raise ValueError(f"{where}: Y should be an (N, L) 0/1 matrix, but got shape {Y.shape}; "
                          f"store one column per label")
-    names = arrays["names"].astype(str).tolist() if "names" in arrays else None
+    key = "label_names" if "label_names" in arrays else "names"
+    names = arrays[key].astype(str).tolist() if key in arrays else None
     if names is not None and _duplicates(names):
-        raise ValueError(f"{where}: the array 'names' has the duplicate label name(s) "
+        raise ValueError(f"{where}: the array {key!r} has the duplicate label name(s) "
                          f"{_duplicates(names)}; give every label (column of Y) its own name")
     targets, label_names = _encode(Y, f"{where} Y", names=names)
-    return _assemble(arrays["X"], targets, label_names, split=arrays.get("split"),
+    return _assemble(arrays["X"], targets, label_names, split=_npz_split(arrays, where),
                      groups=arrays.get("groups"), seed=seed,
                      source=f"{path} (npz, X/Y, {targets.shape[1]} labels)", where=where,
-                     impute=impute, min_positives=min_positives)
+                     impute=impute, min_positives=min_positives, fractions=fractions)
 
 
 def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
                           label_col: str | None = None, split_col: str = "split",
                           group_col: str | None = None, seed: int = 0,
                           impute: str | None = None,
-                          min_positives: int | None = None) -> MultiLabelData:
+                          min_positives: int | None = None,
+                          fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS
+                          ) -> MultiLabelData:
     """A CSV table: labels in several 0/1 columns (``label_cols``) or in one column of
     ``|``-separated findings (``label_col``; ``No Finding`` is the empty set, an empty cell an
     error); every
@@ -1232,11 +1330,12 @@ def load_multilabel_table(path: str | os.PathLike, *, label_cols: tuple[str, ...
     return _assemble(features.to_numpy(np.float64), targets, names, split=split, groups=groups,
                      seed=seed, source=f"{file} (CSV table, {len(names)} labels, "
                                        f"{features.shape[1]} features)", where=where,
-                     impute=impute, min_positives=min_positives)
+                     impute=impute, min_positives=min_positives, fractions=fractions)
 
 
 def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = None,
-              seed: int = 0, min_positives: int | None = None) -> MultiLabelData:
+              seed: int = 0, min_positives: int | None = None,
+              fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS) -> MultiLabelData:
     """An ARFF file (``.arff`` or ``.arff.gz``) in MULAN's layout: the nominal attributes with
     values ``{0, 1}`` are the labels (or those named by ``label_cols``), the numeric ones the
     features. Read with ``scipy.io.arff``; split automatically (no groups)."""
@@ -1268,7 +1367,7 @@ def load_arff(path: str | os.PathLike, *, label_cols: tuple[str, ...] | None = N
     return _assemble(X, targets, names, split=None, groups=None, seed=seed,
                      source=f"{file.name} (ARFF, {len(names)} labels, {len(feature_cols)} "
                             f"features)", where=f"data={str(path)!r}",
-                     min_positives=min_positives)
+                     min_positives=min_positives, fractions=fractions)
 
 
 def load_multilabel_data(*, data: str | None = None, table: str | None = None,
@@ -1276,9 +1375,12 @@ def load_multilabel_data(*, data: str | None = None, table: str | None = None,
                          split_col: str = "split", group_col: str | None = None,
                          samples: int = 8000, seed: int = 0,
                          impute: str | None = None,
-                         min_positives: int | None = None) -> MultiLabelData:
+                         min_positives: int | None = None,
+                         fractions: tuple[float, float, float] = _DEFAULT_FRACTIONS
+                         ) -> MultiLabelData:
     """The study's data from ``data`` (``.npz`` or ``.arff[.gz]``), ``table`` (CSV) or, with
-    neither, the semi-synthetic ChestX-ray14 set."""
+    neither, the semi-synthetic ChestX-ray14 set; ``fractions`` are the train, val and test
+    shares of an automatic split (``--split``), and of a validation split carved from train."""
     if data is not None and table is not None:
         raise ValueError("pass only one of data and table")
     _check_impute(impute)
@@ -1288,14 +1390,18 @@ def load_multilabel_data(*, data: str | None = None, table: str | None = None,
                                     f"X and Y, or an .arff file")
         name = Path(data).name.lower()
         if name.endswith((".arff", ".arff.gz")):
-            return load_arff(data, label_cols=label_cols, seed=seed, min_positives=min_positives)
+            return load_arff(data, label_cols=label_cols, seed=seed, min_positives=min_positives,
+                             fractions=fractions)
         if label_cols is not None:
             raise ValueError(f"label_cols applies to a CSV table or an ARFF file, not to "
                              f"data={str(data)!r} (an .npz holds its labels as Y); remove "
                              f"--label-cols")
-        return load_multilabel_npz(data, seed=seed, impute=impute, min_positives=min_positives)
+        return load_multilabel_npz(data, seed=seed, impute=impute, min_positives=min_positives,
+                                   fractions=fractions)
     if table is not None:
         return load_multilabel_table(table, label_cols=label_cols, label_col=label_col,
                                      split_col=split_col, group_col=group_col, seed=seed,
-                                     impute=impute, min_positives=min_positives)
-    return semisynthetic_chestxray14(samples=samples, seed=seed, min_positives=min_positives)
+                                     impute=impute, min_positives=min_positives,
+                                     fractions=fractions)
+    return semisynthetic_chestxray14(samples=samples, seed=seed, min_positives=min_positives,
+                                     fractions=fractions)

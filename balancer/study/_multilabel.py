@@ -47,7 +47,6 @@ from balancer.study._model import MLP
 from balancer.study._strategies import (
     GLOBAL,
     INIT,
-    SETTINGS,
     EpochBatchSampler,
     _ShuffledPasses,
     seeded_generator,
@@ -157,11 +156,10 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
     criterion = make_multilabel_loss(strategy, targets.sum(0), n, config).to(device)
     val_x = data.features["val"].to(device)
     val_y = data.targets["val"].numpy()
-    # MultiLabelStudyConfig has no finetune_batchnorm field yet: the declared default until then.
-    batchnorm = cast(BatchNormPolicy, getattr(config, "finetune_batchnorm", None)
-                     or SETTINGS["finetune_batchnorm"].default)
+    batchnorm = cast(BatchNormPolicy, config.finetune_batchnorm)  # validate() checked it
     best: tuple[float, int, dict[str, Tensor] | None] = (-1.0, -1, None)
     steps = 0
+    phase_steps: dict[bool, int] = {}  # per phase: False the first, True the fine-tune phase
     for epoch in range(config.epochs):
         finetuning = strategy.finetune and epoch >= config.epochs - finetune_epochs
         sampler.set_epoch(epoch)
@@ -180,6 +178,7 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
             loss.backward()
             optimizer.step()
             steps += 1
+            phase_steps[finetuning] = phase_steps.get(finetuning, 0) + 1
         if config.select == "best" or epoch == config.epochs - 1:
             val_probs = _predict(model, val_x)
             score = multilabel_metrics(val_probs, val_y, np.full(len(names), 0.5),
@@ -196,6 +195,7 @@ def _train_one(data: MultiLabelData, strategy: MultiLabelStrategy, seed: int,
     evaluated = {split: multilabel_metrics(probs[split], data.targets[split].numpy(),
                                            thresholds, names) for split in ("val", "test")}
     return {"metrics": evaluated, "selected_epoch": best[1], "steps": steps,
+            "shortest_phase_steps": min(phase_steps.values()),
             "seconds": time.perf_counter() - start,
             "cpu_seconds": time.process_time() - cpu_start,
             "arrays": {"val": probs["val"], "test": probs["test"], "thresholds": thresholds}}

@@ -623,6 +623,44 @@ def _whole_run_lines(config: StudyConfig) -> list[str]:
             f"balanced): {rows}. Compare them only at a budget longer than their phase.", ""]
 
 
+def _budget_lines(results: pd.DataFrame,
+                  config: StudyConfig | MultiLabelStudyConfig) -> list[str]:
+    """The report's lines on the runs' budget in optimizer steps: how ``--min-steps`` raised
+    the epochs, and a warning naming every strategy whose runs fell below the floor
+    (:data:`~balancer.study._config.MIN_RUN_STEPS` steps in all or
+    :data:`~balancer.study._config.MIN_PHASE_STEPS` in a phase), with the fix."""
+    from balancer.study._config import MIN_PHASE_STEPS, MIN_RUN_STEPS, below_floor
+
+    lines: list[str] = []
+    raised = config.budget_from
+    if raised is not None:
+        phases = ", ".join(f"`{name}` {old} -> {new}"
+                           for name, (old, new) in raised["phases"].items() if old != new)
+        lines += [f"**Budget raised by `--min-steps {raised['min_steps']}`:** {raised['epochs']} "
+                  f"-> {config.epochs} epochs of {raised['steps_per_epoch']} optimizer steps; "
+                  f"phase lengths keep their share of the run"
+                  f"{' (' + phases + ')' if phases else ''}.", ""]
+    run = results[results["split"].eq("run")]
+    steps = run[run["metric"].isin(["steps", "shortest_phase_steps"])].pivot_table(
+        index="strategy", columns="metric", values="value", aggfunc="min", sort=False)
+    if steps.empty:
+        return lines
+    if "shortest_phase_steps" not in steps:  # a run folder written before the row existed
+        steps["shortest_phase_steps"] = steps["steps"]
+    low = [(name, int(row["steps"]), int(row["shortest_phase_steps"]))
+           for name, row in steps.iterrows() if below_floor(row["steps"],
+                                                            row["shortest_phase_steps"])]
+    if low:
+        lines += [f"**Warning: short runs.** {len(low)} strategy(ies) trained below the floor of "
+                  f"{MIN_RUN_STEPS} optimizer steps per run and {MIN_PHASE_STEPS} per phase, "
+                  f"too few for their figures to say much about the strategy: "
+                  + ", ".join(f"`{name}` ({total} steps, shortest phase {shortest})"
+                              for name, total, shortest in low)
+                  + f". Pass `--min-steps {MIN_RUN_STEPS}` (or more) to raise the epochs; "
+                    f"phases keep their share of the run.", ""]
+    return lines
+
+
 def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
     """The model this study trained (as ``default_model`` builds it), in words: a table's MLP
     is not the images' CNN, and ``augment`` means nothing for features."""
@@ -810,6 +848,7 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         f"**Model.** {_model_text(config, info)}",
         "",
         *_whole_run_lines(config),
+        *_budget_lines(results, config),
         "**Model selection.** " + (
             "After every epoch the model is evaluated on the validation split; the weights with "
             "the highest validation balanced accuracy (the latest on ties) are evaluated once on "
@@ -1071,7 +1110,8 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
              f"{config.width} units, batch norm, ReLU; no augmentation) for "
              f"{config.epochs} epochs of ceil(N / {config.batch_size}) optimizer steps "
              f"(AdamW, lr {config.lr}); seeds {seeds}; weights: {config.select}. F1 uses per-label "
-             f"thresholds chosen on the validation split only.", ""]
+             f"thresholds chosen on the validation split only.", "",
+             *_budget_lines(results, config)]
     if config.data is None and config.table is None:
         lines += [f"**Semi-synthetic data ({SEMISYNTHETIC}):** the label rows and patient ids "
                   f"are real (NIH ChestX-ray14 table), the features are generated from the "

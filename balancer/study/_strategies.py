@@ -144,8 +144,8 @@ DECLARED: tuple[Strategy, ...] = (
                        Setting("finetune_batchnorm", "train",
                                "BatchNorm in the fine-tune phase of balanced+finetune: frozen "
                                "(running statistics of the balanced phase) or train (re-estimated "
-                               "at the true frequencies), see balancer.set_train_mode; the "
-                               "multi-label study always uses train",
+                               "at the true frequencies), see balancer.set_train_mode; with "
+                               "--multilabel, of label-balanced+finetune",
                                choices=BATCHNORM_POLICIES)),
              # The full learning rate (x1.0) left the grid for the BatchNorm point: every shipped
              # tuning record had rejected it.

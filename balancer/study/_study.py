@@ -71,6 +71,7 @@ def prepare_data(config: StudyConfig | MultiLabelStudyConfig) -> StudyData | Mul
     if len(data.labels["train"]) < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
                          f"({len(data.labels['train'])} samples); pass a smaller --batch-size")
+    config.apply_min_steps(len(data.labels["train"]))
     return data
 
 
@@ -84,6 +85,7 @@ def _rows(name: str, seed: int, result: RunResult) -> pd.DataFrame:
     rows += [(name, seed, "val", metric, value) for metric, value in result.val.items()]
     rows += [(name, seed, "run", "selected_epoch", float(result.selected_epoch)),
              (name, seed, "run", "steps", float(result.steps)),
+             (name, seed, "run", "shortest_phase_steps", float(result.shortest_phase_steps)),
              (name, seed, "run", "seconds", result.seconds),
              (name, seed, "run", "cpu_seconds", result.cpu_seconds)]
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -220,7 +222,11 @@ def _run_settings(config: StudyConfig | MultiLabelStudyConfig, data: StudyData |
                   worker: Callable[[str, int], Any]
                   ) -> Iterator[tuple[torch.device, Callable[[str, int], Future] | None]]:
     """The torch settings both studies train under, restored on exit, and with ``jobs > 1``
-    the process pool: yields the device and ``submit(name, seed)`` (``None`` for one job)."""
+    the process pool: yields the device and ``submit(name, seed)`` (``None`` for one job).
+    ``config``'s ``min_steps`` is applied first (as :func:`prepare_data` does; a no-op when it
+    did), so data loaded by the caller gets it too, the pool's copy included."""
+    rows = data.targets["train"] if isinstance(data, MultiLabelData) else data.labels["train"]
+    config.apply_min_steps(len(rows))
     device = torch.device(config.device)
     threads = torch.get_num_threads()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
@@ -258,7 +264,8 @@ def run_study(config: StudyConfig | MultiLabelStudyConfig,
     Returns:
         A DataFrame with columns ``strategy, seed, split, metric, value``: the test metrics
         (``split="test"``), the same metrics on validation (``"val"``) and the run's
-        ``selected_epoch``, ``steps`` and ``seconds`` (``"run"``). ``attrs`` holds
+        ``selected_epoch``, ``steps``, ``shortest_phase_steps`` and ``seconds``
+        (``"run"``). ``attrs`` holds
         ``class_names``, ``source``, ``tabular`` (the model is the MLP), ``counts`` (per split),
         ``dataset_key``, ``seconds``, ``predictions`` (:class:`Predictions`) and
         ``environment`` (the machine, as the run started).
@@ -302,11 +309,12 @@ def _prepare_multilabel_data(config: MultiLabelStudyConfig) -> MultiLabelData:
                                 label_cols=config.label_cols, label_col=config.label_col,
                                 split_col=config.split_col, group_col=config.group_col,
                                 samples=config.samples, impute=config.impute,
-                                min_positives=config.min_positives)
+                                min_positives=config.min_positives, fractions=config.split)
     train = len(data.targets["train"])
     if train < config.batch_size:
         raise ValueError(f"batch_size={config.batch_size} is larger than the train split "
                          f"({train} rows); pass a smaller --batch-size")
+    config.apply_min_steps(train)
     # Build every strategy's sampler and loss once (milliseconds): whatever they refuse is
     # refused now, not after the first runs have trained.
     from balancer.study._multilabel import make_multilabel_loss, make_multilabel_sampler
@@ -327,6 +335,7 @@ def _multilabel_rows(name: str, seed: int, run: dict[str, Any]) -> pd.DataFrame:
             for metric, value in run["metrics"][split].items()]
     rows += [(name, seed, "run", "selected_epoch", float(run["selected_epoch"])),
              (name, seed, "run", "steps", float(run["steps"])),
+             (name, seed, "run", "shortest_phase_steps", float(run["shortest_phase_steps"])),
              (name, seed, "run", "seconds", float(run["seconds"])),
              (name, seed, "run", "cpu_seconds", float(run["cpu_seconds"]))]
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -339,7 +348,8 @@ def _run_multilabel(config: MultiLabelStudyConfig, data: MultiLabelData | None,
     Returns:
         A DataFrame with columns ``strategy, seed, split, metric, value`` (test and val metrics
         of :func:`~balancer.study._metrics.multilabel_metrics`, and each run's
-        ``selected_epoch``, ``steps``, ``seconds``). ``attrs`` holds ``label_names``,
+        ``selected_epoch``, ``steps``, ``shortest_phase_steps``, ``seconds``). ``attrs`` holds
+        ``label_names``,
         ``source``, ``counts`` (per split), ``rarest``, ``paired`` (the paired differences),
         ``positive_rates`` (per sampler, the planned share of slots carrying each label),
         ``seconds`` and ``environment`` (the machine, as the run started).

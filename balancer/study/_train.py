@@ -47,6 +47,8 @@ class RunResult:
         val: the same metrics on the validation split (what any tuning may look at).
         selected_epoch: the epoch (0-based) whose weights were evaluated on test.
         steps: optimizer steps taken (the same for every strategy).
+        shortest_phase_steps: the optimizer steps of the run's shortest phase (all of
+            ``steps`` for a single-phase strategy), e.g. crt's retraining of its new head.
         seconds: wall time of training and evaluation.
         cpu_seconds: CPU time (``time.process_time``: every thread of the training process,
             user and system) of the same span: unlike wall time, it does not stretch with
@@ -59,6 +61,7 @@ class RunResult:
     val: dict[str, float]
     selected_epoch: int
     steps: int
+    shortest_phase_steps: int
     seconds: float
     probs: dict[str, np.ndarray] = field(default_factory=dict)
     cpu_seconds: float = float("nan")
@@ -285,6 +288,8 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
 
     best_score, best_epoch, best_state = -1.0, -1, None
     steps = 0
+    # Steps counted per phase (False: the first, True: the last phase of a phased strategy).
+    phase_steps: dict[bool, int] = {}
     bar = tqdm(range(config.epochs), desc=f"{strategy.name} seed {seed}", unit="epoch",
                leave=False, position=position, disable=not config.progress)
     for epoch in bar:
@@ -314,6 +319,8 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
             cast(nn.Module, model.backbone).eval()  # frozen batch-norm statistics, too
         criterion = make_loss(strategy, counts, late_phase=reweighting, settings=settings).to(device)
         generator = seeded_generator(seed, AUGMENT, epoch)
+        late = finetuning or reweighting or (strategy.sampling == "deferred"
+                                             and epoch >= config.epochs - deferred)
         for batch in loader:
             inputs, targets = source.batch(batch, generator)
             loss = criterion(model(inputs), targets)
@@ -321,6 +328,7 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
             loss.backward()
             optimizer.step()
             steps += 1
+            phase_steps[late] = phase_steps.get(late, 0) + 1
 
         val_probs = predict(model, source, "val", logit_scale)
         score = _balanced_accuracy(val_probs, source.labels["val"], num_classes)
@@ -339,7 +347,8 @@ def _train_run(source: Source, make_model: Callable[[], nn.Module], num_classes:
                                       ordinal=config.is_ordinal(),
                                       positive=getattr(config, "positive_class", 1))
         for split in evaluate}
-    return RunResult(test=evaluated.get("test", {}), val=evaluated["val"],
+    return RunResult(shortest_phase_steps=min(phase_steps.values()),
+                     test=evaluated.get("test", {}), val=evaluated["val"],
                      selected_epoch=best_epoch,
                      steps=steps, seconds=time.perf_counter() - start, probs=probs,
                      cpu_seconds=time.process_time() - cpu_start)

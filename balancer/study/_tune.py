@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from balancer.study._config import BUDGET, TUNE_SEEDS, StudyConfig
-from balancer.study._data import StudyData
+from balancer.study._config import TUNE_SEEDS, StudyConfig
+from balancer.study._data import StudyData, data_identity
 from balancer.study._posthoc import POSTHOC, logit_shift
 from balancer.study._strategies import STRATEGIES, TUNED_ROWS
 
@@ -48,6 +48,14 @@ def without_test(data: StudyData) -> StudyData:
     return StudyData({split: data.images[split] for split in ("train", "val")},
                      {split: data.labels[split] for split in ("train", "val")},
                      data.class_names, data.source)
+
+
+def tuned_identity(config: StudyConfig, data: StudyData) -> dict[str, Any]:
+    """The identity of ``config``'s data (:func:`~balancer.study._data.data_identity`) that a
+    tuning record carries and ``--tuned FILE`` compares."""
+    return data_identity(dataset=config.dataset, data=config.data, csv=config.csv,
+                         table=config.table, label_col=config.label_col,
+                         class_names=data.class_names, task=config.task)
 
 
 def _capped(point: dict[str, Any], epochs: int) -> dict[str, Any]:
@@ -102,10 +110,14 @@ def tune(config: StudyConfig, data: StudyData, *, command: str = "(python)",
             f"strategies={list(config.strategies)} have no key setting to tune (the tuned "
             f"ones are {', '.join(GRID)}; the post-hoc rows need plain or balanced and "
             f"posthoc=True); add such a strategy, or run the study without --tune")
+    # Grid points are phase lengths of the given budget; with --min-steps the runs train them
+    # scaled to the raised epochs, as a study with the chosen setting would.
+    given_epochs = config.given_budget()["epochs"]
     jobs: list[tuple[str, int, dict[str, Any]]] = []
     for name in trained:
-        jobs += [(name, i, _capped(point, config.epochs)) for i in range(GRID_POINTS)
-                 for point in [GRID[name][i]]]
+        jobs += [(name, i, {k: config.scale_phase(v) if k.endswith("_epochs") else v
+                            for k, v in _capped(point, given_epochs).items()})
+                 for i in range(GRID_POINTS) for point in [GRID[name][i]]]
     jobs += [(name, 0, {}) for name in bases]
     runs = [(name, i, point, seed) for name, i, point in jobs for seed in config.seeds]
 
@@ -151,18 +163,20 @@ def tune(config: StudyConfig, data: StudyData, *, command: str = "(python)",
     choices, chosen, settings = {}, {}, {}
     for name, table in scores.items():
         best = int(np.argmax([np.mean(row) for row in table]))  # the first on ties
-        points = [_capped(point, config.epochs) for point in GRID[name]]
+        points = [_capped(point, given_epochs) for point in GRID[name]]
         choices[name], chosen[name] = points[best], best
         settings.update(points[best])
     return {
         "dataset": config.shipped_key(),
         "source": data.source,
-        "budget": {key: getattr(config, key) for key in BUDGET},
+        # what --tuned FILE compares with the study's data (the source names a path)
+        "data": tuned_identity(config, data),
+        "budget": config.given_budget(),
         "seeds": list(config.seeds),
         "criterion": "validation balanced accuracy, mean over the tuning seeds; the first "
                      "grid point on ties",
         "grid_points": GRID_POINTS,
-        "grid": {name: [_capped(p, config.epochs) for p in GRID[name]] for name in scores},
+        "grid": {name: [_capped(p, given_epochs) for p in GRID[name]] for name in scores},
         "scores": scores,
         "choices": choices,
         "chosen_index": chosen,
