@@ -126,9 +126,11 @@ class BalancedStream(IterableDataset[Any]):
       ``C * buffer_size + max(wait, B)``; after the warm-up, ``C * buffer_size + B``.
       :attr:`peak_held` is the most held in this process's last pass.
     - **Repeats.** A class's reuse buffer is served round robin, least recently served first: a
-      buffered item is served again only after every other item then in its class's buffer has
-      been. So a rare item is never hammered to make up its class's share; a class with ``m``
-      items in its buffer serves each at most ``ceil(k / m)`` times in ``k`` reuse draws.
+      buffered item is served again only after every other item that stays in its class's
+      buffer meanwhile has been (an item leaves the buffer only when ``buffer_size`` newer ones
+      push it out). So a rare item is never hammered to make up its class's share: while a
+      class's buffer holds the same ``m`` items, ``k`` draws from it serve each of them
+      ``floor(k / m)`` or ``ceil(k / m)`` times.
     - **Fine-tune epochs** (``schedule``): the stream as it comes, in batches of ``B`` in stream
       order (the last one shorter unless ``drop_last``).
     - **Determinism.** The batches are a pure function of ``(seed, epoch, rank, worker)`` and
