@@ -26,6 +26,7 @@ class Run:
     batch_size: int
     buffer_size: int
     wait: int
+    lookahead: int = 1
     batches: list[list[int]] = field(default_factory=list)
     read_at: list[int] = field(default_factory=list)  # items read when each batch was served
     held_after: list[tuple[bool, int]] = field(default_factory=list)  # (warming, held) per read
@@ -34,10 +35,10 @@ class Run:
     warned: list[str] = field(default_factory=list)
 
 
-def run(codes, num_classes, batch_size, buffer_size, wait, seed=0) -> Run:
-    record = Run(list(codes), num_classes, batch_size, buffer_size, wait)
+def run(codes, num_classes, batch_size, buffer_size, wait, lookahead=1, seed=0) -> Run:
+    record = Run(list(codes), num_classes, batch_size, buffer_size, wait, lookahead)
     buffers = StreamBuffers(list(range(num_classes)), batch_size, buffer_size, wait,
-                            np.random.default_rng(seed))
+                            np.random.default_rng(seed), lookahead=lookahead)
     record.buffers = buffers
 
     def keep(batch):
@@ -63,12 +64,13 @@ def streams(draw, min_length=0):
     batch_size = draw(st.integers(num_classes, 3 * num_classes + 3))
     buffer_size = draw(st.integers(1, 6))
     wait = draw(st.integers(batch_size, batch_size + 3 * num_classes * buffer_size))
+    lookahead = draw(st.integers(1, 4))
     weights = np.array(draw(st.lists(st.integers(0, 20), min_size=num_classes,
                                      max_size=num_classes)), dtype=float) + 0.05
     length = draw(st.integers(max(min_length, batch_size), 160))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     codes = rng.choice(num_classes, size=length, p=weights / weights.sum()).tolist()
-    return codes, num_classes, batch_size, buffer_size, wait
+    return codes, num_classes, batch_size, buffer_size, wait, lookahead
 
 
 def seen_before(record: Run, read: int) -> set[int]:
@@ -92,7 +94,7 @@ def test_every_batch_is_full_and_balanced_over_the_classes_seen(case):
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_all_classes_balanced_from_the_first_batch_when_each_appears_within_wait(case):
-    codes, num_classes, batch_size, buffer_size, wait = case
+    codes, num_classes, batch_size, buffer_size, wait, _ = case
     record = run(*case)
     if set(codes[:wait]) != set(range(num_classes)):
         return
@@ -114,16 +116,17 @@ def test_all_classes_balanced_from_the_first_batch_when_each_appears_within_wait
 
 @settings(max_examples=150, deadline=None)
 @given(streams())
-def test_warm_up_ends_exactly_at_its_bound(case):
-    codes, num_classes, batch_size, buffer_size, wait = case
+def test_the_first_batch_comes_within_the_warm_up_bounds(case):
+    codes, num_classes, batch_size, buffer_size, wait, lookahead = case
     record = run(*case)
     all_seen_at = next((i + 1 for i in range(len(codes))
                         if len(set(codes[:i + 1])) == num_classes), len(codes) + 1)
     end = max(batch_size, min(all_seen_at, wait))
-    if end <= len(codes):
-        assert record.read_at[0] == end  # nothing before, and a batch right then
-    else:
-        assert record.read_at[0] == len(codes)  # the stream ended first: served at the end
+    latest = max(end, lookahead * batch_size)
+    # A pass ending first serves its first batch at its end.
+    assert min(end, len(codes)) <= record.read_at[0] <= min(latest, len(codes))
+    if lookahead == 1 and end <= len(codes):
+        assert record.read_at[0] == end  # pigeonhole: some class holds its share right then
     missing = set(range(num_classes)) - set(codes[:min(end, len(codes))])
     if missing:
         assert len(record.warned) == 1
@@ -141,17 +144,22 @@ def test_every_item_read_is_served_fresh_exactly_once(case):
     assert set(served) == set(range(len(record.codes)))  # nothing read is dropped
     assert buffers.fresh_served == len(record.codes) and buffers.fresh_held == 0
     assert buffers.fresh_served + buffers.reused == record.batch_size * len(record.batches)
+    length, batch_size = len(record.codes), record.batch_size
+    assert -(-length // batch_size) <= len(record.batches)
+    assert len(record.batches) <= length / (batch_size // record.num_classes) \
+        + 2 * record.lookahead - 1
 
 
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_items_held_stay_within_the_memory_bound(case):
-    codes, num_classes, batch_size, buffer_size, wait = case
+    codes, num_classes, batch_size, buffer_size, wait, lookahead = case
     record = run(*case)
-    assert record.buffers.peak_held <= num_classes * buffer_size + max(wait, batch_size)
+    assert record.buffers.peak_held <= num_classes * buffer_size + max(wait,
+                                                                       lookahead * batch_size)
     for warming, held in record.held_after:
         if not warming:  # the next read can add one item before the buffers serve
-            assert held + 1 <= num_classes * buffer_size + batch_size
+            assert held + 1 <= num_classes * buffer_size + lookahead * batch_size
     assert max(held for _, held in record.held_after) <= record.buffers.peak_held
 
 
@@ -182,6 +190,16 @@ def test_a_buffered_item_comes_back_only_after_the_rest_of_its_buffer(case):
 @given(streams(), st.integers(0, 2**32 - 1))
 def test_the_batches_are_a_function_of_the_generator_seed(case, seed):
     assert run(*case, seed=seed).batches == run(*case, seed=seed).batches
+
+
+def test_a_balanced_stream_is_served_about_once_with_lookahead():
+    # Equal frequencies, random order: with L = 4 the batches are close to N / B (each item
+    # about once); with L = 1 every class that happens to be ahead forces a batch.
+    codes = np.random.default_rng(1).integers(0, 10, size=6400).tolist()
+    ideal = 10 * max(Counter(codes).values()) / 64
+    eager = len(run(codes, 10, 64, 16, 160, lookahead=1).batches)
+    paced = len(run(codes, 10, 64, 16, 160, lookahead=4).batches)
+    assert paced < 1.2 * ideal < 1.5 * ideal < eager
 
 
 def test_a_rare_item_is_reused_round_robin_not_hammered():
