@@ -317,6 +317,8 @@ class BalancedStream(IterableDataset[Any]):
             stages = _stage_names(self.source)
             workers_by_source = bool(stages & _WDS_WORKER_SPLITTERS)
             nodes_by_source = bool(stages & _WDS_NODE_SPLITTERS)
+            if nodes_by_source:
+                _check_wds_ranks(self.num_replicas, self.rank)
             if _WDS_SINGLE_NODE in stages and self.num_replicas > 1:
                 raise ValueError(
                     f"the webdataset pipeline splits by node with single_node_only, which "
@@ -541,3 +543,19 @@ def _hf_shards(source: Any, num_replicas: int, rank: int) -> int:
         from datasets.distributed import split_dataset_by_node
         source = split_dataset_by_node(source, rank=rank, world_size=num_replicas)
     return int(source.num_shards)
+
+
+def _check_wds_ranks(num_replicas: int, rank: int) -> None:
+    """webdataset's ``split_by_node`` finds the rank itself (``RANK``/``WORLD_SIZE`` or the
+    process group): it must agree with this stream's, or ranks would read the same shards."""
+    from webdataset.utils import pytorch_worker_info
+
+    wds_rank, wds_world = pytorch_worker_info()[:2]
+    if (wds_rank, wds_world) != (rank, num_replicas):
+        raise ValueError(
+            f"the webdataset pipeline splits by node with split_by_node, which sees rank "
+            f"{wds_rank} of {wds_world} (from RANK/WORLD_SIZE or the process group), but the "
+            f"stream was given rank={rank}, num_replicas={num_replicas}; leave num_replicas and "
+            f"rank to the process group, or build the pipeline with nodesplitter=None so that "
+            f"the stream splits ranks by position"
+        )
