@@ -243,6 +243,7 @@ class BalancedStream(IterableDataset[Any]):
         self.seed = shared_seed(seed)
         self.epoch = 0
         self._resume_items = 0
+        self._resume_finished = False
         self._resume_batches: dict[int, int] = {}  # loader mode: batches made, per worker
         self._ended_workers: frozenset[int] = frozenset()
         self._tagged = False
@@ -341,7 +342,10 @@ class BalancedStream(IterableDataset[Any]):
         # Read (and clear) the resume position now, not at the first next(): a DataLoader
         # without workers calls iter() when its own iterator is made.
         skip, self._resume_items = self._resume_items, 0
-        self._served, self._finished = skip, False
+        done, self._resume_finished = self._resume_finished, False
+        self._served, self._finished = skip, done
+        if done:  # restored after this pass had ended: nothing is left of it
+            return iter(())
         return self._items_from(worker, num_workers, skip)
 
     def _items_from(self, worker: int, num_workers: int, skip: int) -> Iterator[Any]:
@@ -407,13 +411,16 @@ class BalancedStream(IterableDataset[Any]):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The epoch and the items of it this process has served (after a finished pass: the
-        start of the next epoch), with the settings that shape the batches."""
-        epoch, served = self.epoch, self._served
-        if self._finished:
-            epoch, served = epoch + 1, 0
-        return {"version": _STATE_VERSION, "epoch": epoch, "items_done": served,
-                "settings": self._settings()}
+        """The epoch, the items of it this process has served and whether its pass has ended,
+        with the settings that shape the batches.
+
+        The end of a pass is recorded as such, not as the start of the next epoch: under
+        torchdata's ``StatefulDataLoader`` each worker saves its own state, and a worker that
+        finished early must stay finished when the others resume. Restored, a finished pass
+        serves nothing; ``set_epoch(epoch + 1)`` then starts the next one.
+        """
+        return {"version": _STATE_VERSION, "epoch": self.epoch, "items_done": self._served,
+                "finished": self._finished, "settings": self._settings()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (from :meth:`state_dict`): the next pass serves exactly the
@@ -423,6 +430,7 @@ class BalancedStream(IterableDataset[Any]):
         self._clear_position()
         self._resume_items = check_int("state['items_done']", state["items_done"], minimum=0,
                                        fix="pass the dict state_dict() returned, unchanged")
+        self._resume_finished = bool(state.get("finished", False))
 
     def _check_state(self, state: Any, count_key: str) -> None:
         name = type(self).__name__
@@ -455,6 +463,7 @@ class BalancedStream(IterableDataset[Any]):
 
     def _clear_position(self) -> None:
         self._resume_items = 0
+        self._resume_finished = False
         self._resume_batches = {}
         self._ended_workers = frozenset()
         self._served = 0
