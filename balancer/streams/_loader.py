@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data._utils.collate import default_collate
@@ -87,6 +89,15 @@ class BalancedStreamLoader(DataLoader):
     - ``loader.peak_items_held``: the most items each worker's buffers held in this epoch, as
       reported with its batches.
 
+    Under an initialised process group whose size is the stream's ``num_replicas``, every rank
+    serves the same number of batches in an epoch, as DDP needs (ranks whose shares give fewer
+    batches would otherwise leave the others waiting): at each step the ranks agree, with one
+    small all-reduce on a CPU (gloo) group, whether any still has a batch of its own; a rank
+    that has run out re-serves its last few batches (``loader.padded_batches`` counts them)
+    until every rank has served all of its own, so no rank drops an item. One case cannot pad:
+    a rank restored from a checkpoint taken after its own batches had ended, which holds no
+    batch to re-serve; the epoch then ends on every rank at that step.
+
     Epoch length is unknown in advance (``len(loader)`` raises ``TypeError``).
     ``persistent_workers=True`` is refused: persistent workers keep the copy of the stream
     made when they started, which never sees a later ``set_epoch`` or resume position.
@@ -118,6 +129,18 @@ class BalancedStreamLoader(DataLoader):
         self._resume: _Position | None = None
         self._generation = 0
         self.peak_items_held: dict[int, int] = {}
+        self.padded_batches = 0
+        # Ranks read shares of different lengths; without agreeing on the number of steps, a
+        # DDP rank that ran out would leave the others waiting in an all-reduce for ever. The
+        # agreement runs on a CPU (gloo) group, whatever the training backend.
+        self._sync = False
+        self._group: Any = None
+        stream_ranks = self.dataset.num_replicas
+        if stream_ranks > 1 and dist.is_available() and dist.is_initialized() \
+                and dist.get_world_size() == stream_ranks:
+            self._sync = True
+            if dist.get_backend() != "gloo":
+                self._group = dist.new_group(backend="gloo")  # collective: every rank builds it
         # Errors in the settings (an unseen split, too few Hugging Face shards) before any
         # worker starts.
         self.dataset.share(0, self.stream_num_workers)
@@ -151,6 +174,7 @@ class BalancedStreamLoader(DataLoader):
             self._resume = None
             self._generation += 1
             self.peak_items_held = {}
+            self.padded_batches = 0
 
     @property
     def epoch(self) -> int:
@@ -221,15 +245,23 @@ class BalancedStreamLoader(DataLoader):
         return f"{type(self).__name__}(num_workers={self.num_workers}, stream={self.dataset!r})"
 
 
+_END = object()  # this rank's workers have all ended their passes
+_PAD_POOL = 4  # recent batches a rank that ran out re-serves while other ranks finish
+
+
 class _OrderedIterator:
     """The ``DataLoader``'s iterator, handing the loop batches in round-robin order over the
-    workers and counting them in the loader's position."""
+    workers and counting them in the loader's position; under a process group, every rank
+    serves the same number of batches (see :class:`BalancedStreamLoader`)."""
 
     def __init__(self, inner: Iterator[Tagged], loader: BalancedStreamLoader) -> None:
         self._inner = inner
         self._loader = loader
         self._generation = loader._generation
         self._queues: list[deque[Tagged]] = [deque() for _ in range(loader.stream_num_workers)]
+        self._recent: deque[Any] = deque(maxlen=_PAD_POOL)
+        self._padded = 0
+        self._done = False
 
     def __iter__(self) -> _OrderedIterator:
         return self
@@ -242,11 +274,39 @@ class _OrderedIterator:
                 f"load_state_dict() while it was running; start a new one with iter(loader) "
                 f"(a `for` loop does) for the new position instead of advancing the old one"
             )
+        if self._done:
+            raise StopIteration
+        batch = self._next_batch()
+        if loader._sync:
+            # One tiny all-reduce per step: does any rank still have a batch of its own, and
+            # is any rank out of batches with none to re-serve (resumed after its end)?
+            mine = batch is not _END
+            flags = torch.tensor([int(mine), int(not mine and not self._recent)])
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=loader._group)
+            if flags[0] == 0 or flags[1] == 1:
+                self._finish()
+            if not mine:
+                pad = self._recent[self._padded % len(self._recent)]
+                self._padded += 1
+                loader.padded_batches += 1
+                return pad
+        elif batch is _END:
+            self._finish()
+        self._recent.append(batch)
+        return batch
+
+    def _finish(self) -> None:
+        self._done = True
+        self._loader._position.finished = True
+        raise StopIteration
+
+    def _next_batch(self) -> Any:
+        """This rank's next batch in round-robin order over its workers, or ``_END``."""
+        loader = self._loader
         position = loader._position
         while True:
             if len(position.ended) == len(position.received):
-                position.finished = True
-                raise StopIteration
+                return _END
             queue = self._queues[position.turn]
             if not queue:
                 try:

@@ -563,8 +563,10 @@ def _check_wds_ranks(num_replicas: int, rank: int) -> None:
     if (wds_rank, wds_world) != (rank, num_replicas):
         raise ValueError(
             f"the webdataset pipeline splits by node with split_by_node, which sees rank "
-            f"{wds_rank} of {wds_world} (from RANK/WORLD_SIZE or the process group), but the "
-            f"stream was given rank={rank}, num_replicas={num_replicas}; leave num_replicas and "
-            f"rank to the process group, or build the pipeline with nodesplitter=None so that "
-            f"the stream splits ranks by position"
+            f"{wds_rank} of {wds_world} (it reads RANK/WORLD_SIZE from the environment, else the "
+            f"process group, which DataLoader workers started by spawn do not have), but the "
+            f"stream has rank={rank}, num_replicas={num_replicas}: ranks would read the same "
+            f"shards. Launch with torchrun (which sets RANK and WORLD_SIZE) or set them in "
+            f"os.environ, leave num_replicas and rank to the process group, or build the "
+            f"pipeline with nodesplitter=None so that the stream splits ranks by position"
         )

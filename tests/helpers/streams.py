@@ -66,7 +66,12 @@ def wds_pipeline(paths: list[str], *, nodes: bool = True) -> Any:
 
     splitter = wds.split_by_node if nodes else wds.single_node_only
     return (wds.WebDataset(paths, shardshuffle=False, nodesplitter=splitter, empty_check=False)
-            .decode().map(lambda sample: {"id": int(sample["id"]), "cls": int(sample["cls"])}))
+            .decode().map(_id_and_class))
+
+
+def _id_and_class(sample: dict) -> dict:
+    # A module-level function, not a lambda: workers started by spawn pickle the pipeline.
+    return {"id": int(sample["id"]), "cls": int(sample["cls"])}
 
 
 def _generate(shards: list[tuple[int, int]], codes: list[int]):
