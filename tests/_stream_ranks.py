@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from _distributed import exit_rank, loopback_env, save_record
-from helpers.streams import Records, RecordReads, class_codes, hf_stream, wds_pipeline
+from helpers.streams import RecordReads, Records, class_codes, hf_stream, wds_pipeline
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from _distributed import free_port
-from _stream_ranks import BATCH_SIZE, COUNTS, EPOCHS, SOURCES, run_rank
+from _stream_ranks import COUNTS, EPOCHS, SOURCES, run_rank
 from helpers.streams import class_codes, reads, write_shards
 
 
@@ -53,6 +53,6 @@ def test_two_gloo_ranks_with_two_workers_each_share_the_stream(tmp_path):
                 assert padded[0] == 0 and padded[1] > 0, padded
             if ranks[0]["epochs"][epoch]["phase"] == "finetune":
                 # Each item exactly once, besides the batches the short rank re-served.
-                own = [shard[:len(shard) - pad] for shard, pad in zip(served, padded)]
+                own = [shard[:len(shard) - pad] for shard, pad in zip(served, padded, strict=True)]
                 own_ids = [i for shard in own for batch in shard for i in batch["id"]]
                 assert sorted(own_ids) == list(range(len(codes))), kind

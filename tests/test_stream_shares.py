@@ -4,13 +4,11 @@ Hugging Face datasets stream), and every batch they serve is balanced."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 from helpers.streams import (
-    Records,
     RecordReads,
+    Records,
     class_codes,
     hf_stream,
     reads,

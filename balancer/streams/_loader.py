@@ -65,7 +65,8 @@ class _TagCollate:
     def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
         self.collate_fn = collate_fn
 
-    def __call__(self, tagged: Tagged) -> Tagged:
+    # Typed Any: DataLoader types collate_fn as taking a list (of items), this takes a Tagged.
+    def __call__(self, tagged: Any) -> Any:
         if tagged.batch is None:
             return tagged
         return tagged._replace(batch=self.collate_fn(tagged.batch))

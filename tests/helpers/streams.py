@@ -10,6 +10,7 @@ rank and worker read, and that their union is the stream.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tarfile
 from pathlib import Path
@@ -85,7 +86,7 @@ def hf_stream(codes: list[int], shards: int) -> Any:
     from datasets import IterableDataset as HFIterable
 
     bounds = np.linspace(0, len(codes), shards + 1).astype(int)
-    ranges = [(int(a), int(b)) for a, b in zip(bounds, bounds[1:])]
+    ranges = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
     return HFIterable.from_generator(_generate, gen_kwargs={"shards": ranges, "codes": tuple(codes)})
 
 
