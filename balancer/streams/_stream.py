@@ -507,7 +507,9 @@ def _check_source(source: Any) -> None:
     if not hasattr(source, "__iter__"):
         raise TypeError(f"source should be an iterable stream of items (an IterableDataset, a "
                         f"webdataset pipeline, ...), but got {type(source).__name__}")
-    if iter(source) is source:
+    # An iterator (it has __next__) is read once; iter() is not called to find out, as a
+    # stream's __iter__ may open files or connections.
+    if isinstance(source, Iterator):
         raise TypeError(
             f"source is an iterator ({type(source).__name__}), which can be read only once; "
             f"pass a re-iterable whose __iter__ starts a new pass (an IterableDataset), so that "
