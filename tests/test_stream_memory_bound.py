@@ -17,7 +17,7 @@ BOUND = 3 * 8 + max(3 * 8, 2 * BATCH_SIZE)  # wait defaults to C * buffer_size
 def test_a_long_stream_holds_at_most_the_bound():
     stream = BalancedStream(Records(CODES), batch_size=BATCH_SIZE, **SETTINGS)
     highest = 0
-    for batch in DataLoader(stream, batch_size=BATCH_SIZE):
+    for _ in DataLoader(stream, batch_size=BATCH_SIZE):
         highest = max(highest, stream.items_held)
     assert highest <= stream.peak_held <= BOUND
     assert stream.peak_held >= 3 * 8  # the reuse buffers did fill: the bound is not idle

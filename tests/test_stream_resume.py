@@ -61,6 +61,24 @@ def test_balance_loader_resumes_at_every_batch_out_of_order():
                                                 dataloader={"in_order": False}))
 
 
+def test_persistent_workers_follow_set_epoch_and_resume():
+    codes = class_codes(COUNTS)
+    persistent = make_loader(Records(codes), 2, dataloader={"persistent_workers": True})
+    fresh = make_loader(Records(codes), 2)
+    for epoch in (0, 1, 0):
+        persistent.set_epoch(epoch)
+        fresh.set_epoch(epoch)
+        assert [ids(b) for b in persistent] == [ids(b) for b in fresh], epoch
+    full = [ids(b) for b in fresh]  # epoch 0
+    persistent.set_epoch(0)
+    iterator = iter(persistent)
+    seen = [ids(next(iterator)) for _ in range(3)]
+    state = persistent.state_dict()
+    del iterator
+    persistent.load_state_dict(state)  # the same workers resume
+    assert seen + [ids(b) for b in persistent] == full
+
+
 def test_a_checkpoint_after_the_last_batch_is_the_next_epochs_start():
     loader = make_loader(Records(class_codes(COUNTS)), 2, schedule=FineTuneSchedule(3))
     loader.set_epoch(0)

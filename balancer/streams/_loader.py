@@ -99,9 +99,9 @@ class BalancedStreamLoader(DataLoader):
     a rank restored from a checkpoint taken after its own batches had ended, which holds no
     batch to re-serve; the epoch then ends on every rank at that step.
 
-    Epoch length is unknown in advance (``len(loader)`` raises ``TypeError``).
-    ``persistent_workers=True`` is refused: persistent workers keep the copy of the stream
-    made when they started, which never sees a later ``set_epoch`` or resume position.
+    Epoch length is unknown in advance (``len(loader)`` raises ``TypeError``). Persistent
+    workers (``persistent_workers=True``) are supported: the epoch and the resume position
+    reach their copies of the stream through shared memory.
     """
 
     dataset: BalancedStream
@@ -112,20 +112,19 @@ class BalancedStreamLoader(DataLoader):
         if not isinstance(stream, BalancedStream):
             raise TypeError(f"stream should be a balancer.BalancedStream, but got "
                             f"{type(stream).__name__}; use balancer.balance(loader)")
-        if settings.get("persistent_workers"):
-            raise ValueError(
-                "persistent_workers=True with a balanced stream: persistent workers keep the "
-                "copy of the stream made when they started, so they would never see set_epoch() "
-                "or a resume position; build the DataLoader with persistent_workers=False"
-            )
         for name in ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"):
             if name in settings:
                 raise TypeError(f"BalancedStreamLoader got {name}=, but the stream makes the "
                                 f"batches; set batch_size and drop_last on the BalancedStream")
         self._collate = collate_fn if collate_fn is not None else default_collate
-        super().__init__(stream._tagged_copy(), batch_size=None,
-                         collate_fn=_TagCollate(self._collate), **settings)
-        self.stream_num_workers = max(self.num_workers, 1)
+        tagged = stream._tagged_copy()
+        workers = max(int(settings.get("num_workers", 0)), 1)
+        # Shared before any worker starts: forked workers share the pages, spawned ones receive
+        # a handle (torch's multiprocessing reductions).
+        tagged._start = torch.zeros(1 + 2 * workers, dtype=torch.int64).share_memory_()
+        super().__init__(tagged, batch_size=None, collate_fn=_TagCollate(self._collate),
+                         **settings)
+        self.stream_num_workers = workers
         self._position = _Position(self.stream_num_workers)
         self._resume: _Position | None = None
         self._generation = 0
@@ -157,13 +156,14 @@ class BalancedStreamLoader(DataLoader):
         self._resume = None
         self._position = start.copy()
         stream = self.dataset
-        stream._resume_batches = dict(enumerate(start.received))
-        stream._ended_workers = frozenset(start.ended)
-        try:
-            inner = super().__iter__()  # the workers take their copies of the stream here
-        finally:
-            stream._resume_batches, stream._ended_workers = {}, frozenset()
-        return _OrderedIterator(inner, self)
+        shared = stream._start
+        assert shared is not None
+        count = self.stream_num_workers
+        shared[0] = stream.epoch
+        shared[1:1 + count] = torch.tensor(start.received)
+        shared[1 + count:] = torch.tensor([int(w in start.ended) for w in range(count)])
+        # The workers read the start when they begin their pass, which this call asks for.
+        return _OrderedIterator(super().__iter__(), self)
 
     # ------------------------------------------------------------------ controls
     def set_epoch(self, epoch: int) -> None:

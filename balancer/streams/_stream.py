@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
@@ -244,8 +245,9 @@ class BalancedStream(IterableDataset[Any]):
         self.epoch = 0
         self._resume_items = 0
         self._resume_finished = False
-        self._resume_batches: dict[int, int] = {}  # loader mode: batches made, per worker
-        self._ended_workers: frozenset[int] = frozenset()
+        # Loader mode: where each worker starts, in shared memory so that persistent workers
+        # see it too: [epoch, batches made by worker 0..W-1, worker 0..W-1 ended (0/1)].
+        self._start: torch.Tensor | None = None
         self._tagged = False
         self._served = 0
         self._finished = False
@@ -360,8 +362,12 @@ class BalancedStream(IterableDataset[Any]):
         self._finished = True
 
     def _tagged_pass(self, worker: int, num_workers: int) -> Iterator[Tagged]:
-        skip = self._resume_batches.get(worker, 0)
-        return self._tagged_from(worker, num_workers, skip, worker in self._ended_workers)
+        skip, ended = 0, False
+        if self._start is not None:
+            start = self._start.tolist()
+            self.epoch = start[0]  # a persistent worker's copy hears of set_epoch only here
+            skip, ended = start[1 + worker], bool(start[1 + num_workers + worker])
+        return self._tagged_from(worker, num_workers, skip, ended)
 
     def _tagged_from(self, worker: int, num_workers: int, skip: int,
                      ended: bool) -> Iterator[Tagged]:
@@ -464,8 +470,6 @@ class BalancedStream(IterableDataset[Any]):
     def _clear_position(self) -> None:
         self._resume_items = 0
         self._resume_finished = False
-        self._resume_batches = {}
-        self._ended_workers = frozenset()
         self._served = 0
         self._finished = False
 
