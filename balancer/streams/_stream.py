@@ -98,8 +98,10 @@ class BalancedStream(IterableDataset[Any]):
     ``BalancedStream(source, batch_size=B, classes=C, labels=...)`` is an ``IterableDataset``
     whose items come in groups of ``B``: every group is one balanced batch, so
     ``DataLoader(stream, batch_size=B, num_workers=W)`` collates each group into one batch in
-    each worker, with your ``collate_fn``, ``pin_memory`` and so on. :func:`balancer.balance`
-    builds one for a ``DataLoader`` over an ``IterableDataset`` and adds exact checkpoints.
+    each worker, with your ``collate_fn``, ``pin_memory`` and so on (give the ``DataLoader`` the
+    stream's ``batch_size`` and ``drop_last=False``, or its batches straddle the groups).
+    :func:`balancer.balance` builds one for a ``DataLoader`` over an ``IterableDataset`` and adds
+    exact checkpoints.
 
     Each pass (epoch) reads the source once. Every item read is served once as a *fresh* item;
     each class also keeps its last ``buffer_size`` served items in a *reuse* buffer, from which it
