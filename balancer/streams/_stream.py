@@ -122,28 +122,33 @@ class BalancedStream(IterableDataset[Any]):
     :func:`~balancer.balance` returns) also makes every rank serve the same number of batches.
 
     Guarantees (for ``C`` classes, ``n`` of them active -- all ``C`` once each has been seen,
-    see the warm-up -- and ``B >= C``):
+    see the warm-up):
 
     - **Balance, from the first batch.** Every balanced batch holds exactly ``q_c`` items of each
       active class ``c``, with ``q_c`` = :math:`\lfloor B/n \rfloor` or
       :math:`\lceil B/n \rceil`; the ``B mod n`` larger shares rotate over the active classes in
       a seeded order, so over any ``n`` consecutive batches with the same active classes each
-      class gets exactly ``B mod n`` of them. No batch is short; the item order inside a batch is
-      shuffled.
+      class gets exactly ``B mod n`` of them. With ``B < n`` (more classes than items per
+      batch), each batch holds one item of each of ``B`` classes and every class has its slot in
+      each ``n`` consecutive batches ``B`` times (measured: 100 classes with a long tail,
+      ``B = 32``, ``L = 4``: 1.004x the map-style epoch's batches). No batch is short; the item
+      order inside a batch is shuffled.
     - **Warm-up.** Nothing is served before ``T = max(B, min(s, wait))`` items have been read,
       ``s`` being the number read when every class has been seen and ``wait`` defaulting to
-      ``max(B, C * buffer_size)``; the first batch comes at the latest when ``max(T, L * B)``
-      items have been read (or at the end of a shorter pass). If every class appears among the
-      first ``wait`` items read, every batch of the pass balances all ``C`` classes. If not, one
-      ``UserWarning`` names the missing classes, batches balance the classes seen, and a missing
-      class joins at its first item.
+      ``max(B, C * buffer_size)``; the first batch comes at the latest when
+      ``max(T, L * max(B, C))`` items have been read (or at the end of a shorter pass). If every
+      class appears among the first ``wait`` items read, every batch of the pass balances all
+      ``C`` classes. If not, one ``UserWarning`` names the missing classes, batches balance the
+      classes seen, and a missing class joins at its first item.
     - **Every item once per pass.** Each item read is served fresh exactly once in the pass; at
       the end of a finite pass the remaining fresh items are served in full, balanced batches
       (padded from the reuse buffers), so nothing read is dropped. A pass that reads ``N``
-      items serves between ``N / B`` and ``N / floor(B / C) + 2L - 1`` batches. A pass that
-      reads fewer than ``B`` items raises ``ValueError`` before serving anything.
+      items serves at least ``N / B`` batches, and with ``B >= C`` at most
+      ``N / floor(B / C) + 2L - 1``. A pass that reads fewer than ``B`` items raises
+      ``ValueError`` before serving anything.
     - **Memory.** The items held (fresh plus reuse buffers, :attr:`items_held`) never exceed
-      ``C * buffer_size + max(wait, L * B)``; after the warm-up, ``C * buffer_size + L * B``.
+      ``C * buffer_size + max(wait, L * max(B, C))``; after the warm-up,
+      ``C * buffer_size + L * max(B, C)``.
       :attr:`peak_held` is the most held in this process's last pass.
     - **Repeats.** A class's reuse buffer is served round robin, least recently served first: a
       buffered item is served again only after every other item that stays in its class's
@@ -169,7 +174,7 @@ class BalancedStream(IterableDataset[Any]):
     Args:
         source: a re-iterable stream of items (an ``IterableDataset``, a webdataset pipeline, a
             Hugging Face ``datasets.IterableDataset``, ...): each ``iter(source)`` starts a pass.
-        batch_size: ``B``, items per batch (at least the number of classes).
+        batch_size: ``B``, items per batch.
         classes: the number of classes ``C`` (labels ``0 .. C-1``) or the list of label values.
         labels: where each item's class is: a key or index of the item, a function of the item,
             or ``None`` (a dict key among ``label``, ``labels``, ``target``, ``targets``,
@@ -221,12 +226,6 @@ class BalancedStream(IterableDataset[Any]):
         self.batch_size = check_int("batch_size", batch_size, minimum=1,
                                     fix="pass a positive number of items per batch")
         count = self.labels.num_classes
-        if self.batch_size < count:
-            raise ValueError(
-                f"batch_size should be at least the number of classes ({count}) so that every "
-                f"batch holds each class, but got batch_size={batch_size}; raise batch_size or "
-                f"merge classes"
-            )
         self.buffer_size = check_int("buffer_size", buffer_size, minimum=1,
                                      fix="pass the number of items each class keeps for reuse "
                                          f"(default {_DEFAULT_BUFFER_SIZE})")
