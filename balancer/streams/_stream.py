@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -31,6 +32,8 @@ SPLITS: tuple[Split, ...] = ("auto", "position", "source")
 _STATE_VERSION = 1
 _DEFAULT_BUFFER_SIZE = 256
 _DEFAULT_LOOKAHEAD = 4
+# Recent batches a rank that ran out re-serves while other ranks finish (BalancedStreamLoader).
+STOCK_BATCHES = 4
 
 # webdataset's own splitters, recognised by name in a pipeline's stages.
 _WDS_NODE_SPLITTERS = frozenset({"split_by_node"})
@@ -84,7 +87,8 @@ class Share:
 class Tagged(NamedTuple):
     """What a stream yields to :class:`~balancer.streams.BalancedStreamLoader`'s workers: one
     batch (``batch is None``: the worker's pass ended), which worker made it, how many batches
-    it made before it in this pass, and the most items its buffers have held so far."""
+    it made before it in this pass (-1: a batch to keep for re-serving, not to serve), and the
+    most items its buffers have held so far."""
 
     worker: int
     number: int
@@ -367,15 +371,16 @@ class BalancedStream(IterableDataset[Any]):
         self._finished = True
 
     def _tagged_pass(self, worker: int, num_workers: int) -> Iterator[Tagged]:
-        skip, ended = 0, False
+        skip, ended, stock = 0, False, False
         if self._start is not None:
             start = self._start.tolist()
             self.epoch = start[0]  # a persistent worker's copy hears of set_epoch only here
             skip, ended = start[1 + worker], bool(start[1 + num_workers + worker])
-        return self._tagged_from(worker, num_workers, skip, ended)
+            stock = bool(start[1 + 2 * num_workers])
+        return self._tagged_from(worker, num_workers, skip, ended, stock)
 
-    def _tagged_from(self, worker: int, num_workers: int, skip: int,
-                     ended: bool) -> Iterator[Tagged]:
+    def _tagged_from(self, worker: int, num_workers: int, skip: int, ended: bool,
+                     stock: bool) -> Iterator[Tagged]:
         number = skip
         if not ended:
             for made, batch in enumerate(self._batches(worker, num_workers)):
@@ -383,6 +388,14 @@ class BalancedStream(IterableDataset[Any]):
                     continue
                 yield Tagged(worker, number, self.peak_held, batch)
                 number += 1
+        elif stock:
+            # Resumed after this worker's pass had ended, under ranks kept in step: re-make the
+            # pass and hand over its last batches (number -1: not to serve), which the loader
+            # re-serves if its rank runs out before the others.
+            last: deque[list[Any]] = deque(maxlen=STOCK_BATCHES)
+            last.extend(self._batches(worker, num_workers))
+            for batch in last:
+                yield Tagged(worker, -1, self.peak_held, batch)
         yield Tagged(worker, number, self.peak_held, None)
 
     def _batches(self, worker: int, num_workers: int) -> Iterator[list[Any]]:
