@@ -89,7 +89,7 @@ def resume_in_padding(out_dir: str, seed: int) -> dict:
                            multiprocessing_context="fork")
         return balance(plain, labels=key, classes=3, buffer_size=16, seed=seed), key
 
-    loader, key = build()
+    loader, _ = build()
     full = [batch["id"].tolist() for batch in loader]
     own = len(full) - loader.padded_batches
     loader, _ = build()
