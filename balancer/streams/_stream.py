@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -392,8 +391,9 @@ class BalancedStream(IterableDataset[Any]):
             # Resumed after this worker's pass had ended, under ranks kept in step: re-make the
             # pass and hand over its last batches (number -1: not to serve), which the loader
             # re-serves if its rank runs out before the others.
-            last: deque[list[Any]] = deque(maxlen=STOCK_BATCHES)
-            last.extend(self._batches(worker, num_workers))
+            last: list[list[Any]] = []
+            for batch in self._batches(worker, num_workers):
+                last = [*last[1 - STOCK_BATCHES:], batch]  # the last STOCK_BATCHES
             for batch in last:
                 yield Tagged(worker, -1, self.peak_held, batch)
         yield Tagged(worker, number, self.peak_held, None)
