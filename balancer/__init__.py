@@ -9,12 +9,14 @@ from balancer.datasets import SHIPPED_DATASETS, MedMNIST, load_chestxray14_label
 from balancer.labels import MultiLabels, labels_of
 from balancer.loader import BalancedDataLoader, balance, balanced_loader
 from balancer.samplers import BalancedBatchSampler, MultiLabelBalancedSampler, RepeatFactorSampler
+from balancer.streams import BalancedStream
 from balancer.transforms import RandomFlipShift, random_flip_shift
 
 __all__ = [
     "SHIPPED_DATASETS",
     "BalancedBatchSampler",
     "BalancedDataLoader",
+    "BalancedStream",
     "FineTuneSchedule",
     "MedMNIST",
     "MultiLabelBalancedSampler",

@@ -27,6 +27,8 @@ STRADDLE = 8  # the order inside a cycle that straddles an epoch boundary: (clas
 LABEL_CYCLE = 16  # a multi-label bucket's circular-buffer reshuffles: (bucket, group)
 RFS_ORDER = 17  # repeat-factor sampling: the order fractional parts are laid out in, and u_0
 RFS_EPOCH = 18  # repeat-factor sampling: the permutation of an epoch's copies: (epoch, 0)
+# Streams (balancer.streams).
+STREAM = 19  # one pass of a balanced stream: quota rotation and in-batch order: (epoch, share)
 
 _KEY_TAG = 0x62616C616E636572  # "balancer": second key word, so seeds do not collide with other uses
 

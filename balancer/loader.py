@@ -13,8 +13,8 @@ import copy
 import inspect
 import sys
 import warnings
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, cast, overload
 
 from torch import nn
 from torch.utils.data import (
@@ -30,6 +30,7 @@ from torch.utils.data import (
 from balancer._schedule import BatchNormPolicy, Phase, set_train_mode
 from balancer._validation import check_bool, check_int
 from balancer.samplers import BalancedBatchSampler, PlanBatchSampler, sampler_kind, sampler_kinds
+from balancer.streams import BalancedStream, BalancedStreamLoader
 
 __all__ = ["BalancedDataLoader", "RankShardSampler", "balance", "balanced_loader",
            "dataloader_settings"]
@@ -302,6 +303,24 @@ class _CountingIterator:
         return self._length
 
 
+# A stream needs `classes` and a map-style dataset refuses it, so the type checker can tell the
+# two loaders apart by it.
+@overload
+def balance(loader: DataLoader, labels: Any = None, *, schedule: Any = None,
+            seed: int | None = 0, samples_per_epoch: int | None = None,
+            drop_last: bool | None = None, batch_type: str | None = None,
+            sampler: str | type = "balanced", classes: None = None,
+            **sampler_options: Any) -> BalancedDataLoader: ...
+
+
+@overload
+def balance(loader: DataLoader, labels: Any = None, *, schedule: Any = None,
+            seed: int | None = 0, samples_per_epoch: int | None = None,
+            drop_last: bool | None = None, batch_type: str | None = None,
+            sampler: str | type = "balanced", classes: int | Sequence[Any],
+            **sampler_options: Any) -> BalancedStreamLoader: ...
+
+
 def balance(
     loader: DataLoader,
     labels: Any = None,
@@ -312,8 +331,9 @@ def balance(
     drop_last: bool | None = None,
     batch_type: str | None = None,
     sampler: str | type = "balanced",
+    classes: int | Sequence[Any] | None = None,
     **sampler_options: Any,
-) -> BalancedDataLoader:
+) -> BalancedDataLoader | BalancedStreamLoader:
     """The same ``DataLoader``, drawing equal-frequency batches from circular per-class buffers.
 
     Returns a new :class:`BalancedDataLoader` over ``loader.dataset`` with ``loader``'s settings
@@ -346,8 +366,18 @@ def balance(
             or ``"repeat-factor"`` (:class:`~balancer.RepeatFactorSampler`), or one of those
             classes. The multi-label ones read ``labels`` with
             ``labels_of(..., multilabel=True)`` (repeat-factor also takes one class per item).
+        classes: for a stream only: the number of classes or the list of label values.
         **sampler_options: further keywords of that sampler, e.g. ``threshold=0.1`` for
-            repeat-factor sampling or ``min_bucket_share=`` for label-balanced batches.
+            repeat-factor sampling or ``min_bucket_share=`` for label-balanced batches; for a
+            stream, :class:`~balancer.BalancedStream`'s ``buffer_size``, ``wait``, ``lookahead``,
+            ``split``, and ``num_replicas`` and ``rank`` (default: the process group).
+
+    A ``DataLoader`` over an ``IterableDataset`` (a stream: webdataset, Hugging Face
+    ``datasets`` in streaming mode, ...) gives a :class:`~balancer.streams.BalancedStreamLoader`
+    over a :class:`~balancer.BalancedStream` of it, which reads the stream once per epoch
+    through bounded per-class buffers (see there for its guarantees): ``labels`` is then a key of
+    each item or a function of it, and ``classes`` is required. Its ``collate_fn`` and worker
+    settings are kept; ``drop_last`` applies to fine-tune epochs.
 
     Example:
         >>> from balancer import MedMNIST
@@ -366,10 +396,14 @@ def balance(
         )
     dataset = loader.dataset
     if isinstance(dataset, IterableDataset):
+        return _balance_stream(loader, labels, classes=classes, schedule=schedule, seed=seed,
+                               samples_per_epoch=samples_per_epoch, drop_last=drop_last,
+                               batch_type=batch_type, sampler=sampler, options=sampler_options)
+    if classes is not None:
         raise TypeError(
-            f"loader.dataset is an IterableDataset ({type(dataset).__name__}); balance() picks "
-            f"items by index, which needs a map-style Dataset with __getitem__ and __len__. "
-            f"Materialise the stream into a map-style dataset, or balance it upstream"
+            f"balance() got classes={classes!r}, which only a stream (a DataLoader over an "
+            f"IterableDataset) needs; a map-style dataset's classes are read from its labels, "
+            f"so remove classes="
         )
     if isinstance(loader.batch_sampler, PlanBatchSampler):
         raise ValueError(
@@ -414,6 +448,48 @@ def balance(
     balanced = loader_class(dataset, batch_sampler, **dataloader_settings(loader), **own_settings)
     balanced._seed_was_drawn = seed is None
     return balanced
+
+
+_STREAM_OPTIONS = ("buffer_size", "wait", "lookahead", "split", "num_replicas", "rank")
+
+
+def _balance_stream(loader: DataLoader, labels: Any, *, classes: Any, schedule: Any,
+                    seed: int | None, samples_per_epoch: int | None, drop_last: bool | None,
+                    batch_type: str | None, sampler: str | type,
+                    options: dict[str, Any]) -> BalancedStreamLoader:
+    """:func:`balance` for a ``DataLoader`` over an ``IterableDataset``."""
+    dataset = loader.dataset
+    if isinstance(dataset, BalancedStream):
+        raise ValueError(
+            "loader.dataset is already a BalancedStream; use the loader as it is, or balance() "
+            "a DataLoader over the original stream"
+        )
+    refused: dict[str, Any] = {"samples_per_epoch": samples_per_epoch, "batch_type": batch_type}
+    refused.update({k: v for k, v in options.items() if k not in _STREAM_OPTIONS})
+    refused = {k: v for k, v in refused.items() if v is not None}
+    if sampler != "balanced":
+        refused["sampler"] = sampler
+    if refused:
+        raise TypeError(
+            f"balance() got {', '.join(f'{k}={v!r}' for k, v in refused.items())} for a stream "
+            f"(loader.dataset is an IterableDataset, {type(dataset).__name__}); a stream is "
+            f"balanced by per-class buffers, which take only labels, classes, schedule, seed, "
+            f"drop_last and {', '.join(_STREAM_OPTIONS)}"
+        )
+    if loader.batch_size is None:
+        raise ValueError(
+            "loader has batch_size=None (automatic batching disabled); a balanced stream "
+            "serves batches, so build the DataLoader with batch_size=N"
+        )
+    if drop_last is None:
+        drop_last = loader.drop_last
+    stream = BalancedStream(cast(Iterable[Any], dataset), batch_size=loader.batch_size, classes=classes,
+                            labels=labels, seed=seed, schedule=schedule, drop_last=drop_last,
+                            **options)
+    settings = dataloader_settings(loader)
+    collate_fn = settings.pop("collate_fn", None)
+    # DataLoader's default for batch_size=N is default_collate; keep whatever the user set.
+    return BalancedStreamLoader(stream, collate_fn=collate_fn, **settings)
 
 
 def balanced_loader(dataset: Dataset, batch_size: int, labels: Any = None,

@@ -1,0 +1,350 @@
+"""``BalancedStreamLoader``: the ``DataLoader`` :func:`balancer.balance` returns for a stream.
+
+# Design note: counting batches per worker (issue 23)
+# A stream cannot seek, so a resume re-reads the epoch and re-runs the buffers without serving
+# (BalancedStream). With DataLoader workers, each worker serves its own share, and the loop
+# receives their batches round robin, a worker dropping out of the cycle when its pass ends.
+# To resume exactly, the loop-side position must say how many batches the loop received from
+# each worker, which workers had ended, and whose turn was next. So the workers yield Tagged
+# batches (worker, number, batch; batch None marks the end of the worker's pass) through
+# DataLoader(batch_size=None) with the user's collate_fn applied to the batch inside the worker,
+# and this loader's iterator hands the loop the batches in the canonical round-robin order:
+# a fresh iteration arrives in that order already; a resumed one (whose DataLoader restarts
+# its cycle at worker 0) or one with in_order=False is put back in it, holding at most a few
+# batches per worker.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data._utils.collate import default_collate
+
+from balancer._schedule import BatchNormPolicy, Phase, set_train_mode
+from balancer.streams._stream import STOCK_BATCHES, BalancedStream, Tagged
+
+__all__ = ["BalancedStreamLoader"]
+
+
+class _Position:
+    """Where the loop stands in an epoch: batches received per worker, ended workers, turn."""
+
+    def __init__(self, num_workers: int) -> None:
+        self.received = [0] * num_workers
+        self.ended: set[int] = set()
+        self.turn = 0
+        self.finished = False
+
+    def copy(self) -> _Position:
+        other = _Position(len(self.received))
+        other.received = list(self.received)
+        other.ended = set(self.ended)
+        other.turn = self.turn
+        other.finished = self.finished
+        return other
+
+    def advance(self) -> None:
+        """Pass the turn to the next worker still serving (if any)."""
+        count = len(self.received)
+        for step in range(1, count + 1):
+            candidate = (self.turn + step) % count
+            if candidate not in self.ended:
+                self.turn = candidate
+                return
+
+
+class _TagCollate:
+    """The user's ``collate_fn``, applied in the worker to the batch inside a :class:`Tagged`."""
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
+        self.collate_fn = collate_fn
+
+    # Typed Any: DataLoader types collate_fn as taking a list (of items), this takes a Tagged.
+    def __call__(self, tagged: Any) -> Any:
+        if tagged.batch is None:
+            return tagged
+        return tagged._replace(batch=self.collate_fn(tagged.batch))
+
+
+class BalancedStreamLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`~balancer.BalancedStream`, with exact checkpoints.
+
+    Built by :func:`balancer.balance` for a ``DataLoader`` over an ``IterableDataset``. Each
+    worker (or the main process, without workers) serves balanced batches of its share of the
+    stream, collated by the original ``collate_fn`` in the worker; the loop receives them in
+    the ``DataLoader``'s round-robin order over workers. Controls on the loader:
+
+    - ``loader.set_epoch(epoch)``: call before every epoch; ``loader.epoch``, ``loader.phase``;
+    - ``loader.batches_received``: batches the loop has received this epoch (all workers);
+    - ``loader.state_dict()`` / ``loader.load_state_dict(state)``: the position of the loop --
+      batches received from each worker, the workers whose pass had ended and whose turn was
+      next -- so that a loader restored from it serves exactly the batches the loop had not
+      received, in the same order (each worker re-reads its share of the epoch and re-runs its
+      buffers without serving up to its count);
+    - ``loader.peak_items_held``: the most items each worker's buffers held in this epoch, as
+      reported with its batches.
+
+    Under an initialised process group whose size is the stream's ``num_replicas``, every rank
+    serves the same number of batches in an epoch, as DDP needs (ranks whose shares give fewer
+    batches would otherwise leave the others waiting): at each step the ranks agree, with one
+    small all-reduce on a CPU (gloo) group, whether any still has a batch of its own; a rank
+    that has run out re-serves its last few batches (``loader.padded_batches`` counts them)
+    until every rank has served all of its own, so no rank drops an item. A rank restored from
+    a checkpoint taken after its own batches had ended has its workers re-make their passes
+    (without serving) to hand over their last batches for re-serving. Should a rank still have
+    nothing to re-serve, the epoch ends on every rank at that step rather than hang.
+
+    Epoch length is unknown in advance (``len(loader)`` raises ``TypeError``). Persistent
+    workers (``persistent_workers=True``) are supported: the epoch and the resume position
+    reach their copies of the stream through shared memory.
+    """
+
+    dataset: BalancedStream
+
+    def __init__(self, stream: BalancedStream, *,
+                 collate_fn: Callable[[list[Any]], Any] | None = None,
+                 **settings: Any) -> None:
+        if not isinstance(stream, BalancedStream):
+            raise TypeError(f"stream should be a balancer.BalancedStream, but got "
+                            f"{type(stream).__name__}; use balancer.balance(loader)")
+        for name in ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"):
+            if name in settings:
+                raise TypeError(f"BalancedStreamLoader got {name}=, but the stream makes the "
+                                f"batches; set batch_size and drop_last on the BalancedStream")
+        self._collate = collate_fn if collate_fn is not None else default_collate
+        tagged = stream._tagged_copy()
+        workers = max(int(settings.get("num_workers", 0)), 1)
+        # Shared before any worker starts: forked workers share the pages, spawned ones receive
+        # a handle (torch's multiprocessing reductions).
+        tagged._start = torch.zeros(2 + 2 * workers, dtype=torch.int64).share_memory_()
+        super().__init__(tagged, batch_size=None, collate_fn=_TagCollate(self._collate),
+                         **settings)
+        self.stream_num_workers = workers
+        self._position = _Position(self.stream_num_workers)
+        self._resume: _Position | None = None
+        self._generation = 0
+        self.peak_items_held: dict[int, int] = {}
+        self.padded_batches = 0
+        # Ranks read shares of different lengths; without agreeing on the number of steps, a
+        # DDP rank that ran out would leave the others waiting in an all-reduce for ever. The
+        # agreement runs on a CPU (gloo) group, whatever the training backend.
+        self._sync = False
+        self._group: Any = None
+        stream_ranks = self.dataset.num_replicas
+        if stream_ranks > 1 and dist.is_available() and dist.is_initialized() \
+                and dist.get_world_size() == stream_ranks:
+            self._sync = True
+            if dist.get_backend() != "gloo":
+                self._group = dist.new_group(backend="gloo")  # collective: every rank builds it
+        # Errors in the settings (an unseen split, too few Hugging Face shards) before any
+        # worker starts.
+        self.dataset.share(0, self.stream_num_workers)
+
+    @property
+    def stream(self) -> BalancedStream:
+        """The loader's :class:`~balancer.BalancedStream` (a copy of the one it was built on)."""
+        return self.dataset
+
+    # DataLoader.__iter__ returns a _BaseDataLoaderIter; this one puts its batches in order.
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        start = self._resume if self._resume is not None else _Position(self.stream_num_workers)
+        self._resume = None
+        self._position = start.copy()
+        stream = self.dataset
+        shared = stream._start
+        assert shared is not None
+        count = self.stream_num_workers
+        shared[0] = stream.epoch
+        shared[1:1 + count] = torch.tensor(start.received)
+        shared[1 + count:1 + 2 * count] = torch.tensor([int(w in start.ended)
+                                                        for w in range(count)])
+        # Under ranks kept in step, a worker whose pass had ended re-makes it to hand over its
+        # last batches: a rank resumed after its own batches still has some to re-serve.
+        shared[1 + 2 * count] = int(self._sync and bool(start.ended))
+        # The workers read the start when they begin their pass, which this call asks for.
+        return _OrderedIterator(super().__iter__(), self)
+
+    # ------------------------------------------------------------------ controls
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch the next iteration serves; see :meth:`BalancedStream.set_epoch`."""
+        previous = self.dataset.epoch
+        self.dataset.set_epoch(epoch)
+        if epoch != previous or self._position.finished:
+            self._position = _Position(self.stream_num_workers)
+            self._resume = None
+            self._generation += 1
+            self.peak_items_held = {}
+            self.padded_batches = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.epoch
+
+    @property
+    def phase(self) -> Phase:
+        return self.dataset.phase
+
+    @property
+    def seed(self) -> int:
+        return self.dataset.seed
+
+    @property
+    def batches_received(self) -> int:
+        """Batches the loop has received in the current epoch, over all workers."""
+        return sum(self._position.received)
+
+    def train_mode(self, model: nn.Module) -> nn.Module:
+        """``model`` in training mode for the current :attr:`phase`; see
+        :meth:`balancer.BalancedDataLoader.train_mode`."""
+        schedule = self.dataset.schedule
+        batchnorm: BatchNormPolicy = "train" if schedule is None else schedule.batchnorm
+        return set_train_mode(model, self.phase, batchnorm=batchnorm)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop's position: the epoch, the batches received from each worker, the workers
+        whose pass had ended and whose turn is next. After the last batch of an epoch (the
+        iteration ended), the start of the next epoch."""
+        position = self._position
+        epoch = self.dataset.epoch
+        if position.finished:
+            epoch, position = epoch + 1, _Position(self.stream_num_workers)
+        return {"version": 1, "epoch": epoch, "num_workers": self.stream_num_workers,
+                "batches_done": list(position.received), "ended": sorted(position.ended),
+                "turn": position.turn, "settings": self.dataset._settings()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`state_dict`): the next iteration serves exactly
+        the batches of the saved epoch the loop had not received, in the same order."""
+        stream = self.dataset
+        stream._check_state(state, "batches_done")
+        if state.get("num_workers") != self.stream_num_workers:
+            raise ValueError(
+                f"state was saved by a loader with num_workers={state.get('num_workers')} "
+                f"(counting the main process as one), but this one has "
+                f"{self.stream_num_workers}: each worker reads its own share of the stream, so "
+                f"the position cannot move to another number of workers; build the DataLoader "
+                f"with the saved number of workers"
+            )
+        done, ended, turn = state["batches_done"], state.get("ended", []), state.get("turn", 0)
+        count = self.stream_num_workers
+        if not (isinstance(done, list) and len(done) == count
+                and all(isinstance(n, int) and n >= 0 for n in done)
+                and all(isinstance(w, int) and 0 <= w < count for w in ended)
+                and isinstance(turn, int) and 0 <= turn < count):
+            raise ValueError("state['batches_done'], ['ended'] or ['turn'] is not what "
+                             "state_dict() writes; pass the dict it returned, unchanged")
+        stream.epoch = int(state["epoch"])
+        stream._clear_position()
+        position = _Position(count)
+        position.received, position.ended, position.turn = list(done), set(ended), turn
+        self._position = position.copy()
+        self._resume = position
+        self._generation += 1
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_workers={self.num_workers}, stream={self.dataset!r})"
+
+
+_END = object()  # this rank's workers have all ended their passes
+
+
+class _OrderedIterator:
+    """The ``DataLoader``'s iterator, handing the loop batches in round-robin order over the
+    workers and counting them in the loader's position; under a process group, every rank
+    serves the same number of batches (see :class:`BalancedStreamLoader`)."""
+
+    def __init__(self, inner: Iterator[Tagged], loader: BalancedStreamLoader) -> None:
+        self._inner = inner
+        self._loader = loader
+        self._generation = loader._generation
+        self._queues: list[deque[Tagged]] = [deque() for _ in range(loader.stream_num_workers)]
+        self._recent: deque[Any] = deque(maxlen=STOCK_BATCHES)
+        self._padded = 0
+        self._done = False
+
+    def __iter__(self) -> _OrderedIterator:
+        return self
+
+    def __next__(self) -> Any:
+        loader = self._loader
+        if loader._generation != self._generation:
+            raise RuntimeError(
+                f"this iteration of the loader was ended by set_epoch({loader.epoch}) or "
+                f"load_state_dict() while it was running; start a new one with iter(loader) "
+                f"(a `for` loop does) for the new position instead of advancing the old one"
+            )
+        if self._done:
+            raise StopIteration
+        batch = self._next_batch()
+        if batch is _END and loader._sync and not self._recent:
+            self._take_stock()
+        if loader._sync:
+            # One tiny all-reduce per step: does any rank still have a batch of its own, and
+            # is any rank out of batches with none to re-serve (resumed after its end)?
+            mine = batch is not _END
+            flags = torch.tensor([int(mine), int(not mine and not self._recent)])
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=loader._group)
+            if flags[0] == 0 or flags[1] == 1:
+                self._finish()
+            if not mine:
+                pad = self._recent[self._padded % len(self._recent)]
+                self._padded += 1
+                loader.padded_batches += 1
+                return pad
+        elif batch is _END:
+            self._finish()
+        self._recent.append(batch)
+        return batch
+
+    def _take_stock(self) -> None:
+        """Read the rest of the workers' output: the batches that workers ended before a resume
+        hand over for re-serving (every worker has ended, so it is short)."""
+        for queue in self._queues:
+            self._recent.extend(tagged.batch for tagged in queue if tagged.number == -1)
+            queue.clear()
+        for tagged in self._inner:
+            if tagged.number == -1:
+                self._recent.append(tagged.batch)
+
+    def _finish(self) -> None:
+        self._done = True
+        self._loader._position.finished = True
+        raise StopIteration
+
+    def _next_batch(self) -> Any:
+        """This rank's next batch in round-robin order over its workers, or ``_END``."""
+        loader = self._loader
+        position = loader._position
+        while True:
+            if len(position.ended) == len(position.received):
+                return _END
+            queue = self._queues[position.turn]
+            if not queue:
+                try:
+                    tagged = next(self._inner)
+                except StopIteration:
+                    raise RuntimeError(
+                        f"the DataLoader ended before worker {position.turn} reported the end "
+                        f"of its pass; a worker's stream must not be cut short"
+                    ) from None
+                self._queues[tagged.worker].append(tagged)
+                held = loader.peak_items_held.get(tagged.worker, 0)
+                loader.peak_items_held[tagged.worker] = max(held, tagged.peak_held)
+                continue
+            tagged = queue.popleft()
+            if tagged.number == -1:  # stock for re-serving (see _take_stock)
+                self._recent.append(tagged.batch)
+                continue
+            if tagged.batch is None:
+                position.ended.add(position.turn)
+                position.advance()
+                continue
+            position.received[position.turn] += 1
+            position.advance()
+            return tagged.batch
