@@ -85,6 +85,9 @@ def test_hf_trainer_torchrun_two_processes_freezes_batchnorm_after_its_model_tra
     check_job(tmp_path)
 
 
+# Slow: Ray's start-up alone takes most of a minute; the default run keeps one Ray launch (the
+# sampler's, in test_integrations) and this one runs with `make test-all`.
+@pytest.mark.slow
 def test_ray_torchtrainer_two_workers_train_mode_on_ray_s_wrapper(tmp_path):
     from test_integrations import RAY_TIMEOUT, run_job
 
