@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from balancer.loader import BalancedDataLoader
+from balancer.streams import BalancedStreamLoader
 
 __all__ = ["prepare_data_loader"]
 
@@ -44,6 +45,15 @@ def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = Tr
     """
     import ray.train.torch  # the framework, only when asked for
 
+    if isinstance(loader, BalancedStreamLoader):
+        raise TypeError(
+            "loader is a balanced stream (balance() of a DataLoader over an IterableDataset), "
+            "which is not supported under Ray Train yet: each rank balances its own share of "
+            "the stream and makes as many batches as that share needs, and this adapter has no "
+            "way to keep the ranks in step (nor to checkpoint every rank's position). Train it "
+            "with Lightning or Accelerate (balancer.integrations.lightning.balance, "
+            "balancer.integrations.accelerate.prepare), or give Ray a map-style dataset"
+        )
     if not isinstance(loader, BalancedDataLoader):
         raise TypeError(f"loader should be a balancer.BalancedDataLoader (from balancer.balance), "
                         f"but got {type(loader).__name__}")
