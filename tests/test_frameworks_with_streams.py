@@ -144,6 +144,43 @@ def test_one_rank_even_loader_serves_the_stream_loaders_batches_and_resumes():
     assert [b["key"].tolist() for b in resumed] == own_batches(0, 1, num_replicas=1)[4:]
 
 
+class WithLongerPeer(EvenStreamLoader):
+    """One rank in this process, as if another rank had ``steps`` batches in the epoch (the
+    all-reduced flag is simulated; ``done``: steps already trained, for a resumed loader)."""
+
+    def __init__(self, loader, *, steps: int, done: int = 0, held: int = 0) -> None:
+        super().__init__(loader, held=held)
+        self.steps, self.done = steps, done
+
+    def _anyone_has(self, mine: bool) -> bool:
+        self.done += 1
+        return mine or self.done <= self.steps
+
+
+@pytest.mark.parametrize("stop", [5, "own - 1", "own + 1", "own + 5"])
+def test_a_rank_that_ends_first_repeats_its_first_batches_and_resumes_exactly(stop):
+    """A rank whose share ends first repeats the first batches of its epoch until the longest
+    rank ends; a position saved anywhere (held=1, as under Lightning) -- among its own batches
+    or among the repeats, after a resume or not -- continues with exactly the rest."""
+    epoch, extra = 1, 6
+    own = own_batches(0, epoch, num_replicas=1)
+    full = own + (own[:4] + own[:4])[:extra]
+    even = WithLongerPeer(stream_loader(), steps=len(own) + extra)
+    even.set_epoch(epoch)
+    assert [b["key"].tolist() for b in even] == full
+    stop = eval(stop, {"own": len(own)}) if isinstance(stop, str) else stop
+    first = WithLongerPeer(stream_loader(), steps=len(own) + extra, held=1)
+    first.set_epoch(epoch)
+    iterator = iter(first)
+    for _ in range(stop + 1):  # the consumer holds one batch beyond the `stop` trained
+        next(iterator)
+    resumed = WithLongerPeer(stream_loader(), steps=len(own) + extra, done=stop, held=1)
+    resumed.load_state_dict(first.state_dict())
+    resumed.set_epoch(epoch)
+    assert [b["key"].tolist() for b in resumed] == full[stop:]
+    assert resumed.state_dict()["ranks"][0]["loader"]["epoch"] == epoch + 1
+
+
 def test_even_loader_refuses_what_it_cannot_keep_in_step():
     with pytest.raises(TypeError, match=r"loader should be a balancer\.streams\."
                                         r"BalancedStreamLoader.*got DataLoader"):

@@ -77,6 +77,7 @@ class EvenStreamLoader:
         self._repeat_from = repeat_from
         self.sampler = _EpochHook(self)
         self._first: list[Any] = []
+        self._first_from_start = False  # whether _first holds the epoch's first batches
         self._own_done = False  # this rank's batches of the epoch are all served
         self._repeated = 0  # batches repeated after them
         self._finished = False  # every rank has ended the epoch
@@ -108,6 +109,7 @@ class EvenStreamLoader:
 
     def _reset(self) -> None:
         self._first, self._own_done, self._repeated = [], False, 0
+        self._first_from_start = False
         self._finished, self._before_last, self._resume_repeats = False, None, None
 
     # ------------------------------------------------------------------ iteration
@@ -115,13 +117,14 @@ class EvenStreamLoader:
         if self._finished:
             self._reset()  # iterated again without set_epoch: the loader decides what follows
         if self._resume_repeats is not None:
-            # Restored among the repeats: read the epoch's first batches again, serve no more
-            # of this rank's own batches.
-            self._first = self._first_batches()
+            # Restored among the repeats: serve no more of this rank's own batches.
             self._own_done, self._repeated = True, self._resume_repeats
             self._resume_repeats = None
             inner: Iterator[Any] | None = None
         else:
+            # Only an iteration from the epoch's start sees the first batches; a resumed one
+            # reads them again if it needs them (_first_batches).
+            self._first_from_start = self.loader.batches_received == 0
             inner = iter(self.loader)
         while True:
             batch = _END
@@ -132,12 +135,14 @@ class EvenStreamLoader:
                     inner, self._own_done = None, True
                 else:
                     self._before_last = state
-                    if len(self._first) < self._repeat_from:
+                    if self._first_from_start and len(self._first) < self._repeat_from:
                         self._first.append(batch)
             if not self._anyone_has(batch is not _END):
                 self._finished = True
                 return
             if batch is _END:
+                if not self._first_from_start:
+                    self._first, self._first_from_start = self._first_batches(), True
                 batch = self._first[self._repeated % len(self._first)]
                 self._repeated += 1
             yield batch if self._transfer is None else self._transfer(batch)
@@ -151,9 +156,7 @@ class EvenStreamLoader:
 
     def _first_batches(self) -> list[Any]:
         """The epoch's first ``repeat_from`` batches, read again from the epoch's start."""
-        start = dict(self.loader.state_dict())
-        start.update(batches_done=[0] * len(start["batches_done"]), ended=[], turn=0)
-        self.loader.load_state_dict(start)
+        self.loader.load_state_dict(self._start_state(self.loader.epoch))
         first = []
         for batch in self.loader:
             first.append(batch)
@@ -184,15 +187,19 @@ class EvenStreamLoader:
             # Every own batch was handed out; `held` of the repeats (at most) are not trained.
             repeated = self._repeated - self._held
             if repeated >= 0:
-                return {"loader": self._start_state(), "repeated": repeated}
-        if self._held and self._before_last is not None and not self._finished:
+                return {"loader": self._start_state(self.loader.epoch), "repeated": repeated}
+        if self._finished:
+            # The loader may have re-read the epoch's first batches since its own end.
+            return {"loader": self._start_state(self.loader.epoch + 1), "repeated": None}
+        if self._held and self._before_last is not None:
             return {"loader": self._before_last, "repeated": None}
         return {"loader": self.loader.state_dict(), "repeated": None}
 
-    def _start_state(self) -> dict[str, Any]:
+    def _start_state(self, epoch: int) -> dict[str, Any]:
+        """The stream loader's position at the start of ``epoch``."""
         state = dict(self.loader.state_dict())
-        state.update(epoch=self.loader.epoch, batches_done=[0] * len(state["batches_done"]),
-                     ended=[], turn=0)
+        state.update(epoch=epoch, batches_done=[0] * len(state["batches_done"]), ended=[],
+                     turn=0)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
