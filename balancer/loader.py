@@ -351,7 +351,8 @@ def balance(
         classes: for a stream only: the number of classes or the list of label values.
         **sampler_options: further keywords of that sampler, e.g. ``threshold=0.1`` for
             repeat-factor sampling or ``min_bucket_share=`` for label-balanced batches; for a
-            stream, :class:`~balancer.BalancedStream`'s ``buffer_size``, ``wait`` and ``split``.
+            stream, :class:`~balancer.BalancedStream`'s ``buffer_size``, ``wait``, ``lookahead``,
+            ``split``, and ``num_replicas`` and ``rank`` (default: the process group).
 
     A ``DataLoader`` over an ``IterableDataset`` (a stream: webdataset, Hugging Face
     ``datasets`` in streaming mode, ...) gives a :class:`~balancer.streams.BalancedStreamLoader`
@@ -431,7 +432,7 @@ def balance(
     return balanced
 
 
-_STREAM_OPTIONS = ("buffer_size", "wait", "split")
+_STREAM_OPTIONS = ("buffer_size", "wait", "lookahead", "split", "num_replicas", "rank")
 
 
 def _balance_stream(loader: DataLoader, labels: Any, *, classes: Any, schedule: Any,
