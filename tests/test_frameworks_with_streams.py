@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from balancer import FineTuneSchedule, balance
-from balancer.integrations._streams import EvenStreamLoader
+from balancer.integrations.torchrun import EvenStreamLoader
 
 STOP = 60  # steps before the checkpoint: inside balanced epoch 1 (about 44 steps per epoch)
 
@@ -224,6 +224,15 @@ def test_hf_balanced_trainer_refuses_a_stream_with_the_alternatives(tmp_path):
                                         r"balancer\.integrations\.accelerate\.prepare"):
         BalancedTrainer(model=nn.Linear(4, 3), args=arguments, train_dataset=Stream(),
                         finetune_epochs=1)
+
+
+def test_torchdata_stateful_loader_refuses_a_stream_instead_of_leaving_it_unbalanced():
+    pytest.importorskip("torchdata")
+    from balancer.integrations.torchdata import stateful_loader
+
+    with pytest.raises(TypeError, match=r"loader\.dataset is an IterableDataset \(Stream\).*"
+                                        r"balancer\.balance\(loader, labels, classes=\.\.\.\)"):
+        stateful_loader(DataLoader(Stream(), batch_size=BATCH_SIZE), "cls", classes=3)
 
 
 def test_ray_prepare_data_loader_refuses_a_stream_naming_what_is_missing():

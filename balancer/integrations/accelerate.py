@@ -34,7 +34,7 @@ from typing import Any
 from torch.utils.data import DataLoader, IterableDataset
 
 from balancer._distributed import is_distributed
-from balancer.integrations._streams import EvenStreamLoader
+from balancer.integrations.torchrun import EvenStreamLoader
 from balancer.loader import balance, dataloader_settings
 from balancer.samplers import PlanBatchSampler, sampler_kind
 from balancer.streams import BalancedStreamLoader
@@ -199,7 +199,7 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
 
 class AcceleratedStreamLoader(EvenStreamLoader):
     """A balanced stream under Accelerate, from :func:`prepare`: an
-    :class:`~balancer.integrations.lightning.EvenStreamLoader` whose batches are moved to the
+    :class:`~balancer.integrations.torchrun.EvenStreamLoader` whose batches are moved to the
     accelerator's device, with ``iteration`` (the epoch to start from: 0, or the epoch
     ``accelerator.load_state`` restored), as on Accelerate's prepared loaders."""
 

@@ -39,12 +39,12 @@ from torch.utils.data import DataLoader
 from balancer._distributed import is_distributed
 from balancer._schedule import FineTuneSchedule
 from balancer._validation import check_int
-from balancer.integrations._streams import EvenStreamLoader
+from balancer.integrations.torchrun import EvenStreamLoader
 from balancer.loader import BalancedDataLoader
 from balancer.loader import balance as _balance
 from balancer.streams import BalancedStreamLoader
 
-__all__ = ["EvenStreamLoader", "LightningBalancedDataLoader", "balance", "total_steps"]
+__all__ = ["LightningBalancedDataLoader", "balance", "total_steps"]
 
 
 class LightningBalancedDataLoader(BalancedDataLoader):
@@ -84,7 +84,7 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
     stream's): each rank balances its share of the stream, and the returned loader keeps the
     ranks in step (a rank whose share has ended repeats the first batches of its epoch while
     another still has batches), receives Lightning's ``set_epoch`` and saves its position in
-    Lightning's checkpoints; see :class:`~balancer.integrations.lightning.EvenStreamLoader`.
+    Lightning's checkpoints; see :class:`~balancer.integrations.torchrun.EvenStreamLoader`.
     """
     max_epochs = getattr(trainer, "max_epochs", None)
     if max_epochs is None or max_epochs < 1:

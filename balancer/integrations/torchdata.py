@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from balancer.loader import balance as _balance
 from balancer.loader import dataloader_settings
@@ -45,6 +45,16 @@ def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> A
     ``load_state_dict(state)``, ``loader.batch_sampler.epoch`` is the epoch to resume.
     """
     from torchdata.stateful_dataloader import StatefulDataLoader  # only when asked for
+
+    if isinstance(loader.dataset, IterableDataset):
+        # balance() of a stream loader has no batch sampler to hand over: this would silently
+        # be a plain StatefulDataLoader over the unbalanced stream.
+        raise TypeError(
+            f"loader.dataset is an IterableDataset ({type(loader.dataset).__name__}); a stream "
+            f"is balanced by balancer.balance(loader, labels, classes=...), whose loader already "
+            f"has exact state_dict()/load_state_dict() (or StatefulDataLoader(BalancedStream("
+            f"...), batch_size=...), which saves the stream's state in every worker)"
+        )
 
     if getattr(loader, "in_order", True) is False:
         raise ValueError("loader has in_order=False, with which a restored loader cannot know "

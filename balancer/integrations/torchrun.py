@@ -1,4 +1,18 @@
-"""Balanced streams under several ranks: every rank serves the same number of batches.
+"""Balanced streams in your own ``torchrun`` loop: :class:`EvenStreamLoader` keeps the ranks
+in step.
+
+A balanced stream (``balancer.balance`` of a ``DataLoader`` over an ``IterableDataset``) splits
+the stream between the ranks, and each rank makes as many batches as its share needs, so ranks
+get different numbers of batches. Wrap it where the process group exists::
+
+    loader = EvenStreamLoader(balance(DataLoader(stream, batch_size=64), "cls", classes=10,
+                                      schedule=FineTuneSchedule(10, 1)))
+    for epoch in range(loader.epoch, 10):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            ...   # torch.save(loader.state_dict(), ...) on rank 0, after every rank called it
+
+The Lightning and Accelerate adapters build one for a stream themselves.
 
 # Design note: ranks in lock-step (issue 23)
 # A BalancedStream splits the stream between the ranks, and each rank's buffers make as many
@@ -33,7 +47,7 @@ _END = object()
 
 
 class EvenStreamLoader:
-    """A :class:`~balancer.streams.BalancedStreamLoader` whose ranks serve equally many batches.
+    """A balanced stream loader whose ranks serve equally many batches.
 
     Each epoch, every rank serves its own balanced batches, then -- while another rank still
     has batches -- repeats the first ``repeat_from`` batches of its epoch, so that all ranks
@@ -43,8 +57,8 @@ class EvenStreamLoader:
     treat it as a loader over an ``IterableDataset`` (they do not add a ``DistributedSampler``).
 
     Args:
-        loader: a :class:`~balancer.streams.BalancedStreamLoader` (``balancer.balance`` of a
-            ``DataLoader`` over an ``IterableDataset``).
+        loader: what ``balancer.balance`` returns for a ``DataLoader`` over an
+            ``IterableDataset`` (a ``balancer.streams.BalancedStreamLoader``).
         held: batches the consumer holds ahead of the step it trains (Lightning: 1), subtracted
             from the position :meth:`state_dict` records.
         transfer: a function applied to every batch (e.g. moving it to the device).
