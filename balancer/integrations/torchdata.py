@@ -26,6 +26,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader, IterableDataset
 
+from balancer.loader import BalancedDataLoader
 from balancer.loader import balance as _balance
 from balancer.loader import dataloader_settings
 
@@ -59,7 +60,9 @@ def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> A
     if getattr(loader, "in_order", True) is False:
         raise ValueError("loader has in_order=False, with which a restored loader cannot know "
                          "which batches were served; build the DataLoader with in_order=True")
-    sampler = _balance(loader, labels, **options).batch_sampler
+    balanced = _balance(loader, labels, **options)
+    assert isinstance(balanced, BalancedDataLoader)  # a map-style dataset: streams are refused
+    sampler = balanced.batch_sampler
     stateful = StatefulDataLoader(loader.dataset, batch_sampler=sampler, **dataloader_settings(loader))
     stateful.set_epoch = sampler.set_epoch
     restore = stateful.load_state_dict

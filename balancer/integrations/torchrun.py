@@ -16,7 +16,7 @@ The Lightning and Accelerate adapters build one for a stream themselves.
 
 # Design note: ranks in lock-step (issue 23)
 # A BalancedStream splits the stream between the ranks, and each rank's buffers make as many
-# batches as its share needs: 44 on one rank and 42 on the other for the same epoch is usual.
+# batches as its share needs: 36 on one rank and 39 on the other for the same epoch happens.
 # Data-parallel training steps in lock-step (DDP all-reduces the gradients of every step), so a
 # rank with more batches would pair its last steps with the other ranks' next epoch, or hang.
 # No rank knows its count before its share ends, so before every batch the ranks all-reduce
