@@ -21,6 +21,9 @@ in one run.
   With ``num_workers=0`` everything runs in this process, so that row uses this process's CPU
   time, which the other processes on a shared machine do not disturb; with workers the wall
   clock.
+- Ranks in step: the time of the one all-reduced flag per batch that
+  ``balancer.integrations.torchrun.EvenStreamLoader`` adds under several ranks (2 gloo
+  processes on this machine), against the raw decode loader's time per batch.
 - Memory: the most items alive at once during a balanced pass with ``num_workers=0`` (every
   item the source makes is counted while it exists, so this counts what the buffers hold plus
   the batch being collated), against the bound the stream states.
@@ -217,6 +220,57 @@ def memory_bound(loader: Any) -> int:
                + max(stream.wait, stream.lookahead * stream.batch_size))
 
 
+def _flag_rounds(rank: int, port: int, rounds: int, out: Any) -> None:
+    """One of two gloo processes: the seconds ``rounds`` all-reduced flags take, as the
+    EvenStreamLoader makes them (one per batch, MAX of one int32)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    group = dist.new_group(backend="gloo")
+    flag = torch.tensor([1], dtype=torch.int32)
+    for _ in range(50):  # warm up the connection
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+    dist.barrier()
+    start = time.perf_counter()
+    for _ in range(rounds):
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+        bool(flag.item())
+    if rank == 0:
+        out.put(time.perf_counter() - start)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def bench_lockstep(labels: np.ndarray, rounds: int) -> None:
+    """The cost of keeping two ranks in step, per batch, against the raw loader's time per batch
+    of the decode source (one process, no workers, wall clock)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    out = context.Queue()
+    processes = [context.Process(target=_flag_rounds, args=(rank, port, rounds, out))
+                 for rank in range(2)]
+    for process in processes:
+        process.start()
+    seconds = out.get(timeout=300)
+    for process in processes:
+        process.join()
+    raw = DataLoader(Records(labels, decode=True), batch_size=BATCH_SIZE, collate_fn=collate)
+    count, elapsed = timed_pass(raw, 0, time.perf_counter)
+    per_batch = elapsed / (count / BATCH_SIZE)
+    flag = seconds / rounds
+    print(f"ranks in step (EvenStreamLoader): one all-reduced flag per batch, 2 gloo processes "
+          f"on this machine: {flag * 1e6:,.0f} us per batch (mean of {rounds:,}); "
+          f"the raw decode loader's time per batch of {BATCH_SIZE}: {per_batch * 1e6:,.0f} us; "
+          f"ratio {flag / per_batch:.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
@@ -228,6 +282,7 @@ def main() -> None:
     labels = long_tailed_labels(4_000 if args.quick else 40_000, NUM_CLASSES, 100.0)
     bench_throughput(labels, 2 if args.quick else args.repeats)
     bench_memory(labels)
+    bench_lockstep(labels, 200 if args.quick else 2_000)
     return None
 
 

@@ -34,7 +34,8 @@ def test_bench_losses_multilabel_part_runs_on_either_clock():
 
 def test_bench_stream_quick_prints_both_ratios_and_the_memory_bound():
     """A smoke run of the balanced-stream benchmark: a row with both ratios for each per-item
-    cost and number of workers, and the most items held within the stated bound."""
+    cost and number of workers, the most items held within the stated bound (the script asserts
+    it), and the cost of keeping two gloo ranks in step."""
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     done = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_stream.py"),
@@ -48,3 +49,4 @@ def test_bench_stream_quick_prints_both_ratios_and_the_memory_bound():
         assert served > 0, row
     held = [line for line in done.stdout.splitlines() if "stream.peak_held" in line]
     assert len(held) == 2 and all("x of it" in line for line in held), done.stdout
+    assert "ranks in step (EvenStreamLoader)" in done.stdout and "us per batch" in done.stdout

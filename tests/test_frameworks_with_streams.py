@@ -234,6 +234,12 @@ def test_even_loader_refuses_what_it_cannot_keep_in_step():
     with pytest.raises(RuntimeError, match=r"num_replicas=2 ranks.*initialised "
                                            r"torch\.distributed process group"):
         EvenStreamLoader(stream_loader(num_replicas=2, rank=1))
+    with pytest.raises(ValueError, match=r"held should be .*got held=-1.*fetches ahead"):
+        EvenStreamLoader(stream_loader(), held=-1)
+    with pytest.raises(ValueError, match=r"repeat_from should be .*got repeat_from=0"):
+        EvenStreamLoader(stream_loader(), repeat_from=0)
+    with pytest.raises(TypeError, match=r"transfer should be a function of a batch.*got str"):
+        EvenStreamLoader(stream_loader(), transfer="cuda")
     even = EvenStreamLoader(stream_loader())
     with pytest.raises(ValueError, match=r"state should be a dict from "
                                          r"EvenStreamLoader\.state_dict\(\)"):

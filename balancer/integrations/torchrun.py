@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 
 from balancer._distributed import is_distributed
+from balancer._validation import check_int
 from balancer.streams import BalancedStream, BalancedStreamLoader
 
 __all__ = ["EvenStreamLoader"]
@@ -86,9 +87,14 @@ class EvenStreamLoader:
                 )
             # Every rank builds its loader at the same point, so this collective call matches.
             self._group = dist.new_group(backend="gloo")
-        self._held = held
+        self._held = check_int("held", held, minimum=0,
+                               fix="pass how many batches the consumer fetches ahead (0 or 1)")
+        if transfer is not None and not callable(transfer):
+            raise TypeError(f"transfer should be a function of a batch or None, but got "
+                            f"{type(transfer).__name__}")
         self._transfer = transfer
-        self._repeat_from = repeat_from
+        self._repeat_from = check_int("repeat_from", repeat_from, minimum=1,
+                                      fix="pass how many first batches a rank keeps to repeat")
         self.sampler = _EpochHook(self)
         self._first: list[Any] = []
         self._first_from_start = False  # whether _first holds the epoch's first batches
@@ -110,6 +116,11 @@ class EvenStreamLoader:
     @property
     def stream(self) -> BalancedStream:
         return self.dataset
+
+    def train_mode(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in training mode for the current :attr:`phase`; see
+        :meth:`balancer.BalancedDataLoader.train_mode`."""
+        return self.loader.train_mode(model)
 
     @property
     def batch_size(self) -> int:
