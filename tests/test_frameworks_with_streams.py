@@ -73,6 +73,15 @@ def test_accelerate_stream_two_processes_in_step_and_save_state_resume(tmp_path)
     check_first_and_rest(tmp_path)
 
 
+def test_ray_torchtrainer_stream_two_workers_in_step_and_checkpoint_resume(tmp_path):
+    pytest.importorskip("ray")
+    from test_integrations import RAY_TIMEOUT
+
+    run_job([sys.executable, str(TESTS / "_job_ray_stream.py"), "--out", str(tmp_path),
+             "--stop-after", str(STOP)], timeout=RAY_TIMEOUT)
+    check_first_and_rest(tmp_path)
+
+
 def test_accelerate_prepare_of_a_balanced_stream_is_refused_on_two_processes(tmp_path):
     """``accelerator.prepare(balance(stream_loader))`` rebuilds a loader from
     ``loader.dataset``; both processes must stop at once with the fix, not hang or train on
@@ -285,16 +294,6 @@ def test_torchdata_stateful_loader_refuses_a_stream_instead_of_leaving_it_unbala
     with pytest.raises(TypeError, match=r"loader\.dataset is an IterableDataset \(Stream\).*"
                                         r"balancer\.balance\(loader, labels, classes=\.\.\.\)"):
         stateful_loader(DataLoader(Stream(), batch_size=BATCH_SIZE), "cls", classes=3)
-
-
-def test_ray_prepare_data_loader_refuses_a_stream_naming_what_is_missing():
-    pytest.importorskip("ray")
-    from balancer.integrations.ray import prepare_data_loader
-
-    loader = balance(DataLoader(Stream(), batch_size=BATCH_SIZE), "cls", classes=len(COUNTS))
-    with pytest.raises(TypeError, match=r"balanced stream.*not supported under Ray Train.*"
-                                        r"Lightning or Accelerate"):
-        prepare_data_loader(loader)
 
 
 if __name__ == "__main__":

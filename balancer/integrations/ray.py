@@ -24,8 +24,13 @@ Example (inside the function given to ``TorchTrainer``)::
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import torch
+from torch.utils._pytree import tree_map
+
+from balancer.integrations.torchrun import EvenStreamLoader
 from balancer.loader import BalancedDataLoader
 from balancer.streams import BalancedStreamLoader
 
@@ -34,26 +39,25 @@ __all__ = ["prepare_data_loader"]
 _FORWARDED = ("set_epoch", "state_dict", "load_state_dict", "total_batches")
 
 
-def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = True,
-                        auto_transfer: bool = True) -> Any:
+def prepare_data_loader(loader: BalancedDataLoader | BalancedStreamLoader, *,
+                        move_to_device: bool = True, auto_transfer: bool = True) -> Any:
     """``ray.train.torch.prepare_data_loader(loader)``, keeping the balanced loader's controls.
 
     The returned loader iterates like Ray's (batches on the worker's device) and has the
     balanced loader's ``set_epoch``, ``state_dict``, ``load_state_dict`` and ``total_batches``;
     ``balanced`` is the balanced loader itself (``.epoch``, ``.phase``). Its ``state_dict()``
     counts the batches the loop received, not the one Ray's wrapper holds ahead of it.
+
+    A balanced stream (``balance()`` of a ``DataLoader`` over an ``IterableDataset``) gives a
+    :class:`~balancer.integrations.torchrun.EvenStreamLoader` instead, which keeps the ranks in
+    step and moves batches to Ray's device (``move_to_device``); its ``state_dict()`` is a
+    collective call: every worker calls it, rank 0 saves it in the checkpoint it reports, and
+    every worker loads it from ``ray.train.get_checkpoint()``.
     """
     import ray.train.torch  # the framework, only when asked for
 
     if isinstance(loader, BalancedStreamLoader):
-        raise TypeError(
-            "loader is a balanced stream (balance() of a DataLoader over an IterableDataset), "
-            "which is not supported under Ray Train yet: each rank balances its own share of "
-            "the stream and makes as many batches as that share needs, and this adapter has no "
-            "way to keep the ranks in step (nor to checkpoint every rank's position). Train it "
-            "with Lightning or Accelerate (balancer.integrations.lightning.balance, "
-            "balancer.integrations.accelerate.prepare), or give Ray a map-style dataset"
-        )
+        return _prepare_stream(loader, move_to_device=move_to_device)
     if not isinstance(loader, BalancedDataLoader):
         raise TypeError(f"loader should be a balancer.BalancedDataLoader (from balancer.balance), "
                         f"but got {type(loader).__name__}")
@@ -69,6 +73,26 @@ def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = Tr
     else:
         loader.balanced = loader
     return prepared
+
+
+def _prepare_stream(loader: BalancedStreamLoader, *, move_to_device: bool) -> EvenStreamLoader:
+    """A balanced stream under Ray Train: Ray starts the process group before the train
+    function runs, leaves a loader over an ``IterableDataset`` unsharded (the stream splits
+    itself between the ranks), and would not keep the ranks in step; the
+    :class:`~balancer.integrations.torchrun.EvenStreamLoader` does, moving batches to Ray's
+    device."""
+    import ray.train.torch  # the framework, only when asked for
+
+    transfer = None
+    if move_to_device:
+        device = ray.train.torch.get_device()
+        transfer = partial(_to_device, device=device)
+    return EvenStreamLoader(loader, transfer=transfer)
+
+
+def _to_device(batch: Any, *, device: Any) -> Any:
+    return tree_map(lambda value: value.to(device) if isinstance(value, torch.Tensor) else value,
+                    batch)
 
 
 def _state_behind(loader: BalancedDataLoader, prepared: Any) -> dict[str, Any]:
