@@ -20,8 +20,8 @@ The Lightning and Accelerate adapters build one for a stream themselves.
 # Data-parallel training steps in lock-step (DDP all-reduces the gradients of every step), so a
 # rank with more batches would pair its last steps with the other ranks' next epoch, or hang.
 # No rank knows its count before its share ends, so before every batch the ranks all-reduce
-# one flag, "I still have a batch" (MAX, on a gloo group of their own: a few tens of
-# microseconds on CPU, no device sync): while any rank has one, every rank serves one, a rank
+# one flag, "I still have a batch" (MAX, on a gloo group of their own, no device sync: 0.56 ms
+# per batch between 2 processes on the project's loaded 2-core machine, bench_stream.py): while any rank has one, every rank serves one, a rank
 # whose share has ended re-serving the first batches of its epoch (each already balanced; the
 # first ones, because a checkpoint taken among the repeats can rebuild them by reading the
 # epoch's start again). When no rank has one, every rank ends the epoch.
