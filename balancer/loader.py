@@ -13,8 +13,8 @@ import copy
 import inspect
 import sys
 import warnings
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, cast, overload
 
 from torch import nn
 from torch.utils.data import (
@@ -303,6 +303,24 @@ class _CountingIterator:
         return self._length
 
 
+# A stream needs `classes` and a map-style dataset refuses it, so the type checker can tell the
+# two loaders apart by it.
+@overload
+def balance(loader: DataLoader, labels: Any = None, *, schedule: Any = None,
+            seed: int | None = 0, samples_per_epoch: int | None = None,
+            drop_last: bool | None = None, batch_type: str | None = None,
+            sampler: str | type = "balanced", classes: None = None,
+            **sampler_options: Any) -> BalancedDataLoader: ...
+
+
+@overload
+def balance(loader: DataLoader, labels: Any = None, *, schedule: Any = None,
+            seed: int | None = 0, samples_per_epoch: int | None = None,
+            drop_last: bool | None = None, batch_type: str | None = None,
+            sampler: str | type = "balanced", classes: int | Sequence[Any],
+            **sampler_options: Any) -> BalancedStreamLoader: ...
+
+
 def balance(
     loader: DataLoader,
     labels: Any = None,
@@ -313,7 +331,7 @@ def balance(
     drop_last: bool | None = None,
     batch_type: str | None = None,
     sampler: str | type = "balanced",
-    classes: Any = None,
+    classes: int | Sequence[Any] | None = None,
     **sampler_options: Any,
 ) -> BalancedDataLoader | BalancedStreamLoader:
     """The same ``DataLoader``, drawing equal-frequency batches from circular per-class buffers.
@@ -446,7 +464,7 @@ def _balance_stream(loader: DataLoader, labels: Any, *, classes: Any, schedule: 
             "loader.dataset is already a BalancedStream; use the loader as it is, or balance() "
             "a DataLoader over the original stream"
         )
-    refused = {"samples_per_epoch": samples_per_epoch, "batch_type": batch_type}
+    refused: dict[str, Any] = {"samples_per_epoch": samples_per_epoch, "batch_type": batch_type}
     refused.update({k: v for k, v in options.items() if k not in _STREAM_OPTIONS})
     refused = {k: v for k, v in refused.items() if v is not None}
     if sampler != "balanced":
@@ -465,7 +483,7 @@ def _balance_stream(loader: DataLoader, labels: Any, *, classes: Any, schedule: 
         )
     if drop_last is None:
         drop_last = loader.drop_last
-    stream = BalancedStream(dataset, batch_size=loader.batch_size, classes=classes,
+    stream = BalancedStream(cast(Iterable[Any], dataset), batch_size=loader.batch_size, classes=classes,
                             labels=labels, seed=seed, schedule=schedule, drop_last=drop_last,
                             **options)
     settings = dataloader_settings(loader)

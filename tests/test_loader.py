@@ -196,9 +196,11 @@ def test_balance_errors():
     with pytest.raises(TypeError, match="loader should be a torch.utils.data.DataLoader, but got "
                                         "Indexed; .*balancer.balanced_loader"):
         balance(dataset)
-    with pytest.raises(TypeError, match=r"loader.dataset is an IterableDataset \(Stream\); .*needs "
-                                        "a map-style Dataset"):
-        balance(DataLoader(Stream(), batch_size=2), labels=[0, 1, 0, 1])
+    # A stream is balanced item by item (tests/test_stream_*.py): a list of labels is refused.
+    with pytest.raises(TypeError, match=r"labels should be a key of the item .* but got "
+                                        r"labels=\[0, 1, 0, 1\] .* a stream's labels are read "
+                                        r"from each item as it arrives"):
+        balance(DataLoader(Stream(), batch_size=2), labels=[0, 1, 0, 1], classes=2)
     custom = BalancedBatchSampler(dataset.targets, 4)
     with pytest.raises(ValueError, match="already balanced"):
         balance(DataLoader(dataset, batch_sampler=custom))

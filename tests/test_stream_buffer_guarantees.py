@@ -7,6 +7,7 @@ guarantee stated in BalancedStream's docstring against what was served.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ def seen_before(record: Run, read: int) -> set[int]:
 def test_every_batch_is_full_and_balanced_over_the_classes_seen(case):
     record = run(*case)
     batch_size = record.batch_size
-    for batch, read in zip(record.batches, record.read_at):
+    for batch, read in zip(record.batches, record.read_at, strict=True):
         assert len(batch) == batch_size
         seen = seen_before(record, read)
         counts = Counter(record.codes[item] for item in batch)
@@ -94,7 +95,7 @@ def test_every_batch_is_full_and_balanced_over_the_classes_seen(case):
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_all_classes_balanced_from_the_first_batch_when_each_appears_within_wait(case):
-    codes, num_classes, batch_size, buffer_size, wait, _ = case
+    codes, num_classes, batch_size, _, wait, _ = case
     record = run(*case)
     if set(codes[:wait]) != set(range(num_classes)):
         return
@@ -117,7 +118,7 @@ def test_all_classes_balanced_from_the_first_batch_when_each_appears_within_wait
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_the_first_batch_comes_within_the_warm_up_bounds(case):
-    codes, num_classes, batch_size, buffer_size, wait, lookahead = case
+    codes, num_classes, batch_size, _, wait, lookahead = case
     record = run(*case)
     all_seen_at = next((i + 1 for i in range(len(codes))
                         if len(set(codes[:i + 1])) == num_classes), len(codes) + 1)
@@ -153,7 +154,7 @@ def test_every_item_read_is_served_fresh_exactly_once(case):
 @settings(max_examples=150, deadline=None)
 @given(streams())
 def test_items_held_stay_within_the_memory_bound(case):
-    codes, num_classes, batch_size, buffer_size, wait, lookahead = case
+    _, num_classes, batch_size, buffer_size, wait, lookahead = case
     record = run(*case)
     assert record.buffers.peak_held <= num_classes * buffer_size + max(wait,
                                                                        lookahead * batch_size)
@@ -178,7 +179,7 @@ def test_a_buffered_item_comes_back_only_after_the_rest_of_its_buffer(case):
                 if codes[item] == cls:
                     served_in.setdefault(item, []).append(k)
         for item, ks in served_in.items():
-            for first, second in zip(ks, ks[1:]):
+            for first, second in itertools.pairwise(ks):
                 if second == first + 1:
                     continue
                 kept = set(record.reuse_after[first][cls]) & set(record.reuse_after[second][cls])
@@ -216,7 +217,7 @@ def test_a_class_missing_at_the_end_of_the_warm_up_is_warned_once_and_joins_late
     assert len(record.warned) == 1
     assert "class(es) [2]" in record.warned[0] and "first 8 items" in record.warned[0]
     joined = codes.index(2) + 1
-    for batch, read in zip(record.batches, record.read_at):
+    for batch, read in zip(record.batches, record.read_at, strict=True):
         counts = Counter(codes[item] for item in batch)
         assert (2 in counts) == (read >= joined)
 

@@ -156,9 +156,6 @@ def test_balance_of_a_stream_refuses_what_a_stream_cannot_do():
         balance(loader, labels="cls", classes=2, threshold=0.1)
     with pytest.raises(ValueError, match=r"batch_size=None \(automatic batching disabled\)"):
         balance(DataLoader(Records([0, 1]), batch_size=None), labels="cls", classes=2)
-    with pytest.raises(ValueError, match=r"persistent_workers=True with a balanced stream"):
-        balance(DataLoader(Records([0, 1] * 8), batch_size=4, num_workers=1,
-                           persistent_workers=True), labels="cls", classes=2)
     balanced = balance(loader, labels="cls", classes=2)
     with pytest.raises(ValueError, match=r"loader.dataset is already a BalancedStream"):
         balance(balanced, labels="cls", classes=2)

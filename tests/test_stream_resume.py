@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 from helpers.streams import Records, class_codes, hf_stream, wds_pipeline, write_shards
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -59,6 +61,24 @@ def test_balance_loader_resumes_at_every_batch_out_of_order():
     codes = class_codes(COUNTS)
     check_resume_everywhere(lambda: make_loader(Records(codes), 2,
                                                 dataloader={"in_order": False}))
+
+
+def test_persistent_workers_follow_set_epoch_and_resume():
+    codes = class_codes(COUNTS)
+    persistent = make_loader(Records(codes), 2, dataloader={"persistent_workers": True})
+    fresh = make_loader(Records(codes), 2)
+    for epoch in (0, 1, 0):
+        persistent.set_epoch(epoch)
+        fresh.set_epoch(epoch)
+        assert [ids(b) for b in persistent] == [ids(b) for b in fresh], epoch
+    full = [ids(b) for b in fresh]  # epoch 0
+    persistent.set_epoch(0)
+    iterator = iter(persistent)
+    seen = [ids(next(iterator)) for _ in range(3)]
+    state = persistent.state_dict()
+    del iterator
+    persistent.load_state_dict(state)  # the same workers resume
+    assert seen + [ids(b) for b in persistent] == full
 
 
 def test_a_checkpoint_after_the_last_batch_is_the_next_epochs_start():
@@ -164,3 +184,29 @@ def test_advancing_an_iteration_ended_by_set_epoch_is_refused():
     with pytest.raises(RuntimeError, match=r"this iteration of the loader was ended by "
                                            r"set_epoch\(1\)"):
         next(iterator)
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.integers(1, 40), min_size=2, max_size=4),
+       batch_size=st.integers(4, 9), buffer_size=st.integers(1, 6),
+       lookahead=st.integers(1, 4), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_a_stream_resumes_exactly_over_class_mixes_and_sizes(counts, batch_size, buffer_size,
+                                                             lookahead, seed, data):
+    codes = class_codes(tuple(counts), seed=seed % 1000)
+    if len(codes) < batch_size or batch_size < len(counts):
+        return
+
+    def build():
+        return BalancedStream(Records(codes), batch_size=batch_size, classes=len(counts),
+                              labels="label", buffer_size=buffer_size, lookahead=lookahead,
+                              seed=seed)
+
+    full = [item["id"] for item in build()]
+    assert len(full) % batch_size == 0
+    stop = data.draw(st.integers(0, len(full) // batch_size)) * batch_size
+    stream = build()
+    iterator = iter(stream)
+    seen = [next(iterator)["id"] for _ in range(stop)]
+    restored = build()
+    restored.load_state_dict(stream.state_dict())
+    assert seen + [item["id"] for item in restored] == full

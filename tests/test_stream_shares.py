@@ -4,13 +4,11 @@ Hugging Face datasets stream), and every batch they serve is balanced."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 from helpers.streams import (
-    Records,
     RecordReads,
+    Records,
     class_codes,
     hf_stream,
     reads,
@@ -118,7 +116,7 @@ def test_a_webdataset_pipeline_that_cannot_split_ranks_as_asked_is_refused(tmp_p
         balance(DataLoader(wds_pipeline(paths, nodes=False), batch_size=BATCH_SIZE),
                 labels="cls", classes=3, num_replicas=2, rank=0)
     with pytest.raises(ValueError, match=r"split_by_node, which sees rank 0 of 1 .* but the "
-                                         r"stream was given rank=1, num_replicas=2"):
+                                         r"stream has rank=1, num_replicas=2"):
         balance(DataLoader(wds_pipeline(paths), batch_size=BATCH_SIZE), labels="cls",
                 classes=3, num_replicas=2, rank=1)
 

@@ -1,9 +1,12 @@
 """Balanced streams in your own ``torchrun`` loop: :class:`EvenStreamLoader` keeps the ranks
-in step.
+in step and checkpoints all of them in one state.
 
 A balanced stream (``balancer.balance`` of a ``DataLoader`` over an ``IterableDataset``) splits
-the stream between the ranks, and each rank makes as many batches as its share needs, so ranks
-get different numbers of batches. Wrap it where the process group exists::
+the stream between the ranks, and each rank makes as many batches as its share needs. The
+stream loader keeps the ranks in step by itself, but its ``state_dict()`` is this rank's only,
+and a rank restored after its own batches had ended ends the epoch early. Wrapped in an
+:class:`EvenStreamLoader`, one state holds every rank's position (so rank 0 can save it for
+all) and a resume among the repeats is exact. Wrap it where the process group exists::
 
     loader = EvenStreamLoader(balance(DataLoader(stream, batch_size=64), "cls", classes=10,
                                       schedule=FineTuneSchedule(10, 1)))
@@ -87,6 +90,10 @@ class EvenStreamLoader:
                 )
             # Every rank builds its loader at the same point, so this collective call matches.
             self._group = dist.new_group(backend="gloo")
+            # The stream loader keeps ranks in step by itself too, re-serving its most recent
+            # batches; this loader does it instead (re-serving the epoch's first batches, which
+            # a checkpoint taken among the repeats can rebuild), so the steps are agreed once.
+            loader._sync = False
         self._held = check_int("held", held, minimum=0,
                                fix="pass how many batches the consumer fetches ahead (0 or 1)")
         if transfer is not None and not callable(transfer):

@@ -50,6 +50,7 @@ class ItemLabels:
                 "pass classes=C (labels are 0..C-1) or classes=[the label values]"
             )
         if isinstance(classes, numbers.Integral) and not isinstance(classes, bool):
+            classes = int(classes)
             if classes < 2:
                 raise ValueError(f"classes should be at least 2, but got classes={classes}; "
                                  f"balancing needs two or more classes")
@@ -87,7 +88,7 @@ class ItemLabels:
                              f"{_MULTILABEL}")
         if self._codes is None:
             if isinstance(label, numbers.Integral) and not isinstance(label, bool) \
-                    and 0 <= label < len(self.names):
+                    and 0 <= int(label) < len(self.names):
                 return int(label)
             raise ValueError(
                 f"item {position} of {where} has label {label!r}, which is not one of the "

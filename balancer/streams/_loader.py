@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data._utils.collate import default_collate
@@ -63,7 +65,8 @@ class _TagCollate:
     def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
         self.collate_fn = collate_fn
 
-    def __call__(self, tagged: Tagged) -> Tagged:
+    # Typed Any: DataLoader types collate_fn as taking a list (of items), this takes a Tagged.
+    def __call__(self, tagged: Any) -> Any:
         if tagged.batch is None:
             return tagged
         return tagged._replace(batch=self.collate_fn(tagged.batch))
@@ -87,9 +90,18 @@ class BalancedStreamLoader(DataLoader):
     - ``loader.peak_items_held``: the most items each worker's buffers held in this epoch, as
       reported with its batches.
 
-    Epoch length is unknown in advance (``len(loader)`` raises ``TypeError``).
-    ``persistent_workers=True`` is refused: persistent workers keep the copy of the stream
-    made when they started, which never sees a later ``set_epoch`` or resume position.
+    Under an initialised process group whose size is the stream's ``num_replicas``, every rank
+    serves the same number of batches in an epoch, as DDP needs (ranks whose shares give fewer
+    batches would otherwise leave the others waiting): at each step the ranks agree, with one
+    small all-reduce on a CPU (gloo) group, whether any still has a batch of its own; a rank
+    that has run out re-serves its last few batches (``loader.padded_batches`` counts them)
+    until every rank has served all of its own, so no rank drops an item. One case cannot pad:
+    a rank restored from a checkpoint taken after its own batches had ended, which holds no
+    batch to re-serve; the epoch then ends on every rank at that step.
+
+    Epoch length is unknown in advance (``len(loader)`` raises ``TypeError``). Persistent
+    workers (``persistent_workers=True``) are supported: the epoch and the resume position
+    reach their copies of the stream through shared memory.
     """
 
     dataset: BalancedStream
@@ -100,24 +112,35 @@ class BalancedStreamLoader(DataLoader):
         if not isinstance(stream, BalancedStream):
             raise TypeError(f"stream should be a balancer.BalancedStream, but got "
                             f"{type(stream).__name__}; use balancer.balance(loader)")
-        if settings.get("persistent_workers"):
-            raise ValueError(
-                "persistent_workers=True with a balanced stream: persistent workers keep the "
-                "copy of the stream made when they started, so they would never see set_epoch() "
-                "or a resume position; build the DataLoader with persistent_workers=False"
-            )
         for name in ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"):
             if name in settings:
                 raise TypeError(f"BalancedStreamLoader got {name}=, but the stream makes the "
                                 f"batches; set batch_size and drop_last on the BalancedStream")
         self._collate = collate_fn if collate_fn is not None else default_collate
-        super().__init__(stream._tagged_copy(), batch_size=None,
-                         collate_fn=_TagCollate(self._collate), **settings)
-        self.stream_num_workers = max(self.num_workers, 1)
+        tagged = stream._tagged_copy()
+        workers = max(int(settings.get("num_workers", 0)), 1)
+        # Shared before any worker starts: forked workers share the pages, spawned ones receive
+        # a handle (torch's multiprocessing reductions).
+        tagged._start = torch.zeros(1 + 2 * workers, dtype=torch.int64).share_memory_()
+        super().__init__(tagged, batch_size=None, collate_fn=_TagCollate(self._collate),
+                         **settings)
+        self.stream_num_workers = workers
         self._position = _Position(self.stream_num_workers)
         self._resume: _Position | None = None
         self._generation = 0
         self.peak_items_held: dict[int, int] = {}
+        self.padded_batches = 0
+        # Ranks read shares of different lengths; without agreeing on the number of steps, a
+        # DDP rank that ran out would leave the others waiting in an all-reduce for ever. The
+        # agreement runs on a CPU (gloo) group, whatever the training backend.
+        self._sync = False
+        self._group: Any = None
+        stream_ranks = self.dataset.num_replicas
+        if stream_ranks > 1 and dist.is_available() and dist.is_initialized() \
+                and dist.get_world_size() == stream_ranks:
+            self._sync = True
+            if dist.get_backend() != "gloo":
+                self._group = dist.new_group(backend="gloo")  # collective: every rank builds it
         # Errors in the settings (an unseen split, too few Hugging Face shards) before any
         # worker starts.
         self.dataset.share(0, self.stream_num_workers)
@@ -133,13 +156,14 @@ class BalancedStreamLoader(DataLoader):
         self._resume = None
         self._position = start.copy()
         stream = self.dataset
-        stream._resume_batches = dict(enumerate(start.received))
-        stream._ended_workers = frozenset(start.ended)
-        try:
-            inner = super().__iter__()  # the workers take their copies of the stream here
-        finally:
-            stream._resume_batches, stream._ended_workers = {}, frozenset()
-        return _OrderedIterator(inner, self)
+        shared = stream._start
+        assert shared is not None
+        count = self.stream_num_workers
+        shared[0] = stream.epoch
+        shared[1:1 + count] = torch.tensor(start.received)
+        shared[1 + count:] = torch.tensor([int(w in start.ended) for w in range(count)])
+        # The workers read the start when they begin their pass, which this call asks for.
+        return _OrderedIterator(super().__iter__(), self)
 
     # ------------------------------------------------------------------ controls
     def set_epoch(self, epoch: int) -> None:
@@ -151,6 +175,7 @@ class BalancedStreamLoader(DataLoader):
             self._resume = None
             self._generation += 1
             self.peak_items_held = {}
+            self.padded_batches = 0
 
     @property
     def epoch(self) -> int:
@@ -221,15 +246,23 @@ class BalancedStreamLoader(DataLoader):
         return f"{type(self).__name__}(num_workers={self.num_workers}, stream={self.dataset!r})"
 
 
+_END = object()  # this rank's workers have all ended their passes
+_PAD_POOL = 4  # recent batches a rank that ran out re-serves while other ranks finish
+
+
 class _OrderedIterator:
     """The ``DataLoader``'s iterator, handing the loop batches in round-robin order over the
-    workers and counting them in the loader's position."""
+    workers and counting them in the loader's position; under a process group, every rank
+    serves the same number of batches (see :class:`BalancedStreamLoader`)."""
 
     def __init__(self, inner: Iterator[Tagged], loader: BalancedStreamLoader) -> None:
         self._inner = inner
         self._loader = loader
         self._generation = loader._generation
         self._queues: list[deque[Tagged]] = [deque() for _ in range(loader.stream_num_workers)]
+        self._recent: deque[Any] = deque(maxlen=_PAD_POOL)
+        self._padded = 0
+        self._done = False
 
     def __iter__(self) -> _OrderedIterator:
         return self
@@ -242,11 +275,39 @@ class _OrderedIterator:
                 f"load_state_dict() while it was running; start a new one with iter(loader) "
                 f"(a `for` loop does) for the new position instead of advancing the old one"
             )
+        if self._done:
+            raise StopIteration
+        batch = self._next_batch()
+        if loader._sync:
+            # One tiny all-reduce per step: does any rank still have a batch of its own, and
+            # is any rank out of batches with none to re-serve (resumed after its end)?
+            mine = batch is not _END
+            flags = torch.tensor([int(mine), int(not mine and not self._recent)])
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=loader._group)
+            if flags[0] == 0 or flags[1] == 1:
+                self._finish()
+            if not mine:
+                pad = self._recent[self._padded % len(self._recent)]
+                self._padded += 1
+                loader.padded_batches += 1
+                return pad
+        elif batch is _END:
+            self._finish()
+        self._recent.append(batch)
+        return batch
+
+    def _finish(self) -> None:
+        self._done = True
+        self._loader._position.finished = True
+        raise StopIteration
+
+    def _next_batch(self) -> Any:
+        """This rank's next batch in round-robin order over its workers, or ``_END``."""
+        loader = self._loader
         position = loader._position
         while True:
             if len(position.ended) == len(position.received):
-                position.finished = True
-                raise StopIteration
+                return _END
             queue = self._queues[position.turn]
             if not queue:
                 try:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
@@ -98,8 +99,10 @@ class BalancedStream(IterableDataset[Any]):
     ``BalancedStream(source, batch_size=B, classes=C, labels=...)`` is an ``IterableDataset``
     whose items come in groups of ``B``: every group is one balanced batch, so
     ``DataLoader(stream, batch_size=B, num_workers=W)`` collates each group into one batch in
-    each worker, with your ``collate_fn``, ``pin_memory`` and so on. :func:`balancer.balance`
-    builds one for a ``DataLoader`` over an ``IterableDataset`` and adds exact checkpoints.
+    each worker, with your ``collate_fn``, ``pin_memory`` and so on (give the ``DataLoader`` the
+    stream's ``batch_size`` and ``drop_last=False``, or its batches straddle the groups).
+    :func:`balancer.balance` builds one for a ``DataLoader`` over an ``IterableDataset`` and adds
+    exact checkpoints.
 
     Each pass (epoch) reads the source once. Every item read is served once as a *fresh* item;
     each class also keeps its last ``buffer_size`` served items in a *reuse* buffer, from which it
@@ -245,8 +248,9 @@ class BalancedStream(IterableDataset[Any]):
         self.epoch = 0
         self._resume_items = 0
         self._resume_finished = False
-        self._resume_batches: dict[int, int] = {}  # loader mode: batches made, per worker
-        self._ended_workers: frozenset[int] = frozenset()
+        # Loader mode: where each worker starts, in shared memory so that persistent workers
+        # see it too: [epoch, batches made by worker 0..W-1, worker 0..W-1 ended (0/1)].
+        self._start: torch.Tensor | None = None
         self._tagged = False
         self._served = 0
         self._finished = False
@@ -363,8 +367,12 @@ class BalancedStream(IterableDataset[Any]):
         self._finished = True
 
     def _tagged_pass(self, worker: int, num_workers: int) -> Iterator[Tagged]:
-        skip = self._resume_batches.get(worker, 0)
-        return self._tagged_from(worker, num_workers, skip, worker in self._ended_workers)
+        skip, ended = 0, False
+        if self._start is not None:
+            start = self._start.tolist()
+            self.epoch = start[0]  # a persistent worker's copy hears of set_epoch only here
+            skip, ended = start[1 + worker], bool(start[1 + num_workers + worker])
+        return self._tagged_from(worker, num_workers, skip, ended)
 
     def _tagged_from(self, worker: int, num_workers: int, skip: int,
                      ended: bool) -> Iterator[Tagged]:
@@ -467,8 +475,6 @@ class BalancedStream(IterableDataset[Any]):
     def _clear_position(self) -> None:
         self._resume_items = 0
         self._resume_finished = False
-        self._resume_batches = {}
-        self._ended_workers = frozenset()
         self._served = 0
         self._finished = False
 
@@ -527,7 +533,9 @@ def _check_source(source: Any) -> None:
     if not hasattr(source, "__iter__"):
         raise TypeError(f"source should be an iterable stream of items (an IterableDataset, a "
                         f"webdataset pipeline, ...), but got {type(source).__name__}")
-    if iter(source) is source:
+    # An iterator (it has __next__) is read once; iter() is not called to find out, as a
+    # stream's __iter__ may open files or connections.
+    if isinstance(source, Iterator):
         raise TypeError(
             f"source is an iterator ({type(source).__name__}), which can be read only once; "
             f"pass a re-iterable whose __iter__ starts a new pass (an IterableDataset), so that "
@@ -583,8 +591,10 @@ def _check_wds_ranks(num_replicas: int, rank: int) -> None:
     if (wds_rank, wds_world) != (rank, num_replicas):
         raise ValueError(
             f"the webdataset pipeline splits by node with split_by_node, which sees rank "
-            f"{wds_rank} of {wds_world} (from RANK/WORLD_SIZE or the process group), but the "
-            f"stream was given rank={rank}, num_replicas={num_replicas}; leave num_replicas and "
-            f"rank to the process group, or build the pipeline with nodesplitter=None so that "
-            f"the stream splits ranks by position"
+            f"{wds_rank} of {wds_world} (it reads RANK/WORLD_SIZE from the environment, else the "
+            f"process group, which DataLoader workers started by spawn do not have), but the "
+            f"stream has rank={rank}, num_replicas={num_replicas}: ranks would read the same "
+            f"shards. Launch with torchrun (which sets RANK and WORLD_SIZE) or set them in "
+            f"os.environ, leave num_replicas and rank to the process group, or build the "
+            f"pipeline with nodesplitter=None so that the stream splits ranks by position"
         )

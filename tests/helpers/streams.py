@@ -10,6 +10,7 @@ rank and worker read, and that their union is the stream.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tarfile
 from pathlib import Path
@@ -66,7 +67,12 @@ def wds_pipeline(paths: list[str], *, nodes: bool = True) -> Any:
 
     splitter = wds.split_by_node if nodes else wds.single_node_only
     return (wds.WebDataset(paths, shardshuffle=False, nodesplitter=splitter, empty_check=False)
-            .decode().map(lambda sample: {"id": int(sample["id"]), "cls": int(sample["cls"])}))
+            .decode().map(_id_and_class))
+
+
+def _id_and_class(sample: dict) -> dict:
+    # A module-level function, not a lambda: workers started by spawn pickle the pipeline.
+    return {"id": int(sample["id"]), "cls": int(sample["cls"])}
 
 
 def _generate(shards: list[tuple[int, int]], codes: list[int]):
@@ -80,7 +86,7 @@ def hf_stream(codes: list[int], shards: int) -> Any:
     from datasets import IterableDataset as HFIterable
 
     bounds = np.linspace(0, len(codes), shards + 1).astype(int)
-    ranges = [(int(a), int(b)) for a, b in zip(bounds, bounds[1:])]
+    ranges = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
     return HFIterable.from_generator(_generate, gen_kwargs={"shards": ranges, "codes": tuple(codes)})
 
 
