@@ -149,8 +149,8 @@ def paired_passes(loaders: dict[str, Any], repeats: int,
 
 
 def build(source: Records, workers: int, **stream_options: Any) -> dict[str, Any]:
-    # Not persistent_workers, which a balanced stream refuses (its workers must see each
-    # set_epoch): both loaders start their workers at every pass. The source splits itself
+    # Without persistent_workers, as the figures in docs/benchmarks.md were measured: both
+    # loaders start their workers at every pass. The source splits itself
     # between the workers, so the stream is told so (split="source"); the default for a plain
     # IterableDataset, split="position", has every worker read the whole source.
     settings: dict[str, Any] = dict(batch_size=BATCH_SIZE, num_workers=workers,
