@@ -66,23 +66,24 @@ def stream_loader(*, num_replicas: int | None = None, rank: int | None = None,
     return BalancedStreamLoader(stream, num_workers=num_workers)
 
 
-def own_batches(rank: int, epoch: int, *, num_replicas: int = WORLD_SIZE) -> list[list[int]]:
+def own_batches(rank: int, epoch: int, *, num_replicas: int = WORLD_SIZE,
+                num_workers: int = 0) -> list[list[int]]:
     """The keys of the batches rank ``rank``'s share of the stream makes in ``epoch``."""
-    loader = stream_loader(num_replicas=num_replicas, rank=rank)
+    loader = stream_loader(num_replicas=num_replicas, rank=rank, num_workers=num_workers)
     loader.set_epoch(epoch)
     return [batch["key"].tolist() for batch in loader]
 
 
-def expected(epoch: int) -> list[list[list[int]]]:
+def expected(epoch: int, num_workers: int = 0) -> list[list[list[int]]]:
     """Every rank's batches in ``epoch``: its own, then the first ones again until every rank
     has served as many as the rank with the most."""
-    own = [own_batches(rank, epoch) for rank in range(WORLD_SIZE)]
+    own = [own_batches(rank, epoch, num_workers=num_workers) for rank in range(WORLD_SIZE)]
     steps = max(len(batches) for batches in own)
     return [batches + list(itertools.islice(itertools.cycle(batches[:4]), steps - len(batches)))
             for batches in own]
 
 
-def check_stream_epochs(records: list[dict]) -> None:
+def check_stream_epochs(records: list[dict], *, num_workers: int = 0) -> None:
     """Per epoch, across the ranks: the same number of steps on every rank; each rank exactly
     its share's balanced batches then repeats of its first ones (so balanced batches, full, in
     balanced epochs); every item at least once; in the fine-tune epoch every item served exactly
@@ -94,7 +95,7 @@ def check_stream_epochs(records: list[dict]) -> None:
     for epoch in range(EPOCHS):
         shards = [r[epoch] for r in ranks]
         assert len({len(shard) for shard in shards}) == 1, (epoch, [len(s) for s in shards])
-        assert shards == expected(epoch), f"epoch {epoch}: not the ranks' own batches"
+        assert shards == expected(epoch, num_workers), f"epoch {epoch}: not the ranks' batches"
         served = collections.Counter(i for shard in shards for batch in shard for i in batch)
         assert set(served) == set(range(len(labels))), f"epoch {epoch}: items never served"
         if epoch < EPOCHS - FINETUNE:
@@ -105,6 +106,7 @@ def check_stream_epochs(records: list[dict]) -> None:
                     assert len(batch) == BATCH_SIZE and counts.min() >= low \
                         and counts.max() <= high, (epoch, counts)
         else:
-            own = [own_batches(rank, epoch) for rank in range(WORLD_SIZE)]
+            own = [own_batches(rank, epoch, num_workers=num_workers)
+                   for rank in range(WORLD_SIZE)]
             keys = [i for batches in own for batch in batches for i in batch]
             assert sorted(keys) == list(range(len(labels))), "fine-tune: each item once"

@@ -47,11 +47,11 @@ from balancer.integrations.torchrun import EvenStreamLoader
 STOP = 76
 
 
-def check_first_and_rest(out) -> None:
+def check_first_and_rest(out, *, num_workers: int = 0) -> None:
     first, second = load_records(out / "first"), load_records(out / "second")
     assert [len(record["steps"]) for record in first] == [STOP] * WORLD_SIZE
     check_stream_epochs([{"steps": a["steps"] + b["steps"]}
-                         for a, b in zip(first, second, strict=True)])
+                         for a, b in zip(first, second, strict=True)], num_workers=num_workers)
 
 
 # --------------------------------------------------------------------- two processes
@@ -65,12 +65,16 @@ def test_lightning_ddp_stream_two_processes_in_step_and_ckpt_path_resume(tmp_pat
     check_first_and_rest(tmp_path)
 
 
-def test_accelerate_stream_two_processes_in_step_and_save_state_resume(tmp_path):
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_accelerate_stream_two_processes_in_step_and_save_state_resume(tmp_path, num_workers):
+    """With 2 DataLoader workers per process too: the share of each rank is split again between
+    its workers, and the stream loader hands their batches out in a fixed order."""
+    workers = ["--num-workers", str(num_workers)]
     run_job(torchrun("_job_accelerate_stream.py", "--out", str(tmp_path / "first"),
-                     "--stop-after", str(STOP), "--ckpt", str(tmp_path / "state")))
+                     "--stop-after", str(STOP), "--ckpt", str(tmp_path / "state"), *workers))
     run_job(torchrun("_job_accelerate_stream.py", "--out", str(tmp_path / "second"),
-                     "--resume", str(tmp_path / "state")))
-    check_first_and_rest(tmp_path)
+                     "--resume", str(tmp_path / "state"), *workers))
+    check_first_and_rest(tmp_path, num_workers=num_workers)
 
 
 def test_ray_torchtrainer_stream_two_workers_in_step_and_checkpoint_resume(tmp_path):
