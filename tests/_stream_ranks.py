@@ -69,9 +69,35 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str) -> None:
                                "padded": loader.padded_batches})
             record[kind] = {"seed": loader.seed, "num_replicas": loader.stream.num_replicas,
                             "rank": loader.stream.rank, "epochs": epochs}
+            if kind == "webdataset":  # rank 1 runs out first: resume while it re-serves
+                record["resume"] = resume_in_padding(out_dir, loader.seed)
             del model, optimizer, loader, plain
         save_record(record, out_dir, rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()
     exit_rank()
+
+
+def resume_in_padding(out_dir: str, seed: int) -> dict:
+    """Epoch 0 of the webdataset stream in full; then stopped one step before its end (rank 1,
+    with fewer batches of its own, is re-serving by then), checkpointed and resumed."""
+
+    def build():
+        source, key = source_of("webdataset", out_dir)
+        plain = DataLoader(source, batch_size=BATCH_SIZE, num_workers=2,
+                           multiprocessing_context="fork")
+        return balance(plain, labels=key, classes=3, buffer_size=16, seed=seed), key
+
+    loader, _ = build()
+    full = [batch["id"].tolist() for batch in loader]
+    own = len(full) - loader.padded_batches
+    loader, _ = build()
+    iterator = iter(loader)
+    seen = [next(iterator)["id"].tolist() for _ in range(len(full) - 1)]
+    state = loader.state_dict()
+    del iterator
+    restored, _ = build()
+    restored.load_state_dict(state)
+    rest = [batch["id"].tolist() for batch in restored]
+    return {"full": full, "own": own, "seen": seen, "rest": rest}

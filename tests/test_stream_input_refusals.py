@@ -98,8 +98,6 @@ def test_a_stream_shorter_than_one_batch_is_an_error_not_a_hang():
                                        r"buffer_size=2.5"),
     (dict(batch_size=0), ValueError, r"batch_size should be an integer >= 1, but got "
                                      r"batch_size=0"),
-    (dict(batch_size=2, classes=3), ValueError, r"batch_size should be at least the number of "
-                                                r"classes \(3\).*batch_size=2"),
     (dict(wait=3), ValueError, r"wait should be an integer >= 4, but got wait=3; .*at least "
                                r"batch_size"),
     (dict(classes=None), TypeError, r"classes is required for a stream"),

@@ -56,3 +56,12 @@ def test_two_gloo_ranks_with_two_workers_each_share_the_stream(tmp_path):
                 own = [shard[:len(shard) - pad] for shard, pad in zip(served, padded, strict=True)]
                 own_ids = [i for shard in own for batch in shard for i in batch["id"]]
                 assert sorted(own_ids) == list(range(len(codes))), kind
+
+    # Resumed one step before the end of an epoch, when rank 1 had run out of batches of its
+    # own: its workers hand over their last batches again, so both ranks serve the last step.
+    resumed = [record["resume"] for record in records]
+    assert resumed[1]["own"] < len(resumed[1]["full"]) - 1 < len(resumed[0]["full"])
+    assert resumed[0]["own"] == len(resumed[0]["full"])  # rank 0 re-served nothing
+    assert resumed[0]["seen"] + resumed[0]["rest"] == resumed[0]["full"]
+    assert len(resumed[1]["rest"]) == 1  # a re-served batch, as DDP needs the step
+    assert resumed[1]["rest"][0] in resumed[1]["full"][:resumed[1]["own"]]

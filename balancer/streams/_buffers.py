@@ -15,7 +15,11 @@ stream and serves its batches through a ``DataLoader``.
 # which drops its left end beyond buffer_size) and fills the rest of q_c by taking the left item
 # of its reuse buffer and putting it back at the right. Hence, after every read is processed,
 # fresh[c] < L * q_c for every active class (a change of quotas is followed by the same loop):
-# fewer than L * B fresh items wait, and every item read is served fresh exactly once.
+# fewer than L * max(B, n) fresh items wait, and every item read is served fresh exactly once.
+# With B < n classes, a batch gives one slot to each of B classes (q_c is 0 or 1) and a class
+# without a slot forces batches at L fresh items: the slots rotate, so each class is served
+# within ceil(n / B) batches; the most frequent class sets the pace, as in the map-style epoch
+# of C * n_max items.
 # Why L > 1 (the coordinator's design had L = 1, a batch as soon as any class reaches its
 # quota): with L = 1 every class that happens to be ahead triggers a batch while the others are
 # short, so even a perfectly balanced stream is served about twice over (10 classes, B = 64:
@@ -115,7 +119,7 @@ class StreamBuffers:
         if first_of_class:  # a class joining after the warm-up: new quotas for everyone
             self._set_active()
             yield from self._emit_ready()
-        elif len(self._fresh[code]) >= self.lookahead * self._quota[code]:
+        elif len(self._fresh[code]) >= self.lookahead * max(int(self._quota[code]), 1):
             yield from self._emit_ready()
 
     def finish(self) -> Iterator[list[Any]]:
@@ -161,8 +165,11 @@ class StreamBuffers:
             self._quota[self._order[window]] += 1
 
     def _emit_ready(self) -> Iterator[list[Any]]:
-        lookahead = self.lookahead
-        while any(len(self._fresh[c]) >= lookahead * self._quota[c] for c in self._active):
+        # A class without a slot in this batch (B < n) still forces batches once it holds L
+        # items: the slots rotate, so it gets one within ceil(n / B) batches.
+        lookahead, quota = self.lookahead, self._quota
+        while any(len(self._fresh[c]) >= lookahead * max(int(quota[c]), 1)
+                  for c in self._active):
             yield self._batch()
 
     def _batch(self) -> list[Any]:

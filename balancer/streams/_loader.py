@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data._utils.collate import default_collate
 
 from balancer._schedule import BatchNormPolicy, Phase, set_train_mode
-from balancer.streams._stream import BalancedStream, Tagged
+from balancer.streams._stream import STOCK_BATCHES, BalancedStream, Tagged
 
 __all__ = ["BalancedStreamLoader"]
 
@@ -95,9 +95,10 @@ class BalancedStreamLoader(DataLoader):
     batches would otherwise leave the others waiting): at each step the ranks agree, with one
     small all-reduce on a CPU (gloo) group, whether any still has a batch of its own; a rank
     that has run out re-serves its last few batches (``loader.padded_batches`` counts them)
-    until every rank has served all of its own, so no rank drops an item. One case cannot pad:
-    a rank restored from a checkpoint taken after its own batches had ended, which holds no
-    batch to re-serve; the epoch then ends on every rank at that step.
+    until every rank has served all of its own, so no rank drops an item. A rank restored from
+    a checkpoint taken after its own batches had ended has its workers re-make their passes
+    (without serving) to hand over their last batches for re-serving. Should a rank still have
+    nothing to re-serve, the epoch ends on every rank at that step rather than hang.
 
     Epoch length is unknown in advance (``len(loader)`` raises ``TypeError``). Persistent
     workers (``persistent_workers=True``) are supported: the epoch and the resume position
@@ -121,7 +122,7 @@ class BalancedStreamLoader(DataLoader):
         workers = max(int(settings.get("num_workers", 0)), 1)
         # Shared before any worker starts: forked workers share the pages, spawned ones receive
         # a handle (torch's multiprocessing reductions).
-        tagged._start = torch.zeros(1 + 2 * workers, dtype=torch.int64).share_memory_()
+        tagged._start = torch.zeros(2 + 2 * workers, dtype=torch.int64).share_memory_()
         super().__init__(tagged, batch_size=None, collate_fn=_TagCollate(self._collate),
                          **settings)
         self.stream_num_workers = workers
@@ -161,7 +162,11 @@ class BalancedStreamLoader(DataLoader):
         count = self.stream_num_workers
         shared[0] = stream.epoch
         shared[1:1 + count] = torch.tensor(start.received)
-        shared[1 + count:] = torch.tensor([int(w in start.ended) for w in range(count)])
+        shared[1 + count:1 + 2 * count] = torch.tensor([int(w in start.ended)
+                                                        for w in range(count)])
+        # Under ranks kept in step, a worker whose pass had ended re-makes it to hand over its
+        # last batches: a rank resumed after its own batches still has some to re-serve.
+        shared[1 + 2 * count] = int(self._sync and bool(start.ended))
         # The workers read the start when they begin their pass, which this call asks for.
         return _OrderedIterator(super().__iter__(), self)
 
@@ -247,7 +252,6 @@ class BalancedStreamLoader(DataLoader):
 
 
 _END = object()  # this rank's workers have all ended their passes
-_PAD_POOL = 4  # recent batches a rank that ran out re-serves while other ranks finish
 
 
 class _OrderedIterator:
@@ -260,7 +264,7 @@ class _OrderedIterator:
         self._loader = loader
         self._generation = loader._generation
         self._queues: list[deque[Tagged]] = [deque() for _ in range(loader.stream_num_workers)]
-        self._recent: deque[Any] = deque(maxlen=_PAD_POOL)
+        self._recent: deque[Any] = deque(maxlen=STOCK_BATCHES)
         self._padded = 0
         self._done = False
 
@@ -278,6 +282,8 @@ class _OrderedIterator:
         if self._done:
             raise StopIteration
         batch = self._next_batch()
+        if batch is _END and loader._sync and not self._recent:
+            self._take_stock()
         if loader._sync:
             # One tiny all-reduce per step: does any rank still have a batch of its own, and
             # is any rank out of batches with none to re-serve (resumed after its end)?
@@ -295,6 +301,16 @@ class _OrderedIterator:
             self._finish()
         self._recent.append(batch)
         return batch
+
+    def _take_stock(self) -> None:
+        """Read the rest of the workers' output: the batches that workers ended before a resume
+        hand over for re-serving (every worker has ended, so it is short)."""
+        for queue in self._queues:
+            self._recent.extend(tagged.batch for tagged in queue if tagged.number == -1)
+            queue.clear()
+        for tagged in self._inner:
+            if tagged.number == -1:
+                self._recent.append(tagged.batch)
 
     def _finish(self) -> None:
         self._done = True
@@ -322,6 +338,9 @@ class _OrderedIterator:
                 loader.peak_items_held[tagged.worker] = max(held, tagged.peak_held)
                 continue
             tagged = queue.popleft()
+            if tagged.number == -1:  # stock for re-serving (see _take_stock)
+                self._recent.append(tagged.batch)
+                continue
             if tagged.batch is None:
                 position.ended.add(position.turn)
                 position.advance()
