@@ -208,16 +208,16 @@ def bench_memory(labels: np.ndarray) -> None:
         print(f"  buffer_size={buffer_size}: {served:,} items served; the most held by the "
               f"buffers {held:,} (stream.peak_held), the most alive at once {Live.peak:,} "
               f"(counted on the items: buffers plus the batch being collated); the stated bound "
-              f"C * buffer_size + max(wait, L * B) = {bound:,}: {held / bound:.2f}x of it")
+              f"C * buffer_size + max(wait, L * max(B, C)) = {bound:,}: {held / bound:.2f}x of it")
         assert held <= bound and Live.peak <= bound + BATCH_SIZE, (held, Live.peak, bound)
 
 
 def memory_bound(loader: Any) -> int:
     """The bound on the items the buffers hold that the stream's docstring states:
-    ``C * buffer_size + max(wait, lookahead * B)``."""
+    ``C * buffer_size + max(wait, lookahead * max(B, C))``."""
     stream = loader.stream
     return int(stream.num_classes * stream.buffer_size
-               + max(stream.wait, stream.lookahead * stream.batch_size))
+               + max(stream.wait, stream.lookahead * max(stream.batch_size, stream.num_classes)))
 
 
 def _flag_rounds(rank: int, port: int, rounds: int, out: Any) -> None:
