@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 import torch
 from _frameworks import by_epoch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 
 COUNTS = (200, 70, 30)
 BATCH_SIZE = 8

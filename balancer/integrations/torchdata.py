@@ -26,9 +26,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader, IterableDataset
 
-from balancer.loader import BalancedDataLoader
+from balancer.loader import BalancedDataLoader, dataloader_settings
 from balancer.loader import balance as _balance
-from balancer.loader import dataloader_settings
 
 __all__ = ["stateful_loader"]
 

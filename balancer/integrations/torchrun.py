@@ -4,9 +4,10 @@ in step and checkpoints all of them in one state.
 A balanced stream (``balancer.balance`` of a ``DataLoader`` over an ``IterableDataset``) splits
 the stream between the ranks, and each rank makes as many batches as its share needs. The
 stream loader keeps the ranks in step by itself, but its ``state_dict()`` is this rank's only,
-and a rank restored after its own batches had ended ends the epoch early. Wrapped in an
-:class:`EvenStreamLoader`, one state holds every rank's position (so rank 0 can save it for
-all) and a resume among the repeats is exact. Wrap it where the process group exists::
+while frameworks write one checkpoint, from rank 0, for all ranks. Wrapped in an
+:class:`EvenStreamLoader`, one state holds every rank's position, and a rank that has run out
+repeats the first batches of its epoch, which a resume among them rebuilds exactly. Wrap it
+where the process group exists::
 
     loader = EvenStreamLoader(balance(DataLoader(stream, batch_size=64), "cls", classes=10,
                                       schedule=FineTuneSchedule(10, 1)))
@@ -15,7 +16,7 @@ all) and a resume among the repeats is exact. Wrap it where the process group ex
         for batch in loader:
             ...   # torch.save(loader.state_dict(), ...) on rank 0, after every rank called it
 
-The Lightning and Accelerate adapters build one for a stream themselves.
+The Lightning, Accelerate and Ray Train adapters build one for a stream themselves.
 
 # Design note: ranks in lock-step (issue 23)
 # A BalancedStream splits the stream between the ranks, and each rank's buffers make as many
