@@ -34,13 +34,16 @@ from functools import partial
 from typing import Any
 
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
+from balancer._distributed import is_distributed
 from balancer._schedule import Phase, set_train_mode
-from balancer.loader import dataloader_settings
+from balancer.integrations.torchrun import EvenStreamLoader
+from balancer.loader import balance, dataloader_settings
 from balancer.samplers import PlanBatchSampler, sampler_kind
+from balancer.streams import BalancedStreamLoader
 
-__all__ = ["GlobalPlan", "prepare"]
+__all__ = ["AcceleratedStreamLoader", "GlobalPlan", "prepare"]
 
 
 class GlobalPlan:
@@ -138,6 +141,15 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
             ``"balanced"`` (one class per item), ``"label-balanced"`` or ``"repeat-factor"``
             (multi-label targets, read with ``labels_of(..., multilabel=True)``), and further
             keywords of that sampler (e.g. ``threshold=0.1``).
+
+    A ``loader`` over an ``IterableDataset`` (a stream) gives an
+    :class:`AcceleratedStreamLoader` instead: ``classes=`` is then required (and
+    ``buffer_size=``, ``wait=``, ``split=`` are the stream's), each process balances its own
+    share of the stream, and the processes stay in step. Accelerate's own handling of an
+    iterable loader is not used (it would read the whole stream on process 0 and dispatch its
+    batches, or have every process read all of it), so ``dispatch_batches`` does not matter;
+    batches are moved to ``accelerator.device``, and ``save_state``/``load_state`` record and
+    restore the position (registered with ``register_for_checkpointing``).
     """
     from accelerate import Accelerator  # the framework, only when asked for
 
@@ -153,6 +165,10 @@ def prepare(accelerator: Any, loader: DataLoader, labels: Any = None, *, schedul
     if getattr(loader, "_is_accelerate_prepared", False):
         raise ValueError("loader was already prepared by Accelerate; pass the plain DataLoader, "
                          "before accelerator.prepare")
+    if isinstance(loader.dataset, IterableDataset):
+        return _prepare_stream(accelerator, loader, labels, schedule=schedule, seed=seed,
+                               samples_per_epoch=samples_per_epoch, drop_last=drop_last,
+                               batch_type=batch_type, sampler=sampler, options=sampler_options)
     # torch types it Sampler | Iterable | None; a batch sampler with batch_size and drop_last
     # (a BatchSampler, or one that mirrors it) is what this reads.
     batch_sampler: Any = loader.batch_sampler
@@ -197,3 +213,36 @@ def _train_mode(prepared: Any, balanced: PlanBatchSampler, model: nn.Module) -> 
     # set_train_mode checks what a schedule's phase() returned.
     phase: Phase = "balanced" if schedule is None else schedule.phase(epoch)
     return set_train_mode(model, phase, batchnorm=getattr(schedule, "batchnorm", "train"))
+
+
+class AcceleratedStreamLoader(EvenStreamLoader):
+    """A balanced stream under Accelerate, from :func:`prepare`: an
+    :class:`~balancer.integrations.torchrun.EvenStreamLoader` whose batches are moved to the
+    accelerator's device, with ``iteration`` (the epoch to start from: 0, or the epoch
+    ``accelerator.load_state`` restored), as on Accelerate's prepared loaders."""
+
+    @property
+    def iteration(self) -> int:
+        return self.epoch
+
+
+def _prepare_stream(accelerator: Any, loader: DataLoader, labels: Any, *, schedule: Any,
+                    seed: int | None, samples_per_epoch: int | None, drop_last: bool | None,
+                    batch_type: str | None, sampler: str | type,
+                    options: dict[str, Any]) -> AcceleratedStreamLoader:
+    """:func:`prepare` for a ``DataLoader`` over an ``IterableDataset``."""
+    from accelerate.utils import send_to_device
+
+    if accelerator.num_processes > 1 and not is_distributed():
+        raise RuntimeError(f"the accelerator runs {accelerator.num_processes} processes but no "
+                           f"torch.distributed process group is initialised; launch with "
+                           f"accelerate launch or torchrun")
+    balanced = balance(loader, labels, schedule=schedule, seed=seed,
+                       samples_per_epoch=samples_per_epoch, drop_last=drop_last,
+                       batch_type=batch_type, sampler=sampler, **options)
+    assert isinstance(balanced, BalancedStreamLoader)  # balance() of an IterableDataset
+    device = accelerator.device
+    stream = AcceleratedStreamLoader(balanced,
+                                     transfer=lambda batch: send_to_device(batch, device))
+    accelerator.register_for_checkpointing(stream)
+    return stream

@@ -47,8 +47,10 @@ from torch.utils.data import DataLoader
 from balancer._distributed import is_distributed
 from balancer._schedule import BatchNormPolicy, FineTuneSchedule, check_batchnorm
 from balancer._validation import check_int
+from balancer.integrations.torchrun import EvenStreamLoader
 from balancer.loader import BalancedDataLoader
 from balancer.loader import balance as _balance
+from balancer.streams import BalancedStreamLoader
 
 __all__ = ["LightningBalancedDataLoader", "balance", "total_steps"]
 
@@ -69,7 +71,8 @@ class LightningBalancedDataLoader(BalancedDataLoader):
 def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_epochs: int = 0,
             seed: int | None = 0, samples_per_epoch: int | None = None,
             drop_last: bool | None = None, batchnorm: BatchNormPolicy = "train",
-            sampler: str | type = "balanced", **sampler_options: Any) -> BalancedDataLoader:
+            sampler: str | type = "balanced",
+            **sampler_options: Any) -> BalancedDataLoader | EvenStreamLoader:
     """:func:`balancer.balance` with a :class:`~balancer.FineTuneSchedule` sized from ``trainer``.
 
     The schedule runs ``trainer.max_epochs`` epochs, the last ``finetune_epochs`` of them at the
@@ -88,6 +91,13 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
             batch, through a callback this adds to ``trainer.callbacks``).
         sampler, **sampler_options: the kind of sampler, as for :func:`balancer.balance`
             (``"label-balanced"`` or ``"repeat-factor"`` for multi-label targets).
+
+    A ``loader`` over an ``IterableDataset`` (a stream) gives a balanced stream instead
+    (``classes=`` is then required, and ``buffer_size=``, ``wait=``, ``split=`` are the
+    stream's): each rank balances its share of the stream, and the returned loader keeps the
+    ranks in step (a rank whose share has ended repeats the first batches of its epoch while
+    another still has batches), receives Lightning's ``set_epoch`` and saves its position in
+    Lightning's checkpoints; see :class:`~balancer.integrations.torchrun.EvenStreamLoader`.
     """
     max_epochs = getattr(trainer, "max_epochs", None)
     if max_epochs is None or max_epochs < 1:
@@ -110,6 +120,10 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
     balanced = _balance(loader, labels, schedule=schedule, seed=seed,
                         samples_per_epoch=samples_per_epoch, drop_last=drop_last,
                         sampler=sampler, **sampler_options)
+    if isinstance(balanced, BalancedStreamLoader):
+        # Lightning leaves a loader over an IterableDataset as it is (no DistributedSampler),
+        # calls set_epoch only on loader.sampler, and fetches one batch ahead of the step.
+        return EvenStreamLoader(balanced, held=1)
     # The subclass only changes len(); it adds no state, so the built loader is re-typed (keeping
     # the class balance() kept, e.g. MONAI's DataLoader).
     balanced.__class__ = _lightning_class(type(balanced))

@@ -25,17 +25,23 @@ Example (inside the function given to ``TorchTrainer``)::
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+import torch
+from torch.utils._pytree import tree_map
+
+from balancer.integrations.torchrun import EvenStreamLoader
 from balancer.loader import BalancedDataLoader
+from balancer.streams import BalancedStreamLoader
 
 __all__ = ["prepare_data_loader"]
 
 _FORWARDED = ("set_epoch", "state_dict", "load_state_dict", "total_batches", "train_mode")
 
 
-def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = True,
-                        auto_transfer: bool = True) -> Any:
+def prepare_data_loader(loader: BalancedDataLoader | BalancedStreamLoader, *,
+                        move_to_device: bool = True, auto_transfer: bool = True) -> Any:
     """``ray.train.torch.prepare_data_loader(loader)``, keeping the balanced loader's controls.
 
     The returned loader iterates like Ray's (batches on the worker's device) and has the
@@ -48,9 +54,17 @@ def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = Tr
     ``FineTuneSchedule(..., batchnorm="frozen")`` the loop must call ``loader.train_mode(model)``
     after ``loader.set_epoch(epoch)`` (the model as ``ray.train.torch.prepare_model`` returned it
     is fine) where it would call ``model.train()``; nothing can check that it does.
+
+    A balanced stream (``balance()`` of a ``DataLoader`` over an ``IterableDataset``) gives a
+    :class:`~balancer.integrations.torchrun.EvenStreamLoader` instead, which keeps the ranks in
+    step and moves batches to Ray's device (``move_to_device``); its ``state_dict()`` is a
+    collective call: every worker calls it, rank 0 saves it in the checkpoint it reports, and
+    every worker loads it from ``ray.train.get_checkpoint()``.
     """
     import ray.train.torch  # the framework, only when asked for
 
+    if isinstance(loader, BalancedStreamLoader):
+        return _prepare_stream(loader, move_to_device=move_to_device)
     if not isinstance(loader, BalancedDataLoader):
         raise TypeError(f"loader should be a balancer.BalancedDataLoader (from balancer.balance), "
                         f"but got {type(loader).__name__}")
@@ -66,6 +80,26 @@ def prepare_data_loader(loader: BalancedDataLoader, *, move_to_device: bool = Tr
     else:
         loader.balanced = loader
     return prepared
+
+
+def _prepare_stream(loader: BalancedStreamLoader, *, move_to_device: bool) -> EvenStreamLoader:
+    """A balanced stream under Ray Train: Ray starts the process group before the train
+    function runs, leaves a loader over an ``IterableDataset`` unsharded (the stream splits
+    itself between the ranks), and would not keep the ranks in step; the
+    :class:`~balancer.integrations.torchrun.EvenStreamLoader` does, moving batches to Ray's
+    device."""
+    import ray.train.torch  # the framework, only when asked for
+
+    transfer = None
+    if move_to_device:
+        device = ray.train.torch.get_device()
+        transfer = partial(_to_device, device=device)
+    return EvenStreamLoader(loader, transfer=transfer)
+
+
+def _to_device(batch: Any, *, device: Any) -> Any:
+    return tree_map(lambda value: value.to(device) if isinstance(value, torch.Tensor) else value,
+                    batch)
 
 
 def _state_behind(loader: BalancedDataLoader, prepared: Any) -> dict[str, Any]:

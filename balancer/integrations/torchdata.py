@@ -27,11 +27,11 @@ from functools import partial
 from typing import Any
 
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from balancer._schedule import set_train_mode
+from balancer.loader import BalancedDataLoader, dataloader_settings
 from balancer.loader import balance as _balance
-from balancer.loader import dataloader_settings
 
 __all__ = ["stateful_loader"]
 
@@ -55,10 +55,22 @@ def stateful_loader(loader: DataLoader, labels: Any = None, **options: Any) -> A
     """
     from torchdata.stateful_dataloader import StatefulDataLoader  # only when asked for
 
+    if isinstance(loader.dataset, IterableDataset):
+        # balance() of a stream loader has no batch sampler to hand over: this would silently
+        # be a plain StatefulDataLoader over the unbalanced stream.
+        raise TypeError(
+            f"loader.dataset is an IterableDataset ({type(loader.dataset).__name__}); a stream "
+            f"is balanced by balancer.balance(loader, labels, classes=...), whose loader already "
+            f"has exact state_dict()/load_state_dict() (or StatefulDataLoader(BalancedStream("
+            f"...), batch_size=...), which saves the stream's state in every worker)"
+        )
+
     if getattr(loader, "in_order", True) is False:
         raise ValueError("loader has in_order=False, with which a restored loader cannot know "
                          "which batches were served; build the DataLoader with in_order=True")
-    sampler = _balance(loader, labels, **options).batch_sampler
+    balanced = _balance(loader, labels, **options)
+    assert isinstance(balanced, BalancedDataLoader)  # a map-style dataset: streams are refused
+    sampler = balanced.batch_sampler
     stateful = StatefulDataLoader(loader.dataset, batch_sampler=sampler, **dataloader_settings(loader))
     stateful.set_epoch = sampler.set_epoch
     stateful.train_mode = partial(_train_mode, sampler)

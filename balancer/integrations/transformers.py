@@ -47,7 +47,7 @@ from typing import Any
 
 import transformers
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from balancer._schedule import BatchNormPolicy, FineTuneSchedule, check_batchnorm
 from balancer._validation import check_int
@@ -75,6 +75,19 @@ def _refuse_sampler_options_as_keywords(kwargs: dict[str, Any], sampler: Any) ->
             f"{name}={value!r} is an option of the {' / '.join(map(repr, kinds))} sampler, not "
             f"of the Trainer; pass it in sampler_options: "
             f"BalancedTrainer(..., {kind_fix}sampler_options={{{name!r}: {value!r}}})")
+
+
+def _refuse_stream(dataset: Any) -> None:
+    """The run's steps come from every epoch's length, which a stream does not know."""
+    if isinstance(dataset, IterableDataset):
+        raise TypeError(
+            f"train_dataset is an IterableDataset ({type(dataset).__name__}): BalancedTrainer "
+            f"plans the run's steps from the length of every epoch, which a stream does not "
+            f"know, so balanced streams are not supported here. Train the stream in your own "
+            f"loop with balancer.integrations.accelerate.prepare(accelerator, DataLoader(stream, "
+            f"batch_size=...), labels, classes=...), or with balancer.integrations.lightning; or "
+            f"give BalancedTrainer a map-style dataset"
+        )
 
 
 class BalancedTrainer(transformers.Trainer):
@@ -122,6 +135,7 @@ class BalancedTrainer(transformers.Trainer):
                 f"sampler_options={sampler_options!r} ({type(sampler_options).__name__})")
         _refuse_sampler_options_as_keywords(kwargs, sampler)
         batchnorm = check_batchnorm(batchnorm)  # before the Trainer's (slow) construction
+        _refuse_stream(kwargs.get("train_dataset"))
         super().__init__(*args, **kwargs)
         epochs = self.args.num_train_epochs
         if epochs != int(epochs) or epochs < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -266,6 +267,8 @@ class BalancedStream(IterableDataset[Any]):
         """Set the epoch the next pass serves; call it before every epoch, like
         ``DistributedSampler.set_epoch``. A different epoch discards a pending resume position;
         the same epoch keeps it (so ``for epoch in range(start, n)`` resumes)."""
+        if self._tagged:
+            _refuse_accelerate(sys._getframe(1))
         epoch = check_int("epoch", epoch, minimum=0,
                           fix="pass the 0-based number of the epoch about to start")
         if self.schedule is not None:
@@ -504,6 +507,23 @@ class BalancedStream(IterableDataset[Any]):
                 f"buffer_size={self.buffer_size}, wait={self.wait}, lookahead={self.lookahead}, "
                 f"epoch={self.epoch}, "
                 f"num_replicas={self.num_replicas}, rank={self.rank}, split={self.split!r})")
+
+
+def _refuse_accelerate(caller: Any) -> None:
+    """``accelerator.prepare(balance(stream_loader))`` rebuilds a loader from the balanced
+    loader's ``dataset`` (this stream's copy that yields tagged batches to its own loader) and
+    sets its epoch at every pass, on every process, before any batch: refuse there, with the fix.
+    """
+    owner = type(caller.f_locals.get("self")).__module__
+    if owner.split(".")[0] == "accelerate":
+        raise RuntimeError(
+            "accelerator.prepare() was given a balanced stream loader (balance() of a DataLoader "
+            "over an IterableDataset): Accelerate rebuilds the loader from its dataset and would "
+            "serve the stream's internal records. Give Accelerate the plain DataLoader instead: "
+            "loader = balancer.integrations.accelerate.prepare(accelerator, DataLoader(stream, "
+            "batch_size=...), labels, classes=..., schedule=...), and accelerator.prepare only "
+            "the model and optimizer"
+        )
 
 
 def _in_stream_order(items: Iterator[tuple[int, Any]], batch_size: int,
