@@ -359,3 +359,14 @@ def test_a_compare_report_names_the_callers_model_and_no_cnn_settings(tmp_path):
     assert "CNN" not in report
     settings = _section(report, "Settings")
     assert "`width`" not in settings and "`augment`" not in settings
+
+
+def test_the_wall_time_line_gives_the_invocation_and_the_runs_own_time(tmp_path):
+    # A --resume that trains nothing takes seconds; the runs it loaded took far longer, and the
+    # report must not read as if the whole study took the invocation's few seconds.
+    report = _write(tmp_path, seeds=(0, 1), strengths=dict.fromkeys(STRATEGIES, 1.0))
+    runs_seconds = sum(10.0 + seed for seed in (0, 1)) * len(STRATEGIES)
+    assert "Wall time of this invocation: 3 s" in report
+    assert f"the runs' own wall time sums to {runs_seconds:.0f} s over {2 * len(STRATEGIES)} runs" \
+        in report
+    assert "Total wall time" not in report

@@ -578,6 +578,15 @@ _NOT_SETTINGS = {"dataset", "data", "csv", "table", "group_col", "image_col", "l
 _ML_NOT_SETTINGS = _NOT_SETTINGS | {"label_cols", "samples", "rarest"}
 
 
+def _wall_time_line(results: pd.DataFrame, info: dict[str, Any]) -> str:
+    """The invocation's wall time and the runs' own: under ``--resume`` the invocation may have
+    trained nothing (its time is then only the data and the report), so both are given."""
+    runs = results[(results["split"] == "run") & (results["metric"] == "seconds")]["value"]
+    return (f"Wall time of this invocation: {info['seconds']:.0f} s; the runs' own wall time "
+            f"sums to {float(runs.sum()):.0f} s over {len(runs)} runs (runs loaded by `--resume` "
+            f"from an earlier invocation included).")
+
+
 def _settings_lines(config: StudyConfig | MultiLabelStudyConfig,
                     info: dict[str, Any] | None = None) -> list[str]:
     """Every training setting of ``config`` (a strategy's own ones included), in field order,
@@ -832,7 +841,7 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         "",
         CPU_TIME_NOTE,
         "",
-        f"Total wall time: {info['seconds']:.0f} s.",
+        _wall_time_line(results, info),
     ]
     if reference is not None:
         lines += ["", f"For context: MedMNIST v2 reports a test accuracy of {reference} for a "
@@ -1146,7 +1155,7 @@ def write_multilabel_outputs(results: pd.DataFrame, config: MultiLabelStudyConfi
                                       "optimizer steps": [f"{v:.0f}" for v in runs["steps"]],
                                       **_time_columns(runs)})),
               "", CPU_TIME_NOTE, ""]
-    lines += [f"Total wall time: {info['seconds']:.1f} s. Per-label figures of every strategy: "
+    lines += [f"{_wall_time_line(results, info)} Per-label figures of every strategy: "
               f"per_label.csv.", "", "## Settings", "", *_settings_lines(config), "",
               *environment_lines(environment, when=when)]
     atomic_text(paths["report.md"], "\n".join(lines))
