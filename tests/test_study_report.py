@@ -370,3 +370,35 @@ def test_the_wall_time_line_gives_the_invocation_and_the_runs_own_time(tmp_path)
     assert f"the runs' own wall time sums to {runs_seconds:.0f} s over {2 * len(STRATEGIES)} runs" \
         in report
     assert "Total wall time" not in report
+
+
+@pytest.mark.parametrize(("p", "fragile"), [(0.005, False), (0.0101, True), (0.046, True),
+                                            (0.058, True), (0.099, True), (0.1, False),
+                                            (0.3, False), (float("nan"), False)])
+def test_verdicts_with_p_between_a_hundredth_and_a_tenth_are_fragile(p, fragile):
+    from balancer.study._report import is_fragile
+
+    assert is_fragile(p) is fragile
+
+
+def test_the_opening_marks_a_fragile_verdict_and_says_what_fragile_means(tmp_path):
+    import pandas as pd
+
+    from balancer.study._report import verdict_lines
+
+    means = pd.DataFrame({"accuracy": [0.80, 0.85, 0.90]}, index=["plain", "a", "b"])
+    paired = pd.DataFrame({"strategy": ["a", "b"], "metric": ["accuracy"] * 2,
+                           "difference": [0.05, 0.10], "ci_low": [0.01, 0.02],
+                           "ci_high": [0.09, 0.18], "p_value": [0.003, 0.04],
+                           "better": [True, True], "significant": [True, True]})
+    lines = verdict_lines(means, paired, reference="plain", headline={"accuracy": True},
+                          words={}, seeds=5, min_seeds=2)
+    text = "\n".join(lines)
+    assert "0.01 < p < 0.1 is marked *fragile*" in text
+    best = next(line for line in lines if line.startswith("- **accuracy**"))
+    assert "`b` has the highest mean" in best and "(*fragile*)" in best
+    paired.loc[1, "p_value"] = 0.002
+    best = next(line for line in verdict_lines(means, paired, reference="plain",
+                                               headline={"accuracy": True}, words={}, seeds=5,
+                                               min_seeds=2) if line.startswith("- **accuracy**"))
+    assert "fragile" not in best

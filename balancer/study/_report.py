@@ -417,6 +417,17 @@ def _p_phrase(p: float) -> str:
     return f"p {text}" if text == "n/a" or text.startswith("<") else f"p = {text}"
 
 
+#: p-values between these are *fragile* verdicts: 5 seeds cannot hold a verdict near p = 0.05,
+#: and another CPU or torch build moves p by that much (an outside run of the default study
+#: swapped two verdicts at p = 0.046 and 0.058).
+FRAGILE = (0.01, 0.1)
+
+
+def is_fragile(p_value: float) -> bool:
+    """Whether a verdict at ``p_value`` is fragile (``FRAGILE[0] < p < FRAGILE[1]``)."""
+    return bool(FRAGILE[0] < p_value < FRAGILE[1])
+
+
 def verdict_lines(means: pd.DataFrame, paired: pd.DataFrame | None, *, reference: str,
                   headline: dict[str, bool], words: dict[str, str], seeds: int,
                   min_seeds: int) -> list[str]:
@@ -434,7 +445,10 @@ def verdict_lines(means: pd.DataFrame, paired: pd.DataFrame | None, *, reference
     """
     rule = ("*Significant* means the paired 95% bootstrap interval of the difference excludes "
             "0 **and** the paired t-test over seeds has p < 0.05 (no correction for multiple "
-            "comparisons); the best row by mean is not a winner unless it is significant.")
+            "comparisons); the best row by mean is not a winner unless it is significant. "
+            f"A verdict with {FRAGILE[0]} < p < {FRAGILE[1]} is marked *fragile*: on either "
+            "side of the line, it can flip with other seeds, or on another CPU or torch build "
+            "(which change the last digits of every run).")
     lines = ["## What wins (test split)", "", rule, ""]
     if paired is None or len(means.index) < 2:
         only = ("only one row was run" if len(means.index) < 2 else
@@ -468,6 +482,8 @@ def verdict_lines(means: pd.DataFrame, paired: pd.DataFrame | None, *, reference
             row = rows[rows["strategy"] == best].iloc[0]
             verdict = (f"**significantly better** than `{reference}`"
                        if row["significant"] and row["better"] else "not significant")
+            if is_fragile(row["p_value"]):
+                verdict += " (*fragile*)"
             text += (f"{name} has the {direction} mean ({best_value:.3f}): "
                      f"{row['difference']:+.3f} vs `{reference}`, 95% CI "
                      f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], "
