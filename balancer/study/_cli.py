@@ -479,11 +479,11 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
 def _check_tuned_data(path: str, config: StudyConfig, data: StudyData) -> None:
     """A tuning record (``--tuned FILE``) applies only to the data it was tuned on: the same
     file content (wherever it lies now), label column, classes and task kind."""
-    import json
 
+    from balancer.study._config import read_tuning_record
     from balancer.study._tune import tuned_identity
 
-    record = json.loads(Path(path).read_text())
+    record = read_tuning_record(path)
     source = record.get("source")
     if "data" not in record:  # a record written before identities: its source string
         if source != data.source:

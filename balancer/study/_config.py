@@ -64,6 +64,27 @@ def load_tuned(dataset: str | None) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+def read_tuning_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The tuning record at ``path`` (the ``tuned.json`` a ``--tune`` run writes): a JSON object
+    with its ``budget`` and ``settings``. A missing file, a file that is not JSON (``tune.md``
+    passed by mistake) or JSON of another shape is a ``ValueError`` naming ``tuned_file`` and
+    the fix, not an ``OSError`` or a ``KeyError`` later."""
+    fix = "pass the tuned.json of a --tune run on this data"
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"tuned_file={path} does not exist or is not a file; {fix}")
+    try:
+        record = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        where = f" at line {error.lineno}" if isinstance(error, json.JSONDecodeError) else ""
+        raise ValueError(f"tuned_file={path} is not a JSON tuning record (unreadable as JSON"
+                         f"{where}); {fix}") from None
+    if (not isinstance(record, dict) or not isinstance(record.get("budget"), dict)
+            or not isinstance(record.get("settings"), dict)):
+        raise ValueError(f"tuned_file={path} is not a tuning record (a JSON object with "
+                         f"'budget' and 'settings'); {fix}")
+    return record
+
 
 def check_strategies(strategies: Any, valid: Any, kind: str = "") -> tuple[str, ...]:
     """``strategies`` (names or one comma-separated string) as a tuple, each a key of ``valid``
@@ -471,6 +492,8 @@ class StudyConfig(SharedSettings):
         if not isinstance(self.tuned, bool):
             raise TypeError(f"tuned should be True (use the shipped tuned settings where they "
                             f"apply) or False, but got tuned={self.tuned!r}")
+        if self.tuned_file is not None:
+            read_tuning_record(self.tuned_file)  # refused before the data is loaded
         self._resolve_tunable()
         for name in (field for field in SETTINGS if field.endswith("_epochs")):
             setattr(self, name, check_int(name, getattr(self, name), minimum=0,
@@ -549,7 +572,7 @@ class StudyConfig(SharedSettings):
             return  # everything given (or resolved by an earlier validate): tuned_from stays
         budget = self.given_budget()
         if self.tuned_file is not None:
-            record = json.loads(Path(self.tuned_file).read_text())
+            record = read_tuning_record(self.tuned_file)
             wrong = {key: record["budget"].get(key) for key in BUDGET
                      if record["budget"].get(key) != budget[key]}
             if wrong:

@@ -425,6 +425,19 @@ def _read_npz(path: Path, argument: str) -> dict[str, np.ndarray]:
     ``ValueError`` that names ``argument`` and the file, instead of ``BadZipFile`` or numpy's
     advice to pass ``allow_pickle=True``.
     """
+    # numpy takes any file that is not a zip or .npy for a pickle, and its advice would be about
+    # pickled objects; a CSV passed as --data is the usual cause, so say what the file is.
+    try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError:
+        head = b"PK"  # unreadable: np.load below reports it
+    if not head.startswith(b"PK") and not head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{argument}={str(path)!r} is not a readable .npz file (it is not a zip "
+                         f"archive, which numpy.savez writes: it starts with {head!r}); for a "
+                         f"CSV table pass "
+                         f"--table FILE --label-col COLUMN, for a CSV of image paths --csv, "
+                         f"or write the arrays with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):

@@ -343,12 +343,12 @@ def _posthoc_lines(chosen: pd.DataFrame, config: StudyConfig) -> list[str]:
 
 def _tuned_lines(config: StudyConfig) -> list[str]:
     """Which settings came from which tuning run, with its grid and choices."""
-    from balancer.study._config import TUNABLE, load_tuned
+    from balancer.study._config import TUNABLE, load_tuned, read_tuning_record
 
     tuned = config.tuned_from or {}
     taken = tuned.get("settings") or {}
     record = (None if not tuned.get("file") else
-              json.loads(Path(config.tuned_file).read_text()) if config.tuned_file else
+              read_tuning_record(config.tuned_file) if config.tuned_file else
               load_tuned(config.shipped_key()))
     names = [n for n in TUNABLE if n in config.strategies or "+" in n]
     if record is None or not taken:

@@ -1,0 +1,67 @@
+"""What a user meets running ``balancer study`` on data it has never seen (issue 22): every
+mistake a user can make with a file or a flag is a usage error naming the flag, the value and
+the fix, before any training; never a traceback or an OS error without the flag."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import balancer.study._train
+from balancer.__main__ import main
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the input was checked")
+    monkeypatch.setattr(balancer.study._train, "train_and_evaluate", refuse)
+    monkeypatch.setattr(balancer.study._train, "train_run", refuse, raising=False)
+
+
+@pytest.fixture
+def table(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    frame["y"] = ["no"] * 45 + ["yes"] * 15
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _cli_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "--no-progress", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("content", [None, "not json {", "[1, 2]", '{"settings": {}}'])
+def test_a_tuning_record_that_is_missing_or_not_one_names_tuned(table, tmp_path, content,
+                                                               capsys, no_training):
+    record = tmp_path / "tuned.json"
+    if content is not None:
+        record.write_text(content)
+    err = _cli_error(["--table", str(table), "--label-col", "y", "--epochs", "1", "--seeds", "0",
+                      "--tuned", str(record), "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith(f"balancer study: error: --tuned {record}"), err
+    assert "tuned.json of a --tune run" in err, err
+    assert "Errno" not in err and "Expecting" not in err and "KeyError" not in err, err
+
+
+def test_a_csv_passed_as_data_points_to_table(table, tmp_path, capsys, no_training):
+    err = _cli_error(["--data", str(table), "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: --data "), err
+    assert "not a zip archive" in err and "--table FILE --label-col" in err, err
+    assert "Python objects" not in err, err
+
+
+def test_a_mistyped_flag_is_an_error_of_the_study_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "--epohcs", "3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("balancer study: error: unrecognized arguments: --epohcs 3; did you "
+                          "mean --epochs (for --epohcs)?"), err
+    assert "'balancer study --help'" in err, err
