@@ -21,8 +21,8 @@ def no_training(monkeypatch):
 @pytest.fixture
 def table(tmp_path):
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
-    frame["y"] = ["no"] * 45 + ["yes"] * 15
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    frame["y"] = ["no"] * 150 + ["yes"] * 50
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
     return path
@@ -65,3 +65,38 @@ def test_a_mistyped_flag_is_an_error_of_the_study_command(capsys):
     assert err.startswith("balancer study: error: unrecognized arguments: --epohcs 3; did you "
                           "mean --epochs (for --epohcs)?"), err
     assert "'balancer study --help'" in err, err
+
+
+def test_the_flags_printed_after_tune_are_accepted_by_the_study(table, tmp_path, monkeypatch,
+                                                               capsys):
+    """A tuning run at a short budget can choose a phase as long as the whole run (its grid is
+    capped at --epochs, as the default is); the flags it prints must be ones the study accepts,
+    and the phase it cannot print as a flag is named with the route that applies it."""
+    import balancer.study._tune as tune_module
+
+    def fake_tune(config, data, *, command="", run=None):
+        return {"dataset": None, "budget": config.given_budget(),
+                "settings": {"focal_gamma": 1.0, "drw_epochs": config.epochs, "crt_epochs": 1}}
+
+    def fake_write(record, out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tune.md").write_text("# tuning\n")
+        return {"tuned.json": out / "tuned.json", "tune.md": out / "tune.md"}
+
+    monkeypatch.setattr(tune_module, "tune", fake_tune)
+    monkeypatch.setattr(tune_module, "write_tuning", fake_write)
+    common = ["--table", str(table), "--label-col", "y", "--epochs", "2", "--seeds", "0"]
+    assert main(["study", "--no-progress", "--tune", *common, "--out",
+                 str(tmp_path / "tune")]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("Tuning record:"))
+    flags = line.split(", pass ", 1)[1].split(", or --tuned", 1)[0].split(" (", 1)[0].split()
+    assert flags == ["--focal-gamma", "1.0", "--crt-epochs", "1"], line
+    assert "--drw-epochs 2" in line and "whole run" in line and "--tuned" in line, line
+
+    def stop(*args, **kwargs):  # the flags passed every check: training would start here
+        raise RuntimeError("training reached")
+    monkeypatch.setattr(balancer.study._train, "train_and_evaluate", stop)
+    monkeypatch.setattr(balancer.study._train, "train_run", stop, raising=False)
+    with pytest.raises(RuntimeError, match="training reached"):
+        main(["study", "--no-progress", *common, *flags, "--out", str(tmp_path / "run")])

@@ -530,10 +530,22 @@ def _tune(config: StudyConfig, data: StudyData, out: Path, command: str) -> int:
               f"balancer/study/tuned/{record['dataset']}.json to make it the default of this "
               f"data set)")
     else:  # only a shipped data set's record is read back; for other data the flags are the way
-        flags = " ".join(f"--{key.replace('_', '-')} {value}"
-                         for key, value in record["settings"].items())
+        # At a short budget the grid of a phase is capped at --epochs, as its default is, so a
+        # chosen phase can cover the whole run; as a flag that is refused (check_phases), so it
+        # is left out of the flags and named, with the record as the route that applies it.
+        epochs = record["budget"]["epochs"]
+        whole = {key: value for key, value in record["settings"].items()
+                 if key.endswith("_epochs") and value is not None and value >= epochs}
+        as_flag = {key: f"--{key.replace('_', '-')} {value}"
+                   for key, value in record["settings"].items()}
+        flags = " ".join(flag for key, flag in as_flag.items() if key not in whole)
+        left = "" if not whole else (
+            f" ({', '.join(as_flag[key] for key in whole)} would cover the whole run of --epochs "
+            f"{epochs}, which a flag may not: --tuned applies "
+            f"{'it' if len(whole) == 1 else 'them'})")
         print(f"Tuning record: {paths['tuned.json']}; to use these settings on this data, pass "
-              f"{flags}, or --tuned {paths['tuned.json']} (the report then names the record)")
+              f"{flags or 'no flag'}{left}, or --tuned {paths['tuned.json']} (the report then "
+              f"names the record)")
     return 0
 
 
