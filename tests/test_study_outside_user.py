@@ -100,3 +100,16 @@ def test_the_flags_printed_after_tune_are_accepted_by_the_study(table, tmp_path,
     monkeypatch.setattr(balancer.study._train, "train_run", stop, raising=False)
     with pytest.raises(RuntimeError, match="training reached"):
         main(["study", "--no-progress", *common, *flags, "--out", str(tmp_path / "run")])
+
+
+def test_an_npz_with_more_class_names_than_classes_is_refused(tmp_path, capsys, no_training):
+    """label_names naming a class that y never holds is a mislabelled file (or a class with no
+    sample at all): refused, naming the names left over, never silently cut to fit."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.normal(size=(120, 4)), y=np.repeat([0, 1], [90, 30]),
+             label_names=np.array(["healthy", "sick", "unknown"]))
+    err = _cli_error(["--data", str(path), "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: --data "), err
+    assert "label_names holds 3 name(s) but y has classes 0..1" in err, err
+    assert "['unknown']" in err, err

@@ -870,6 +870,10 @@ def _label_names(given: Any, num_classes: int, where: str) -> tuple[str, ...]:
     if len(names) < num_classes:
         raise ValueError(f"{where}: label_names holds {len(names)} name(s) but y has classes "
                          f"0..{num_classes - 1}; store one name per class")
+    if len(names) > num_classes:  # a class with no sample at all, or names of another file
+        raise ValueError(f"{where}: label_names holds {len(names)} name(s) but y has classes "
+                         f"0..{num_classes - 1}, so {names[num_classes:]} name no sample; store "
+                         f"one name per class of y, or add the samples of those classes")
     seen = [n for i, n in enumerate(names) if n in names[:i]]
     if seen:
         raise ValueError(f"{where}: label_names has the duplicate name(s) {sorted(set(seen))}; "
