@@ -113,3 +113,26 @@ def test_an_npz_with_more_class_names_than_classes_is_refused(tmp_path, capsys, 
     assert err.startswith("balancer study: error: --data "), err
     assert "label_names holds 3 name(s) but y has classes 0..1" in err, err
     assert "['unknown']" in err, err
+
+
+@pytest.mark.parametrize("majority", [1, 0])
+def test_a_majority_positive_class_is_said(tmp_path, capsys, majority):
+    """With two classes, AUPRC and sensitivity at 95% specificity score class 1 by default; when
+    class 1 is the common one (a file coding 'healthy' as 1) those numbers describe the easy
+    class, so the console and report.md say so and name the flag that scores the rarer one."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = np.where(np.arange(300) % 5 == 0, 1 - majority, majority)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X + y[:, None], y=y, label_names=np.array(["neg", "pos"]))
+    out = tmp_path / "run"
+    assert main(["study", "--no-progress", "--data", str(path), "--epochs", "1", "--seeds", "0",
+                 "--strategies", "plain", "--no-posthoc", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    said = "the majority class of the train split"
+    if majority == 1:
+        assert f"'pos' (class 1) is {said}" in err and "--positive-class neg" in err, err
+        assert f"is {said}" in report and "`--positive-class neg`" in report
+    else:
+        assert said not in err and said not in report

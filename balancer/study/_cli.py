@@ -449,6 +449,15 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         if args.positive_class is not None:
             for name, config in configs.items():
                 config.positive_class = _positive_index(args.positive_class, data[name])
+        else:  # the default class 1 may be the common one: say so before training
+            from balancer.study._config import majority_positive
+
+            for name, config in configs.items():
+                note = majority_positive(data[name].class_names, data[name].counts("train"),
+                                         config.positive_class)
+                if note:
+                    print(f"balancer study: {name + ': ' if name else ''}{note}",
+                          file=sys.stderr)
         if args.tune:
             if out.exists() and any(out.iterdir()) and not args.overwrite:
                 raise ValueError(f"out={str(out)!r} already holds files; pass --overwrite to "

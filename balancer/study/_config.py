@@ -177,6 +177,20 @@ def below_floor(steps: int, shortest: int) -> bool:
     return steps < MIN_RUN_STEPS or shortest < MIN_PHASE_STEPS
 
 
+def majority_positive(class_names: Any, train_counts: Any, positive: int) -> str | None:
+    """For two classes whose positive class (AUPRC, sensitivity at 95% specificity) is the more
+    frequent one in the train split, the sentence that says so and names the flag that scores
+    the rarer class; else None. A file coding the common class as 1 would otherwise report
+    those two metrics on the easy class without a word."""
+    names, counts = [str(n) for n in class_names], [int(n) for n in train_counts]
+    if len(names) != 2 or counts[positive] <= counts[1 - positive]:
+        return None
+    return (f"{names[positive]!r} (class {positive}) is the majority class of the train split "
+            f"({counts[positive]} of {sum(counts)}), so AUPRC and sensitivity at 95% specificity "
+            f"score the common class; pass --positive-class {names[1 - positive]} to score the "
+            f"rarer one")
+
+
 def _usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
