@@ -136,3 +136,23 @@ def test_a_majority_positive_class_is_said(tmp_path, capsys, majority):
         assert f"is {said}" in report and "`--positive-class neg`" in report
     else:
         assert said not in err and said not in report
+
+
+def test_labels_dropped_by_min_positives_are_named_in_the_report(tmp_path, capsys):
+    """The console notice scrolls away; report.md is what a reader keeps, so it names the
+    labels --min-positives dropped (the data line), not only the labels that were kept."""
+    rng = np.random.default_rng(0)
+    n = 240
+    frame = pd.DataFrame({"f": rng.standard_normal(n), "g": rng.standard_normal(n),
+                          "common": np.arange(n) % 2, "mid": (np.arange(n) // 2) % 3 == 0,
+                          "rare_one": np.arange(n) == 5})
+    frame[["mid", "rare_one"]] = frame[["mid", "rare_one"]].astype(int)
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "run"
+    assert main(["study", "--no-progress", "--multilabel", "--table", str(tmp_path / "m.csv"),
+                 "--label-cols", "common,mid,rare_one", "--min-positives", "2",
+                 "--strategies", "plain", "--seeds", "0", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    assert "dropped 1 label(s)" in capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "--min-positives 2 dropped 1 label(s)" in report and "['rare_one']" in report

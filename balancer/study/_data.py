@@ -1131,24 +1131,26 @@ def _check_targets(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarr
 
 
 def _drop_rare_labels(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarray,
-                      k: int, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """``targets`` without the labels that have fewer than ``k`` positives in some split (a
-    notice names them all); fewer than two labels left is an error."""
+                      k: int, where: str) -> tuple[np.ndarray, tuple[str, ...], str | None]:
+    """``targets`` without the labels that have fewer than ``k`` positives in some split, and
+    the notice that names them all (printed, and kept for the report; None when none was
+    dropped); fewer than two labels left is an error."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"--min-positives should be an integer >= 1, but got {k!r}")
     fewest = np.min([targets[splits == s].sum(axis=0) for s in SPLITS], axis=0)
     drop = np.flatnonzero(fewest < k)
     if not drop.size:
-        return targets, names
+        return targets, names, None
     keep = np.flatnonzero(fewest >= k)
     dropped = [names[j] for j in drop]
     if keep.size < 2:
         raise ValueError(f"{where}: --min-positives {k} would drop {len(dropped)} of "
                          f"{len(names)} labels ({dropped}), leaving {keep.size}; a multi-label "
                          f"study needs at least 2. Pass a smaller --min-positives")
-    _notice(f"{where}: --min-positives {k} dropped {len(dropped)} label(s) with fewer than {k} "
+    note = (f"--min-positives {k} dropped {len(dropped)} label(s) with fewer than {k} "
             f"positive(s) in some split: {dropped}")
-    return targets[:, keep], tuple(names[j] for j in keep)
+    _notice(f"{where}: {note}")
+    return targets[:, keep], tuple(names[j] for j in keep), note
 
 
 def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
@@ -1175,7 +1177,10 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
     if note:
         source = f"{source}; {note}"
     if min_positives is not None:
-        targets, names = _drop_rare_labels(targets, names, splits, min_positives, where)
+        targets, names, dropped = _drop_rare_labels(targets, names, splits, min_positives,
+                                                    where)
+        if dropped:  # the report's data line keeps it (the notice scrolls away)
+            source = f"{source}; {dropped}"
     _check_targets(targets, names, splits, where)
     scaled = _standardise(X.astype(np.float64), splits, impute, where)
     dense = targets.astype(np.float32)
