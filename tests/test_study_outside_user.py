@@ -156,3 +156,41 @@ def test_labels_dropped_by_min_positives_are_named_in_the_report(tmp_path, capsy
     assert "dropped 1 label(s)" in capsys.readouterr().err
     report = (out / "report.md").read_text()
     assert "--min-positives 2 dropped 1 label(s)" in report and "['rare_one']" in report
+
+
+@pytest.fixture
+def split_table(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    frame["y"] = ["no"] * 150 + ["yes"] * 50
+    frame["split"] = np.array(["train"] * 7 + ["val"] + ["test"] * 2)[np.arange(200) % 10]
+    path = tmp_path / "s.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_split_col_that_is_not_a_column_is_refused(split_table, tmp_path, capsys, no_training):
+    """A mistyped --split-col was ignored: the table was split automatically and its real
+    'split' column became a one-hot feature."""
+    err = _cli_error(["--table", str(split_table), "--label-col", "y", "--split-col", "fold",
+                      "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: --split-col 'fold' is not a column of "), err
+    assert "'split'" in err and "leave --split-col out" in err, err
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_split_fractions_that_a_full_split_column_overrides_are_refused(
+        split_table, tmp_path, capsys, no_training, multilabel):
+    """--split sets the automatic split (and the val share carved from train); a file whose
+    own split already has train, val and test rows uses neither, so --split was silently
+    ignored."""
+    if multilabel:
+        frame = pd.read_csv(split_table)
+        frame["z"] = (np.arange(200) % 3 == 0).astype(int)
+        frame["y"] = (frame["y"] == "yes").astype(int)
+        frame.to_csv(split_table, index=False)
+    argv = (["--multilabel", "--label-cols", "y,z"] if multilabel else ["--label-col", "y"])
+    err = _cli_error(["--table", str(split_table), *argv, "--split", "0.5,0.25,0.25",
+                      "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: --split 0.5,0.25,0.25 "), err
+    assert "split column 'split'" in err and "remove --split" in err, err

@@ -137,8 +137,9 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                       help=f"with --csv or --table: the column of class labels (default: "
                            f"{_DEFAULTS.label_col})")
     data.add_argument("--split-col", default=None,
-                      help=f"with --csv or --table: train/val/test per row; without that column, "
-                           f"a seeded 70/10/20 split per class (default: {_DEFAULTS.split_col})")
+                      help=f"with --csv or --table: train/val/test per row (a given column must "
+                           f"exist); without it, the seeded automatic split of --split "
+                           f"(default: {_DEFAULTS.split_col})")
     data.add_argument("--group-col", default=None,
                       help="with --csv or --table: a group id per row (e.g. patient_id); no "
                            "group is in two splits, and the automatic split deals whole groups, "
@@ -425,6 +426,7 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
     try:
         if len(set(names)) != len(names):
             raise ValueError(f"dataset={args.dataset!r} names a data set twice; name each once")
+        _check_split_flags(args)
         if args.tune:
             _check_tune(args, names, _given(parser, shlex.split(command)[2:]))
         configs = {name: _config(args, name) for name in names}
@@ -669,6 +671,49 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
             if value is not sentinel and dest in options}
 
 
+def _check_split_flags(args: argparse.Namespace) -> None:
+    """Before the data is loaded, the split flags a file would make moot: a ``--split-col``
+    that is not a column of the CSV (the file would otherwise be split automatically, its real
+    split column turned into a feature), and ``--split`` when the file's own split already has
+    train, val and test rows (neither the automatic split nor a carved validation split is
+    drawn, so the fractions would be silently ignored). Unreadable files are left to the
+    loader, whose errors name them."""
+    file = args.table if args.table is not None else args.csv
+    column = args.split_col if args.split_col is not None else "split"
+    own: set[str] = set()
+    where = ""
+    if file is not None and Path(file).is_file():
+        import pandas as pd
+
+        try:
+            columns = [str(c) for c in pd.read_csv(file, nrows=0).columns]
+            if args.split_col is not None and args.split_col not in columns:
+                raise ValueError(f"--split-col {args.split_col!r} is not a column of {file} (it "
+                                 f"has {columns}); pass --split-col with one of those, or leave "
+                                 f"--split-col out to split automatically (--split)")
+            if args.split is not None and column in columns:
+                values = pd.read_csv(file, usecols=[column])[column]
+                own = set(values.astype(str).str.strip().str.lower())
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+            return
+        where = f"{file} has its own split column {column!r}"
+    elif args.data is not None and args.split is not None and Path(args.data).is_file():
+        import numpy as np
+
+        try:
+            with np.load(args.data, allow_pickle=False) as archive:
+                if "split" in getattr(archive, "files", ()):
+                    own = set(np.char.lower(np.char.strip(archive["split"].astype(str))).ravel())
+        except Exception:  # a damaged file: the loader names it
+            return
+        where = f"{args.data} has its own split column 'split'"
+    if args.split is not None and {"train", "val", "test"} <= own:
+        raise ValueError(f"--split {args.split} sets the fractions of the automatic split (and "
+                         f"the val share carved from train when a split has no val rows), but "
+                         f"{where} with train, val and test rows, so neither is drawn; remove "
+                         f"--split, or drop the file's split to split by the fractions")
+
+
 def _multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelStudyConfig:
     """The config of ``args``; ``given`` are the options passed (the rest keep the multi-label
     defaults, which differ from the single-label ones)."""
@@ -713,6 +758,7 @@ def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
     try:
         given = _given(parser, shlex.split(command)[2:])
+        _check_split_flags(args)
         config = _multilabel_config(args, given)
         out = Path(args.out) if args.out is not None else _default_out(config)
         if out.exists() and not out.is_dir():
