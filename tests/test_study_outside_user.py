@@ -194,3 +194,20 @@ def test_split_fractions_that_a_full_split_column_overrides_are_refused(
                       "--out", str(tmp_path / "run")], capsys)
     assert err.startswith("balancer study: error: --split 0.5,0.25,0.25 "), err
     assert "split column 'split'" in err and "remove --split" in err, err
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity"])
+def test_an_infinite_table_cell_is_refused_before_training(tmp_path, capsys, no_training, cell):
+    """pandas reads 'inf' as a float; it reached standardisation (numpy warnings, NaN features)
+    and training crashed with a traceback."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)).round(3).astype(str), columns=["a", "b", "c"])
+    frame["y"] = ["no"] * 150 + ["yes"] * 50
+    frame.loc[5, "b"] = cell
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    for impute in ([], ["--impute", "median"]):
+        err = _cli_error(["--table", str(tmp_path / "t.csv"), "--label-col", "y", *impute,
+                          "--out", str(tmp_path / "run")], capsys)
+        assert err.startswith("balancer study: error: "), err
+        assert "['b']" in err and "infinite" in err and "row 5" in err, err
+        assert "RuntimeWarning" not in err, err

@@ -811,8 +811,19 @@ def load_table(
     if features.shape[1] == 0:
         raise ValueError(f"{path}: no feature columns besides label_col={label_col!r}; a table "
                          f"needs at least one feature column")
+    matrix = features.to_numpy(np.float64)
+    # pandas reads "inf" and "Infinity" as floats: refused here, naming the column, since the
+    # train statistics would turn them into NaN features (and --impute fills only empty cells).
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        columns = [str(c) for c in features.columns[infinite.any(axis=0)]]
+        rows = np.flatnonzero(infinite.any(axis=1)).tolist()
+        raise ValueError(f"{path}: feature column(s) {columns} hold infinite values "
+                         f"({int(infinite.sum())} cell(s), {'row' if len(rows) == 1 else 'rows'} "
+                         f"{_shown(rows)}); replace them (or empty them and pass --impute "
+                         f"median) or drop those columns")
     labels = {s: codes[splits == s] for s in SPLITS}
-    return _standardised(features.to_numpy(np.float64), labels, splits, names,
+    return _standardised(matrix, labels, splits, names,
                          source=f"{path} (table, label_col={label_col!r}, "
                                 f"{features.shape[1]} features)",
                          what=f"table={str(table)!r}", automatic=automatic, impute=impute,
