@@ -211,3 +211,21 @@ def test_an_infinite_table_cell_is_refused_before_training(tmp_path, capsys, no_
         assert err.startswith("balancer study: error: "), err
         assert "['b']" in err and "infinite" in err and "row 5" in err, err
         assert "RuntimeWarning" not in err, err
+
+
+def test_a_class_too_small_for_the_automatic_split_is_named_first(tmp_path, capsys,
+                                                                   no_training):
+    """A class of 2 samples cannot be in train, val and test; the message led with "the val
+    split has class(es) ['c'] that are absent from the train split", a symptom of the split
+    drawn here, and gave the cause last."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    frame["y"] = ["a"] * 150 + ["b"] * 48 + ["rare"] * 2
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    err = _cli_error(["--table", str(tmp_path / "t.csv"), "--label-col", "y", "--batch-size",
+                      "16", "--out", str(tmp_path / "run")], capsys)
+    first = err.splitlines()[0]
+    assert first.startswith("balancer study: error: --table ") and "t.csv" in first, err
+    assert "class(es) ['rare'] have fewer than 3 samples (2)" in first, err
+    assert "absent from the train split" not in err, err
+    assert "--split-col" in err, err

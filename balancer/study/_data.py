@@ -378,7 +378,7 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
     """Every split has samples of at least two classes; every class of val and test is a
     training class, and every class is in every split. ``automatic``: the split was drawn here
     (``--split``), and a message says how to change it."""
-    hint = ""
+    hint, small = "", []
     if automatic:
         total = sum(np.bincount(labels[s], minlength=len(names)) for s in SPLITS)
         small = [names[c] for c in np.flatnonzero(total < 3)]
@@ -387,6 +387,11 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
                    f"drop or merge them, or give your own split with --split-col"
                    if small else "change the fractions with --split (e.g. --split 0.6,0.2,0.2) "
                                  "or give your own split with --split-col"))
+    if automatic and small:  # the cause, before its symptom (a class missing from a split)
+        raise ValueError(f"{what}: class(es) {small} have fewer than 3 samples "
+                         f"({', '.join(str(int(total[names.index(n)])) for n in small)}), too "
+                         f"few for three splits drawn automatically (--split): drop or merge "
+                         f"them, or give your own split with --split-col")
     for split in SPLITS:
         if labels[split].size == 0:
             raise ValueError(f"{what}: the {split} split is empty; every one of {list(SPLITS)} "
