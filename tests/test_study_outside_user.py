@@ -229,3 +229,18 @@ def test_a_class_too_small_for_the_automatic_split_is_named_first(tmp_path, caps
     assert "class(es) ['rare'] have fewer than 3 samples (2)" in first, err
     assert "absent from the train split" not in err, err
     assert "--split-col" in err, err
+
+
+@pytest.mark.parametrize("sep,name", [(";", "';'"), ("\t", "tab")])
+def test_a_table_separated_by_another_character_says_so(tmp_path, capsys, no_training, sep,
+                                                        name):
+    """A ';'-separated export (usual where the decimal mark is a comma) read as one column
+    'a;b;c;y': the message listed that column and left the user to guess why."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    frame["y"] = ["no"] * 150 + ["yes"] * 50
+    frame.to_csv(tmp_path / "t.csv", index=False, sep=sep)
+    err = _cli_error(["--table", str(tmp_path / "t.csv"), "--label-col", "y",
+                      "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: --table "), err
+    assert f"separated by {name}" in err and "commas" in err, err

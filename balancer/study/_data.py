@@ -727,11 +727,21 @@ def _read_table(given: str | os.PathLike, argument: str, kind: str) -> pd.DataFr
         raise FileNotFoundError(f"{argument}={str(given)!r} does not exist; pass the path of a "
                                 f"CSV {kind}")
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{argument}={str(path)!r} is not a readable CSV file "
                          f"({str(error).splitlines()[0]}); pass a comma-separated table with a "
                          f"header row") from None
+    # One column whose header holds another separator: a ';' or tab export read as one column,
+    # which would otherwise surface as "--label-col 'y' is not a column (it has ['a;b;y'])".
+    if frame.shape[1] == 1:
+        header = str(frame.columns[0])
+        for sep, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+            if sep in header:
+                raise ValueError(f"{argument}={str(path)!r} reads as one column {header!r}: its "
+                                 f"fields look separated by {name}, but the study reads commas; "
+                                 f"save it with commas (pandas: df.to_csv(path, index=False))")
+    return frame
 
 
 def _duplicates(names: Any) -> list[str]:
