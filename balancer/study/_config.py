@@ -585,6 +585,7 @@ class StudyConfig(SharedSettings):
         if not unset:
             return  # everything given (or resolved by an earlier validate): tuned_from stays
         budget = self.given_budget()
+        record: dict[str, Any] | None
         if self.tuned_file is not None:
             record = read_tuning_record(self.tuned_file)
             wrong = {key: record["budget"].get(key) for key in BUDGET
@@ -602,7 +603,7 @@ class StudyConfig(SharedSettings):
             record["budget"].get(key) == budget[key] for key in BUDGET)
         taken = dict((self.tuned_from or {}).get("settings") or {})
         for name in unset:
-            if applies and record["settings"].get(name) is not None:
+            if applies and record is not None and record["settings"].get(name) is not None:
                 setattr(self, name, record["settings"][name])
                 taken[name] = record["settings"][name]
             elif LIBRARY_DEFAULTS[name] is not None:

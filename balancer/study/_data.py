@@ -378,10 +378,11 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
     """Every split has samples of at least two classes; every class of val and test is a
     training class, and every class is in every split. ``automatic``: the split was drawn here
     (``--split``), and a message says how to change it."""
-    hint, small = "", []
+    hint, small, sizes = "", [], []
     if automatic:
-        total = sum(np.bincount(labels[s], minlength=len(names)) for s in SPLITS)
+        total = np.sum([np.bincount(labels[s], minlength=len(names)) for s in SPLITS], axis=0)
         small = [names[c] for c in np.flatnonzero(total < 3)]
+        sizes = [str(int(n)) for n in total[total < 3]]
         hint = (" The split was drawn automatically (--split); "
                 + (f"class(es) {small} have fewer than 3 samples, too few for three splits: "
                    f"drop or merge them, or give your own split with --split-col"
@@ -389,7 +390,7 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
                                  "or give your own split with --split-col"))
     if automatic and small:  # the cause, before its symptom (a class missing from a split)
         raise ValueError(f"{what}: class(es) {small} have fewer than 3 samples "
-                         f"({', '.join(str(int(total[names.index(n)])) for n in small)}), too "
+                         f"({', '.join(sizes)}), too "
                          f"few for three splits drawn automatically (--split): drop or merge "
                          f"them, or give your own split with --split-col")
     for split in SPLITS:
