@@ -244,3 +244,37 @@ def test_a_table_separated_by_another_character_says_so(tmp_path, capsys, no_tra
                       "--out", str(tmp_path / "run")], capsys)
     assert err.startswith("balancer study: error: --table "), err
     assert f"separated by {name}" in err and "commas" in err, err
+
+
+def _id_table(path, ids):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    frame["y"] = ["no"] * 150 + ["yes"] * 50
+    frame["record"] = ids
+    frame.to_csv(path, index=False)
+
+
+def test_a_text_column_with_a_value_per_row_is_refused(tmp_path, capsys, no_training):
+    """One-hot encoding a text id ('r0', 'r1', ...) made 200 features, each seen in one row,
+    without a word."""
+    _id_table(tmp_path / "t.csv", [f"r{i}" for i in range(200)])
+    err = _cli_error(["--table", str(tmp_path / "t.csv"), "--label-col", "y",
+                      "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: "), err
+    assert "['record']" in err and "--group-col record" in err, err
+
+
+def test_an_integer_id_column_used_as_a_feature_is_named(tmp_path, capsys, monkeypatch):
+    """A row number or record id (0, 1, 2, ...) is a numeric feature like any other, and in a
+    file sorted by class it predicts the class; the notice names it and the fixes."""
+    _id_table(tmp_path / "t.csv", np.arange(1000, 1200))
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("training reached")
+    monkeypatch.setattr(balancer.study._train, "train_and_evaluate", stop)
+    with pytest.raises(RuntimeError, match="training reached"):
+        main(["study", "--no-progress", "--table", str(tmp_path / "t.csv"), "--label-col", "y",
+              "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert "'record'" in err and "a distinct integer per row" in err, err
+    assert "--group-col record" in err, err

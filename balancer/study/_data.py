@@ -771,6 +771,31 @@ def _check_stray_words(features: pd.DataFrame, path: Path) -> None:
                              f"empty with --impute) or drop the column")
 
 
+_ID_ROWS = 20  # below this many rows, distinct values per row say nothing about identifiers
+
+
+def _check_identifiers(features: pd.DataFrame, text: list[str], path: Path) -> None:
+    """A column with a distinct value in every row is an identifier, not a feature: as text,
+    one-hot encoding makes a feature of every row (each seen once, none in val or test), so it
+    is refused; as integers (a row number, a record id) it stays a feature, but in a file sorted
+    by class it predicts the class, so a notice names it. Both name ``--group-col``."""
+    if len(features) < _ID_ROWS:
+        return
+    distinct = [c for c in features.columns if features[c].nunique(dropna=False) == len(features)]
+    words = [str(c) for c in distinct if c in text]
+    if words:
+        raise ValueError(f"{path}: text column(s) {words} hold a distinct value in every row (an "
+                         f"id?), which one-hot encoding would turn into one feature per row; drop "
+                         f"them, or pass an id of a patient or group as --group-col {words[0]}")
+    numbers = [str(c) for c in distinct if c not in text
+               and pd.api.types.is_integer_dtype(features[c])]
+    if numbers:
+        _notice(f"{path}: column(s) {numbers} hold a distinct integer per row (an id or a row "
+                f"number?) and are used as features; drop them if they are ids (in a file sorted "
+                f"by class they predict the class), or pass a group id as --group-col "
+                f"{numbers[0]}")
+
+
 def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
                     path: Path, impute: str | None = None) -> pd.DataFrame:
     """Every column of ``frame`` but ``others`` (label, split and group columns), text columns
@@ -788,6 +813,7 @@ def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
                          f"({int(features[empty].isna().sum().sum())} in all); {fix}")
     _check_stray_words(features, path)
     text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    _check_identifiers(features, text, path)
     if text:
         features = pd.get_dummies(features, columns=text, dtype=np.float64)
     return features
