@@ -278,3 +278,18 @@ def test_an_integer_id_column_used_as_a_feature_is_named(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert "'record'" in err and "a distinct integer per row" in err, err
     assert "--group-col record" in err, err
+
+
+def test_a_label_column_of_fractional_numbers_is_refused(tmp_path, capsys, no_training):
+    """A regression target passed as --label-col made every value a class of one sample; the
+    error then listed 300 class names. Fractional labels are refused, naming a row."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    frame["y"] = np.where(np.arange(300) % 4 == 0, 1.0, 0.0)
+    frame.loc[7, "y"] = 0.5
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    err = _cli_error(["--table", str(tmp_path / "t.csv"), "--label-col", "y",
+                      "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: "), err
+    assert "--label-col 'y' holds fractional numbers" in err and "row 7" in err, err
+    assert len(err) < 600, err

@@ -389,8 +389,10 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
                    if small else "change the fractions with --split (e.g. --split 0.6,0.2,0.2) "
                                  "or give your own split with --split-col"))
     if automatic and small:  # the cause, before its symptom (a class missing from a split)
-        raise ValueError(f"{what}: class(es) {small} have fewer than 3 samples "
-                         f"({', '.join(sizes)}), too "
+        many = len(small) > _SHOWN  # e.g. a free-text label column: not hundreds of names
+        raise ValueError(f"{what}: class(es) {small[:_SHOWN]}{' ...' if many else ''} have "
+                         f"fewer than 3 samples ({', '.join(sizes[:_SHOWN])}"
+                         f"{f', ...; {len(small)} classes in all' if many else ''}), too "
                          f"few for three splits drawn automatically (--split): drop or merge "
                          f"them, or give your own split with --split-col")
     for split in SPLITS:
@@ -578,8 +580,16 @@ def _codes(table: pd.DataFrame, label_col: str, path: Path) -> tuple[np.ndarray,
                          f"{f' and {len(rows) - 1} more' if len(rows) > 1 else ''}; give every "
                          f"row a class or remove those rows")
     column = table[label_col]
-    if pd.api.types.is_float_dtype(column) and (column == column.round()).all():
-        column = column.astype(np.int64)  # 0.0/1.0 read from a CSV are the classes 0 and 1
+    if pd.api.types.is_float_dtype(column):
+        # 0.0/1.0 read from a CSV are the classes 0 and 1; 0.5 is no class (a regression target
+        # or a soft label), and as text every value would become a class of its own.
+        fractional = np.flatnonzero((column != column.round()).to_numpy()).tolist()
+        if fractional:
+            raise ValueError(f"{path}: label_col={label_col!r} holds fractional numbers (e.g. "
+                             f"{column.iloc[fractional[0]]!r} in row {fractional[0]}, "
+                             f"{len(fractional)} row(s) in all); the study classifies, so pass "
+                             f"a column of classes (whole numbers or names) as --label-col")
+        column = column.astype(np.int64)
     values = column.astype(str)
     names = tuple(sorted(values.unique(), key=lambda v: (len(v), v) if v.isdigit() else (1e9, v)))
     if len(names) < 2:
