@@ -293,3 +293,22 @@ def test_a_label_column_of_fractional_numbers_is_refused(tmp_path, capsys, no_tr
     assert err.startswith("balancer study: error: "), err
     assert "--label-col 'y' holds fractional numbers" in err and "row 7" in err, err
     assert len(err) < 600, err
+
+
+def test_the_data_line_says_the_carved_validation_split_once(tmp_path, capsys):
+    """The data line read "d.npz (npz table X/y); data='d.npz': no val rows, ...": the notice's
+    own prefix repeated the file in the report and the console table's title."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], [150, 50])
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.normal(size=(200, 4)) + y[:, None], y=y,
+             is_train=np.arange(200) % 5 != 0)
+    out = tmp_path / "run"
+    assert main(["study", "--no-progress", "--data", str(path), "--epochs", "1", "--seeds", "0",
+                 "--strategies", "plain", "--no-posthoc", "--out", str(out)]) == 0
+    title = next(line for line in capsys.readouterr().out.splitlines()
+                 if line.startswith("Test metrics on"))
+    data_line = next(line for line in (out / "report.md").read_text().splitlines()
+                     if line.startswith("Data: "))
+    for line in (title, data_line):
+        assert "(npz table X/y); no val rows, so " in line and line.count("d.npz") == 1, line

@@ -916,8 +916,8 @@ def load_features(
                          f"got shape {groups.shape}")
     splits, note = resolve_splits(split, codes, groups=groups, seed=seed,
                                   fractions=split_fractions(fractions), where=where)
-    if note:
-        source = f"{source}; {note}"
+    if note:  # the source names the file already; the notice's prefix would repeat it
+        source = f"{source}; {note.removeprefix(f'{where}: ')}"
     num_classes = int(codes.max()) + 1 if codes.size else 0
     names = tuple(str(c) for c in range(num_classes))
     if class_names is not None:
@@ -1237,8 +1237,8 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
                              f"got shape {groups.shape}")
     splits, note = resolve_splits(split, targets, groups=groups, seed=seed,
                                   fractions=split_fractions(fractions), where=where)
-    if note:
-        source = f"{source}; {note}"
+    if note:  # the source names the file already; the notice's prefix would repeat it
+        source = f"{source}; {note.removeprefix(f'{where}: ')}"
     if min_positives is not None:
         targets, names, dropped = _drop_rare_labels(targets, names, splits, min_positives,
                                                     where)
