@@ -312,3 +312,15 @@ def test_the_data_line_says_the_carved_validation_split_once(tmp_path, capsys):
                      if line.startswith("Data: "))
     for line in (title, data_line):
         assert "(npz table X/y); no val rows, so " in line and line.count("d.npz") == 1, line
+
+
+def test_a_multilabel_npz_with_the_wrong_number_of_label_names_names_its_array(
+        tmp_path, capsys, no_training):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0.5, X[:, 2] > 1], 1).astype(int)
+    np.savez(tmp_path / "m.npz", X=X, Y=Y, label_names=np.array(["a", "b", "c", "d"]))
+    err = _cli_error(["--multilabel", "--data", str(tmp_path / "m.npz"),
+                      "--out", str(tmp_path / "run")], capsys)
+    assert err.startswith("balancer study: error: --data "), err
+    assert "'label_names' holds 4 name(s) but Y has 3 columns" in err, err

@@ -1351,6 +1351,9 @@ def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
                          f"store one column per label")
     key = "label_names" if "label_names" in arrays else "names"
     names = arrays[key].astype(str).tolist() if key in arrays else None
+    if names is not None and len(names) != Y.shape[1]:  # before the library's "names has ..."
+        raise ValueError(f"{where}: the array {key!r} holds {len(names)} name(s) but Y has "
+                         f"{Y.shape[1]} columns; store one name per column of Y")
     if names is not None and _duplicates(names):
         raise ValueError(f"{where}: the array {key!r} has the duplicate label name(s) "
                          f"{_duplicates(names)}; give every label (column of Y) its own name")
