@@ -324,3 +324,14 @@ def test_a_multilabel_npz_with_the_wrong_number_of_label_names_names_its_array(
                       "--out", str(tmp_path / "run")], capsys)
     assert err.startswith("balancer study: error: --data "), err
     assert "'label_names' holds 4 name(s) but Y has 3 columns" in err, err
+
+
+def test_groups_across_an_npz_is_train_mask_name_the_mask(tmp_path, capsys, no_training):
+    """The refusal told an npz user to "leave out the split column", which an npz has not."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], [150, 50])
+    np.savez(tmp_path / "g.npz", X=rng.normal(size=(200, 4)), y=y,
+             is_train=np.arange(200) % 4 != 0, groups=np.arange(200) % 30)
+    err = _cli_error(["--data", str(tmp_path / "g.npz"), "--out", str(tmp_path / "run")],
+                     capsys)
+    assert "appear in more than one split" in err and "is_train" in err, err

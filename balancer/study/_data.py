@@ -648,7 +648,8 @@ def _check_groups_disjoint(groups: np.ndarray, splits: np.ndarray, where: str) -
     if leaking:
         raise ValueError(f"{where}: {len(leaking)} group(s) appear in more than one split "
                          f"({_shown(leaking)}); a group (e.g. a patient) must stay in one split, "
-                         f"or leave out the split column to split by group automatically")
+                         f"or leave out the file's split (a split column, an npz's 'split' or "
+                         f"'is_train') to split by group automatically")
 
 
 def load_csv(
