@@ -335,3 +335,29 @@ def test_groups_across_an_npz_is_train_mask_name_the_mask(tmp_path, capsys, no_t
     err = _cli_error(["--data", str(tmp_path / "g.npz"), "--out", str(tmp_path / "run")],
                      capsys)
     assert "appear in more than one split" in err and "is_train" in err, err
+
+
+@pytest.mark.parametrize("column", ["patient_id", "PatientID", "subject"])
+def test_a_column_named_as_an_id_used_as_a_feature_is_named(tmp_path, capsys, monkeypatch,
+                                                            column):
+    """A patient id with several rows per patient is not distinct per row, yet as a feature it
+    lets a model recognise patients that the automatic split (without --group-col) put in
+    train and test alike; the notice names it and --group-col."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    frame["y"] = ["no"] * 150 + ["yes"] * 50
+    frame[column] = np.arange(200) // 4
+    frame.to_csv(tmp_path / "t.csv", index=False)
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("training reached")
+    monkeypatch.setattr(balancer.study._train, "train_and_evaluate", stop)
+    with pytest.raises(RuntimeError, match="training reached"):
+        main(["study", "--no-progress", "--table", str(tmp_path / "t.csv"), "--label-col", "y",
+              "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert f"'{column}'" in err and f"--group-col {column}" in err, err
+    with pytest.raises(RuntimeError, match="training reached"):
+        main(["study", "--no-progress", "--table", str(tmp_path / "t.csv"), "--label-col", "y",
+              "--group-col", column, "--out", str(tmp_path / "run2")])
+    assert f"'{column}'" not in capsys.readouterr().err

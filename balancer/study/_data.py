@@ -36,6 +36,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -785,6 +786,13 @@ def _check_stray_words(features: pd.DataFrame, path: Path) -> None:
 _ID_ROWS = 20  # below this many rows, distinct values per row say nothing about identifiers
 
 
+def _looks_like_id(column: Any) -> bool:
+    """A column named as an identifier (``id``, ``patient_id``, ``PatientID``, ``subject``)."""
+    name = re.sub(r"([a-z])([A-Z])", r"\1_\2", str(column)).lower().replace(" ", "_")
+    words = [w for w in re.split(r"[^a-z0-9]+", name) if w]
+    return bool(words) and (words[-1] == "id" or words in (["patient"], ["subject"]))
+
+
 def _check_identifiers(features: pd.DataFrame, text: list[str], path: Path) -> None:
     """A column with a distinct value in every row is an identifier, not a feature: as text,
     one-hot encoding makes a feature of every row (each seen once, none in val or test), so it
@@ -800,11 +808,12 @@ def _check_identifiers(features: pd.DataFrame, text: list[str], path: Path) -> N
                          f"them, or pass an id of a patient or group as --group-col {words[0]}")
     numbers = [str(c) for c in distinct if c not in text
                and pd.api.types.is_integer_dtype(features[c])]
+    numbers += [str(c) for c in features.columns if str(c) not in numbers and _looks_like_id(c)]
     if numbers:
-        _notice(f"{path}: column(s) {numbers} hold a distinct integer per row (an id or a row "
-                f"number?) and are used as features; drop them if they are ids (in a file sorted "
-                f"by class they predict the class), or pass a group id as --group-col "
-                f"{numbers[0]}")
+        _notice(f"{path}: column(s) {numbers} hold a distinct integer per row or are named as "
+                f"an id, and are used as features; drop them if they are ids (in a file sorted "
+                f"by class they predict the class, and a patient's id lets a model recognise "
+                f"the patient across splits), or pass a group id as --group-col {numbers[0]}")
 
 
 def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
