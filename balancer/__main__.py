@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``balancer`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's error (``balancer study: error``), pointing to its own --help
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     return args.handler(args, args.parser, "balancer " + shlex.join(argv))
 
 

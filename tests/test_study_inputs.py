@@ -221,7 +221,7 @@ def test_usage_error_prints_the_useful_line_first(capsys, no_training):
                         "--epochs 0; pass the number of epochs to train, e.g. --epochs 12")
     assert len(lines) <= 2 and "usage:" not in err
     err = _cli_error(["--no-such-option"], capsys)
-    assert err.splitlines()[0] == "balancer: error: unrecognized arguments: --no-such-option"
+    assert err.splitlines()[0] == "balancer study: error: unrecognized arguments: --no-such-option"
 
 
 def test_progress_bars_are_off_when_stderr_is_not_a_terminal(monkeypatch):

@@ -137,8 +137,9 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                       help=f"with --csv or --table: the column of class labels (default: "
                            f"{_DEFAULTS.label_col})")
     data.add_argument("--split-col", default=None,
-                      help=f"with --csv or --table: train/val/test per row; without that column, "
-                           f"a seeded 70/10/20 split per class (default: {_DEFAULTS.split_col})")
+                      help=f"with --csv or --table: train/val/test per row (a given column must "
+                           f"exist); without it, the seeded automatic split of --split "
+                           f"(default: {_DEFAULTS.split_col})")
     data.add_argument("--group-col", default=None,
                       help="with --csv or --table: a group id per row (e.g. patient_id); no "
                            "group is in two splits, and the automatic split deals whole groups, "
@@ -425,6 +426,7 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
     try:
         if len(set(names)) != len(names):
             raise ValueError(f"dataset={args.dataset!r} names a data set twice; name each once")
+        _check_split_flags(args)
         if args.tune:
             _check_tune(args, names, _given(parser, shlex.split(command)[2:]))
         configs = {name: _config(args, name) for name in names}
@@ -449,6 +451,15 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
         if args.positive_class is not None:
             for name, config in configs.items():
                 config.positive_class = _positive_index(args.positive_class, data[name])
+        else:  # the default class 1 may be the common one: say so before training
+            from balancer.study._config import majority_positive
+
+            for name, config in configs.items():
+                note = majority_positive(data[name].class_names, data[name].counts("train"),
+                                         config.positive_class)
+                if note:
+                    print(f"balancer study: {name + ': ' if name else ''}{note}",
+                          file=sys.stderr)
         if args.tune:
             if out.exists() and any(out.iterdir()) and not args.overwrite:
                 raise ValueError(f"out={str(out)!r} already holds files; pass --overwrite to "
@@ -479,11 +490,11 @@ def study(args: argparse.Namespace, parser: argparse.ArgumentParser, command: st
 def _check_tuned_data(path: str, config: StudyConfig, data: StudyData) -> None:
     """A tuning record (``--tuned FILE``) applies only to the data it was tuned on: the same
     file content (wherever it lies now), label column, classes and task kind."""
-    import json
 
+    from balancer.study._config import read_tuning_record
     from balancer.study._tune import tuned_identity
 
-    record = json.loads(Path(path).read_text())
+    record = read_tuning_record(path)
     source = record.get("source")
     if "data" not in record:  # a record written before identities: its source string
         if source != data.source:
@@ -530,10 +541,22 @@ def _tune(config: StudyConfig, data: StudyData, out: Path, command: str) -> int:
               f"balancer/study/tuned/{record['dataset']}.json to make it the default of this "
               f"data set)")
     else:  # only a shipped data set's record is read back; for other data the flags are the way
-        flags = " ".join(f"--{key.replace('_', '-')} {value}"
-                         for key, value in record["settings"].items())
+        # At a short budget the grid of a phase is capped at --epochs, as its default is, so a
+        # chosen phase can cover the whole run; as a flag that is refused (check_phases), so it
+        # is left out of the flags and named, with the record as the route that applies it.
+        epochs = record["budget"]["epochs"]
+        whole = {key: value for key, value in record["settings"].items()
+                 if key.endswith("_epochs") and value is not None and value >= epochs}
+        as_flag = {key: f"--{key.replace('_', '-')} {value}"
+                   for key, value in record["settings"].items()}
+        flags = " ".join(flag for key, flag in as_flag.items() if key not in whole)
+        left = "" if not whole else (
+            f" ({', '.join(as_flag[key] for key in whole)} would cover the whole run of --epochs "
+            f"{epochs}, which a flag may not: --tuned applies "
+            f"{'it' if len(whole) == 1 else 'them'})")
         print(f"Tuning record: {paths['tuned.json']}; to use these settings on this data, pass "
-              f"{flags}, or --tuned {paths['tuned.json']} (the report then names the record)")
+              f"{flags or 'no flag'}{left}, or --tuned {paths['tuned.json']} (the report then "
+              f"names the record)")
     return 0
 
 
@@ -648,6 +671,49 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
             if value is not sentinel and dest in options}
 
 
+def _check_split_flags(args: argparse.Namespace) -> None:
+    """Before the data is loaded, the split flags a file would make moot: a ``--split-col``
+    that is not a column of the CSV (the file would otherwise be split automatically, its real
+    split column turned into a feature), and ``--split`` when the file's own split already has
+    train, val and test rows (neither the automatic split nor a carved validation split is
+    drawn, so the fractions would be silently ignored). Unreadable files are left to the
+    loader, whose errors name them."""
+    file = args.table if args.table is not None else args.csv
+    column = args.split_col if args.split_col is not None else "split"
+    own: set[str] = set()
+    where = ""
+    if file is not None and Path(file).is_file():
+        import pandas as pd
+
+        try:
+            columns = [str(c) for c in pd.read_csv(file, nrows=0).columns]
+            if args.split_col is not None and args.split_col not in columns:
+                raise ValueError(f"--split-col {args.split_col!r} is not a column of {file} (it "
+                                 f"has {columns}); pass --split-col with one of those, or leave "
+                                 f"--split-col out to split automatically (--split)")
+            if args.split is not None and column in columns:
+                values = pd.read_csv(file, usecols=[column])[column]
+                own = set(values.astype(str).str.strip().str.lower())
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+            return
+        where = f"{file} has its own split column {column!r}"
+    elif args.data is not None and args.split is not None and Path(args.data).is_file():
+        import numpy as np
+
+        try:
+            with np.load(args.data, allow_pickle=False) as archive:
+                if "split" in getattr(archive, "files", ()):
+                    own = set(np.char.lower(np.char.strip(archive["split"].astype(str))).ravel())
+        except Exception:  # a damaged file: the loader names it
+            return
+        where = f"{args.data} has its own split column 'split'"
+    if args.split is not None and {"train", "val", "test"} <= own:
+        raise ValueError(f"--split {args.split} sets the fractions of the automatic split (and "
+                         f"the val share carved from train when a split has no val rows), but "
+                         f"{where} with train, val and test rows, so neither is drawn; remove "
+                         f"--split, or drop the file's split to split by the fractions")
+
+
 def _multilabel_config(args: argparse.Namespace, given: set[str]) -> MultiLabelStudyConfig:
     """The config of ``args``; ``given`` are the options passed (the rest keep the multi-label
     defaults, which differ from the single-label ones)."""
@@ -692,6 +758,7 @@ def _multilabel_study(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
     try:
         given = _given(parser, shlex.split(command)[2:])
+        _check_split_flags(args)
         config = _multilabel_config(args, given)
         out = Path(args.out) if args.out is not None else _default_out(config)
         if out.exists() and not out.is_dir():

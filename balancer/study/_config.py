@@ -64,6 +64,27 @@ def load_tuned(dataset: str | None) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+def read_tuning_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The tuning record at ``path`` (the ``tuned.json`` a ``--tune`` run writes): a JSON object
+    with its ``budget`` and ``settings``. A missing file, a file that is not JSON (``tune.md``
+    passed by mistake) or JSON of another shape is a ``ValueError`` naming ``tuned_file`` and
+    the fix, not an ``OSError`` or a ``KeyError`` later."""
+    fix = "pass the tuned.json of a --tune run on this data"
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"tuned_file={path} does not exist or is not a file; {fix}")
+    try:
+        record = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        where = f" at line {error.lineno}" if isinstance(error, json.JSONDecodeError) else ""
+        raise ValueError(f"tuned_file={path} is not a JSON tuning record (unreadable as JSON"
+                         f"{where}); {fix}") from None
+    if (not isinstance(record, dict) or not isinstance(record.get("budget"), dict)
+            or not isinstance(record.get("settings"), dict)):
+        raise ValueError(f"tuned_file={path} is not a tuning record (a JSON object with "
+                         f"'budget' and 'settings'); {fix}")
+    return record
+
 
 def check_strategies(strategies: Any, valid: Any, kind: str = "") -> tuple[str, ...]:
     """``strategies`` (names or one comma-separated string) as a tuple, each a key of ``valid``
@@ -154,6 +175,20 @@ def below_floor(steps: int, shortest: int) -> bool:
     """Whether a run of ``steps`` optimizer steps whose shortest phase has ``shortest`` falls
     below the floor (:data:`MIN_RUN_STEPS`, :data:`MIN_PHASE_STEPS`)."""
     return steps < MIN_RUN_STEPS or shortest < MIN_PHASE_STEPS
+
+
+def majority_positive(class_names: Any, train_counts: Any, positive: int) -> str | None:
+    """For two classes whose positive class (AUPRC, sensitivity at 95% specificity) is the more
+    frequent one in the train split, the sentence that says so and names the flag that scores
+    the rarer class; else None. A file coding the common class as 1 would otherwise report
+    those two metrics on the easy class without a word."""
+    names, counts = [str(n) for n in class_names], [int(n) for n in train_counts]
+    if len(names) != 2 or counts[positive] <= counts[1 - positive]:
+        return None
+    return (f"{names[positive]!r} (class {positive}) is the majority class of the train split "
+            f"({counts[positive]} of {sum(counts)}), so AUPRC and sensitivity at 95% specificity "
+            f"score the common class; pass --positive-class {names[1 - positive]} to score the "
+            f"rarer one")
 
 
 def _usable_cpus() -> int:
@@ -471,6 +506,8 @@ class StudyConfig(SharedSettings):
         if not isinstance(self.tuned, bool):
             raise TypeError(f"tuned should be True (use the shipped tuned settings where they "
                             f"apply) or False, but got tuned={self.tuned!r}")
+        if self.tuned_file is not None:
+            read_tuning_record(self.tuned_file)  # refused before the data is loaded
         self._resolve_tunable()
         for name in (field for field in SETTINGS if field.endswith("_epochs")):
             setattr(self, name, check_int(name, getattr(self, name), minimum=0,
@@ -548,8 +585,9 @@ class StudyConfig(SharedSettings):
         if not unset:
             return  # everything given (or resolved by an earlier validate): tuned_from stays
         budget = self.given_budget()
+        record: dict[str, Any] | None
         if self.tuned_file is not None:
-            record = json.loads(Path(self.tuned_file).read_text())
+            record = read_tuning_record(self.tuned_file)
             wrong = {key: record["budget"].get(key) for key in BUDGET
                      if record["budget"].get(key) != budget[key]}
             if wrong:
@@ -565,7 +603,7 @@ class StudyConfig(SharedSettings):
             record["budget"].get(key) == budget[key] for key in BUDGET)
         taken = dict((self.tuned_from or {}).get("settings") or {})
         for name in unset:
-            if applies and record["settings"].get(name) is not None:
+            if applies and record is not None and record["settings"].get(name) is not None:
                 setattr(self, name, record["settings"][name])
                 taken[name] = record["settings"][name]
             elif LIBRARY_DEFAULTS[name] is not None:

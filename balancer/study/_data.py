@@ -36,6 +36,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -378,15 +379,23 @@ def _check_classes(labels: dict[str, np.ndarray], names: tuple[str, ...], what: 
     """Every split has samples of at least two classes; every class of val and test is a
     training class, and every class is in every split. ``automatic``: the split was drawn here
     (``--split``), and a message says how to change it."""
-    hint = ""
+    hint, small, sizes = "", [], []
     if automatic:
-        total = sum(np.bincount(labels[s], minlength=len(names)) for s in SPLITS)
+        total = np.sum([np.bincount(labels[s], minlength=len(names)) for s in SPLITS], axis=0)
         small = [names[c] for c in np.flatnonzero(total < 3)]
+        sizes = [str(int(n)) for n in total[total < 3]]
         hint = (" The split was drawn automatically (--split); "
                 + (f"class(es) {small} have fewer than 3 samples, too few for three splits: "
                    f"drop or merge them, or give your own split with --split-col"
                    if small else "change the fractions with --split (e.g. --split 0.6,0.2,0.2) "
                                  "or give your own split with --split-col"))
+    if automatic and small:  # the cause, before its symptom (a class missing from a split)
+        many = len(small) > _SHOWN  # e.g. a free-text label column: not hundreds of names
+        raise ValueError(f"{what}: class(es) {small[:_SHOWN]}{' ...' if many else ''} have "
+                         f"fewer than 3 samples ({', '.join(sizes[:_SHOWN])}"
+                         f"{f', ...; {len(small)} classes in all' if many else ''}), too "
+                         f"few for three splits drawn automatically (--split): drop or merge "
+                         f"them, or give your own split with --split-col")
     for split in SPLITS:
         if labels[split].size == 0:
             raise ValueError(f"{what}: the {split} split is empty; every one of {list(SPLITS)} "
@@ -425,6 +434,19 @@ def _read_npz(path: Path, argument: str) -> dict[str, np.ndarray]:
     ``ValueError`` that names ``argument`` and the file, instead of ``BadZipFile`` or numpy's
     advice to pass ``allow_pickle=True``.
     """
+    # numpy takes any file that is not a zip or .npy for a pickle, and its advice would be about
+    # pickled objects; a CSV passed as --data is the usual cause, so say what the file is.
+    try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError:
+        head = b"PK"  # unreadable: np.load below reports it
+    if not head.startswith(b"PK") and not head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{argument}={str(path)!r} is not a readable .npz file (it is not a zip "
+                         f"archive, which numpy.savez writes: it starts with {head!r}); for a "
+                         f"CSV table pass "
+                         f"--table FILE --label-col COLUMN, for a CSV of image paths --csv, "
+                         f"or write the arrays with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -559,8 +581,16 @@ def _codes(table: pd.DataFrame, label_col: str, path: Path) -> tuple[np.ndarray,
                          f"{f' and {len(rows) - 1} more' if len(rows) > 1 else ''}; give every "
                          f"row a class or remove those rows")
     column = table[label_col]
-    if pd.api.types.is_float_dtype(column) and (column == column.round()).all():
-        column = column.astype(np.int64)  # 0.0/1.0 read from a CSV are the classes 0 and 1
+    if pd.api.types.is_float_dtype(column):
+        # 0.0/1.0 read from a CSV are the classes 0 and 1; 0.5 is no class (a regression target
+        # or a soft label), and as text every value would become a class of its own.
+        fractional = np.flatnonzero((column != column.round()).to_numpy()).tolist()
+        if fractional:
+            raise ValueError(f"{path}: label_col={label_col!r} holds fractional numbers (e.g. "
+                             f"{column.iloc[fractional[0]]!r} in row {fractional[0]}, "
+                             f"{len(fractional)} row(s) in all); the study classifies, so pass "
+                             f"a column of classes (whole numbers or names) as --label-col")
+        column = column.astype(np.int64)
     values = column.astype(str)
     names = tuple(sorted(values.unique(), key=lambda v: (len(v), v) if v.isdigit() else (1e9, v)))
     if len(names) < 2:
@@ -619,7 +649,8 @@ def _check_groups_disjoint(groups: np.ndarray, splits: np.ndarray, where: str) -
     if leaking:
         raise ValueError(f"{where}: {len(leaking)} group(s) appear in more than one split "
                          f"({_shown(leaking)}); a group (e.g. a patient) must stay in one split, "
-                         f"or leave out the split column to split by group automatically")
+                         f"or leave out the file's split (a split column, an npz's 'split' or "
+                         f"'is_train') to split by group automatically")
 
 
 def load_csv(
@@ -709,11 +740,21 @@ def _read_table(given: str | os.PathLike, argument: str, kind: str) -> pd.DataFr
         raise FileNotFoundError(f"{argument}={str(given)!r} does not exist; pass the path of a "
                                 f"CSV {kind}")
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{argument}={str(path)!r} is not a readable CSV file "
                          f"({str(error).splitlines()[0]}); pass a comma-separated table with a "
                          f"header row") from None
+    # One column whose header holds another separator: a ';' or tab export read as one column,
+    # which would otherwise surface as "--label-col 'y' is not a column (it has ['a;b;y'])".
+    if frame.shape[1] == 1:
+        header = str(frame.columns[0])
+        for sep, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+            if sep in header:
+                raise ValueError(f"{argument}={str(path)!r} reads as one column {header!r}: its "
+                                 f"fields look separated by {name}, but the study reads commas; "
+                                 f"save it with commas (pandas: df.to_csv(path, index=False))")
+    return frame
 
 
 def _duplicates(names: Any) -> list[str]:
@@ -742,6 +783,39 @@ def _check_stray_words(features: pd.DataFrame, path: Path) -> None:
                              f"empty with --impute) or drop the column")
 
 
+_ID_ROWS = 20  # below this many rows, distinct values per row say nothing about identifiers
+
+
+def _looks_like_id(column: Any) -> bool:
+    """A column named as an identifier (``id``, ``patient_id``, ``PatientID``, ``subject``)."""
+    name = re.sub(r"([a-z])([A-Z])", r"\1_\2", str(column)).lower().replace(" ", "_")
+    words = [w for w in re.split(r"[^a-z0-9]+", name) if w]
+    return bool(words) and (words[-1] == "id" or words in (["patient"], ["subject"]))
+
+
+def _check_identifiers(features: pd.DataFrame, text: list[str], path: Path) -> None:
+    """A column with a distinct value in every row is an identifier, not a feature: as text,
+    one-hot encoding makes a feature of every row (each seen once, none in val or test), so it
+    is refused; as integers (a row number, a record id) it stays a feature, but in a file sorted
+    by class it predicts the class, so a notice names it. Both name ``--group-col``."""
+    if len(features) < _ID_ROWS:
+        return
+    distinct = [c for c in features.columns if features[c].nunique(dropna=False) == len(features)]
+    words = [str(c) for c in distinct if c in text]
+    if words:
+        raise ValueError(f"{path}: text column(s) {words} hold a distinct value in every row (an "
+                         f"id?), which one-hot encoding would turn into one feature per row; drop "
+                         f"them, or pass an id of a patient or group as --group-col {words[0]}")
+    numbers = [str(c) for c in distinct if c not in text
+               and pd.api.types.is_integer_dtype(features[c])]
+    numbers += [str(c) for c in features.columns if str(c) not in numbers and _looks_like_id(c)]
+    if numbers:
+        _notice(f"{path}: column(s) {numbers} hold a distinct integer per row or are named as "
+                f"an id, and are used as features; drop them if they are ids (in a file sorted "
+                f"by class they predict the class, and a patient's id lets a model recognise "
+                f"the patient across splits), or pass a group id as --group-col {numbers[0]}")
+
+
 def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
                     path: Path, impute: str | None = None) -> pd.DataFrame:
     """Every column of ``frame`` but ``others`` (label, split and group columns), text columns
@@ -759,6 +833,7 @@ def _table_features(frame: pd.DataFrame, others: tuple[str | None, ...],
                          f"({int(features[empty].isna().sum().sum())} in all); {fix}")
     _check_stray_words(features, path)
     text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    _check_identifiers(features, text, path)
     if text:
         features = pd.get_dummies(features, columns=text, dtype=np.float64)
     return features
@@ -798,8 +873,19 @@ def load_table(
     if features.shape[1] == 0:
         raise ValueError(f"{path}: no feature columns besides label_col={label_col!r}; a table "
                          f"needs at least one feature column")
+    matrix = features.to_numpy(np.float64)
+    # pandas reads "inf" and "Infinity" as floats: refused here, naming the column, since the
+    # train statistics would turn them into NaN features (and --impute fills only empty cells).
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        columns = [str(c) for c in features.columns[infinite.any(axis=0)]]
+        rows = np.flatnonzero(infinite.any(axis=1)).tolist()
+        raise ValueError(f"{path}: feature column(s) {columns} hold infinite values "
+                         f"({int(infinite.sum())} cell(s), {'row' if len(rows) == 1 else 'rows'} "
+                         f"{_shown(rows)}); replace them (or empty them and pass --impute "
+                         f"median) or drop those columns")
     labels = {s: codes[splits == s] for s in SPLITS}
-    return _standardised(features.to_numpy(np.float64), labels, splits, names,
+    return _standardised(matrix, labels, splits, names,
                          source=f"{path} (table, label_col={label_col!r}, "
                                 f"{features.shape[1]} features)",
                          what=f"table={str(table)!r}", automatic=automatic, impute=impute,
@@ -840,8 +926,8 @@ def load_features(
                          f"got shape {groups.shape}")
     splits, note = resolve_splits(split, codes, groups=groups, seed=seed,
                                   fractions=split_fractions(fractions), where=where)
-    if note:
-        source = f"{source}; {note}"
+    if note:  # the source names the file already; the notice's prefix would repeat it
+        source = f"{source}; {note.removeprefix(f'{where}: ')}"
     num_classes = int(codes.max()) + 1 if codes.size else 0
     names = tuple(str(c) for c in range(num_classes))
     if class_names is not None:
@@ -857,6 +943,10 @@ def _label_names(given: Any, num_classes: int, where: str) -> tuple[str, ...]:
     if len(names) < num_classes:
         raise ValueError(f"{where}: label_names holds {len(names)} name(s) but y has classes "
                          f"0..{num_classes - 1}; store one name per class")
+    if len(names) > num_classes:  # a class with no sample at all, or names of another file
+        raise ValueError(f"{where}: label_names holds {len(names)} name(s) but y has classes "
+                         f"0..{num_classes - 1}, so {names[num_classes:]} name no sample; store "
+                         f"one name per class of y, or add the samples of those classes")
     seen = [n for i, n in enumerate(names) if n in names[:i]]
     if seen:
         raise ValueError(f"{where}: label_names has the duplicate name(s) {sorted(set(seen))}; "
@@ -1114,24 +1204,26 @@ def _check_targets(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarr
 
 
 def _drop_rare_labels(targets: np.ndarray, names: tuple[str, ...], splits: np.ndarray,
-                      k: int, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """``targets`` without the labels that have fewer than ``k`` positives in some split (a
-    notice names them all); fewer than two labels left is an error."""
+                      k: int, where: str) -> tuple[np.ndarray, tuple[str, ...], str | None]:
+    """``targets`` without the labels that have fewer than ``k`` positives in some split, and
+    the notice that names them all (printed, and kept for the report; None when none was
+    dropped); fewer than two labels left is an error."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"--min-positives should be an integer >= 1, but got {k!r}")
     fewest = np.min([targets[splits == s].sum(axis=0) for s in SPLITS], axis=0)
     drop = np.flatnonzero(fewest < k)
     if not drop.size:
-        return targets, names
+        return targets, names, None
     keep = np.flatnonzero(fewest >= k)
     dropped = [names[j] for j in drop]
     if keep.size < 2:
         raise ValueError(f"{where}: --min-positives {k} would drop {len(dropped)} of "
                          f"{len(names)} labels ({dropped}), leaving {keep.size}; a multi-label "
                          f"study needs at least 2. Pass a smaller --min-positives")
-    _notice(f"{where}: --min-positives {k} dropped {len(dropped)} label(s) with fewer than {k} "
+    note = (f"--min-positives {k} dropped {len(dropped)} label(s) with fewer than {k} "
             f"positive(s) in some split: {dropped}")
-    return targets[:, keep], tuple(names[j] for j in keep)
+    _notice(f"{where}: {note}")
+    return targets[:, keep], tuple(names[j] for j in keep), note
 
 
 def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
@@ -1155,10 +1247,13 @@ def _assemble(X: np.ndarray, targets: np.ndarray, names: tuple[str, ...], *,
                              f"got shape {groups.shape}")
     splits, note = resolve_splits(split, targets, groups=groups, seed=seed,
                                   fractions=split_fractions(fractions), where=where)
-    if note:
-        source = f"{source}; {note}"
+    if note:  # the source names the file already; the notice's prefix would repeat it
+        source = f"{source}; {note.removeprefix(f'{where}: ')}"
     if min_positives is not None:
-        targets, names = _drop_rare_labels(targets, names, splits, min_positives, where)
+        targets, names, dropped = _drop_rare_labels(targets, names, splits, min_positives,
+                                                    where)
+        if dropped:  # the report's data line keeps it (the notice scrolls away)
+            source = f"{source}; {dropped}"
     _check_targets(targets, names, splits, where)
     scaled = _standardise(X.astype(np.float64), splits, impute, where)
     dense = targets.astype(np.float32)
@@ -1266,6 +1361,9 @@ def load_multilabel_npz(path: str | os.PathLike, *, seed: int = 0,
                          f"store one column per label")
     key = "label_names" if "label_names" in arrays else "names"
     names = arrays[key].astype(str).tolist() if key in arrays else None
+    if names is not None and len(names) != Y.shape[1]:  # before the library's "names has ..."
+        raise ValueError(f"{where}: the array {key!r} holds {len(names)} name(s) but Y has "
+                         f"{Y.shape[1]} columns; store one name per column of Y")
     if names is not None and _duplicates(names):
         raise ValueError(f"{where}: the array {key!r} has the duplicate label name(s) "
                          f"{_duplicates(names)}; give every label (column of Y) its own name")

@@ -343,12 +343,12 @@ def _posthoc_lines(chosen: pd.DataFrame, config: StudyConfig) -> list[str]:
 
 def _tuned_lines(config: StudyConfig) -> list[str]:
     """Which settings came from which tuning run, with its grid and choices."""
-    from balancer.study._config import TUNABLE, load_tuned
+    from balancer.study._config import TUNABLE, load_tuned, read_tuning_record
 
     tuned = config.tuned_from or {}
     taken = tuned.get("settings") or {}
     record = (None if not tuned.get("file") else
-              json.loads(Path(config.tuned_file).read_text()) if config.tuned_file else
+              read_tuning_record(config.tuned_file) if config.tuned_file else
               load_tuned(config.shipped_key()))
     names = [n for n in TUNABLE if n in config.strategies or "+" in n]
     if record is None or not taken:
@@ -686,6 +686,19 @@ def _budget_lines(results: pd.DataFrame,
     return lines
 
 
+def _majority_positive_text(class_names: Any, train_counts: Any, positive: int) -> str:
+    """The report's sentence when the positive class is the common one (see
+    :func:`~balancer.study._config.majority_positive`), flags in backticks."""
+    from balancer.study._config import majority_positive
+
+    note = majority_positive(class_names, train_counts, positive)
+    if note is None:
+        return ""
+    head, flag = note.rsplit("pass ", 1)
+    flag, tail = flag.split(" to ", 1)
+    return f" {head[0].upper()}{head[1:]}pass `{flag}` to {tail}."
+
+
 def _model_text(config: StudyConfig, info: dict[str, Any]) -> str:
     """The model this study trained (as ``default_model`` builds it), in words: a table's MLP
     is not the images' CNN, and ``augment`` means nothing for features."""
@@ -892,6 +905,7 @@ def _write_single_label(results: pd.DataFrame, config: StudyConfig, out: str | P
         f"probabilities, so its NLL and ECE say little)."
         + (f" AUPRC and sensitivity at 95% specificity take **{class_names[config.positive_class]}"
            f"** (class {config.positive_class}) as the positive class (`--positive-class`)."
+           + _majority_positive_text(class_names, counts["train"], config.positive_class)
            if len(class_names) == 2 else ""),
         "",
         "**Data.** Class counts per split:",
