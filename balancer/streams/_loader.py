@@ -269,7 +269,7 @@ class BalancedStreamLoader(DataLoader):
 
     def _anyone_has(self, mine: bool) -> bool:
         """Whether any rank still has a batch of its own (``mine``: this one has)."""
-        flag = torch.tensor([int(mine)])
+        flag = torch.tensor([int(mine)], dtype=torch.int32)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
         return bool(flag[0])
 

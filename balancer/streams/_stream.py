@@ -409,9 +409,11 @@ class BalancedStream(IterableDataset[Any]):
         buffers = StreamBuffers(self.labels.names, self.batch_size, self.buffer_size,
                                 self.wait, rng, where, self.lookahead)
         self._buffers = buffers
-        code = self.labels.code
+        code, add = self.labels.code, buffers.add
         for position, item in items:
-            yield from buffers.add(item, code(item, position, where))
+            ready = add(item, code(item, position, where))
+            if ready:  # most items complete no batch
+                yield from ready
         yield from buffers.finish()
 
     def _read(self, share: Share, epoch: int) -> Iterator[tuple[int, Any]]:
@@ -426,6 +428,9 @@ class BalancedStream(IterableDataset[Any]):
         if callable(set_epoch):
             set_epoch(epoch)  # the source's own shuffling, where it has one, follows the epoch
         step, offset = share.step_offset
+        if step == 1:  # the whole source is this share's (no test per item)
+            yield from enumerate(source)
+            return
         for position, item in enumerate(source):
             if position % step == offset:
                 yield position, item
