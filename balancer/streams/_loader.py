@@ -12,6 +12,18 @@
 # a fresh iteration arrives in that order already; a resumed one (whose DataLoader restarts
 # its cycle at worker 0) or one with in_order=False is put back in it, holding at most a few
 # batches per worker.
+
+# Design note: ranks in lock-step, in this loader only (issue 23)
+# Ranks' shares make different numbers of batches (36 and 39 happen), and DDP steps in
+# lock-step, so before every batch the ranks all-reduce one flag, "I still have a batch of my
+# own", and a rank that has run out re-serves batches until no rank has one. Which batches: the
+# epoch's first REPEAT_BATCHES, in turn, not the most recent ones. The first ones are a pure
+# function of the epoch (re-read from the epoch's start, each worker stopping after
+# REPEAT_BATCHES batches, which cannot change the loop's order before that point), so the
+# position needs one more count, `padded`, to resume among them exactly, with any number of
+# workers; the most recent ones would need every worker to re-make its whole pass and their
+# last batches put back in the loop's round-robin order. The frameworks' layer
+# (integrations/torchrun.py EvenStreamLoader) adds no step agreement of its own.
 """
 
 from __future__ import annotations
@@ -285,7 +297,7 @@ class BalancedStreamLoader(DataLoader):
         # A worker stopped after REPEAT_BATCHES batches changes the turns only after the
         # first REPEAT_BATCHES batches of the loop, so these are the epoch's first ones.
         reader = _OrderedIterator(super().__iter__(), self, _Position(count))
-        first = []
+        first: list[Any] = []
         while len(first) < REPEAT_BATCHES:
             batch = reader._next_batch()
             if batch is _END:
