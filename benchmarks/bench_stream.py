@@ -22,7 +22,7 @@ in one run.
   time, which the other processes on a shared machine do not disturb; with workers the wall
   clock.
 - Ranks in step: the time of the one all-reduced flag per batch that
-  ``balancer.integrations.torchrun.EvenStreamLoader`` adds under several ranks (2 gloo
+  ``balancer.streams.BalancedStreamLoader`` makes under several ranks (2 gloo
   processes on this machine), against the raw decode loader's time per batch.
 - Memory: the most items alive at once during a balanced pass with ``num_workers=0`` (every
   item the source makes is counted while it exists, so this counts what the buffers hold plus
@@ -222,7 +222,7 @@ def memory_bound(loader: Any) -> int:
 
 def _flag_rounds(rank: int, port: int, rounds: int, out: Any) -> None:
     """One of two gloo processes: the seconds ``rounds`` all-reduced flags take, as the
-    EvenStreamLoader makes them (one per batch, MAX of one int32)."""
+    BalancedStreamLoader makes them (one per batch, MAX of one int32)."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -265,7 +265,7 @@ def bench_lockstep(labels: np.ndarray, rounds: int) -> None:
     count, elapsed = timed_pass(raw, 0, time.perf_counter)
     per_batch = elapsed / (count / BATCH_SIZE)
     flag = seconds / rounds
-    print(f"ranks in step (EvenStreamLoader): one all-reduced flag per batch, 2 gloo processes "
+    print(f"ranks in step (BalancedStreamLoader): one all-reduced flag per batch, 2 gloo processes "
           f"on this machine: {flag * 1e6:,.0f} us per batch (mean of {rounds:,}); "
           f"the raw decode loader's time per batch of {BATCH_SIZE}: {per_batch * 1e6:,.0f} us; "
           f"ratio {flag / per_batch:.3f}x")

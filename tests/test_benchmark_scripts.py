@@ -49,4 +49,4 @@ def test_bench_stream_quick_prints_both_ratios_and_the_memory_bound():
         assert served > 0, row
     held = [line for line in done.stdout.splitlines() if "stream.peak_held" in line]
     assert len(held) == 2 and all("x of it" in line for line in held), done.stdout
-    assert "ranks in step (EvenStreamLoader)" in done.stdout and "us per batch" in done.stdout
+    assert "ranks in step (BalancedStreamLoader)" in done.stdout and "us per batch" in done.stdout

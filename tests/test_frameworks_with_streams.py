@@ -107,14 +107,11 @@ def test_the_two_ranks_shares_make_different_numbers_of_batches():
     assert all(len(set(pair)) == 2 for pair in counts), counts
 
 
-@pytest.mark.xfail(strict=True, reason="core bug (balancer/streams/_loader.py): Lightning calls "
-                   "set_epoch only on loader.sampler / loader.batch_sampler.sampler, which a "
-                   "BalancedStreamLoader does not forward, so a plain Trainer repeats epoch 0 "
-                   "and never fine-tunes; balancer.integrations.lightning.balance is exact")
 def test_a_plain_lightning_trainer_given_a_balanced_stream_loader_fine_tunes():
     import lightning as L
 
     phases: list[str] = []
+    served: list[list[list[int]]] = []
     loader = balance(DataLoader(Stream(), batch_size=BATCH_SIZE), "cls", classes=len(COUNTS),
                      schedule=FineTuneSchedule(EPOCHS, FINETUNE), seed=SEED,
                      buffer_size=BUFFER_SIZE)
@@ -126,8 +123,10 @@ def test_a_plain_lightning_trainer_given_a_balanced_stream_loader_fine_tunes():
 
         def on_train_epoch_start(self):
             phases.append(loader.phase)
+            served.append([])
 
         def training_step(self, batch, batch_index):
+            served[-1].append(batch["key"].tolist())
             return nn.functional.cross_entropy(self.net(batch["x"]), batch["cls"])
 
         def configure_optimizers(self):
@@ -139,7 +138,9 @@ def test_a_plain_lightning_trainer_given_a_balanced_stream_loader_fine_tunes():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         trainer.fit(Classifier(), loader)
+    # Lightning's set_epoch on loader.sampler reached the loader: every epoch is its own.
     assert phases == ["balanced"] * (EPOCHS - FINETUNE) + ["finetune"] * FINETUNE
+    assert served == [own_batches(0, epoch, num_replicas=1) for epoch in range(EPOCHS)]
 
 
 def test_lightning_single_device_stream_advances_epochs_and_fine_tunes():
@@ -203,41 +204,72 @@ def test_one_rank_even_loader_serves_the_stream_loaders_batches_and_resumes():
     assert [b["key"].tolist() for b in resumed] == own_batches(0, 1, num_replicas=1)[4:]
 
 
-class WithLongerPeer(EvenStreamLoader):
-    """One rank in this process, as if another rank had ``steps`` batches in the epoch (the
-    all-reduced flag is simulated; ``done``: steps already trained, for a resumed loader)."""
+def with_longer_peer(loader, *, steps: int, done: int = 0):
+    """``loader`` as one rank in step with another rank that has ``steps`` batches in the epoch
+    (the core's all-reduced flag is simulated; ``done``: steps already trained, for a resumed
+    loader)."""
+    count = [done]
 
-    def __init__(self, loader, *, steps: int, done: int = 0, held: int = 0) -> None:
-        super().__init__(loader, held=held)
-        self.steps, self.done = steps, done
+    def anyone_has(mine: bool) -> bool:
+        count[0] += 1
+        return mine or count[0] <= steps
 
-    def _anyone_has(self, mine: bool) -> bool:
-        self.done += 1
-        return mine or self.done <= self.steps
+    loader._in_step = True
+    loader._anyone_has = anyone_has
+    return loader
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("stop", [5, "own - 1", "own + 1", "own + 5"])
-def test_a_rank_that_ends_first_repeats_its_first_batches_and_resumes_exactly(stop):
-    """A rank whose share ends first repeats the first batches of its epoch until the longest
-    rank ends; a position saved anywhere (held=1, as under Lightning) -- among its own batches
-    or among the repeats, after a resume or not -- continues with exactly the rest."""
+def test_a_rank_that_ends_first_repeats_its_first_batches_and_resumes_exactly(stop, num_workers):
+    """A rank whose share ends first re-serves the first batches of its epoch (the stream
+    loader's one lock-step) until the longest rank ends; a position saved anywhere through an
+    EvenStreamLoader (held=1, as under Lightning) -- among its own batches or among the
+    repeats, after a resume or not -- continues with exactly the rest."""
     epoch, extra = 1, 6
-    own = own_batches(0, epoch, num_replicas=1)
+    plain = stream_loader(num_workers=num_workers)
+    plain.set_epoch(epoch)
+    own = [b["key"].tolist() for b in plain]  # this rank's own batches, in the loop's order
+    if num_workers == 0:
+        assert own == own_batches(0, epoch, num_replicas=1)
     full = own + (own[:4] + own[:4])[:extra]
-    even = WithLongerPeer(stream_loader(), steps=len(own) + extra)
-    even.set_epoch(epoch)
-    assert [b["key"].tolist() for b in even] == full
+
+    def build(done: int = 0):
+        return with_longer_peer(stream_loader(num_workers=num_workers),
+                                steps=len(own) + extra, done=done)
+
+    core = build()
+    core.set_epoch(epoch)
+    assert [b["key"].tolist() for b in core] == full
+    assert core.padded_batches == extra
     stop = eval(stop, {"own": len(own)}) if isinstance(stop, str) else stop
-    first = WithLongerPeer(stream_loader(), steps=len(own) + extra, held=1)
+    first = EvenStreamLoader(build(), held=1)
     first.set_epoch(epoch)
     iterator = iter(first)
     for _ in range(stop + 1):  # the consumer holds one batch beyond the `stop` trained
         next(iterator)
-    resumed = WithLongerPeer(stream_loader(), steps=len(own) + extra, done=stop, held=1)
+    resumed = EvenStreamLoader(build(done=stop), held=1)
     resumed.load_state_dict(first.state_dict())
     resumed.set_epoch(epoch)
     assert [b["key"].tolist() for b in resumed] == full[stop:]
-    assert resumed.state_dict()["ranks"][0]["loader"]["epoch"] == epoch + 1
+    assert resumed.state_dict()["ranks"][0]["epoch"] == epoch + 1
+
+
+def test_even_loader_adds_no_lock_step_of_its_own():
+    """EvenStreamLoader serves what the stream loader serves: the steps are agreed once."""
+    calls = [0]
+    core = with_longer_peer(stream_loader(), steps=0)
+    agree = core._anyone_has
+
+    def counted(mine: bool) -> bool:
+        calls[0] += 1
+        return agree(mine)
+
+    core._anyone_has = counted
+    even = EvenStreamLoader(core)
+    even.set_epoch(0)
+    served = list(even)
+    assert calls[0] == len(served) + 1  # one agreement per step, and the one that ends it
 
 
 def test_even_loader_refuses_what_it_cannot_keep_in_step():
@@ -249,8 +281,8 @@ def test_even_loader_refuses_what_it_cannot_keep_in_step():
         EvenStreamLoader(stream_loader(num_replicas=2, rank=1))
     with pytest.raises(ValueError, match=r"held should be .*got held=-1.*fetches ahead"):
         EvenStreamLoader(stream_loader(), held=-1)
-    with pytest.raises(ValueError, match=r"repeat_from should be .*got repeat_from=0"):
-        EvenStreamLoader(stream_loader(), repeat_from=0)
+    with pytest.raises(ValueError, match=r"held should be .*got held=2.*fetches ahead"):
+        EvenStreamLoader(stream_loader(), held=2)
     with pytest.raises(TypeError, match=r"transfer should be a function of a batch.*got str"):
         EvenStreamLoader(stream_loader(), transfer="cuda")
     even = EvenStreamLoader(stream_loader())
@@ -259,7 +291,9 @@ def test_even_loader_refuses_what_it_cannot_keep_in_step():
         even.load_state_dict({"epoch": 1})
     with pytest.raises(ValueError, match=r"saved by 2 rank\(s\).*num_replicas=1.*resume with "
                                          r"2 rank"):
-        even.load_state_dict({"version": 1, "ranks": [{}, {}]})
+        even.load_state_dict({"version": 2, "ranks": [{}, {}]})
+    with pytest.raises(ValueError, match=r"state should be a dict from .*\(version 2\)"):
+        even.load_state_dict({"version": 1, "ranks": [{}]})  # the former two-lock-step state
 
 
 def test_accelerate_prepare_of_a_stream_in_one_process_serves_the_plan():

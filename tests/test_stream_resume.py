@@ -171,9 +171,12 @@ def test_a_state_from_other_settings_or_workers_is_refused():
     with pytest.raises(TypeError, match=r"state should be a dict from BalancedStream"):
         make_loader(Records(codes)).load_state_dict([1])
     broken = dict(state, batches_done=[1, -1])
-    with pytest.raises(ValueError, match=r"state\['batches_done'\], \['ended'\] or \['turn'\] is "
-                                         r"not what state_dict\(\) writes"):
+    with pytest.raises(ValueError, match=r"state\['batches_done'\], \['ended'\], \['turn'\] or "
+                                         r"\['padded'\] is not what state_dict\(\) writes"):
         make_loader(Records(codes), 2).load_state_dict(broken)
+    # Re-served batches are counted only once every worker's pass has ended.
+    with pytest.raises(ValueError, match=r"\['padded'\] is not what state_dict\(\) writes"):
+        make_loader(Records(codes), 2).load_state_dict(dict(state, padded=1))
 
 
 def test_advancing_an_iteration_ended_by_set_epoch_is_refused():

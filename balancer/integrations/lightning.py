@@ -94,10 +94,10 @@ def balance(trainer: Any, loader: DataLoader, labels: Any = None, *, finetune_ep
 
     A ``loader`` over an ``IterableDataset`` (a stream) gives a balanced stream instead
     (``classes=`` is then required, and ``buffer_size=``, ``wait=``, ``split=`` are the
-    stream's): each rank balances its share of the stream, and the returned loader keeps the
-    ranks in step (a rank whose share has ended repeats the first batches of its epoch while
-    another still has batches), receives Lightning's ``set_epoch`` and saves its position in
-    Lightning's checkpoints; see :class:`~balancer.integrations.torchrun.EvenStreamLoader`.
+    stream's): each rank balances its share of the stream, the stream loader keeps the ranks in
+    step (a rank whose share has ended re-serves the first batches of its epoch while another
+    still has batches), and the returned loader receives Lightning's ``set_epoch`` and saves
+    every rank's position in Lightning's checkpoints; see :class:`~balancer.integrations.torchrun.EvenStreamLoader`.
     """
     max_epochs = getattr(trainer, "max_epochs", None)
     if max_epochs is None or max_epochs < 1:

@@ -82,6 +82,9 @@ class ItemLabels:
     def code(self, item: Any, position: int, where: str) -> int:
         """The class code of ``item``, the ``position``-th (0-based) item of ``where``."""
         label = self._label(item, position, where)
+        # Fast path for the common case (one call per item of a stream): a plain int code.
+        if type(label) is int and self._codes is None and 0 <= label < len(self.names):
+            return label
         label = _plain(label)
         if isinstance(label, (list, tuple, set, frozenset)) or _size(label) > 1:
             raise ValueError(f"item {position} of {where} has several labels ({label!r}): "

@@ -74,15 +74,21 @@ class StreamBuffers:
         count = len(self.class_names)
         self._fresh: list[deque[Any]] = [deque() for _ in range(count)]
         self._reuse: list[deque[Any]] = [deque(maxlen=buffer_size) for _ in range(count)]
-        self._seen = np.zeros(count, dtype=bool)
+        # Plain lists and running counters, not numpy arrays or sums over the classes: the hot
+        # path (one `add` per item) costs O(1) whatever the number of classes.
+        self._seen = [False] * count
+        self._unseen = count
         self._active: list[int] = []  # classes taking part in batches, in code order
-        self._quota = np.zeros(count, dtype=np.int64)
-        self._order: np.ndarray = np.zeros(0, dtype=np.int64)  # the extras' rotation
+        self._quota = [0] * count
+        # The fresh items at which a class forces a batch: L * max(q_c, 1).
+        self._trigger = [lookahead] * count
+        self._order: list[int] = []  # the extras' rotation
         self._extra_at = 0
         self._warming = True
         self.items_read = 0
         self.batches = 0
         self.fresh_held = 0
+        self._reuse_held = 0
         self.peak_held = 0
         self.fresh_served = 0
         self.reused = 0
@@ -92,35 +98,38 @@ class StreamBuffers:
     @property
     def items_held(self) -> int:
         """Items held now: fresh ones waiting plus those in the reuse buffers."""
-        return self.fresh_held + sum(len(buffer) for buffer in self._reuse)
+        return self.fresh_held + self._reuse_held
 
     @property
     def warming_up(self) -> bool:
         return self._warming
 
-    def add(self, item: Any, code: int) -> Iterator[list[Any]]:
-        """Take one item of class ``code``; yield the batches it completes (often none)."""
-        self._fresh[code].append(item)
+    def add(self, item: Any, code: int) -> list[list[Any]]:
+        """Take one item of class ``code``; return the batches it completes (often none)."""
+        fresh = self._fresh[code]
+        fresh.append(item)
         self.fresh_held += 1
         self.items_read += 1
-        held = self.items_held
+        held = self.fresh_held + self._reuse_held
         if held > self.peak_held:
             self.peak_held = held
         first_of_class = not self._seen[code]
-        self._seen[code] = True
+        if first_of_class:
+            self._seen[code] = True
+            self._unseen -= 1
         if self._warming:
             if self.items_read < self.batch_size:
-                return
-            if not self._seen.all() and self.items_read < self.wait:
-                return
+                return _NONE
+            if self._unseen and self.items_read < self.wait:
+                return _NONE
             self._end_warm_up()
-            yield from self._emit_ready()
-            return
+            return self._emit_ready()
         if first_of_class:  # a class joining after the warm-up: new quotas for everyone
             self._set_active()
-            yield from self._emit_ready()
-        elif len(self._fresh[code]) >= self.lookahead * max(int(self._quota[code]), 1):
-            yield from self._emit_ready()
+            return self._emit_ready()
+        if len(fresh) >= self._trigger[code]:
+            return self._emit_ready()
+        return _NONE
 
     def finish(self) -> Iterator[list[Any]]:
         """End of the pass: the batches that serve every fresh item left (full-size, balanced)."""
@@ -138,58 +147,82 @@ class StreamBuffers:
     # ------------------------------------------------------------------ internals
     def _end_warm_up(self) -> None:
         self._warming = False
-        missing = [self.class_names[c] for c in np.flatnonzero(~self._seen)]
+        missing = [self.class_names[c] for c, seen in enumerate(self._seen) if not seen]
         if missing:
             self.missing_warned = missing
             warnings.warn(
                 f"{self._where}: no item of class(es) {missing} among the first "
                 f"{self.items_read} items read (wait={self.wait}); batches are balanced over the "
-                f"{int(self._seen.sum())} classes seen until each missing class's first item "
-                f"arrives. Raise wait= (or buffer_size=) to wait longer, or check classes=",
+                f"{len(self._seen) - self._unseen} classes seen until each missing class's "
+                f"first item arrives. Raise wait= (or buffer_size=) to wait longer, or check "
+                f"classes=",
                 UserWarning, stacklevel=4)
         self._set_active()
 
     def _set_active(self) -> None:
-        self._active = [int(c) for c in np.flatnonzero(self._seen)]
-        self._order = self._rng.permutation(np.asarray(self._active, dtype=np.int64))
+        self._active = [c for c, seen in enumerate(self._seen) if seen]
+        self._order = self._rng.permutation(np.asarray(self._active, dtype=np.int64)).tolist()
         self._extra_at = 0
         self._set_quotas()
 
     def _set_quotas(self) -> None:
+        # Once per batch: O(C) in plain Python, no arrays allocated.
         count = len(self._active)
         base, extra = divmod(self.batch_size, count)
-        self._quota[:] = 0
-        self._quota[self._active] = base
-        if extra:
-            window = (self._extra_at + np.arange(extra)) % count
-            self._quota[self._order[window]] += 1
+        quota, trigger, lookahead = self._quota, self._trigger, self.lookahead
+        for c in self._active:
+            quota[c] = base
+        order, at = self._order, self._extra_at
+        for step in range(extra):
+            quota[order[(at + step) % count]] += 1
+        for c in self._active:
+            trigger[c] = lookahead * max(quota[c], 1)
 
-    def _emit_ready(self) -> Iterator[list[Any]]:
+    def _emit_ready(self) -> list[list[Any]]:
         # A class without a slot in this batch (B < n) still forces batches once it holds L
         # items: the slots rotate, so it gets one within ceil(n / B) batches.
-        lookahead, quota = self.lookahead, self._quota
-        while any(len(self._fresh[c]) >= lookahead * max(int(quota[c]), 1)
-                  for c in self._active):
-            yield self._batch()
+        fresh, trigger, active = self._fresh, self._trigger, self._active
+        batches: list[list[Any]] = []
+        while any(len(fresh[c]) >= trigger[c] for c in active):
+            batches.append(self._batch())
+        return batches
 
     def _batch(self) -> list[Any]:
         batch: list[Any] = []
+        room = self.buffer_size
+        quotas, all_fresh, all_reuse = self._quota, self._fresh, self._reuse
+        taken = reused = 0
         for c in self._active:
-            quota = int(self._quota[c])
-            fresh, reuse = self._fresh[c], self._reuse[c]
-            take = min(quota, len(fresh))
-            for _ in range(take):
-                item = fresh.popleft()
-                batch.append(item)
-                reuse.append(item)  # the deque drops its left end beyond buffer_size
-            for _ in range(quota - take):
-                item = reuse.popleft()
-                reuse.append(item)
-                batch.append(item)
-            self.fresh_held -= take
-            self.fresh_served += take
-            self.reused += quota - take
+            quota = quotas[c]
+            fresh, reuse = all_fresh[c], all_reuse[c]
+            take = quota if quota <= len(fresh) else len(fresh)
+            if take:
+                items = [fresh.popleft() for _ in range(take)]
+                batch += items
+                # The deque drops its left end beyond buffer_size.
+                self._reuse_held += min(take, room - len(reuse))
+                reuse.extend(items)
+            need = quota - take
+            if need:  # the rest from the reuse buffer's left end, put back at its right
+                if need <= len(reuse):
+                    items = [reuse.popleft() for _ in range(need)]
+                    reuse.extend(items)
+                    batch += items
+                else:  # fewer items than slots: round robin through them, one at a time
+                    for _ in range(need):
+                        item = reuse.popleft()
+                        reuse.append(item)
+                        batch.append(item)
+                reused += need
+            taken += take
+        self.fresh_held -= taken
+        self.fresh_served += taken
+        self.reused += reused
         self.batches += 1
-        self._extra_at = (self._extra_at + self.batch_size % len(self._active)) % len(self._active)
+        count = len(self._active)
+        self._extra_at = (self._extra_at + self.batch_size % count) % count
         self._set_quotas()
-        return [batch[i] for i in self._rng.permutation(len(batch))]
+        return [batch[i] for i in self._rng.permutation(len(batch)).tolist()]
+
+
+_NONE: list[list[Any]] = []  # shared, never appended to: most items complete no batch

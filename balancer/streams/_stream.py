@@ -32,8 +32,9 @@ SPLITS: tuple[Split, ...] = ("auto", "position", "source")
 _STATE_VERSION = 1
 _DEFAULT_BUFFER_SIZE = 256
 _DEFAULT_LOOKAHEAD = 4
-# Recent batches a rank that ran out re-serves while other ranks finish (BalancedStreamLoader).
-STOCK_BATCHES = 4
+# The epoch's first batches, which a rank that ran out re-serves while other ranks finish
+# (BalancedStreamLoader).
+REPEAT_BATCHES = 4
 
 # webdataset's own splitters, recognised by name in a pipeline's stages.
 _WDS_NODE_SPLITTERS = frozenset({"split_by_node"})
@@ -87,8 +88,7 @@ class Share:
 class Tagged(NamedTuple):
     """What a stream yields to :class:`~balancer.streams.BalancedStreamLoader`'s workers: one
     batch (``batch is None``: the worker's pass ended), which worker made it, how many batches
-    it made before it in this pass (-1: a batch to keep for re-serving, not to serve), and the
-    most items its buffers have held so far."""
+    it made before it in this pass, and the most items its buffers have held so far."""
 
     worker: int
     number: int
@@ -255,7 +255,8 @@ class BalancedStream(IterableDataset[Any]):
         self._resume_items = 0
         self._resume_finished = False
         # Loader mode: where each worker starts, in shared memory so that persistent workers
-        # see it too: [epoch, batches made by worker 0..W-1, worker 0..W-1 ended (0/1)].
+        # see it too: [epoch, batches made by worker 0..W-1, worker 0..W-1 ended (0/1), the
+        # most batches each worker makes in this pass (0: no limit)].
         self._start: torch.Tensor | None = None
         self._tagged = False
         self._served = 0
@@ -373,32 +374,25 @@ class BalancedStream(IterableDataset[Any]):
         self._finished = True
 
     def _tagged_pass(self, worker: int, num_workers: int) -> Iterator[Tagged]:
-        skip, ended, stock = 0, False, False
+        skip, ended, limit = 0, False, 0
         if self._start is not None:
             start = self._start.tolist()
             self.epoch = start[0]  # a persistent worker's copy hears of set_epoch only here
             skip, ended = start[1 + worker], bool(start[1 + num_workers + worker])
-            stock = bool(start[1 + 2 * num_workers])
-        return self._tagged_from(worker, num_workers, skip, ended, stock)
+            limit = start[1 + 2 * num_workers]
+        return self._tagged_from(worker, num_workers, skip, ended, limit)
 
     def _tagged_from(self, worker: int, num_workers: int, skip: int, ended: bool,
-                     stock: bool) -> Iterator[Tagged]:
+                     limit: int) -> Iterator[Tagged]:
         number = skip
         if not ended:
             for made, batch in enumerate(self._batches(worker, num_workers)):
+                if limit and made >= limit:  # the loader re-reads the epoch's first batches
+                    break
                 if made < skip:
                     continue
                 yield Tagged(worker, number, self.peak_held, batch)
                 number += 1
-        elif stock:
-            # Resumed after this worker's pass had ended, under ranks kept in step: re-make the
-            # pass and hand over its last batches (number -1: not to serve), which the loader
-            # re-serves if its rank runs out before the others.
-            last: list[list[Any]] = []
-            for batch in self._batches(worker, num_workers):
-                last = [*last[1 - STOCK_BATCHES:], batch]  # the last STOCK_BATCHES
-            for batch in last:
-                yield Tagged(worker, -1, self.peak_held, batch)
         yield Tagged(worker, number, self.peak_held, None)
 
     def _batches(self, worker: int, num_workers: int) -> Iterator[list[Any]]:
@@ -415,9 +409,11 @@ class BalancedStream(IterableDataset[Any]):
         buffers = StreamBuffers(self.labels.names, self.batch_size, self.buffer_size,
                                 self.wait, rng, where, self.lookahead)
         self._buffers = buffers
-        code = self.labels.code
+        code, add = self.labels.code, buffers.add
         for position, item in items:
-            yield from buffers.add(item, code(item, position, where))
+            ready = add(item, code(item, position, where))
+            if ready:  # most items complete no batch
+                yield from ready
         yield from buffers.finish()
 
     def _read(self, share: Share, epoch: int) -> Iterator[tuple[int, Any]]:
@@ -432,6 +428,9 @@ class BalancedStream(IterableDataset[Any]):
         if callable(set_epoch):
             set_epoch(epoch)  # the source's own shuffling, where it has one, follows the epoch
         step, offset = share.step_offset
+        if step == 1:  # the whole source is this share's (no test per item)
+            yield from enumerate(source)
+            return
         for position, item in enumerate(source):
             if position % step == offset:
                 yield position, item
