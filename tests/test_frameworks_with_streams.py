@@ -65,7 +65,9 @@ def test_lightning_ddp_stream_two_processes_in_step_and_ckpt_path_resume(tmp_pat
     check_first_and_rest(tmp_path)
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+# With workers in the slow run only (two launches of two processes each): the default run covers
+# ranks x workers in tests/test_stream_ranks.py, and Accelerate with the 0-worker launch.
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_accelerate_stream_two_processes_in_step_and_save_state_resume(tmp_path, num_workers):
     """With 2 DataLoader workers per process too: the share of each rank is split again between
     its workers, and the stream loader hands their batches out in a fixed order."""
@@ -77,6 +79,10 @@ def test_accelerate_stream_two_processes_in_step_and_save_state_resume(tmp_path,
     check_first_and_rest(tmp_path, num_workers=num_workers)
 
 
+# Slow: Ray's start-up takes most of a minute; the default run keeps one Ray launch (the
+# map-style loader's, in test_integrations), and the stream's lock-step and resume run under
+# Lightning and Accelerate.
+@pytest.mark.slow
 def test_ray_torchtrainer_stream_two_workers_in_step_and_checkpoint_resume(tmp_path):
     pytest.importorskip("ray")
     from test_integrations import RAY_TIMEOUT
