@@ -212,6 +212,10 @@ def check_multilabel_resumes(out: Path) -> dict[str, tuple[list[dict], list[dict
     return runs
 
 
+# Slow (with `make test-all`): the default run keeps the multi-label samplers under one
+# launcher (Accelerate's torchrun, in this file) and every launcher with the default sampler; the
+# adapters reach every sampler kind through the same registry path.
+@pytest.mark.slow
 def test_lightning_ddp_two_processes_multilabel_samplers_and_ckpt_path_resume(tmp_path):
     job = [sys.executable, str(TESTS / "_job_lightning.py"), "--multilabel", *ML_RUNS]
     run_job([*job, "--out", str(tmp_path / "first"), "--ckpt", str(tmp_path / "ckpt")])
@@ -239,6 +243,10 @@ def test_accelerate_torchrun_two_processes_multilabel_samplers_and_save_state_re
             assert after["total_batches"] == total
 
 
+# Slow (with `make test-all`): the default run keeps the multi-label samplers under one
+# launcher (Accelerate's torchrun, in this file) and every launcher with the default sampler; the
+# adapters reach every sampler kind through the same registry path.
+@pytest.mark.slow
 def test_hf_trainer_torchrun_two_processes_multilabel_samplers_and_resume_from_checkpoint(
         tmp_path):
     run_job(torchrun("_job_trainer.py", "--out", str(tmp_path / "first"), "--multilabel",
@@ -254,6 +262,10 @@ def test_hf_trainer_torchrun_two_processes_multilabel_samplers_and_resume_from_c
             assert record["max_steps"] == record["global_step"] == record["total_batches"] == total
 
 
+# Slow (with `make test-all`): the default run keeps the multi-label samplers under one
+# launcher (Accelerate's torchrun, in this file) and every launcher with the default sampler; the
+# adapters reach every sampler kind through the same registry path.
+@pytest.mark.slow
 def test_ray_torchtrainer_two_workers_multilabel_samplers_and_checkpoint_resume(tmp_path):
     run_job([sys.executable, str(TESTS / "_job_ray.py"), "--out", str(tmp_path),
              "--multilabel", *ML_RUNS], timeout=RAY_TIMEOUT)
